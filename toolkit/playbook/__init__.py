@@ -1,0 +1,1 @@
+"""Playbooks: load (YAML with positions) → validate (typed model + semantic checks) → lint (least privilege)."""

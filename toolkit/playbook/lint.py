@@ -1,0 +1,69 @@
+"""Least-privilege advice. Warnings (errors under --strict) and notes (never fail).
+
+The room-booking account should reach room mailboxes and nothing else: impersonation limited by a scope that
+provably matches only rooms, and impersonation rather than delegate FullAccess (which charges every room's traffic
+to one account's throttling budget).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from toolkit import opath
+from toolkit.playbook.diagnostics import Diagnostics
+from toolkit.playbook.load import LoadedDocument
+from toolkit.playbook.model import IMPERSONATION_ROLE, Playbook
+
+MANY_DELEGATE_MAILBOXES = 10
+
+
+def lint(playbook: Playbook, document: LoadedDocument, diagnostics: Diagnostics) -> None:
+    file, positions = document.file, document.positions
+    for index, scope in enumerate(playbook.scopes):
+        if not opath.matches_only_resources(scope.filter_tree()):
+            diagnostics.warning(
+                "scope-not-rooms-only",
+                f"management scope {scope.name!r} can match recipients other than room and equipment mailboxes",
+                file, positions.of_value(("scopes", index, "filter" if scope.filter else "name")),
+                "add 'rooms: true' (or RecipientTypeDetails -eq 'RoomMailbox' -and …) so user and shared mailboxes "
+                "stay out of reach")
+
+    grants = [("role_groups", i, g.name, g.roles, g.scope, g.all_mailboxes) for i, g in enumerate(playbook.role_groups)]
+    grants += [("role_assignments", i, a.assignment_name, [a.role], a.scope, a.all_mailboxes)
+               for i, a in enumerate(playbook.role_assignments)]
+    for section, index, name, roles, scope, all_mailboxes in grants:
+        if IMPERSONATION_ROLE not in roles:
+            continue
+        noun = "role group" if section == "role_groups" else "role assignment"
+        if all_mailboxes:
+            diagnostics.note(
+                "full-impersonation", f"{noun} {name!r} grants ApplicationImpersonation on every mailbox",
+                file, positions.of_value((section, index, "all_mailboxes")),
+                "features such as 'End Event Early' need this; without them, a scope limited to rooms is safer")
+        elif scope is None:
+            diagnostics.warning(
+                "unscoped-impersonation",
+                f"{noun} {name!r} grants ApplicationImpersonation organisation-wide (no scope)",
+                file, positions.of_value((section, index, "name")),
+                "add 'scope: <a scope with rooms: true>'; set 'all_mailboxes: true' only if every mailbox is meant")
+
+    per_user: dict[str, int] = defaultdict(int)
+    first_index: dict[str, int] = {}
+    for index, delegate in enumerate(playbook.delegates):
+        if "FullAccess" in delegate.access_rights:
+            diagnostics.warning(
+                "delegate-access",
+                f"delegate FullAccess for {delegate.user!r} on {len(delegate.mailboxes)} mailbox(es)",
+                file, positions.of_value(("delegates", index, "user")),
+                "prefer ApplicationImpersonation limited to rooms: delegate access is charged to one account's "
+                "throttling budget and gives full mailbox rights")
+            per_user[delegate.user.lower()] += len(delegate.mailboxes)
+            first_index.setdefault(delegate.user.lower(), index)
+    for user, count in sorted(per_user.items()):
+        if count > MANY_DELEGATE_MAILBOXES:
+            diagnostics.warning(
+                "many-delegate-mailboxes",
+                f"{user!r} gets delegate FullAccess on {count} mailboxes (more than {MANY_DELEGATE_MAILBOXES})",
+                file, positions.of_value(("delegates", first_index[user], "mailboxes")),
+                "a delegate syncing many rooms hits EWS concurrency throttling (ErrorExceededConnectionCount, "
+                "ErrorServerBusy); use impersonation instead")

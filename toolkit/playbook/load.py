@@ -1,0 +1,199 @@
+"""Load a playbook: YAML → plain data with the line and column of every key and value, variables expanded.
+
+Variables: the playbook's ``vars:`` are defaults; values supplied later (inventory, ``--var``) override them.
+A value that is exactly ``{{ name }}`` takes the variable's value as is (a list stays a list); any other value
+containing ``{{ … }}`` is rendered as text by a sandboxed Jinja2 environment with ``StrictUndefined``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
+from toolkit.playbook.diagnostics import Diagnostics, Position
+
+PathKey = tuple[str | int, ...]
+
+_WHOLE_VARIABLE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_JINJA = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+@dataclass
+class Positions:
+    """Where each value (and each mapping key) of a document stands. Paths are tuples of keys and indexes."""
+
+    values: dict[PathKey, Position] = field(default_factory=dict)
+    keys: dict[PathKey, Position] = field(default_factory=dict)
+    quoted: set[PathKey] = field(default_factory=set)
+
+    def of_value(self, path: PathKey) -> Position:
+        """The position of the value at ``path``, or of the nearest enclosing node that has one."""
+        probe = tuple(path)
+        while probe:
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), Position(1, 1))
+
+    def of_key(self, path: PathKey) -> Position:
+        return self.keys.get(tuple(path)) or self.of_value(path)
+
+
+@dataclass
+class LoadedDocument:
+    file: str
+    data: Any
+    positions: Positions
+    source: str
+
+
+def _record(node: Any, path: PathKey, positions: Positions) -> Any:
+    """Convert ruamel nodes to plain data, recording positions (ruamel's are 0-based)."""
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for key in node:
+            child = (*path, str(key))
+            key_line, key_col = node.lc.key(key)
+            value_line, value_col = node.lc.value(key)
+            positions.keys[child] = Position(key_line + 1, key_col + 1)
+            positions.values[child] = Position(value_line + 1, value_col + 1)
+            value = node[key]
+            if isinstance(value, (SingleQuotedScalarString, DoubleQuotedScalarString)):
+                positions.quoted.add(child)
+            out[str(key)] = _record(value, child, positions)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for index, value in enumerate(node):
+            line, col = node.lc.item(index)
+            positions.values[(*path, index)] = Position(line + 1, col + 1)
+            if isinstance(value, (SingleQuotedScalarString, DoubleQuotedScalarString)):
+                positions.quoted.add((*path, index))
+            items.append(_record(value, (*path, index), positions))
+        return items
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return str(node)
+
+
+def parse_yaml(text: str, file: str, diagnostics: Diagnostics) -> LoadedDocument | None:
+    """Parse YAML text; syntax errors become diagnostics."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    positions = Positions()
+    try:
+        node = yaml.load(text)
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        diagnostics.error("duplicate-key", _first_line(exc.problem or "duplicate key"), file,
+                          Position(mark.line + 1, mark.column + 1), "each key may appear once in a mapping")
+        return None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
+        diagnostics.error("yaml-syntax", f"YAML syntax error: {exc.problem or exc.context}", file, position,
+                          "check indentation, colons and quotes around this place")
+        return None
+    positions.values[()] = Position(1, 1)
+    return LoadedDocument(file, _record(node, (), positions), positions, text)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def load_playbook(path: str | Path, diagnostics: Diagnostics,
+                  supplied_vars: Mapping[str, Any] | None = None) -> LoadedDocument | None:
+    """Read and parse a playbook file and expand its variables. Problems go to ``diagnostics``."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        diagnostics.error("file-not-found", f"no such playbook file: {file}", file, Position(1, 1),
+                          "check the path; playbooks are YAML files such as playbooks/classic.yaml")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        diagnostics.error("file-unreadable", f"cannot read the playbook: {exc}", file, Position(1, 1),
+                          "playbooks must be readable UTF-8 text")
+        return None
+    document = parse_yaml(text, file, diagnostics)
+    if document is None:
+        return None
+    if not isinstance(document.data, dict):
+        diagnostics.error("not-a-mapping", "a playbook must be a YAML mapping (key: value pairs)", file,
+                          Position(1, 1), "start with 'exkit: 1' and 'name: …'")
+        return None
+    expand_variables(document, diagnostics, supplied_vars or {})
+    return document
+
+
+def expand_variables(document: LoadedDocument, diagnostics: Diagnostics, supplied: Mapping[str, Any]) -> None:
+    """Replace ``{{ name }}`` in every value outside ``vars:`` (in place)."""
+    data = document.data
+    declared = data.get("vars") or {}
+    if not isinstance(declared, dict):
+        declared = {}
+    for name in declared:
+        if not _VARIABLE_NAME.match(name):
+            diagnostics.error("bad-variable-name", f"invalid variable name {name!r}", document.file,
+                              document.positions.of_key(("vars", name)),
+                              "variable names are letters, digits and underscores, not starting with a digit")
+    variables = {**declared, **supplied}
+    for key in list(data):
+        if key != "vars":
+            data[key] = _expand(data[key], (key,), variables, document, diagnostics)
+
+
+def _expand(value: Any, path: PathKey, variables: Mapping[str, Any], document: LoadedDocument,
+            diagnostics: Diagnostics) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, (*path, k), variables, document, diagnostics) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, (*path, i), variables, document, diagnostics) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "{{" not in value and "{%" not in value:
+        return value
+    whole = _WHOLE_VARIABLE.match(value)
+    if whole:
+        name = whole.group(1)
+        if name in variables:
+            return variables[name]
+        _undefined(name, path, variables, document, diagnostics)
+        return value
+    try:
+        return _JINJA.from_string(value).render(**variables)
+    except jinja2.UndefinedError as exc:
+        match = re.search(r"'([^']+)' is undefined", str(exc))
+        _undefined(match.group(1) if match else value, path, variables, document, diagnostics)
+    except jinja2.TemplateError as exc:
+        diagnostics.error("bad-template", f"cannot expand variables in this value: {exc}", document.file,
+                          document.positions.of_value(path), "write variables as {{ name }}")
+    return value
+
+
+def _undefined(name: str, path: PathKey, variables: Mapping[str, Any], document: LoadedDocument,
+               diagnostics: Diagnostics) -> None:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(variables), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint += f"define it under 'vars:', in the inventory, or with --var {name}=VALUE"
+    diagnostics.error("undefined-variable", f"undefined variable {name!r}", document.file,
+                      document.positions.of_value(path), hint)

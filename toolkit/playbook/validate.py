@@ -1,0 +1,286 @@
+"""Validate a loaded playbook: typed model + cross-references, every problem reported at once with its position."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from toolkit.playbook import lint
+from toolkit.playbook.diagnostics import Diagnostics, PlaybookError, Position
+from toolkit.playbook.load import LoadedDocument, PathKey, load_playbook
+from toolkit.playbook.model import KNOWN_ROLES, SECTION_NOUNS, Playbook
+from toolkit.render.quoting import find_unsafe_character
+
+
+def validate_document(document: LoadedDocument, diagnostics: Diagnostics) -> Playbook | None:
+    """Check a loaded document; return the model when it has no errors (warnings may remain)."""
+    before = len(diagnostics.errors)
+    _check_characters(document, diagnostics)
+    playbook: Playbook | None = None
+    try:
+        playbook = Playbook.model_validate(document.data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            _report_model_error(error, document, diagnostics)
+    _check_references(document, diagnostics)
+    if playbook is not None:
+        lint.lint(playbook, document, diagnostics)
+    return playbook if len(diagnostics.errors) == before else None
+
+
+def load_and_validate(path: str | Path, supplied_vars: Mapping[str, Any] | None = None,
+                      diagnostics: Diagnostics | None = None) -> tuple[Playbook | None, Diagnostics]:
+    """Load + validate one playbook file. Returns the model (None on errors) and all diagnostics."""
+    diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+    document = load_playbook(path, diagnostics, supplied_vars)
+    if document is None:
+        return None, diagnostics
+    return validate_document(document, diagnostics), diagnostics
+
+
+def require_playbook(path: str | Path, supplied_vars: Mapping[str, Any] | None = None) -> tuple[Playbook, Diagnostics]:
+    """Like :func:`load_and_validate`, but raise :class:`PlaybookError` when there are errors."""
+    playbook, diagnostics = load_and_validate(path, supplied_vars)
+    if playbook is None:
+        raise PlaybookError(diagnostics)
+    return playbook, diagnostics
+
+
+def _walk_strings(value: Any, path: PathKey) -> Iterator[tuple[PathKey, str]]:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _walk_strings(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _walk_strings(child, (*path, index))
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _check_characters(document: LoadedDocument, diagnostics: Diagnostics) -> None:
+    for path, text in _walk_strings(document.data, ()):
+        found = find_unsafe_character(text)
+        if found is not None:
+            diagnostics.error(
+                "control-character", f"value contains the control character {found[1]}", document.file,
+                document.positions.of_value(path),
+                "values are written into PowerShell and may not contain control characters (line breaks, tabs, NUL)")
+
+
+def _model_at(path: PathKey) -> type[BaseModel] | None:
+    """The pydantic model that describes the mapping at ``path`` (for did-you-mean on unknown keys)."""
+    model: type[BaseModel] | None = Playbook
+    for part in path:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _where(path: PathKey) -> str:
+    """'role group #2' style description of the object at a path."""
+    if len(path) >= 2 and path[0] in SECTION_NOUNS and isinstance(path[1], int):
+        return f"{SECTION_NOUNS[str(path[0])]} #{path[1] + 1}"
+    if len(path) >= 2 and path[0] == "vars":
+        return f"variable {path[1]!r}"
+    return "the playbook"
+
+
+def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diagnostics: Diagnostics) -> None:
+    path: PathKey = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "list["))))
+    # pydantic adds union branch names (e.g. 'str', 'list[str]') to the location; drop anything not in the data.
+    path = _existing_prefix(document.data, path, error["type"])
+    kind, file, positions = error["type"], document.file, document.positions
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        model = _model_at(path[:-1])
+        choices = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(key, choices, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else ("allowed keys: " + ", ".join(choices) if choices else "")
+        diagnostics.error("unknown-key", f"unknown key {key!r} in {_where(path)}", file, positions.of_key(path), hint)
+    elif kind == "missing":
+        key = str(path[-1])
+        diagnostics.error("missing-key", f"missing required key {key!r} in {_where(path)}", file,
+                          positions.of_value(path[:-1]), f"add '{key}: …' here")
+    elif kind == "exkit":
+        context = error.get("ctx") or {}
+        position = positions.of_value(path)
+        offset = context.get("offset")
+        if offset is not None:
+            position = _offset_position(document, path, position, int(offset))
+        diagnostics.error("invalid-value", str(context.get("message", error["msg"])), file, position,
+                          str(context.get("hint", "")))
+    elif kind == "literal_error":
+        expected = (error.get("ctx") or {}).get("expected", "")
+        diagnostics.error("invalid-value", f"{_describe_key(path)} must be {expected}, not {error['input']!r}",
+                          file, positions.of_value(path), f"use {expected}")
+    elif kind == "too_short":
+        diagnostics.error("empty-list", f"{_describe_key(path)} needs at least one entry", file,
+                          positions.of_value(path), "list at least one value")
+    else:
+        message = error["msg"]
+        expected = {"string_type": "text", "bool_type": "true or false", "bool_parsing": "true or false",
+                    "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
+                    "int_type": "a whole number", "int_parsing": "a whole number"}.get(kind)
+        if expected:
+            message = f"{_describe_key(path)} must be {expected}, not {_describe_input(error.get('input'))}"
+        diagnostics.error("wrong-type", message, file, positions.of_value(path), _type_hint(kind))
+
+
+def _existing_prefix(data: Any, path: PathKey, kind: str) -> PathKey:
+    out: list[str | int] = []
+    node = data
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            out.append(part)
+            node = node[part]
+        elif kind in ("missing", "extra_forbidden") and isinstance(node, dict) and isinstance(part, str):
+            out.append(part)
+            break
+        elif isinstance(node, (dict, list)):
+            continue
+        else:
+            break
+    return tuple(out)
+
+
+def _describe_key(path: PathKey) -> str:
+    names = [str(p) for p in path if isinstance(p, str)]
+    return f"'{names[-1]}' in {_where(path)}" if names else "the playbook"
+
+
+def _describe_input(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "empty"
+    return repr(value)
+
+
+def _type_hint(kind: str) -> str:
+    return {
+        "bool_type": "write true or false without quotes", "bool_parsing": "write true or false without quotes",
+        "list_type": "write a YAML list: one '- item' per line, or [a, b]",
+        "dict_type": "write key: value pairs indented under this key", "model_type": "write key: value pairs",
+        "string_type": "quote the value to make it text",
+    }.get(kind, "")
+
+
+def _offset_position(document: LoadedDocument, path: PathKey, position: Position, offset: int) -> Position:
+    """Point into a one-line scalar: the column of character ``offset`` of its value."""
+    line_text = document.source.splitlines()[position.line - 1] if document.source else ""
+    rest = line_text[position.column - 1:]
+    if rest.startswith(("|", ">")):
+        return position
+    shift = 1 if path in document.positions.quoted else 0
+    return Position(position.line, position.column + shift + offset)
+
+
+def _entries(data: Mapping[str, Any], section: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    items = data.get(section)
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                yield index, item
+
+
+def _check_references(document: LoadedDocument, diagnostics: Diagnostics) -> None:
+    data, file, positions = document.data, document.file, document.positions
+    if not isinstance(data, dict):
+        return
+    declared: dict[str, dict[str, int]] = {}
+    for section in ("scopes", "role_groups", "role_assignments"):
+        seen: dict[str, int] = {}
+        for index, item in _entries(data, section):
+            name = item.get("name")
+            if section == "role_assignments" and not name:
+                role, who = item.get("role"), item.get("user") or item.get("security_group") or item.get("role_group")
+                name = f"{role}-{who}" if isinstance(role, str) and isinstance(who, str) else None
+            if not isinstance(name, str):
+                continue
+            if name.lower() in seen:
+                diagnostics.error(
+                    "duplicate-name", f"duplicate {SECTION_NOUNS[section]} name {name!r}", file,
+                    positions.of_value((section, index, "name") if "name" in item else (section, index)),
+                    f"already declared as {SECTION_NOUNS[section]} #{seen[name.lower()] + 1}; names must be unique "
+                    "(Exchange compares them case-insensitively)")
+            else:
+                seen[name.lower()] = index
+        declared[section] = seen
+    scope_names = [s["name"] for _, s in _entries(data, "scopes") if isinstance(s.get("name"), str)]
+    group_names = [g["name"] for _, g in _entries(data, "role_groups") if isinstance(g.get("name"), str)]
+    for section in ("role_groups", "role_assignments"):
+        for index, item in _entries(data, section):
+            _check_reference(item, "scope", declared["scopes"], scope_names, "management scope",
+                             (section, index), document, diagnostics)
+            if section == "role_assignments":
+                _check_reference(item, "role_group", declared["role_groups"], group_names, "role group",
+                                 (section, index), document, diagnostics)
+            roles = item.get("roles") if section == "role_groups" else [item.get("role")]
+            roles = [roles] if isinstance(roles, str) else roles
+            for role_index, role in enumerate(roles if isinstance(roles, list) else []):
+                role_path = (section, index, "roles", role_index) if section == "role_groups" else (
+                    section, index, "role")
+                _check_role(role, role_path, document, diagnostics)
+            members = item.get("members")
+            if isinstance(members, list):
+                lowered = [m.lower() for m in members if isinstance(m, str)]
+                for member_index, member in enumerate(members):
+                    if isinstance(member, str) and lowered.index(member.lower()) != member_index:
+                        diagnostics.warning("duplicate-member", f"member {member!r} is listed twice", file,
+                                            positions.of_value((section, index, "members", member_index)),
+                                            "remove the repeated entry")
+
+
+def _check_reference(item: Mapping[str, Any], key: str, declared: Mapping[str, int], names: list[str], noun: str,
+                     path: PathKey, document: LoadedDocument, diagnostics: Diagnostics) -> None:
+    value = item.get(key)
+    if not isinstance(value, str) or value.lower() in declared:
+        return
+    close = difflib.get_close_matches(value, names, n=1)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    elif names:
+        hint = f"declared {noun}s: " + ", ".join(repr(n) for n in names)
+    else:
+        hint = f"declare the {noun} in this playbook"
+    diagnostics.error("unknown-reference", f"{_where(path)} refers to {noun} {value!r}, which is not declared",
+                      document.file, document.positions.of_value((*path, key)), hint)
+
+
+def _check_role(role: Any, path: PathKey, document: LoadedDocument, diagnostics: Diagnostics) -> None:
+    if not isinstance(role, str) or role in KNOWN_ROLES:
+        return
+    close = difflib.get_close_matches(role, KNOWN_ROLES, n=1, cutoff=0.8)
+    exact_case = next((r for r in KNOWN_ROLES if r.lower() == role.lower()), None)
+    if exact_case or close:
+        diagnostics.error("unknown-role", f"unknown management role {role!r}", document.file,
+                          document.positions.of_value(path), f"did you mean {(exact_case or close[0])!r}?")
+    else:
+        diagnostics.warning("custom-role", f"{role!r} is not a built-in Exchange Server role", document.file,
+                            document.positions.of_value(path),
+                            "a custom role of that name must exist in the organisation before apply")

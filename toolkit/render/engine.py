@@ -1,0 +1,109 @@
+"""Render desired state into an Exchange PowerShell script through Jinja2 templates.
+
+The environment's ``finalize`` hook passes every ``{{ expression }}`` through :func:`ps_literal`, so templates
+cannot emit a value in any other way. Template search path: the ``--templates`` override directory first
+(by file name, or under a ``<platform>/`` sub-folder), then the built-in templates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import jinja2
+
+import toolkit
+from toolkit.playbook.model import Playbook
+from toolkit.render.quoting import PowerShell, UnsafeValueError, ps_literal
+from toolkit.resources import Resource, desired_resources
+
+State = Literal["present", "absent"]
+SCRIPT_TEMPLATE = "script.ps1.j2"
+RESULT_PREFIX = "EXKIT-RESULT "
+SUMMARY_PREFIX = "EXKIT-SUMMARY "
+
+
+class RenderError(Exception):
+    """A template is missing, broken, or produced something unsafe."""
+
+
+def builtin_templates_dir() -> Path:
+    """Templates ship in the wheel as toolkit/_templates; in a checkout they are the top-level templates/."""
+    packaged = Path(toolkit.__file__).parent / "_templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(toolkit.__file__).resolve().parent.parent / "templates"
+
+
+def make_environment(platform: str, override: Path | None = None) -> jinja2.Environment:
+    search: list[Path] = []
+    if override is not None:
+        if not override.is_dir():
+            raise RenderError(f"template directory {override} does not exist")
+        search += [override / platform, override]
+    search.append(builtin_templates_dir() / platform)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(p) for p in search]),
+        undefined=jinja2.StrictUndefined,
+        finalize=ps_literal,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def desired_state_digest(playbook: Playbook, resources: list[Resource]) -> str:
+    state = {"playbook": playbook.name, "platform": playbook.platform, "resources": [r.as_dict() for r in resources]}
+    return hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RenderedScript:
+    text: str
+    sha256: str
+    resources: list[Resource]
+    state: State
+
+
+def render_script(playbook: Playbook, *, state: State = "present", templates: Path | None = None,
+                  resources: list[Resource] | None = None) -> RenderedScript:
+    """Render the apply (``present``) or destroy (``absent``) script for a playbook.
+
+    Destroy removes in reverse order: assignments and groups before the scopes they use.
+    """
+    chosen = list(resources if resources is not None else desired_resources(playbook))
+    ordered = chosen if state == "present" else list(reversed(chosen))
+    environment = make_environment(playbook.platform, templates)
+    try:
+        blocks = [PowerShell(environment.get_template(r.template).render(r.fields, state=state, kind=r.kind,
+                                                                         resource_name=r.name))
+                  for r in ordered]
+        text = environment.get_template(SCRIPT_TEMPLATE).render(
+            playbook_name=playbook.name,
+            toolkit_version=toolkit.__version__,
+            digest=desired_state_digest(playbook, chosen),
+            state=state,
+            blocks=blocks,
+            resource_count=len(ordered),
+        )
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(f"template {exc.name!r} not found (searched: override directory, then built-in "
+                          f"{builtin_templates_dir() / playbook.platform})") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"template uses an undefined value: {exc.message}") from None
+    except UnsafeValueError as exc:
+        raise RenderError(f"unsafe value: {exc}") from None
+    text = text.replace("\r\n", "\n")
+    return RenderedScript(text, hashlib.sha256(text.encode()).hexdigest(), ordered, state)
+
+
+def write_script(path: Path, script: RenderedScript) -> None:
+    """Write a script as UTF-8 with a byte-order mark, so Windows PowerShell 5.1 reads non-ASCII names right."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xef\xbb\xbf" + script.text.encode("utf-8"))

@@ -1,0 +1,23 @@
+"""Delegate access: mailbox permissions (Add-/Get-/Remove-MailboxPermission), one resource per mailbox and user."""
+
+from __future__ import annotations
+
+from toolkit.playbook.model import Playbook
+from toolkit.resources.base import Resource
+
+KIND = "MailboxPermission"
+TEMPLATE = "mailbox_permission.ps1.j2"
+
+
+def desired(playbook: Playbook) -> list[Resource]:
+    resources: dict[tuple[str, str], Resource] = {}
+    for delegate in playbook.delegates:
+        for mailbox in delegate.mailboxes:
+            name = f"{mailbox.lower()}:{delegate.user.lower()}"
+            resources.setdefault((mailbox.lower(), delegate.user.lower()), Resource(KIND, name, TEMPLATE, {
+                "mailbox": mailbox.lower(),
+                "user": delegate.user.lower(),
+                "access_rights": list(dict.fromkeys(delegate.access_rights)),
+                "auto_mapping": delegate.auto_mapping,
+            }))
+    return list(resources.values())

@@ -7,6 +7,7 @@ containing ``{{ … }}`` is rendered as text by a sandboxed Jinja2 environment w
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class LoadedDocument:
     data: Any
     positions: Positions
     source: str
+    # Paths whose value still holds an undefined variable: already reported, so later stages stay quiet there.
+    unresolved: set[PathKey] = field(default_factory=set)
 
 
 def _record(node: Any, path: PathKey, positions: Positions) -> Any:
@@ -190,7 +193,7 @@ def _expand(value: Any, path: PathKey, variables: Mapping[str, Any], document: L
 
 def _undefined(name: str, path: PathKey, variables: Mapping[str, Any], document: LoadedDocument,
                diagnostics: Diagnostics) -> None:
-    import difflib
+    document.unresolved.add(path)
 
     close = difflib.get_close_matches(name, list(variables), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""

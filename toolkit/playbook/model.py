@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from toolkit import opath
@@ -61,6 +61,9 @@ def check_distinguished_name(value: str, what: str) -> str:
         raise problem(f"{what} {value!r} is not a distinguished name",
                       "write it as OU=Tenant1,OU=Hosting,DC=hoster,DC=local")
     return value
+
+
+Address = Annotated[str, AfterValidator(lambda value: check_address(value))]
 
 
 def _as_list(value: Any) -> Any:
@@ -159,7 +162,7 @@ class RoleGroup(_Model):
     name: str = Field(description="Role group name (at most 64 characters).")
     description: str | None = None
     roles: Annotated[list[str], Field(min_length=1, description="Management roles, e.g. ApplicationImpersonation.")]
-    members: list[str] = Field(default_factory=list, description="Members (user principal names / addresses).")
+    members: list[Address] = Field(default_factory=list, description="Members (primary SMTP addresses).")
     scope: str | None = Field(None, description="Name of a management scope declared in this playbook.")
     all_mailboxes: bool = Field(
         False, description="Deliberately organisation-wide (no scope), e.g. for 'End Event Early'.")
@@ -170,11 +173,6 @@ class RoleGroup(_Model):
     @classmethod
     def _name(cls, value: str) -> str:
         return check_name(value, "role group")
-
-    @field_validator("members")
-    @classmethod
-    def _members(cls, value: list[str]) -> list[str]:
-        return [check_address(m) for m in value]
 
     @model_validator(mode="after")
     def _scope_or_all(self) -> RoleGroup:
@@ -230,7 +228,7 @@ class Delegate(_Model):
     """Delegate access (FullAccess on each listed mailbox). Discouraged: prefer impersonation."""
 
     user: str = Field(description="The account that gets access.")
-    mailboxes: Annotated[list[str], Field(min_length=1)]
+    mailboxes: Annotated[list[Address], Field(min_length=1)]
     access_rights: list[Literal["FullAccess"]] = Field(default_factory=lambda: ["FullAccess"])
     auto_mapping: bool = Field(False, description="Outlook auto-mapping; off for service accounts.")
 
@@ -240,11 +238,6 @@ class Delegate(_Model):
     @classmethod
     def _user(cls, value: str) -> str:
         return check_address(value)
-
-    @field_validator("mailboxes")
-    @classmethod
-    def _mailboxes(cls, value: list[str]) -> list[str]:
-        return [check_address(m) for m in value]
 
 
 VariableValue = str | int | bool | list[str]

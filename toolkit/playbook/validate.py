@@ -110,6 +110,8 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
     # pydantic adds union branch names (e.g. 'str', 'list[str]') to the location; drop anything not in the data.
     path = _existing_prefix(document.data, path, error["type"])
     kind, file, positions = error["type"], document.file, document.positions
+    if any(path[:len(u)] == u for u in document.unresolved):
+        return
     if kind == "extra_forbidden":
         key = str(path[-1])
         model = _model_at(path[:-1])

@@ -17,6 +17,7 @@ import jinja2
 
 import toolkit
 from toolkit.playbook.model import Playbook
+from toolkit.powershell_syntax import parse, syntax_problems
 from toolkit.render.quoting import PowerShell, UnsafeValueError, ps_literal
 from toolkit.resources import Resource, desired_resources
 
@@ -100,6 +101,10 @@ def render_script(playbook: Playbook, *, state: State = "present", templates: Pa
     except UnsafeValueError as exc:
         raise RenderError(f"unsafe value: {exc}") from None
     text = text.replace("\r\n", "\n")
+    problems = syntax_problems(parse(text))
+    if problems:
+        listed = "; ".join(str(p) for p in problems[:5])
+        raise RenderError(f"the rendered script is not valid PowerShell (check custom templates): {listed}")
     return RenderedScript(text, hashlib.sha256(text.encode()).hexdigest(), ordered, state)
 
 

@@ -1,0 +1,57 @@
+"""The PowerShell grammar (tree-sitter-powershell): parse scripts and find syntax errors with positions.
+
+Used by the render stage (a rendered script that does not parse is never handed out) and by the sandbox
+interpreter, which executes the parse tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import tree_sitter_powershell
+from tree_sitter import Language, Node, Parser, Tree
+
+
+@lru_cache(maxsize=1)
+def _language() -> Language:
+    return Language(tree_sitter_powershell.language())
+
+
+def parse(text: str) -> Tree:
+    return Parser(_language()).parse(text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class SyntaxProblem:
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.column}: {self.message}"
+
+
+def walk(node: Node) -> Iterator[Node]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+def syntax_problems(tree: Tree) -> list[SyntaxProblem]:
+    """Every ERROR and MISSING node, as 1-based positions."""
+    problems = []
+    if not tree.root_node.has_error:
+        return problems
+    for node in walk(tree.root_node):
+        if node.is_missing:
+            problems.append(SyntaxProblem(node.start_point[0] + 1, node.start_point[1] + 1,
+                                          f"missing {node.type!r}"))
+        elif node.is_error:
+            snippet = node.text.decode("utf-8", "replace")[:40] if node.text else ""
+            problems.append(SyntaxProblem(node.start_point[0] + 1, node.start_point[1] + 1,
+                                          f"syntax error near {snippet!r}"))
+    return problems

@@ -27,11 +27,11 @@ def rendered(path: Path, state: str = "present") -> str:
     return render_script(playbook, state=state).text
 
 
-@pytest.mark.parametrize("state", ["present", "absent"])
+@pytest.mark.parametrize("state", ["present", "absent", "facts"])
 @pytest.mark.parametrize("path", PLAYBOOKS, ids=lambda p: p.stem)
 def test_golden(path, state):
     text = rendered(path, state)
-    golden = GOLDEN / f"{path.stem}.{'apply' if state == 'present' else 'destroy'}.ps1"
+    golden = GOLDEN / f"{path.stem}.{ {'present': 'apply', 'absent': 'destroy', 'facts': 'facts'}[state] }.ps1"
     if os.environ.get("EXKIT_UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(text, encoding="utf-8", newline="\n")
@@ -39,7 +39,7 @@ def test_golden(path, state):
     assert text == golden.read_text(encoding="utf-8"), f"{golden.name} differs; refresh it if the change is intended"
 
 
-@pytest.mark.parametrize("state", ["present", "absent"])
+@pytest.mark.parametrize("state", ["present", "absent", "facts"])
 @pytest.mark.parametrize("path", PLAYBOOKS, ids=lambda p: p.stem)
 def test_rendered_scripts_parse_as_powershell(path, state):
     tree = parse(rendered(path, state))
@@ -143,7 +143,8 @@ user_text = st.text(
 
 TEMPLATE_VARIABLES = {"$ErrorActionPreference", "$exkitCounts", "$exkitKind", "$exkitName", "$exkitAction",
                       "$exkitCurrent", "$exkitWanted", "$exkitHave", "$exkitMember", "$exkitAssignments",
-                      "$exkitHaveRoles", "$exkitAssignment", "$exkitHas", "$exkitPermission", "$_", "$false",
+                      "$exkitHaveRoles", "$exkitAssignment", "$exkitHas", "$exkitPermission", "$exkitFact", "$exkitSame",
+                      "$_", "$false",
                       "$true", "$null"}
 
 
@@ -181,13 +182,14 @@ def _every_kind(values: list[str]) -> list[Resource]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(values=st.lists(user_text, min_size=6, max_size=6), state=st.sampled_from(["present", "absent"]))
+@given(values=st.lists(user_text, min_size=6, max_size=6), state=st.sampled_from(["present", "absent", "facts"]))
 def test_any_text_in_any_field_stays_a_literal(values, state):
     playbook, _ = require_playbook(next(p for p in PLAYBOOKS if p.stem == "classic"))
     text = render_script(playbook, state=state, resources=_every_kind(values)).text
     literals, variables, commands, subexpressions = _literals_and_code(text)
     # A destroy script only names objects (a scope, a group, an assignment, a mailbox + user + rights).
-    emitted = values if state == "present" else [values[0], values[3], values[4], values[5]]
+    emitted = {"present": values, "facts": [values[0], values[1], values[3], values[4], values[5]],
+               "absent": [values[0], values[3], values[4], values[5]]}[state]
     for value in emitted:
         assert value in literals, f"{value!r} did not come back as a literal"
     assert variables <= TEMPLATE_VARIABLES, variables - TEMPLATE_VARIABLES

@@ -15,6 +15,11 @@ from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
 from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import load_and_validate, require_playbook
 from toolkit.render.engine import RenderError, render_script, write_script
+from toolkit.inventory import resolve_target
+from toolkit import report
+from toolkit.sandbox import org as sandbox_org
+from toolkit.targets.base import TargetError
+from toolkit.workflow import Prepared, execute, prepare
 
 app = typer.Typer(
     name="exkit",
@@ -120,6 +125,166 @@ def schema(
 
 def schema_text() -> str:
     return json.dumps(Playbook.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+InventoryOption = Annotated[Path | None, typer.Option("--inventory", "-i", help="Inventory file naming targets.")]
+TargetOption = Annotated[str | None, typer.Option("--target", "-t", help="Target name in the inventory "
+                                                                         "(default: the embedded sandbox).")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+OutputOption = Annotated[str, typer.Option("--output", "-o", help="text or json")]
+
+
+def _prepare(playbook: Path, inventory: Path | None, target: str | None, var: list[str] | None, destroy: bool,
+             templates: Path | None) -> Prepared:
+    cli_vars = parse_vars(var)
+    resolved = resolve_target(inventory, target)
+    try:
+        prepared = prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates)
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(1) from None
+    except (RenderError, TargetError) as exc:
+        _fail(str(exc))
+    print_diagnostics(prepared.diagnostics)
+    return prepared
+
+
+@app.command()
+def plan(
+    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    inventory: InventoryOption = None,
+    target: TargetOption = None,
+    var: VarOption = None,
+    templates: TemplatesOption = None,
+    destroy: Annotated[bool, typer.Option("--destroy", help="Plan the removal instead.")] = False,
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 0 when nothing is to do, "
+                                                    "2 when changes are pending, 1 on errors.")] = False,
+    output: OutputOption = "text",
+) -> None:
+    """Show what apply would create, change or remove, with before → after values."""
+    prepared = _prepare(playbook, inventory, target, var, destroy, templates)
+    if output == "json":
+        typer.echo(report.as_json({"playbook": prepared.playbook.name, "target": prepared.target.name,
+                                   **prepared.plan.as_dict()}))
+    else:
+        report.show_plan(report.console(), prepared.plan, prepared.playbook.name, prepared.target.target.describe())
+    raise typer.Exit(2 if detailed_exitcode and prepared.plan.pending else 0)
+
+
+def _run(prepared: Prepared, yes: bool, output: str, verb: str) -> None:
+    out = report.console()
+    if output != "json":
+        report.show_plan(out, prepared.plan, prepared.playbook.name, prepared.target.target.describe())
+    if prepared.plan.pending and not yes:
+        if not sys.stdin.isatty():
+            _fail(f"refusing to {verb} without confirmation on a non-interactive terminal: pass --yes")
+        if not typer.confirm(f"{verb.capitalize()} these changes?", default=False):
+            typer.echo("Nothing changed.", err=True)
+            raise typer.Exit(1)
+    try:
+        result = execute(prepared)
+    except TargetError as exc:
+        _fail(str(exc))
+    if output == "json":
+        typer.echo(report.as_json({
+            "playbook": prepared.playbook.name, "target": prepared.target.name, "exit_code": result.exit_code,
+            "script_sha256": result.script_sha256,
+            "results": [r.__dict__ for r in result.results]}))
+    else:
+        report.show_results(out, result)
+    if not result.ok:
+        typer.echo("exkit: error: " + report.failure_message(result), err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def apply(
+    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    inventory: InventoryOption = None,
+    target: TargetOption = None,
+    var: VarOption = None,
+    templates: TemplatesOption = None,
+    yes: YesOption = False,
+    output: OutputOption = "text",
+) -> None:
+    """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
+    _run(_prepare(playbook, inventory, target, var, False, templates), yes, output, "apply")
+
+
+@app.command()
+def destroy(
+    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    inventory: InventoryOption = None,
+    target: TargetOption = None,
+    var: VarOption = None,
+    templates: TemplatesOption = None,
+    yes: YesOption = False,
+    output: OutputOption = "text",
+) -> None:
+    """Remove what the playbook declares (plan, confirm, run the removal script)."""
+    _run(_prepare(playbook, inventory, target, var, True, templates), yes, output, "destroy")
+
+
+sandbox_app = typer.Typer(help="Inspect or reset the embedded sandbox organisation.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+StateOption = Annotated[Path | None, typer.Option("--state", help="State file (default: $EXKIT_SANDBOX_STATE or "
+                                                                  "~/.local/state/exkit/sandbox.json).")]
+
+
+@sandbox_app.command("reset")
+def sandbox_reset(state: StateOption = None) -> None:
+    """Put the sandbox organisation back to its seed state."""
+    from toolkit.sandbox.seed import seed_organisation
+
+    path = state or sandbox_org.default_state_path()
+    with sandbox_org.locked(path):
+        sandbox_org.save(path, seed_organisation())
+    typer.echo(f"sandbox organisation reset to its seed state: {path}")
+
+
+@sandbox_app.command("show")
+def sandbox_show(
+    state: StateOption = None,
+    output: OutputOption = "text",
+) -> None:
+    """Show the sandbox organisation's recipients and RBAC objects."""
+    from rich.table import Table
+
+    path = state or sandbox_org.default_state_path()
+    try:
+        organisation = sandbox_org.load(path)
+    except sandbox_org.StateFileError as exc:
+        _fail(str(exc))
+    if output == "json":
+        typer.echo(organisation.to_json(), nl=False)
+        return
+    out = report.console()
+    out.print(f"Sandbox organisation {path}{'' if path.exists() else ' (not created yet: the seed)'}")
+    kinds: dict[str, int] = {}
+    for recipient in organisation.recipients:
+        kinds[recipient.recipient_type_details] = kinds.get(recipient.recipient_type_details, 0) + 1
+    out.print("Recipients: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    scopes = Table("management scope", "filter", "recipient root", title="Management scopes", title_justify="left")
+    for scope in organisation.management_scopes:
+        scopes.add_row(scope.name, scope.recipient_filter, scope.recipient_root or "")
+    out.print(scopes)
+    groups = Table("role group", "members", title="Role groups", title_justify="left")
+    for group in organisation.role_groups:
+        groups.add_row(group.name, ", ".join(group.members))
+    out.print(groups)
+    assignments = Table("assignment", "role", "assignee", "write scope", title="Role assignments (not delegating)",
+                        title_justify="left")
+    for assignment in organisation.role_assignments:
+        if not assignment.delegating:
+            assignments.add_row(assignment.name, assignment.role, assignment.role_assignee,
+                                assignment.custom_recipient_write_scope or assignment.recipient_organizational_unit_scope
+                                or "Organization")
+    out.print(assignments)
+    if organisation.mailbox_permissions:
+        permissions = Table("mailbox", "user", "rights", title="Mailbox permissions", title_justify="left")
+        for permission in organisation.mailbox_permissions:
+            permissions.add_row(permission.identity, permission.user, ", ".join(permission.access_rights))
+        out.print(permissions)
 
 
 def _version(value: bool) -> None:

@@ -36,11 +36,19 @@ $exkitName = 'Room booking impersonation'
 $exkitAction = 'unchanged'
 try {
     $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Room booking impersonation' -ErrorAction SilentlyContinue
-    if ($exkitCurrent -and ([string]$exkitCurrent.Role -ne 'ApplicationImpersonation' -or [string]$exkitCurrent.RoleAssigneeName -ne 'svc-rooms@contoso.com')) {
-        # Role and assignee cannot be changed in place: replace the assignment.
-        Remove-ManagementRoleAssignment -Identity 'Room booking impersonation' -Confirm:$false
-        $exkitCurrent = $null
-        $exkitAction = 'updated'
+    if ($exkitCurrent) {
+        # Role and assignee cannot be changed in place: an assignment of another role or assignee is replaced.
+        $exkitSame = $false
+        foreach ($exkitAssignment in @(Get-ManagementRoleAssignment -RoleAssignee 'svc-rooms@contoso.com' -Role 'ApplicationImpersonation' -Delegating $false -ErrorAction SilentlyContinue)) {
+            if ([string]$exkitAssignment.Name -eq 'Room booking impersonation') {
+                $exkitSame = $true
+            }
+        }
+        if (-not $exkitSame) {
+            Remove-ManagementRoleAssignment -Identity 'Room booking impersonation' -Confirm:$false
+            $exkitCurrent = $null
+            $exkitAction = 'updated'
+        }
     }
     if (-not $exkitCurrent) {
         New-ManagementRoleAssignment -Name 'Room booking impersonation' -Role 'ApplicationImpersonation' -User 'svc-rooms@contoso.com' -CustomRecipientWriteScope 'Berlin and Munich resources' | Out-Null

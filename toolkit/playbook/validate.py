@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,7 @@ def validate_document(document: LoadedDocument, diagnostics: Diagnostics) -> Pla
     try:
         playbook = Playbook.model_validate(document.data)
     except ValidationError as exc:
-        for error in exc.errors():
-            _report_model_error(error, document, diagnostics)
+        report_model_errors(exc, document, diagnostics, Playbook)
     _check_references(document, diagnostics)
     if playbook is not None:
         lint.lint(playbook, document, diagnostics)
@@ -71,41 +71,61 @@ def _check_characters(document: LoadedDocument, diagnostics: Diagnostics) -> Non
                 "values are written into PowerShell and may not contain control characters (line breaks, tabs, NUL)")
 
 
-def _model_at(path: PathKey) -> type[BaseModel] | None:
+def _model_at(path: PathKey, root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model that describes the mapping at ``path`` (for did-you-mean on unknown keys)."""
-    model: type[BaseModel] | None = Playbook
-    for part in path:
-        if model is None:
-            return None
+    model: type[BaseModel] | None = root
+    parts = list(path)
+    index = 0
+    while index < len(parts) and model is not None:
+        part = parts[index]
+        index += 1
         if isinstance(part, int):
             continue
         field = model.model_fields.get(str(part))
         if field is None:
             return None
+        if _is_mapping(field.annotation):
+            index += 1  # the next part is a user's key (e.g. a target name), not a field
         model = _inner_model(field.annotation)
     return model
+
+
+def _is_mapping(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is dict:
+        return True
+    return any(_is_mapping(arg) for arg in typing.get_args(annotation) if arg is not type(None))
 
 
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
+    for arg in typing.get_args(annotation):
         found = _inner_model(arg)
         if found is not None:
             return found
     return None
 
 
-def _where(path: PathKey) -> str:
+def _where(path: PathKey, root: type[BaseModel] = Playbook) -> str:
     """'role group #2' style description of the object at a path."""
     if len(path) >= 2 and path[0] in SECTION_NOUNS and isinstance(path[1], int):
         return f"{SECTION_NOUNS[str(path[0])]} #{path[1] + 1}"
     if len(path) >= 2 and path[0] == "vars":
         return f"variable {path[1]!r}"
-    return "the playbook"
+    if len(path) >= 2 and path[0] == "targets":
+        return f"target {path[1]!r}"
+    return "the playbook" if root is Playbook else "the inventory"
 
 
-def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diagnostics: Diagnostics) -> None:
+def report_model_errors(exc: ValidationError, document: LoadedDocument, diagnostics: Diagnostics,
+                        root: type[BaseModel]) -> None:
+    """Turn pydantic's errors into positioned diagnostics (used for playbooks and inventories)."""
+    for error in exc.errors():
+        _report_model_error(error, document, diagnostics, root)
+
+
+def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diagnostics: Diagnostics,
+                        root: type[BaseModel] = Playbook) -> None:
     path: PathKey = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "list["))))
     # pydantic adds union branch names (e.g. 'str', 'list[str]') to the location; drop anything not in the data.
     path = _existing_prefix(document.data, path, error["type"])
@@ -114,14 +134,14 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
         return
     if kind == "extra_forbidden":
         key = str(path[-1])
-        model = _model_at(path[:-1])
+        model = _model_at(path[:-1], root)
         choices = sorted(model.model_fields) if model else []
         close = difflib.get_close_matches(key, choices, n=1)
         hint = f"did you mean {close[0]!r}?" if close else ("allowed keys: " + ", ".join(choices) if choices else "")
-        diagnostics.error("unknown-key", f"unknown key {key!r} in {_where(path)}", file, positions.of_key(path), hint)
+        diagnostics.error("unknown-key", f"unknown key {key!r} in {_where(path, root)}", file, positions.of_key(path), hint)
     elif kind == "missing":
         key = str(path[-1])
-        diagnostics.error("missing-key", f"missing required key {key!r} in {_where(path)}", file,
+        diagnostics.error("missing-key", f"missing required key {key!r} in {_where(path, root)}", file,
                           positions.of_value(path[:-1]), f"add '{key}: …' here")
     elif kind == "exkit":
         context = error.get("ctx") or {}

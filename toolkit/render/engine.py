@@ -21,10 +21,8 @@ from toolkit.powershell_syntax import parse, syntax_problems
 from toolkit.render.quoting import PowerShell, UnsafeValueError, ps_literal
 from toolkit.resources import Resource, desired_resources
 
-State = Literal["present", "absent"]
+State = Literal["present", "absent", "facts"]
 SCRIPT_TEMPLATE = "script.ps1.j2"
-RESULT_PREFIX = "EXKIT-RESULT "
-SUMMARY_PREFIX = "EXKIT-SUMMARY "
 
 
 class RenderError(Exception):
@@ -72,12 +70,12 @@ class RenderedScript:
 
 def render_script(playbook: Playbook, *, state: State = "present", templates: Path | None = None,
                   resources: list[Resource] | None = None) -> RenderedScript:
-    """Render the apply (``present``) or destroy (``absent``) script for a playbook.
+    """Render the apply (``present``), destroy (``absent``) or read-only ``facts`` script for a playbook.
 
     Destroy removes in reverse order: assignments and groups before the scopes they use.
     """
     chosen = list(resources if resources is not None else desired_resources(playbook))
-    ordered = chosen if state == "present" else list(reversed(chosen))
+    ordered = list(reversed(chosen)) if state == "absent" else chosen
     environment = make_environment(playbook.platform, templates)
     try:
         blocks = [PowerShell(environment.get_template(r.template).render(r.fields, state=state, kind=r.kind,

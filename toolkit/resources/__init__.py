@@ -11,8 +11,9 @@ and tests. :data:`KINDS` lists the modules in apply order (removals run in rever
 from __future__ import annotations
 
 from toolkit.resources import delegate, management_scope, role_assignment, role_group
-from toolkit.resources.base import Resource, desired_resources
+from toolkit.resources.base import FieldChange, Resource, desired_resources
 
 KINDS = (management_scope, role_group, role_assignment, delegate)
+KIND_BY_NAME = {kind.KIND: kind for kind in KINDS}
 
-__all__ = ["KINDS", "Resource", "desired_resources"]
+__all__ = ["KINDS", "KIND_BY_NAME", "FieldChange", "Resource", "desired_resources"]

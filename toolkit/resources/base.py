@@ -10,6 +10,28 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class FieldChange:
+    """One field that differs between the target (``before``) and the playbook (``after``)."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+def differs_text(field: str, before: Any, after: Any) -> list[FieldChange]:
+    """Case-insensitive comparison of optional text, as Exchange compares names."""
+    if (before or "").lower() != (after or "").lower():
+        return [FieldChange(field, before or None, after or None)]
+    return []
+
+
+def differs_set(field: str, before: list[str] | None, after: list[str]) -> list[FieldChange]:
+    have = sorted({b.lower() for b in before or []})
+    want = sorted({a.lower() for a in after})
+    return [FieldChange(field, have, want)] if have != want else []
+
+
+@dataclass(frozen=True)
 class Resource:
     """One desired Exchange object. ``fields`` are the values rendered into its template and compared for drift."""
 

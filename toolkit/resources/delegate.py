@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from toolkit.playbook.model import Playbook
-from toolkit.resources.base import Resource
+from typing import Any
+
+from toolkit.resources.base import FieldChange, Resource
 
 KIND = "MailboxPermission"
 TEMPLATE = "mailbox_permission.ps1.j2"
@@ -21,3 +23,7 @@ def desired(playbook: Playbook) -> list[Resource]:
                 "auto_mapping": delegate.auto_mapping,
             }))
     return list(resources.values())
+
+
+def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
+    return []  # present (FullAccess, explicit, not denied) or not: nothing else is managed

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from toolkit import opath
 from toolkit.playbook.model import Playbook
-from toolkit.resources.base import Resource
+from typing import Any
+
+from toolkit.resources.base import FieldChange, Resource, differs_text
 
 KIND = "ManagementScope"
 TEMPLATE = "management_scope.ps1.j2"
@@ -21,3 +23,17 @@ def desired(playbook: Playbook) -> list[Resource]:
         })
         for scope in playbook.scopes
     ]
+
+
+def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
+    changes = []
+    before = fact.get("filter") or ""
+    try:
+        before = opath.to_text(opath.parse(before))
+    except opath.OpathError:
+        pass
+    if before != resource.fields["filter"]:
+        changes.append(FieldChange("filter", fact.get("filter") or None, resource.fields["filter"]))
+    if resource.fields["recipient_root"]:
+        changes += differs_text("recipient_root", fact.get("recipient_root"), resource.fields["recipient_root"])
+    return changes

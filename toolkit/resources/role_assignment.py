@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from toolkit.playbook.model import Playbook
-from toolkit.resources.base import Resource
+from typing import Any
+
+from toolkit.resources.base import FieldChange, Resource, differs_text
 
 KIND = "ManagementRoleAssignment"
 TEMPLATE = "role_assignment.ps1.j2"
@@ -23,3 +25,13 @@ def desired(playbook: Playbook) -> list[Resource]:
             "scope": scope.name if scope else None,
         }))
     return resources
+
+
+def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
+    fields = resource.fields
+    changes = []
+    if not fact.get("assignee_matches"):
+        changes.append(FieldChange("role/assignee (replaced)", f"{fact.get('role')} → {fact.get('assignee')}",
+                                   f"{fields['role']} → {fields['assignee']}"))
+    changes += differs_text("scope", fact.get("scope"), fields["scope"])
+    return changes

@@ -1,0 +1,539 @@
+"""Exchange Server cmdlets as the sandbox performs them: parameters, behaviour and error wording.
+
+Every cmdlet the templates emit is here. Parameter names and types follow the cmdlet reference (including its
+traps: ``-RecipientRestrictionFilter`` on New-ManagementScope, no ``-Exclusive`` on Set-ManagementScope,
+``-Member`` vs ``-Members``); errors are worded like Exchange's ("couldn't be found", "already exists").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from toolkit import opath
+from toolkit.sandbox.commands import Command, CmdletError, ParamType
+from toolkit.sandbox.org import (
+    ManagementScope, MailboxPermission, Organisation, Recipient, RoleAssignment, RoleGroup,
+)
+from toolkit.sandbox.values import PSObject
+
+Run = Callable[[dict[str, Any], list[Any]], list[Any]]
+
+
+def _not_found(org: Organisation, identity: str) -> CmdletError:
+    return CmdletError(f"The operation couldn't be performed because object '{identity}' couldn't be found on "
+                       f"'{org.domain_controller}'.", "NotSpecified", "ManagementObjectNotFoundException")
+
+
+def _exists(what: str) -> CmdletError:
+    return CmdletError(f"{what} already exists.", "NotSpecified", "ADObjectAlreadyExistsException")
+
+
+class ExchangeCmdlets:
+    """The cmdlet table for one organisation."""
+
+    def __init__(self, org: Organisation) -> None:
+        self.org = org
+
+    def commands(self) -> dict[str, Command]:
+        table: list[tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]] = [
+            ("Get-ManagementScope", {"Identity": "string", "Exclusive": "bool", "Orphan": "switch",
+                                     "DomainController": "string"}, self.get_scope, ("Identity",), False, ()),
+            ("New-ManagementScope", {"Name": "string", "RecipientRestrictionFilter": "string",
+                                     "RecipientRoot": "string", "Exclusive": "switch", "Force": "switch",
+                                     "DomainController": "string"}, self.new_scope, ("Name",), True,
+             ("Name", "RecipientRestrictionFilter")),
+            ("Set-ManagementScope", {"Identity": "string", "Name": "string", "RecipientRestrictionFilter": "string",
+                                     "RecipientRoot": "string", "Force": "switch", "DomainController": "string"},
+             self.set_scope, ("Identity",), True, ("Identity",)),
+            ("Remove-ManagementScope", {"Identity": "string", "Force": "switch", "DomainController": "string"},
+             self.remove_scope, ("Identity",), True, ("Identity",)),
+            ("Get-RoleGroup", {"Identity": "string", "Filter": "string", "ResultSize": "string",
+                               "DomainController": "string"}, self.get_role_group, ("Identity",), False, ()),
+            ("New-RoleGroup", {"Name": "string", "Roles": "string[]", "Members": "string[]",
+                               "CustomRecipientWriteScope": "string", "RecipientOrganizationalUnitScope": "string",
+                               "Description": "string", "DisplayName": "string", "ManagedBy": "string[]",
+                               "DomainController": "string"}, self.new_role_group, ("Name",), True, ("Name",)),
+            ("Set-RoleGroup", {"Identity": "string", "Description": "string", "DisplayName": "string",
+                               "ManagedBy": "string[]", "Name": "string", "BypassSecurityGroupManagerCheck": "switch",
+                               "Force": "switch", "DomainController": "string"}, self.set_role_group, ("Identity",),
+             True, ("Identity",)),
+            ("Remove-RoleGroup", {"Identity": "string", "BypassSecurityGroupManagerCheck": "switch",
+                                  "DomainController": "string"}, self.remove_role_group, ("Identity",), True,
+             ("Identity",)),
+            ("Add-RoleGroupMember", {"Identity": "string", "Member": "string",
+                                     "BypassSecurityGroupManagerCheck": "switch", "DomainController": "string"},
+             self.add_member, ("Identity",), True, ("Identity", "Member")),
+            ("Remove-RoleGroupMember", {"Identity": "string", "Member": "string",
+                                        "BypassSecurityGroupManagerCheck": "switch", "DomainController": "string"},
+             self.remove_member, ("Identity",), True, ("Identity", "Member")),
+            ("Get-RoleGroupMember", {"Identity": "string", "ResultSize": "string", "DomainController": "string"},
+             self.get_members, ("Identity",), False, ("Identity",)),
+            ("New-ManagementRoleAssignment", {
+                "Name": "string", "Role": "string", "User": "string", "SecurityGroup": "string", "Policy": "string",
+                "CustomRecipientWriteScope": "string", "RecipientOrganizationalUnitScope": "string",
+                "ExclusiveRecipientWriteScope": "string", "RecipientRelativeWriteScope": "string",
+                "Delegating": "switch", "DomainController": "string"}, self.new_assignment, ("Name",), True,
+             ("Role",)),
+            ("Get-ManagementRoleAssignment", {
+                "Identity": "string", "Role": "string", "RoleAssignee": "string", "Delegating": "bool",
+                "Enabled": "bool", "GetEffectiveUsers": "switch", "WritableRecipient": "string",
+                "CustomRecipientWriteScope": "string", "DomainController": "string"}, self.get_assignments,
+             ("Identity",), False, ()),
+            ("Set-ManagementRoleAssignment", {
+                "Identity": "string", "CustomRecipientWriteScope": "string",
+                "RecipientOrganizationalUnitScope": "string", "RecipientRelativeWriteScope": "string",
+                "Enabled": "bool", "Force": "switch", "DomainController": "string"}, self.set_assignment,
+             ("Identity",), True, ("Identity",)),
+            ("Remove-ManagementRoleAssignment", {"Identity": "string", "Force": "switch",
+                                                 "DomainController": "string"}, self.remove_assignment,
+             ("Identity",), True, ("Identity",)),
+            ("Add-MailboxPermission", {"Identity": "string", "User": "string", "AccessRights": "string[]",
+                                       "InheritanceType": "string", "AutoMapping": "bool", "Deny": "switch",
+                                       "Owner": "string", "DomainController": "string"}, self.add_permission,
+             ("Identity",), True, ("Identity",)),
+            ("Get-MailboxPermission", {"Identity": "string", "User": "string", "Owner": "switch",
+                                       "ResultSize": "string", "DomainController": "string"}, self.get_permissions,
+             ("Identity",), False, ("Identity",)),
+            ("Remove-MailboxPermission", {"Identity": "string", "User": "string", "AccessRights": "string[]",
+                                          "InheritanceType": "string", "Deny": "switch",
+                                          "DomainController": "string"}, self.remove_permission, ("Identity",),
+             True, ("Identity",)),
+            ("Get-Recipient", {"Identity": "string", "RecipientPreviewFilter": "string", "Filter": "string",
+                               "RecipientTypeDetails": "string[]", "OrganizationalUnit": "string",
+                               "ResultSize": "string", "DomainController": "string"}, self.get_recipients,
+             ("Identity",), False, ()),
+        ]
+        return {name: Command(name, params, run, positional, should_process, mandatory)
+                for name, params, run, positional, should_process, mandatory in table}
+
+    # --------------------------------------------------------------------------------------- objects out
+    def _scope_object(self, scope: ManagementScope) -> PSObject:
+        return PSObject("Microsoft.Exchange.Data.Directory.SystemConfiguration.ManagementScope", {
+            "Name": scope.name, "Identity": scope.name, "RecipientFilter": scope.recipient_filter,
+            "RecipientRoot": scope.recipient_root, "ScopeRestrictionType": "RecipientScope",
+            "Exclusive": scope.exclusive})
+
+    def _recipient_object(self, recipient: Recipient) -> PSObject:
+        properties = dict(recipient.filter_properties())
+        properties["Identity"] = recipient.distinguished_name
+        properties["MemberOfGroup"] = list(recipient.member_of)
+        return PSObject("Microsoft.Exchange.Data.Directory.Management.ReducedRecipient", properties)
+
+    def _assignment_object(self, assignment: RoleAssignment, effective_user: str | None = None) -> PSObject:
+        assignee = assignment.role_assignee
+        if assignment.role_assignee_type == "User":
+            user = self.org.recipient(assignee)
+            assignee = user.name if user else assignee  # Exchange shows the user's name, not the address
+        properties: dict[str, Any] = {
+            "Name": assignment.name, "Identity": assignment.name, "Role": assignment.role,
+            "RoleAssigneeName": assignee, "RoleAssigneeType": assignment.role_assignee_type,
+            "CustomRecipientWriteScope": assignment.custom_recipient_write_scope,
+            "RecipientOrganizationalUnitScope": assignment.recipient_organizational_unit_scope,
+            "RecipientWriteScope": ("CustomRecipientScope" if assignment.custom_recipient_write_scope
+                                    else "OU" if assignment.recipient_organizational_unit_scope
+                                    else "Organization"),
+            "Enabled": assignment.enabled, "Delegating": assignment.delegating,
+            "RoleAssignmentDelegationType": "DelegatingOrgWide" if assignment.delegating else "Regular",
+        }
+        if effective_user is not None:
+            properties["EffectiveUserName"] = effective_user
+        return PSObject("Microsoft.Exchange.Data.Directory.SystemConfiguration.ExchangeRoleAssignmentPresentation",
+                        properties)
+
+    # --------------------------------------------------------------------------------------- scopes
+    def get_scope(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        if bound.get("Identity") is not None:
+            scope = self.org.scope(bound["Identity"])
+            if scope is None:
+                raise _not_found(self.org, bound["Identity"])
+            return [self._scope_object(scope)]
+        return [self._scope_object(s) for s in self.org.management_scopes]
+
+    def _parse_filter(self, text: str) -> str:
+        try:
+            return opath.to_text(opath.parse(text))
+        except opath.OpathError as exc:
+            raise CmdletError(f"Cannot bind parameter 'RecipientRestrictionFilter' to the target. Exception setting "
+                              f"\"RecipientRestrictionFilter\": \"Invalid filter syntax. {exc.message} "
+                              f"(position {exc.offset + 1})\"", "InvalidArgument") from None
+
+    def _check_root(self, root: str) -> str:
+        if not any(ou.lower() == root.lower() for ou in self.org.organizational_units):
+            raise _not_found(self.org, root)
+        return root
+
+    def new_scope(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        name = bound["Name"]
+        if self.org.scope(name):
+            raise _exists(f"The management scope '{name}'")
+        scope = ManagementScope(
+            name=name, recipient_filter=self._parse_filter(bound["RecipientRestrictionFilter"]),
+            recipient_root=self._check_root(bound["RecipientRoot"]) if bound.get("RecipientRoot") else None,
+            exclusive=bool(bound.get("Exclusive")))
+        self.org.management_scopes.append(scope)
+        return [self._scope_object(scope)]
+
+    def set_scope(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        scope = self.org.scope(bound["Identity"])
+        if scope is None:
+            raise _not_found(self.org, bound["Identity"])
+        if "RecipientRestrictionFilter" in bound:
+            scope.recipient_filter = self._parse_filter(bound["RecipientRestrictionFilter"])
+        if "RecipientRoot" in bound:
+            scope.recipient_root = self._check_root(bound["RecipientRoot"]) if bound["RecipientRoot"] else None
+        if bound.get("Name"):
+            scope.name = bound["Name"]
+        return []
+
+    def remove_scope(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        scope = self.org.scope(bound["Identity"])
+        if scope is None:
+            raise _not_found(self.org, bound["Identity"])
+        users = [a.name for a in self.org.role_assignments
+                 if (a.custom_recipient_write_scope or "").lower() == scope.name.lower()]
+        if users:
+            raise CmdletError(f"Management scope \"{scope.name}\" can't be deleted because it's referenced by role "
+                              f"assignments: {', '.join(users)}.", "InvalidOperation")
+        self.org.management_scopes.remove(scope)
+        return []
+
+    # --------------------------------------------------------------------------------------- role groups
+    def _group_object(self, group: RoleGroup) -> PSObject:
+        assignments = [a for a in self.org.role_assignments if a.role_assignee.lower() == group.name.lower()]
+        return PSObject("Microsoft.Exchange.Management.RbacTasks.RoleGroup", {
+            "Name": group.name, "Identity": group.name, "DisplayName": group.name, "Description": group.description,
+            "Members": list(group.members), "ManagedBy": list(group.managed_by),
+            "Roles": sorted({a.role for a in assignments}), "RoleAssignments": [a.name for a in assignments],
+            "RoleGroupType": "Standard"})
+
+    def _group(self, identity: str) -> RoleGroup:
+        group = self.org.role_group(identity)
+        if group is None:
+            raise _not_found(self.org, identity)
+        return group
+
+    def _member_address(self, identity: str) -> str:
+        recipient = self.org.recipient(identity)
+        if recipient is None:
+            raise _not_found(self.org, identity)
+        return recipient.primary_smtp_address.lower()
+
+    def get_role_group(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        if bound.get("Identity") is not None:
+            return [self._group_object(self._group(bound["Identity"]))]
+        return [self._group_object(g) for g in self.org.role_groups]
+
+    def _scope_name(self, identity: str | None) -> str | None:
+        if not identity:
+            return None
+        scope = self.org.scope(identity)
+        if scope is None:
+            raise _not_found(self.org, identity)
+        return scope.name
+
+    def new_role_group(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        name = bound["Name"]
+        if self.org.role_group(name):
+            raise _exists(f"The role group '{name}'")
+        # Everything is checked before anything is created: New-RoleGroup does not half-create a group.
+        members = [self._member_address(m) for m in bound.get("Members") or []]
+        roles = [self._role(r) for r in bound.get("Roles") or []]
+        scope = self._scope_name(bound.get("CustomRecipientWriteScope"))
+        ou = bound.get("RecipientOrganizationalUnitScope")
+        if scope and ou:
+            raise CmdletError("The parameters CustomRecipientWriteScope and RecipientOrganizationalUnitScope can't "
+                              "be used together.", "InvalidArgument")
+        group = RoleGroup(name=name, description=bound.get("Description") or "", members=sorted(set(members)),
+                          managed_by=list(bound.get("ManagedBy") or []))
+        self.org.role_groups.append(group)
+        for role in roles:
+            self.org.role_assignments.append(RoleAssignment(
+                name=self._free_assignment_name(f"{role}-{name}"), role=role, role_assignee=name,
+                role_assignee_type="RoleGroup", custom_recipient_write_scope=scope,
+                recipient_organizational_unit_scope=self._check_root(ou) if ou else None))
+        return [self._group_object(group)]
+
+    def set_role_group(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        group = self._group(bound["Identity"])
+        if "Description" in bound:
+            group.description = bound["Description"] or ""
+        if "ManagedBy" in bound:
+            group.managed_by = list(bound["ManagedBy"] or [])
+        return []
+
+    def remove_role_group(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        group = self._group(bound["Identity"])
+        self.org.role_assignments = [a for a in self.org.role_assignments
+                                     if a.role_assignee.lower() != group.name.lower()]
+        self.org.role_groups.remove(group)
+        return []
+
+    def add_member(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        group = self._group(bound["Identity"])
+        address = self._member_address(bound["Member"])
+        if address in group.members:
+            raise CmdletError(f"The recipient \"{bound['Member']}\" is already a member of the group "
+                              f"\"{group.name}\".", "InvalidArgument", "MemberAlreadyExistsException")
+        group.members.append(address)
+        return []
+
+    def remove_member(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        group = self._group(bound["Identity"])
+        address = self._member_address(bound["Member"])
+        if address not in group.members:
+            raise CmdletError(f"The recipient \"{bound['Member']}\" isn't a member of the group \"{group.name}\".",
+                              "InvalidArgument", "MemberNotFoundException")
+        group.members.remove(address)
+        return []
+
+    def get_members(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        group = self._group(bound["Identity"])
+        return [self._recipient_object(r) for r in (self.org.recipient(m) for m in group.members) if r]
+
+    # --------------------------------------------------------------------------------------- role assignments
+    def _role(self, identity: str) -> str:
+        role = self.org.role(identity)
+        if role is None:
+            raise CmdletError(f"The operation couldn't be performed because object '{identity}' couldn't be found "
+                              f"on '{self.org.domain_controller}'.", "NotSpecified",
+                              "ManagementObjectNotFoundException")
+        return role
+
+    def _free_assignment_name(self, base: str) -> str:
+        name, counter = base[:64], 1
+        while self.org.assignment(name):
+            suffix = str(counter)
+            name = base[:64 - len(suffix)] + suffix
+            counter += 1
+        return name
+
+    def new_assignment(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        role = self._role(bound["Role"])
+        assignees = [k for k in ("User", "SecurityGroup", "Policy") if bound.get(k)]
+        if len(assignees) != 1:
+            raise CmdletError("Specify exactly one of the parameters User, SecurityGroup or Policy.",
+                              "InvalidArgument")
+        if bound.get("CustomRecipientWriteScope") and bound.get("RecipientOrganizationalUnitScope"):
+            raise CmdletError("The parameters CustomRecipientWriteScope and RecipientOrganizationalUnitScope can't "
+                              "be used together.", "InvalidArgument")
+        if bound.get("User"):
+            recipient = self.org.recipient(bound["User"])
+            if recipient is None or not recipient.is_mailbox:
+                raise _not_found(self.org, bound["User"])
+            assignee, assignee_type = recipient.primary_smtp_address, "User"
+        elif bound.get("SecurityGroup"):
+            group = self.org.role_group(bound["SecurityGroup"])
+            recipient = self.org.recipient(bound["SecurityGroup"])
+            if group is not None:
+                assignee, assignee_type = group.name, "RoleGroup"
+            elif recipient is not None and recipient.recipient_type_details == "MailUniversalSecurityGroup":
+                assignee, assignee_type = recipient.name, "SecurityGroup"
+            else:
+                raise _not_found(self.org, bound["SecurityGroup"])
+        else:
+            raise CmdletError("Assignment policies are not simulated by the sandbox.", "NotImplemented")
+        name = bound.get("Name") or self._free_assignment_name(f"{role}-{assignee}")
+        if len(name) > 64:
+            raise CmdletError(f"The length of the property is too long. The maximum length is 64 and the length of "
+                              f"the value provided is {len(name)}.", "InvalidArgument")
+        if self.org.assignment(name):
+            raise _exists(f"The role assignment '{name}'")
+        ou = bound.get("RecipientOrganizationalUnitScope")
+        assignment = RoleAssignment(
+            name=name, role=role, role_assignee=assignee, role_assignee_type=assignee_type,
+            custom_recipient_write_scope=self._scope_name(bound.get("CustomRecipientWriteScope")),
+            recipient_organizational_unit_scope=self._check_root(ou) if ou else None,
+            delegating=bool(bound.get("Delegating")))
+        self.org.role_assignments.append(assignment)
+        return [self._assignment_object(assignment)]
+
+    def _effective_users(self, assignment: RoleAssignment) -> list[str]:
+        if assignment.role_assignee_type == "RoleGroup":
+            group = self.org.role_group(assignment.role_assignee)
+            return list(group.members) if group else []
+        if assignment.role_assignee_type == "SecurityGroup":
+            group = self.org.recipient(assignment.role_assignee)
+            return [r.primary_smtp_address for r in self.org.group_members(group.distinguished_name)] if group else []
+        return [assignment.role_assignee]
+
+    def _can_write(self, assignment: RoleAssignment, recipient: Recipient) -> bool:
+        if assignment.custom_recipient_write_scope:
+            scope = self.org.scope(assignment.custom_recipient_write_scope)
+            if scope is None:
+                return False
+            root_ok = (not scope.recipient_root or
+                       recipient.distinguished_name.lower().endswith("," + scope.recipient_root.lower()))
+            return root_ok and opath.evaluate(opath.parse(scope.recipient_filter), recipient.filter_properties())
+        if assignment.recipient_organizational_unit_scope:
+            return recipient.distinguished_name.lower().endswith(
+                "," + assignment.recipient_organizational_unit_scope.lower())
+        return True
+
+    def get_assignments(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        if bound.get("Identity") is not None:
+            found = self.org.assignment(bound["Identity"])
+            if found is None:
+                raise _not_found(self.org, bound["Identity"])
+            candidates = [found]
+        else:
+            candidates = list(self.org.role_assignments)
+        if bound.get("Role"):
+            candidates = [a for a in candidates if a.role.lower() == bound["Role"].lower()]
+        if bound.get("RoleAssignee"):
+            wanted = bound["RoleAssignee"].lower()
+            recipient = self.org.recipient(bound["RoleAssignee"])
+            names = {wanted} | ({recipient.primary_smtp_address.lower(), recipient.name.lower()} if recipient else set())
+            candidates = [a for a in candidates if a.role_assignee.lower() in names]
+        if "Delegating" in bound:
+            candidates = [a for a in candidates if a.delegating == bound["Delegating"]]
+        if "Enabled" in bound:
+            candidates = [a for a in candidates if a.enabled == bound["Enabled"]]
+        if bound.get("CustomRecipientWriteScope"):
+            candidates = [a for a in candidates
+                          if (a.custom_recipient_write_scope or "").lower() == bound["CustomRecipientWriteScope"].lower()]
+        if bound.get("WritableRecipient"):
+            recipient = self.org.recipient(bound["WritableRecipient"])
+            if recipient is None:
+                raise _not_found(self.org, bound["WritableRecipient"])
+            candidates = [a for a in candidates if not a.delegating and self._can_write(a, recipient)]
+        if bound.get("GetEffectiveUsers"):
+            return [self._assignment_object(a, user) for a in candidates for user in self._effective_users(a)]
+        return [self._assignment_object(a) for a in candidates]
+
+    def set_assignment(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        assignment = self.org.assignment(bound["Identity"])
+        if assignment is None:
+            raise _not_found(self.org, bound["Identity"])
+        if bound.get("CustomRecipientWriteScope"):
+            assignment.custom_recipient_write_scope = self._scope_name(bound["CustomRecipientWriteScope"])
+            assignment.recipient_organizational_unit_scope = None
+        if bound.get("RecipientOrganizationalUnitScope"):
+            assignment.recipient_organizational_unit_scope = self._check_root(bound["RecipientOrganizationalUnitScope"])
+            assignment.custom_recipient_write_scope = None
+        relative = bound.get("RecipientRelativeWriteScope")
+        if relative is not None:
+            if relative.lower() not in ("organization", "self", "none", "myga", "mydistributiongroups"):
+                raise CmdletError(f"Cannot bind parameter 'RecipientRelativeWriteScope'. Cannot convert value "
+                                  f"\"{relative}\" to type \"RecipientWriteScopeType\".", "InvalidArgument")
+            assignment.custom_recipient_write_scope = None
+            assignment.recipient_organizational_unit_scope = None
+        if "Enabled" in bound:
+            assignment.enabled = bool(bound["Enabled"])
+        return []
+
+    def remove_assignment(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        assignment = self.org.assignment(bound["Identity"])
+        if assignment is None:
+            raise _not_found(self.org, bound["Identity"])
+        self.org.role_assignments.remove(assignment)
+        return []
+
+    # --------------------------------------------------------------------------------------- mailbox permissions
+    def _mailbox(self, identity: str) -> Recipient:
+        recipient = self.org.recipient(identity)
+        if recipient is None or not recipient.is_mailbox:
+            raise _not_found(self.org, identity)
+        return recipient
+
+    def _permission_object(self, permission: MailboxPermission) -> PSObject:
+        return PSObject("Microsoft.Exchange.Management.RecipientTasks.MailboxAcePresentationObject", {
+            "Identity": permission.identity, "User": permission.user, "AccessRights": list(permission.access_rights),
+            "IsInherited": permission.is_inherited, "Deny": permission.deny,
+            "InheritanceType": permission.inheritance_type})
+
+    def add_permission(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        mailbox = self._mailbox(bound["Identity"])
+        if not bound.get("User") or not bound.get("AccessRights"):
+            raise CmdletError("The parameters User and AccessRights are required.", "InvalidArgument")
+        user = self.org.recipient(bound["User"])
+        if user is None:
+            raise _not_found(self.org, bound["User"])
+        rights = self._rights(bound["AccessRights"])
+        inheritance = self._inheritance(bound.get("InheritanceType") or "All")
+        existing = self._find_permission(mailbox, user, bool(bound.get("Deny")))
+        if existing is not None:
+            existing.access_rights = sorted(set(existing.access_rights) | set(rights))
+            return [self._permission_object(existing)]
+        permission = MailboxPermission(identity=mailbox.primary_smtp_address, user=user.primary_smtp_address,
+                                       access_rights=rights, inheritance_type=inheritance,
+                                       deny=bool(bound.get("Deny")), auto_mapping=bound.get("AutoMapping", True))
+        self.org.mailbox_permissions.append(permission)
+        return [self._permission_object(permission)]
+
+    def _find_permission(self, mailbox: Recipient, user: Recipient, deny: bool) -> MailboxPermission | None:
+        return next((p for p in self.org.mailbox_permissions
+                     if p.identity == mailbox.primary_smtp_address and p.user == user.primary_smtp_address
+                     and p.deny == deny), None)
+
+    def _rights(self, rights: list[str]) -> list[str]:
+        known = {r.lower(): r for r in ("FullAccess", "ReadPermission", "ChangePermission", "ChangeOwner",
+                                        "DeleteItem", "ExternalAccount", "SendAs")}
+        out = []
+        for right in rights:
+            if right.lower() not in known:
+                raise CmdletError(f"Cannot bind parameter 'AccessRights' to the target. Cannot convert value "
+                                  f"\"{right}\" to type \"MailboxRights\".", "InvalidArgument")
+            out.append(known[right.lower()])
+        return sorted(set(out))
+
+    def _inheritance(self, value: str) -> str:
+        known = {v.lower(): v for v in ("None", "All", "Children", "Descendents", "SelfAndChildren")}
+        if value.lower() not in known:
+            raise CmdletError(f"Cannot bind parameter 'InheritanceType'. Cannot convert value \"{value}\" to type "
+                              "\"ActiveDirectorySecurityInheritance\".", "InvalidArgument")
+        return known[value.lower()]
+
+    def get_permissions(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        mailbox = self._mailbox(bound["Identity"])
+        found = [p for p in self.org.mailbox_permissions if p.identity == mailbox.primary_smtp_address]
+        if bound.get("User"):
+            user = self.org.recipient(bound["User"])
+            if user is None:
+                raise _not_found(self.org, bound["User"])
+            found = [p for p in found if p.user == user.primary_smtp_address]
+        self_permission = MailboxPermission(identity=mailbox.primary_smtp_address, user="NT AUTHORITY\\SELF",
+                                            access_rights=["FullAccess", "ReadPermission"])
+        if not bound.get("User"):
+            found = [self_permission, *found]
+        return [self._permission_object(p) for p in found]
+
+    def remove_permission(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        mailbox = self._mailbox(bound["Identity"])
+        user = self.org.recipient(bound.get("User") or "")
+        if user is None:
+            raise _not_found(self.org, bound.get("User") or "")
+        permission = self._find_permission(mailbox, user, bool(bound.get("Deny")))
+        rights = self._rights(bound.get("AccessRights") or [])
+        if permission is None or not set(rights) & set(permission.access_rights):
+            raise CmdletError(f"Can't remove the access control entry on the object \"{mailbox.distinguished_name}\" "
+                              f"for account \"{user.primary_smtp_address}\" because the ACE doesn't exist on the "
+                              "object.", "InvalidOperation")
+        permission.access_rights = [r for r in permission.access_rights if r not in rights]
+        if not permission.access_rights:
+            self.org.mailbox_permissions.remove(permission)
+        return []
+
+    # --------------------------------------------------------------------------------------- recipients
+    def get_recipients(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        if bound.get("Identity") is not None:
+            recipient = self.org.recipient(bound["Identity"])
+            if recipient is None:
+                raise _not_found(self.org, bound["Identity"])
+            return [self._recipient_object(recipient)]
+        candidates = list(self.org.recipients)
+        text = bound.get("RecipientPreviewFilter") or bound.get("Filter")
+        if text:
+            try:
+                tree = opath.parse(text)
+            except opath.OpathError as exc:
+                raise CmdletError(f"Invalid filter syntax. {exc.message} (position {exc.offset + 1})",
+                                  "InvalidArgument") from None
+            candidates = [r for r in candidates if opath.evaluate(tree, r.filter_properties())]
+        if bound.get("RecipientTypeDetails"):
+            wanted = {t.lower() for t in bound["RecipientTypeDetails"]}
+            candidates = [r for r in candidates if r.recipient_type_details.lower() in wanted]
+        if bound.get("OrganizationalUnit"):
+            ou = bound["OrganizationalUnit"].lower()
+            candidates = [r for r in candidates if r.distinguished_name.lower().endswith("," + ou)]
+        return [self._recipient_object(r) for r in candidates]

@@ -1,0 +1,104 @@
+"""Commands the sandbox knows: their parameters (bound like PowerShell binds them) and what they do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from toolkit.sandbox.values import Hashtable, PSObject, as_list, to_string
+
+ParamType = Literal["string", "string[]", "switch", "bool", "int", "object"]
+
+COMMON_PARAMETERS: dict[str, ParamType] = {
+    "ErrorAction": "string", "WarningAction": "string", "Verbose": "switch", "Debug": "switch",
+    "ErrorVariable": "string", "OutVariable": "string", "InformationAction": "string",
+}
+SHOULD_PROCESS_PARAMETERS: dict[str, ParamType] = {"Confirm": "switch", "WhatIf": "switch"}
+
+
+class CmdletError(Exception):
+    """An error a command writes (non-terminating: -ErrorAction decides what happens)."""
+
+    def __init__(self, message: str, category: str = "NotSpecified", error_id: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.category = category
+        self.error_id = error_id
+
+
+class BindingError(Exception):
+    """A parameter-binding failure: always terminating, as in PowerShell."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    parameters: dict[str, ParamType]
+    run: Callable[[dict[str, Any], list[Any]], list[Any]]
+    positional: tuple[str, ...] = ()
+    should_process: bool = False
+    mandatory: tuple[str, ...] = ()
+    all_parameters: dict[str, ParamType] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        merged = {**COMMON_PARAMETERS, **(SHOULD_PROCESS_PARAMETERS if self.should_process else {}),
+                  **self.parameters}
+        object.__setattr__(self, "all_parameters", merged)
+
+    def resolve_parameter(self, written: str) -> str:
+        """Match a parameter as written (case-insensitive, unambiguous prefixes allowed) to its name."""
+        lowered = written.lower()
+        exact = [p for p in self.all_parameters if p.lower() == lowered]
+        if exact:
+            return exact[0]
+        candidates = [p for p in self.all_parameters if p.lower().startswith(lowered)]
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            raise BindingError(f"{self.name}: Parameter cannot be processed because the parameter name "
+                               f"'{written}' is ambiguous. Possible matches include: "
+                               + " ".join("-" + c for c in sorted(candidates)) + ".")
+        raise BindingError(f"{self.name}: A parameter cannot be found that matches parameter name '{written}'.")
+
+    def is_switch(self, name: str) -> bool:
+        return self.all_parameters[name] == "switch"
+
+
+def convert(command: str, name: str, kind: ParamType, value: Any) -> Any:
+    """Convert a bound argument to the parameter's type, or fail like PowerShell's binder."""
+    if kind == "object":
+        return value
+    if kind == "switch":
+        return True if value is None else _to_bool(command, name, value)
+    if kind == "bool":
+        return _to_bool(command, name, value)
+    if kind == "string[]":
+        return [to_string(v) for v in as_list(value)]
+    if kind == "int":
+        try:
+            return int(to_string(value))
+        except ValueError:
+            raise BindingError(f"{command}: Cannot bind parameter '{name}'. Cannot convert value "
+                               f"\"{to_string(value)}\" to type \"System.Int32\".") from None
+    if isinstance(value, list):
+        if len(value) == 1:
+            return to_string(value[0])
+        raise BindingError(f"{command}: Cannot convert 'System.Object[]' to the type 'System.String' required by "
+                           f"parameter '{name}'. Specified method is not supported.")
+    if isinstance(value, Hashtable):
+        raise BindingError(f"{command}: Cannot convert a hashtable to the type 'System.String' required by "
+                           f"parameter '{name}'.")
+    if isinstance(value, PSObject):
+        return to_string(value)
+    return None if value is None else to_string(value)
+
+
+def _to_bool(command: str, name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    raise BindingError(f"{command}: Cannot process argument transformation on parameter '{name}'. Cannot convert "
+                       f"value \"{to_string(value)}\" to type \"System.Boolean\". Boolean parameters accept only "
+                       "Boolean values and numbers, such as $True, $False, 1 or 0.")

@@ -1,0 +1,585 @@
+"""A PowerShell interpreter for the subset exkit's templates use, on the tree-sitter-powershell grammar.
+
+Supported: variables and assignment (``=``, ``+=``, element assignment), ``if/elseif/else``, ``foreach``,
+``try/catch``, ``throw``, ``-not -and -or``, comparisons (``-eq -ne -like -notlike -contains -notcontains -in
+-notin``), ``+``, property access (with member enumeration), indexing, ``[string]/[int]/[bool]/[array]`` casts,
+``@()`` arrays, ``@{}`` hashtables, pipelines of commands, ``$ErrorActionPreference`` and ``-ErrorAction``.
+
+Before running anything the whole script is checked: a syntax error, a construct outside the subset, an unknown
+command or an unknown parameter fails with ``line:col: …`` and nothing runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tree_sitter import Node
+
+from toolkit.powershell_syntax import parse, syntax_problems, walk
+from toolkit.render.quoting import unquote_verbatim
+from toolkit.sandbox.commands import BindingError, CmdletError, Command, convert
+from toolkit.sandbox.values import (
+    Hashtable, PSObject, as_list, collapse, convert_to_json, equals, is_true, to_string,
+)
+
+# Nodes that only wrap one child in this grammar (precedence levels).
+_WRAPPERS = {"pipeline", "pipeline_chain", "logical_expression", "bitwise_expression", "comparison_expression",
+             "additive_expression", "multiplicative_expression", "format_expression", "range_expression",
+             "array_literal_expression", "unary_expression", "left_assignment_expression"}
+_ALLOWED = _WRAPPERS | {
+    "program", "statement_list", "comment", "empty_statement", "command", "command_name", "command_elements",
+    "command_parameter", "command_argument_sep", "generic_token", "assignment_expression", "assignement_operator",
+    "if_statement", "elseif_clauses", "elseif_clause", "else_clause", "statement_block", "foreach_statement",
+    "try_statement", "catch_clauses", "catch_clause", "flow_control_statement", "comparison_operator",
+    "expression_with_unary_operator", "cast_expression", "type_literal", "type_spec", "type_name",
+    "type_identifier", "member_access", "member_name", "simple_name", "element_access", "variable",
+    "string_literal", "verbatim_string_characters", "expandable_string_literal", "integer_literal",
+    "decimal_integer_literal", "array_expression", "hash_literal_expression", "hash_literal_body", "hash_entry",
+    "key_expression", "parenthesized_expression",
+}
+_COMPARISONS = {"-eq", "-ne", "-like", "-notlike", "-contains", "-notcontains", "-in", "-notin",
+                "-ieq", "-ine", "-ilike", "-inotlike", "-icontains", "-inotcontains"}
+_CASTS = {"string", "int", "bool", "array", "object[]", "string[]"}
+_ASSIGNMENT_OPERATORS = {"=", "+="}
+
+
+class ScriptError(Exception):
+    """The script cannot run: a syntax error or something outside the supported subset. Nothing ran."""
+
+
+class PSRuntimeError(Exception):
+    """A terminating error, catchable with try/catch."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0, category: str = "NotSpecified") -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+        self.category = category
+
+    def record(self) -> PSObject:
+        exception = PSObject("System.Exception", {"Message": self.message})
+        return PSObject("System.Management.Automation.ErrorRecord", {
+            "Exception": exception, "CategoryInfo": self.category, "FullyQualifiedErrorId": self.category})
+
+
+@dataclass
+class RunOutcome:
+    output: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    exit_code: int = 0
+
+
+def _line_col(node: Node) -> tuple[int, int]:
+    return node.start_point[0] + 1, node.start_point[1] + 1
+
+
+def _named(node: Node) -> list[Node]:
+    return [c for c in node.named_children if c.type not in ("comment", "command_argument_sep")]
+
+
+def _unwrap(node: Node) -> Node:
+    while node.type in _WRAPPERS and len(_named(node)) == 1 and node.child_count == 1:
+        node = node.named_children[0]
+    return node
+
+
+class Interpreter:
+    """Runs scripts against a command table (built-ins plus the sandbox organisation's cmdlets)."""
+
+    def __init__(self, commands: Mapping[str, Command]) -> None:
+        builtins = _builtin_commands(self)
+        self.commands: dict[str, Command] = {name.lower(): cmd for name, cmd in {**builtins, **commands}.items()}
+        self.variables: dict[str, Any] = {}
+        self.outcome = RunOutcome()
+
+    # ------------------------------------------------------------------------------------------- checking
+    def check(self, text: str) -> Node:
+        tree = parse(text)
+        problems = syntax_problems(tree)
+        if problems:
+            raise ScriptError("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
+                                        for p in problems[:5]))
+        found: list[str] = []
+        for node in walk(tree.root_node):
+            if node.is_named and node.type not in _ALLOWED:
+                found.append(self._unsupported(node))
+            elif node.type in _WRAPPERS and node.child_count > 1:
+                found.extend(self._check_operator(node))
+            elif node.type == "flow_control_statement" and node.children[0].type != "throw":
+                found.append(self._unsupported(node))
+            elif node.type == "expression_with_unary_operator":
+                operator = node.children[0].type
+                if operator not in ("-not", "!", "cast_expression"):
+                    found.append(self._unsupported(node))
+            elif node.type == "cast_expression":
+                type_name = node.named_children[0].text.decode().strip("[]").lower()
+                if type_name not in _CASTS:
+                    found.append(self._unsupported(node, f"cast to [{type_name}]"))
+            elif node.type == "expandable_string_literal" and any(c in node.text.decode() for c in "$`"):
+                found.append(self._unsupported(node, "expandable string with variables or escapes "
+                                                     "(use single quotes and +)"))
+            elif node.type == "assignement_operator" and node.text.decode() not in _ASSIGNMENT_OPERATORS:
+                found.append(self._unsupported(node, f"assignment operator {node.text.decode()}"))
+            elif node.type == "command":
+                found.extend(self._check_command(node))
+        if found:
+            raise ScriptError("\n".join(found))
+        return tree.root_node
+
+    def _unsupported(self, node: Node, what: str | None = None) -> str:
+        line, col = _line_col(node)
+        snippet = node.text.decode("utf-8", "replace").splitlines()[0][:50] if node.text else ""
+        return f"{line}:{col}: unsupported PowerShell construct {what or node.type} ({snippet!r})"
+
+    def _check_operator(self, node: Node) -> list[str]:
+        operators = [c for c in node.children if not c.is_named or c.type == "comparison_operator"]
+        allowed = {"logical_expression": {"-and", "-or"}, "comparison_expression": _COMPARISONS,
+                   "additive_expression": {"+"}, "pipeline_chain": {"|"}, "array_literal_expression": {","}}
+        out = []
+        for operator in operators:
+            text = operator.text.decode().lower()
+            if text not in allowed.get(node.type, set()):
+                out.append(self._unsupported(operator, f"operator {text}"))
+        return out
+
+    def _check_command(self, node: Node) -> list[str]:
+        name_node = node.child_by_field_name("command_name") or node.named_children[0]
+        name = name_node.text.decode()
+        command = self.commands.get(name.lower())
+        line, col = _line_col(name_node)
+        if command is None:
+            return [f"{line}:{col}: the sandbox does not implement the command {name!r}"]
+        problems = []
+        for element in self._elements(node):
+            if element.type == "command_parameter":
+                written = element.text.decode().lstrip("-").rstrip(":")
+                try:
+                    command.resolve_parameter(written)
+                except BindingError as exc:
+                    pline, pcol = _line_col(element)
+                    problems.append(f"{pline}:{pcol}: {exc}")
+        return problems
+
+    # ------------------------------------------------------------------------------------------- running
+    def run(self, text: str) -> RunOutcome:
+        """Check, then run a script. A terminating error stops it with exit code 1."""
+        self.outcome = RunOutcome()
+        root = self.check(text)
+        self.variables = {"erroractionpreference": "Continue"}
+        try:
+            for value in self.run_statements(root):
+                self.outcome.output.append(to_string(value))
+        except PSRuntimeError as exc:
+            where = f"At line:{exc.line} char:{exc.column}" if exc.line else "At the script"
+            self.outcome.errors.append(f"{exc.message}\n    {where}\n    + CategoryInfo: {exc.category}")
+            self.outcome.exit_code = 1
+        return self.outcome
+
+    def run_statements(self, node: Node) -> Iterator[Any]:
+        for child in _named(node):
+            if child.type in ("statement_list", "program"):
+                yield from self.run_statements(child)
+            elif child.type != "empty_statement":
+                yield from self.run_statement(child)
+
+    def run_statement(self, node: Node) -> Iterator[Any]:
+        node = _unwrap(node)
+        kind = node.type
+        if kind == "assignment_expression":
+            self.assign(node)
+        elif kind == "if_statement":
+            yield from self.run_if(node)
+        elif kind == "foreach_statement":
+            yield from self.run_foreach(node)
+        elif kind == "try_statement":
+            yield from self.run_try(node)
+        elif kind == "flow_control_statement":
+            self.run_throw(node)
+        elif kind in ("pipeline_chain", "command"):
+            yield from self.run_pipeline(node)
+        else:
+            yield from as_list_output(self.evaluate(node))
+
+    def run_block(self, block: Node) -> Iterator[Any]:
+        for child in _named(block):
+            if child.type == "statement_list":
+                yield from self.run_statements(child)
+
+    def run_if(self, node: Node) -> Iterator[Any]:
+        children = _named(node)
+        condition, block = children[0], children[1]
+        if is_true(self.evaluate(condition)):
+            yield from self.run_block(block)
+            return
+        for child in children[2:]:
+            if child.type == "elseif_clauses":
+                for clause in _named(child):
+                    clause_condition, clause_block = _named(clause)[0], _named(clause)[1]
+                    if is_true(self.evaluate(clause_condition)):
+                        yield from self.run_block(clause_block)
+                        return
+            elif child.type == "else_clause":
+                yield from self.run_block(_named(child)[0])
+
+    def run_foreach(self, node: Node) -> Iterator[Any]:
+        variable, source, block = _named(node)[0], _named(node)[1], _named(node)[-1]
+        name = variable.text.decode()[1:].lower()
+        for item in list(as_list(self.evaluate(source))):
+            self.variables[name] = item
+            yield from self.run_block(block)
+
+    def run_try(self, node: Node) -> Iterator[Any]:
+        block = _named(node)[0]
+        clauses = [c for c in _named(node) if c.type == "catch_clauses"]
+        output: list[Any] = []
+        try:
+            for value in self.run_block(block):
+                output.append(value)
+        except PSRuntimeError as exc:
+            yield from output
+            output = []
+            if not clauses:
+                raise
+            catch_block = _named(_named(clauses[0])[0])[-1]
+            previous = self.variables.get("_")
+            self.variables["_"] = exc.record()
+            self.variables["exkit_current_error"] = exc
+            try:
+                yield from self.run_block(catch_block)
+            finally:
+                self.variables["_"] = previous
+            return
+        yield from output
+
+    def run_throw(self, node: Node) -> None:
+        line, col = _line_col(node)
+        arguments = _named(node)
+        if arguments:
+            raise PSRuntimeError(to_string(self.evaluate(arguments[0])), line, col, "OperationStopped")
+        current = self.variables.get("exkit_current_error")
+        if isinstance(current, PSRuntimeError):
+            raise current
+        raise PSRuntimeError("ScriptHalted", line, col, "OperationStopped")
+
+    # ------------------------------------------------------------------------------------------- assignment
+    def assign(self, node: Node) -> None:
+        target, operator, value_node = _named(node)[0], _named(node)[1], _named(node)[2]
+        target = _unwrap(target)
+        value = self.capture(value_node)
+        if operator.text.decode() == "+=":
+            value = add(self.evaluate(target), value)
+        if target.type == "variable":
+            self.variables[target.text.decode()[1:].lower()] = value
+        elif target.type == "element_access":
+            container, index = _named(target)[0], _named(target)[1]
+            table = self.evaluate(container)
+            key = self.evaluate(index)
+            if isinstance(table, Hashtable):
+                table[to_string(key)] = value
+            elif isinstance(table, list) and isinstance(key, int):
+                table[key] = value
+            else:
+                line, col = _line_col(target)
+                raise PSRuntimeError("Cannot index into a null array.", line, col, "InvalidOperation")
+        else:
+            line, col = _line_col(target)
+            raise PSRuntimeError(f"unsupported assignment target {target.type}", line, col)
+
+    def capture(self, node: Node) -> Any:
+        """The value of a statement on the right of '=': command output is collected."""
+        node = _unwrap(node)
+        if node.type in ("pipeline_chain", "command"):
+            return collapse(list(self.run_pipeline(node)))
+        return self.evaluate(node)
+
+    # ------------------------------------------------------------------------------------------- expressions
+    def evaluate(self, node: Node) -> Any:
+        node = _unwrap(node)
+        kind = node.type
+        method = getattr(self, "eval_" + kind, None)
+        if method is None:
+            if kind in ("pipeline_chain", "command"):
+                return collapse(list(self.run_pipeline(node)))
+            line, col = _line_col(node)
+            raise PSRuntimeError(f"unsupported PowerShell construct {kind}", line, col)
+        return method(node)
+
+    def eval_variable(self, node: Node) -> Any:
+        name = node.text.decode()[1:].lower()
+        constants = {"true": True, "false": False, "null": None}
+        if name in constants:
+            return constants[name]
+        return self.variables.get(name)
+
+    def eval_string_literal(self, node: Node) -> str:
+        inner = node.named_children[0]
+        text = inner.text.decode()
+        if inner.type == "verbatim_string_characters":
+            return unquote_verbatim(text)
+        return text[1:-1].replace('""', '"')
+
+    def eval_integer_literal(self, node: Node) -> int:
+        return int(node.text.decode())
+
+    def eval_generic_token(self, node: Node) -> str:
+        return node.text.decode()
+
+    def eval_parenthesized_expression(self, node: Node) -> Any:
+        return self.capture(_named(node)[0])
+
+    def eval_array_expression(self, node: Node) -> list[Any]:
+        items: list[Any] = []
+        for child in _named(node):
+            items.extend(self.run_statements_in(child))
+        return items
+
+    def run_statements_in(self, node: Node) -> list[Any]:
+        out: list[Any] = []
+        for value in (self.run_statements(node) if node.type == "statement_list" else self.run_statement(node)):
+            out.extend(as_list_output(value))
+        return out
+
+    def eval_array_literal_expression(self, node: Node) -> list[Any]:
+        return [self.evaluate(child) for child in _named(node)]
+
+    def eval_hash_literal_expression(self, node: Node) -> Hashtable:
+        table = Hashtable()
+        for body in _named(node):
+            for entry in _named(body):
+                key_node, value_node = _named(entry)[0], _named(entry)[1]
+                key = key_node.text.decode()
+                if key_node.named_children and key_node.named_children[0].type == "string_literal":
+                    key = to_string(self.evaluate(key_node.named_children[0]))
+                table[key] = self.capture(value_node)
+        return table
+
+    def eval_member_access(self, node: Node) -> Any:
+        target = self.evaluate(_named(node)[0])
+        name = _named(node)[1].text.decode()
+        return member(target, name)
+
+    def eval_element_access(self, node: Node) -> Any:
+        container = self.evaluate(_named(node)[0])
+        key = self.evaluate(_named(node)[1])
+        if isinstance(container, Hashtable):
+            return container[to_string(key)]
+        if isinstance(container, list) and isinstance(key, int):
+            return container[key] if -len(container) <= key < len(container) else None
+        return None
+
+    def eval_cast_expression(self, node: Node) -> Any:
+        type_name = _named(node)[0].text.decode().strip("[]").lower()
+        value = self.evaluate(_named(node)[1])
+        if type_name == "string":
+            return to_string(value)
+        if type_name == "int":
+            try:
+                return int(to_string(value) or 0)
+            except ValueError:
+                line, col = _line_col(node)
+                raise PSRuntimeError(f"Cannot convert value \"{to_string(value)}\" to type \"System.Int32\".",
+                                     line, col, "InvalidArgument") from None
+        if type_name == "bool":
+            return is_true(value)
+        if type_name == "string[]":
+            return [to_string(v) for v in as_list(value)]
+        return as_list(value)
+
+    def eval_expression_with_unary_operator(self, node: Node) -> Any:
+        first = node.children[0]
+        if first.type == "cast_expression":
+            return self.eval_cast_expression(first)
+        return not is_true(self.evaluate(_named(node)[-1]))
+
+    def eval_logical_expression(self, node: Node) -> bool:
+        left, operator, right = node.children[0], node.children[1].text.decode().lower(), node.children[2]
+        if operator == "-and":
+            return is_true(self.evaluate(left)) and is_true(self.evaluate(right))
+        return is_true(self.evaluate(left)) or is_true(self.evaluate(right))
+
+    def eval_additive_expression(self, node: Node) -> Any:
+        return add(self.evaluate(node.children[0]), self.evaluate(node.children[2]))
+
+    def eval_comparison_expression(self, node: Node) -> Any:
+        left = self.evaluate(node.children[0])
+        operator = node.children[1].text.decode().lower().replace("-i", "-", 1)
+        right = self.evaluate(node.children[2])
+        return compare(left, operator, right)
+
+    # ------------------------------------------------------------------------------------------- commands
+    def _elements(self, node: Node) -> list[Node]:
+        out: list[Node] = []
+        for child in node.named_children:
+            if child.type == "command_elements":
+                out.extend(c for c in child.named_children if c.type != "command_argument_sep" or
+                           c.text.decode().strip() == ":")
+        return out
+
+    def run_pipeline(self, node: Node) -> Iterator[Any]:
+        node = _unwrap(node)
+        stages = [c for c in node.named_children] if node.type == "pipeline_chain" else [node]
+        items: list[Any] | None = None
+        for stage in stages:
+            stage = _unwrap(stage)
+            if stage.type == "command":
+                items = self.invoke(stage, items or [])
+            else:
+                items = as_list_output(self.evaluate(stage))
+        yield from items or []
+
+    def invoke(self, node: Node, pipeline_input: list[Any]) -> list[Any]:
+        name_node = node.named_children[0]
+        command = self.commands[name_node.text.decode().lower()]
+        line, col = _line_col(name_node)
+        try:
+            bound = self.bind(command, node)
+        except BindingError as exc:
+            raise PSRuntimeError(str(exc), line, col, "InvalidArgument") from None
+        action = to_string(bound.pop("ErrorAction", None) or self.variables.get("erroractionpreference")
+                           or "Continue").lower()
+        try:
+            return list(command.run(bound, pipeline_input))
+        except CmdletError as exc:
+            if action == "stop":
+                raise PSRuntimeError(exc.message, line, col, exc.category) from None
+            if action not in ("silentlycontinue", "ignore"):
+                self.outcome.errors.append(f"{exc.message}\n    At line:{line} char:{col}")
+            return []
+        except BindingError as exc:
+            raise PSRuntimeError(str(exc), line, col, "InvalidArgument") from None
+
+    def bind(self, command: Command, node: Node) -> dict[str, Any]:
+        elements = self._elements(node)
+        bound: dict[str, Any] = {}
+        positional: list[Any] = []
+        index = 0
+        while index < len(elements):
+            element = elements[index]
+            if element.type == "command_parameter":
+                written = element.text.decode().lstrip("-")
+                explicit = written.endswith(":")
+                name = command.resolve_parameter(written.rstrip(":"))
+                if index + 1 < len(elements) and elements[index + 1].type == "command_argument_sep":
+                    explicit = True
+                    index += 1
+                if name in bound:
+                    raise BindingError(f"{command.name}: Cannot bind parameter because parameter '{name}' is "
+                                       "specified more than once.")
+                if command.is_switch(name) and not explicit:
+                    bound[name] = True
+                elif index + 1 < len(elements):
+                    index += 1
+                    bound[name] = convert(command.name, name, command.all_parameters[name],
+                                          self.evaluate(elements[index]))
+                else:
+                    raise BindingError(f"{command.name}: Missing an argument for parameter '{name}'. Specify a "
+                                       "parameter of the appropriate type and try again.")
+            else:
+                positional.append(self.evaluate(element))
+            index += 1
+        slots = [p for p in command.positional if p not in bound]
+        if len(positional) > len(slots):
+            extra = to_string(positional[len(slots)])
+            raise BindingError(f"{command.name}: A positional parameter cannot be found that accepts argument "
+                               f"'{extra}'.")
+        for name, value in zip(slots, positional, strict=False):
+            bound[name] = convert(command.name, name, command.all_parameters[name], value)
+        missing = [p for p in command.mandatory if p not in bound]
+        if missing:
+            raise BindingError(f"{command.name}: Cannot process command because of one or more missing mandatory "
+                               f"parameters: {' '.join(missing)}.")
+        return bound
+
+
+def as_list_output(value: Any) -> list[Any]:
+    """An expression statement writes its value to the output; arrays are written item by item."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def member(target: Any, name: str) -> Any:
+    if isinstance(target, list):
+        values = [member(item, name) for item in target]
+        return [v for v in values if v is not None]
+    if isinstance(target, PSObject):
+        return target.get(name)
+    if isinstance(target, Hashtable):
+        if name.lower() == "count":
+            return len(target)
+        return target[name]
+    if isinstance(target, str) and name.lower() == "length":
+        return len(target)
+    return None
+
+
+def add(left: Any, right: Any) -> Any:
+    if left is None:
+        return list(right) if isinstance(right, list) else right
+    if isinstance(left, list):
+        return left + (right if isinstance(right, list) else [right])
+    if isinstance(left, str):
+        return left + to_string(right)
+    if isinstance(left, (int, float)) and not isinstance(left, bool):
+        return left + (int(to_string(right)) if isinstance(right, str) else right)
+    raise PSRuntimeError(f"Method invocation failed because [{type(left).__name__}] does not contain a method "
+                         "named 'op_Addition'.", category="InvalidOperation")
+
+
+def compare(left: Any, operator: str, right: Any) -> Any:
+    import fnmatch
+
+    if operator in ("-contains", "-notcontains"):
+        found = any(equals(item, right) for item in as_list(left))
+        return found if operator == "-contains" else not found
+    if operator in ("-in", "-notin"):
+        found = any(equals(item, left) for item in as_list(right))
+        return found if operator == "-in" else not found
+
+    def scalar(value: Any) -> bool:
+        if operator in ("-like", "-notlike"):
+            hit = fnmatch.fnmatchcase(to_string(value).lower(), to_string(right).lower().replace("[", "[[]"))
+            return hit if operator == "-like" else not hit
+        same = equals(value, right)
+        return same if operator == "-eq" else not same
+
+    if isinstance(left, list):
+        return [item for item in left if scalar(item)]
+    return scalar(left)
+
+
+def _builtin_commands(interpreter: Interpreter) -> dict[str, Command]:
+    def write_output(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        return pipeline + as_list(bound.get("InputObject"))
+
+    def out_null(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        return []
+
+    def to_json(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        items = pipeline + as_list(bound.get("InputObject"))
+        value = items[0] if len(items) == 1 else items
+        return [convert_to_json(value, bool(bound.get("Compress")), int(bound.get("Depth") or 2))]
+
+    def get_command(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        name = to_string(bound.get("Name"))
+        if name.lower() in interpreter.commands:
+            return [PSObject("System.Management.Automation.CmdletInfo", {"Name": interpreter.commands[
+                name.lower()].name, "CommandType": "Cmdlet"})]
+        raise CmdletError(f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, "
+                          "or operable program.", "ObjectNotFound")
+
+    def add_snapin(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        return []
+
+    return {
+        "Write-Output": Command("Write-Output", {"InputObject": "object", "NoEnumerate": "switch"}, write_output,
+                                positional=("InputObject",)),
+        "Out-Null": Command("Out-Null", {"InputObject": "object"}, out_null),
+        "ConvertTo-Json": Command("ConvertTo-Json", {"InputObject": "object", "Compress": "switch", "Depth": "int"},
+                                  to_json, positional=("InputObject",)),
+        "Get-Command": Command("Get-Command", {"Name": "string"}, get_command, positional=("Name",)),
+        "Add-PSSnapin": Command("Add-PSSnapin", {"Name": "string"}, add_snapin, positional=("Name",)),
+    }

@@ -1,0 +1,99 @@
+"""The seed organisation: enough people, rooms and RBAC for a first run to show something real.
+
+contoso.com (users in four offices, rooms and equipment, a room list, a mail-enabled security group of rooms,
+the room-booking service account) and two hosted tenants under OU=Hosting,DC=hoster,DC=local.
+"""
+
+from __future__ import annotations
+
+from toolkit.playbook.model import KNOWN_ROLES
+from toolkit.sandbox.org import ManagementScope, Organisation, Recipient, RoleAssignment, RoleGroup
+
+CONTOSO_USERS = "OU=Users,DC=contoso,DC=com"
+CONTOSO_ROOMS = "OU=Rooms,DC=contoso,DC=com"
+HOSTING = "OU=Hosting,DC=hoster,DC=local"
+BERLIN_ROOM_LIST = f"CN=Berlin Rooms,{CONTOSO_ROOMS}"
+BOOKABLE_ROOMS_GROUP = f"CN=Bookable Rooms,{CONTOSO_ROOMS}"
+
+_FIRST = ["Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hugo", "Ida", "Jonas", "Karla", "Leon",
+          "Mia", "Noah", "Olga", "Paul", "Quinn", "Rosa", "Sven", "Tara", "Uwe", "Vera", "Willem", "Xenia"]
+_LAST = ["Adler", "Becker", "Costa", "Dietrich", "Engel", "Fischer"]
+_OFFICES = ["Berlin", "Munich", "London", "New York"]
+_ROOMS = {"Berlin": 4, "Munich": 3, "London": 2, "New York": 2}
+
+
+def _mailbox(name: str, address: str, kind: str, ou: str, office: str = "", **attributes: str) -> Recipient:
+    return Recipient(name=name, alias=address.split("@")[0], primary_smtp_address=address.lower(),
+                     recipient_type_details=kind, display_name=name, office=office,
+                     distinguished_name=f"CN={name},{ou}", custom_attributes=attributes)
+
+
+def seed_organisation() -> Organisation:
+    recipients: list[Recipient] = []
+    for index, first in enumerate(_FIRST):
+        last = _LAST[index % len(_LAST)]
+        recipients.append(_mailbox(f"{first} {last}", f"{first}.{last}@contoso.com".lower(), "UserMailbox",
+                                   CONTOSO_USERS, _OFFICES[index % len(_OFFICES)]))
+    recipients.append(_mailbox("Room Booking Service", "svc-rooms@contoso.com", "UserMailbox", CONTOSO_USERS,
+                               "Berlin"))
+    recipients.append(_mailbox("Exchange Admin", "admin@contoso.com", "UserMailbox", CONTOSO_USERS, "Berlin"))
+    recipients.append(_mailbox("Reception Berlin", "reception@contoso.com", "SharedMailbox", CONTOSO_USERS, "Berlin"))
+    recipients.append(_mailbox("Info", "info@contoso.com", "SharedMailbox", CONTOSO_USERS, "Munich"))
+    for office, count in _ROOMS.items():
+        slug = office.lower().replace(" ", "")
+        for number in range(1, count + 1):
+            room = _mailbox(f"Room {office} {number}", f"room-{slug}-{number}@contoso.com", "RoomMailbox",
+                            CONTOSO_ROOMS, office, CustomAttribute1="bookable")
+            room.member_of.append(BOOKABLE_ROOMS_GROUP)
+            if office == "Berlin":
+                room.member_of.append(BERLIN_ROOM_LIST)
+            recipients.append(room)
+    recipients.append(_mailbox("Projector Berlin 1", "projector-berlin-1@contoso.com", "EquipmentMailbox",
+                               CONTOSO_ROOMS, "Berlin"))
+    recipients.append(_mailbox("Pool Car Munich 1", "car-munich-1@contoso.com", "EquipmentMailbox", CONTOSO_ROOMS,
+                               "Munich"))
+    recipients.append(_mailbox("Berlin Rooms", "berlin-rooms@contoso.com", "RoomList", CONTOSO_ROOMS, "Berlin"))
+    recipients.append(_mailbox("Bookable Rooms", "bookable-rooms@contoso.com", "MailUniversalSecurityGroup",
+                               CONTOSO_ROOMS))
+    for tenant, domain in (("Fabrikam", "fabrikam.example"), ("Tailspin", "tailspin.example")):
+        ou = f"OU={tenant},{HOSTING}"
+        recipients.append(_mailbox(f"{tenant} Room Booking", f"svc-rooms@{domain}", "UserMailbox", ou))
+        for first in _FIRST[:3]:
+            recipients.append(_mailbox(f"{first} ({tenant})", f"{first.lower()}@{domain}", "UserMailbox", ou))
+        for number in range(1, 4):
+            recipients.append(_mailbox(f"{tenant} Room {number}", f"room-{number}@{domain}", "RoomMailbox", ou))
+        recipients.append(_mailbox(f"{tenant} Projector", f"projector@{domain}", "EquipmentMailbox", ou))
+
+    organisation = Organisation(
+        organizational_units=[CONTOSO_USERS, CONTOSO_ROOMS, HOSTING, f"OU=Fabrikam,{HOSTING}",
+                              f"OU=Tailspin,{HOSTING}"],
+        management_roles=sorted(KNOWN_ROLES),
+        recipients=recipients,
+        management_scopes=[ManagementScope(name="Hosting tenants", recipient_filter="RecipientType -ne $null",
+                                           recipient_root=HOSTING)],
+        role_groups=[
+            RoleGroup(name="Organization Management", description="Members of this management role group have "
+                      "permissions to manage Exchange objects and their properties in the Exchange organization.",
+                      members=["admin@contoso.com"]),
+            RoleGroup(name="Recipient Management", description="Members of this management role group have rights "
+                      "to create, manage, and remove Exchange recipient objects in the Exchange organization."),
+            RoleGroup(name="View-Only Organization Management", description="Members of this management role group "
+                      "can view recipient and configuration objects and their properties in the Exchange "
+                      "organization."),
+        ],
+    )
+    for role in ("Role Management", "Mail Recipients", "View-Only Configuration", "Mailbox Import Export"):
+        organisation.role_assignments.append(RoleAssignment(
+            name=f"{role}-Organization Management", role=role, role_assignee="Organization Management",
+            role_assignee_type="RoleGroup"))
+        organisation.role_assignments.append(RoleAssignment(
+            name=f"{role}-Organization Management-Delegating", role=role, role_assignee="Organization Management",
+            role_assignee_type="RoleGroup", delegating=True))
+    organisation.role_assignments.append(RoleAssignment(
+        name="Mail Recipients-Recipient Management", role="Mail Recipients", role_assignee="Recipient Management",
+        role_assignee_type="RoleGroup"))
+    organisation.role_assignments.append(RoleAssignment(
+        name="View-Only Configuration-View-Only Organization Management", role="View-Only Configuration",
+        role_assignee="View-Only Organization Management", role_assignee_type="RoleGroup"))
+    organisation.normalise()
+    return organisation

@@ -1,0 +1,1 @@
+"""Connectors: where scripts run. Each implements :class:`toolkit.targets.base.Target`."""

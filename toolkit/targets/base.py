@@ -1,0 +1,79 @@
+"""The connector interface, and the parsing of what a run printed (shared by every connector)."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+RESULT_PREFIX = "EXKIT-RESULT "
+FACT_PREFIX = "EXKIT-FACT "
+SUMMARY_PREFIX = "EXKIT-SUMMARY "
+
+
+@dataclass(frozen=True)
+class ResourceResult:
+    kind: str
+    name: str
+    action: str  # created, updated, unchanged, removed, absent, failed
+    error: str = ""
+
+
+@dataclass
+class RunResult:
+    """What one script run did: per-resource results, raw streams, exit code."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    results: list[ResourceResult] = field(default_factory=list)
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    script_sha256: str = ""
+
+    @property
+    def failed(self) -> list[ResourceResult]:
+        return [r for r in self.results if r.action == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.failed
+
+
+def parse_output(stdout: str) -> tuple[list[ResourceResult], list[dict[str, Any]]]:
+    """Read the EXKIT-RESULT and EXKIT-FACT lines of a run's standard output; other lines are ignored."""
+    results, facts = [], []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith(RESULT_PREFIX):
+            data = json.loads(line[len(RESULT_PREFIX):])
+            results.append(ResourceResult(str(data.get("kind", "")), str(data.get("name", "")),
+                                          str(data.get("action", "")), str(data.get("error") or "")))
+        elif line.startswith(FACT_PREFIX):
+            facts.append(json.loads(line[len(FACT_PREFIX):]))
+    return results, facts
+
+
+class TargetError(Exception):
+    """A connector could not run a script at all (unreachable, refused, broken state). Nothing ran."""
+
+
+class Target(ABC):
+    """Where scripts run. ``describe`` names the target for people; ``run_script`` runs one whole script."""
+
+    name: str
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
+        """Run a rendered script and return what it did. ``read_only`` promises the script changes nothing."""
+
+    def read_facts(self, script: str) -> list[dict[str, Any]]:
+        """Run a facts script (one round trip) and return its facts."""
+        result = self.run_script(script, read_only=True)
+        if result.exit_code != 0:
+            raise TargetError(f"reading the current state from {self.describe()} failed: "
+                              f"{result.stderr.strip() or 'exit code ' + str(result.exit_code)}")
+        return result.facts

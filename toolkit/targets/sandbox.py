@@ -1,0 +1,44 @@
+"""The embedded sandbox organisation as a target: scripts run in the PowerShell interpreter against its state."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from toolkit.sandbox import org as org_store
+from toolkit.sandbox.cmdlets import ExchangeCmdlets
+from toolkit.sandbox.interpreter import Interpreter, ScriptError
+from toolkit.targets.base import RunResult, Target, TargetError, parse_output
+
+
+class SandboxTarget(Target):
+    def __init__(self, state_path: Path | None = None, name: str = "sandbox") -> None:
+        self.name = name
+        self.state_path = state_path or org_store.default_state_path()
+
+    def describe(self) -> str:
+        return f"sandbox organisation {self.state_path}"
+
+    def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
+        with org_store.locked(self.state_path):
+            try:
+                organisation = org_store.load(self.state_path)
+            except org_store.StateFileError as exc:
+                raise TargetError(str(exc)) from None
+            interpreter = Interpreter(ExchangeCmdlets(organisation).commands())
+            try:
+                outcome = interpreter.run(script)
+            except ScriptError as exc:
+                # Checked before anything ran: the organisation is untouched.
+                return RunResult(2, "", f"the script cannot run in the sandbox:\n{exc}",
+                                 script_sha256=_sha(script))
+            if not read_only:
+                # Whatever ran is real, also when the script stopped halfway (as on a real Exchange).
+                org_store.save(self.state_path, organisation)
+        stdout = "\n".join(outcome.output) + ("\n" if outcome.output else "")
+        results, facts = parse_output(stdout)
+        return RunResult(outcome.exit_code, stdout, "\n".join(outcome.errors), results, facts, _sha(script))
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha256(script.encode()).hexdigest()

@@ -1,0 +1,42 @@
+"""The stages wired together for plan / apply / destroy: load → validate → plan → render → execute."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.inventory import ResolvedTarget
+from toolkit.plan import Plan, make_plan
+from toolkit.playbook.diagnostics import Diagnostics
+from toolkit.playbook.model import Playbook
+from toolkit.playbook.validate import require_playbook
+from toolkit.render.engine import RenderedScript, render_script
+from toolkit.targets.base import RunResult
+
+
+@dataclass
+class Prepared:
+    """A playbook made ready for one target: the model, its plan and the script that would run."""
+
+    playbook: Playbook
+    diagnostics: Diagnostics
+    target: ResolvedTarget
+    plan: Plan
+    script: RenderedScript
+
+
+def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any], *, destroy: bool = False,
+            templates: Path | None = None) -> Prepared:
+    """Validate, read the target's current state (one facts script), plan, and render the script to run."""
+    playbook, diagnostics = require_playbook(playbook_path, {**target.variables, **cli_vars})
+    facts_script = render_script(playbook, state="facts", templates=templates)
+    facts = target.target.read_facts(facts_script.text)
+    script = render_script(playbook, state="absent" if destroy else "present", templates=templates)
+    plan = make_plan(facts_script.resources, facts, destroy=destroy)
+    return Prepared(playbook, diagnostics, target, plan, script)
+
+
+def execute(prepared: Prepared) -> RunResult:
+    """Run the rendered script on the target (the script itself is idempotent)."""
+    return prepared.target.target.run_script(prepared.script.text)

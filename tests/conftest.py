@@ -32,3 +32,29 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def sandbox_state(tmp_path, monkeypatch):
+    """A private sandbox state file for the test (the default target reads $EXKIT_SANDBOX_STATE)."""
+    path = tmp_path / "sandbox" / "state.json"
+    monkeypatch.setenv("EXKIT_SANDBOX_STATE", str(path))
+    return path
+
+
+@pytest.fixture
+def exchange():
+    """A fresh seed organisation and an interpreter with its cmdlets: run(script) → outcome."""
+    from toolkit.sandbox.cmdlets import ExchangeCmdlets
+    from toolkit.sandbox.interpreter import Interpreter
+    from toolkit.sandbox.seed import seed_organisation
+
+    class Exchange:
+        def __init__(self):
+            self.org = seed_organisation()
+            self.interpreter = Interpreter(ExchangeCmdlets(self.org).commands())
+
+        def run(self, script: str):
+            return self.interpreter.run(textwrap.dedent(script))
+
+    return Exchange()

@@ -39,6 +39,7 @@ class Command:
     positional: tuple[str, ...] = ()
     should_process: bool = False
     mandatory: tuple[str, ...] = ()
+    remaining: str | None = None  # the parameter that takes all positional arguments (ValueFromRemainingArguments)
     all_parameters: dict[str, ParamType] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -337,10 +337,7 @@ class Interpreter:
         return items
 
     def run_statements_in(self, node: Node) -> list[Any]:
-        out: list[Any] = []
-        for value in (self.run_statements(node) if node.type == "statement_list" else self.run_statement(node)):
-            out.extend(as_list_output(value))
-        return out
+        return list(self.run_statements(node) if node.type == "statement_list" else self.run_statement(node))
 
     def eval_array_literal_expression(self, node: Node) -> list[Any]:
         return [self.evaluate(child) for child in _named(node)]
@@ -481,6 +478,10 @@ class Interpreter:
                 positional.append(self.evaluate(element))
             index += 1
         slots = [p for p in command.positional if p not in bound]
+        if command.remaining and positional and command.remaining in slots:
+            # ValueFromRemainingArguments: every positional argument goes to that parameter, as one array.
+            bound[command.remaining] = positional[0] if len(positional) == 1 else positional
+            positional = []
         if len(positional) > len(slots):
             extra = to_string(positional[len(slots)])
             raise BindingError(f"{command.name}: A positional parameter cannot be found that accepts argument "
@@ -502,6 +503,8 @@ def as_list_output(value: Any) -> list[Any]:
 
 
 def member(target: Any, name: str) -> Any:
+    if isinstance(target, list) and name.lower() in ("length", "count"):
+        return len(target)
     if isinstance(target, list):
         values = [member(item, name) for item in target]
         return [v for v in values if v is not None]
@@ -576,7 +579,7 @@ def _builtin_commands(interpreter: Interpreter) -> dict[str, Command]:
 
     return {
         "Write-Output": Command("Write-Output", {"InputObject": "object", "NoEnumerate": "switch"}, write_output,
-                                positional=("InputObject",)),
+                                positional=("InputObject",), remaining="InputObject"),
         "Out-Null": Command("Out-Null", {"InputObject": "object"}, out_null),
         "ConvertTo-Json": Command("ConvertTo-Json", {"InputObject": "object", "Compress": "switch", "Depth": "int"},
                                   to_json, positional=("InputObject",)),

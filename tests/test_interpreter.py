@@ -1,0 +1,165 @@
+"""The sandbox's PowerShell interpreter: each construct the templates use, and clear failures outside them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toolkit.sandbox.interpreter import ScriptError
+
+
+def output(exchange, script):
+    outcome = exchange.run(script)
+    assert outcome.exit_code == 0, outcome.errors
+    return outcome.output
+
+
+def test_variables_assignment_and_concatenation(exchange):
+    assert output(exchange, "$a = 'x'\n$A += 'y'\nWrite-Output ($a + 1)") == ["xy1"]
+
+
+def test_arrays_and_member_enumeration(exchange):
+    script = """
+    $list = @()
+    $list += 'a'
+    $list += @('b', 'c')
+    Write-Output $list.Length
+    Write-Output (@(Get-RoleGroupMember -Identity 'Organization Management').PrimarySmtpAddress)
+    """
+    assert output(exchange, script) == ["3", "admin@contoso.com"]
+
+
+def test_hashtables_index_and_increment(exchange):
+    script = "$h = @{created = 0; Name = 'n'}\n$h['created'] += 2\n$h['CREATED'] += 1\nWrite-Output $h.name $h['Created']"
+    assert output(exchange, script) == ["n", "3"]
+
+
+def test_if_elseif_else_and_truthiness(exchange):
+    script = """
+    foreach ($v in @($null, '', 0, @(), 'x', 1)) {
+        if (-not $v) { Write-Output 'false' } elseif ($v -eq 'x') { Write-Output 'x' } else { Write-Output 'other' }
+    }
+    """
+    assert output(exchange, script) == ["false", "false", "false", "false", "x", "other"]
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("'ABC' -eq 'abc'", "True"), ("'a' -ne 'b'", "True"), ("'Room1' -like 'room*'", "True"),
+    ("'Room1' -notlike 'room*'", "False"), ("@('a','B') -contains 'b'", "True"),
+    ("@('a') -notcontains 'b'", "True"), ("'b' -in @('a','B')", "True"), ("$null -eq $null", "True"),
+    ("$true -and -not $false", "True"), ("$false -or 0", "False"), ("[string]@('a','b')", "a b"),
+    ("[string]$null", ""), ("[int]'42' + 1", "43"), ("[bool]'x'", "True"),
+])
+def test_operators(exchange, expression, expected):
+    assert output(exchange, f"Write-Output ({expression})") == [expected]
+
+
+def test_try_catch_throw_and_error_record(exchange):
+    script = """
+    $ErrorActionPreference = 'Stop'
+    try {
+        Get-ManagementScope -Identity 'Nope'
+        Write-Output 'not reached'
+    } catch {
+        Write-Output ('caught: ' + $_.Exception.Message)
+    }
+    try { throw 'boom' } catch { Write-Output $_.Exception.Message }
+    """
+    assert output(exchange, script) == [
+        "caught: The operation couldn't be performed because object 'Nope' couldn't be found on 'DC01.contoso.com'.",
+        "boom"]
+
+
+def test_rethrow_stops_the_script(exchange):
+    outcome = exchange.run("$ErrorActionPreference = 'Stop'\ntry { Get-RoleGroup -Identity 'x' } catch { "
+                           "Write-Output 'failing'; throw }\nWrite-Output 'not reached'")
+    assert outcome.exit_code == 1
+    assert outcome.output == ["failing"]
+    assert "couldn't be found" in outcome.errors[0]
+    assert "At line:2 char:7" in outcome.errors[0]
+
+
+def test_error_action(exchange):
+    script = """
+    $a = Get-ManagementScope -Identity 'Nope' -ErrorAction SilentlyContinue
+    Write-Output ($a -eq $null)
+    Get-ManagementScope -Identity 'Nope'
+    Write-Output 'continued'
+    Get-ManagementScope -Identity 'Nope' -ErrorAction Stop
+    Write-Output 'not reached'
+    """
+    outcome = exchange.run(script)
+    assert outcome.output == ["True", "continued"]
+    assert outcome.exit_code == 1
+    assert len(outcome.errors) == 2  # the Continue one, then the terminating one
+
+
+def test_pipelines_and_convert_to_json(exchange):
+    script = """
+    New-ManagementScope -Name 'R' -RecipientRestrictionFilter "RecipientTypeDetails -eq 'RoomMailbox'" | Out-Null
+    Write-Output (@{kind = 'K'; list = @('a'); n = 1; ok = $true; none = $null} | ConvertTo-Json -Compress)
+    Get-ManagementScope -Identity 'R' | ConvertTo-Json -Compress
+    """
+    first, second = output(exchange, script)
+    assert json.loads(first) == {"kind": "K", "list": ["a"], "n": 1, "ok": True, "none": None}
+    assert json.loads(second)["RecipientFilter"] == "RecipientTypeDetails -eq 'RoomMailbox'"
+
+
+def test_switch_with_explicit_value_and_positional_identity(exchange):
+    script = """
+    New-ManagementScope 'R' -RecipientRestrictionFilter 'Office -eq ''Berlin''' -Exclusive:$false
+    Write-Output (Get-ManagementScope 'R').Exclusive
+    Remove-ManagementScope 'R' -Confirm:$false
+    """
+    assert output(exchange, script)[-1] == "False"
+
+
+@pytest.mark.parametrize("script, fragment", [
+    ("while ($true) { }", "2:1: unsupported PowerShell construct while_statement"),
+    ("$x = \"$($env:PATH)\"", "expandable string with variables"),
+    ("Get-Process | ForEach-Object { $_ }", "the sandbox does not implement the command 'Get-Process'"),
+    ("$a = 1 * 2", "unsupported PowerShell construct operator *"),
+    ("function f { }", "unsupported PowerShell construct function_statement"),
+    ("[xml]$a = '<a/>'", "cast to [xml]"),
+    ("$a -= 1", "assignment operator -="),
+    ("$a = (1", "PowerShell syntax error"),
+])
+def test_unsupported_constructs_fail_before_running(exchange, script, fragment):
+    before = exchange.org.model_dump()
+    with pytest.raises(ScriptError) as caught:
+        exchange.run("New-ManagementScope -Name 'X' -RecipientRestrictionFilter 'Office -eq ''A'''\n" + script)
+    assert fragment in str(caught.value)
+    assert exchange.org.model_dump() == before  # nothing ran
+
+
+def test_wrong_parameter_name_is_reported_with_position(exchange):
+    with pytest.raises(ScriptError) as caught:
+        exchange.run("Write-Output 'ok'\nNew-ManagementScope -Name 'X' -RecipientFilter 'Office -eq ''A'''")
+    assert str(caught.value) == ("2:31: New-ManagementScope: A parameter cannot be found that matches parameter "
+                                 "name 'RecipientFilter'.")
+
+
+def test_parameter_traps_from_the_cmdlet_reference(exchange):
+    with pytest.raises(ScriptError, match="matches parameter name 'Exclusive'"):
+        exchange.run("Set-ManagementScope -Identity 'X' -Exclusive")
+    with pytest.raises(ScriptError, match="matches parameter name 'Members'"):
+        exchange.run("Add-RoleGroupMember -Identity 'X' -Members 'a@contoso.com'")
+
+
+def test_ambiguous_and_prefix_parameters(exchange):
+    assert output(exchange, "Get-ManagementScope -Id 'Hosting tenants' | Out-Null\nWrite-Output 'ok'") == ["ok"]
+    with pytest.raises(ScriptError, match="is ambiguous"):
+        exchange.run("Get-ManagementRoleAssignment -R 'x'")
+
+
+def test_binding_errors_are_terminating_and_catchable(exchange):
+    script = """
+    try { Add-MailboxPermission -Identity 'room-berlin-1@contoso.com' -User 'svc-rooms@contoso.com' -AccessRights 'FullAccess' -AutoMapping 'yes' }
+    catch { Write-Output $_.Exception.Message }
+    try { New-ManagementScope -Name @('a', 'b') -RecipientRestrictionFilter 'Office -eq ''x''' }
+    catch { Write-Output $_.Exception.Message }
+    """
+    first, second = output(exchange, script)
+    assert "Cannot convert value \"yes\" to type \"System.Boolean\"" in first
+    assert "Cannot convert 'System.Object[]' to the type 'System.String'" in second

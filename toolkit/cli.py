@@ -137,12 +137,14 @@ OutputOption = Annotated[str, typer.Option("--output", "-o", help="text or json"
 def _prepare(playbook: Path, inventory: Path | None, target: str | None, var: list[str] | None, destroy: bool,
              templates: Path | None) -> Prepared:
     cli_vars = parse_vars(var)
-    resolved = resolve_target(inventory, target)
     try:
+        resolved = resolve_target(inventory, target)
         prepared = prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates)
     except PlaybookError as exc:
         print_diagnostics(exc.diagnostics)
         raise typer.Exit(1) from None
+    except ExkitError as exc:
+        _fail(str(exc), exc.exit_code)
     except (RenderError, TargetError) as exc:
         _fail(str(exc))
     print_diagnostics(prepared.diagnostics)

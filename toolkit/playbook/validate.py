@@ -169,21 +169,20 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
 
 
 def _existing_prefix(data: Any, path: PathKey, kind: str) -> PathKey:
+    """The part of an error location that exists in the data (pydantic adds union tags and branch names)."""
     out: list[str | int] = []
     node = data
-    for part in path:
+    for index, part in enumerate(path):
+        last = index == len(path) - 1
         if isinstance(node, dict) and part in node:
             out.append(part)
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             out.append(part)
             node = node[part]
-        elif kind in ("missing", "extra_forbidden") and isinstance(node, dict) and isinstance(part, str):
+        elif last and kind in ("missing", "extra_forbidden") and isinstance(node, dict) and isinstance(part, str):
             out.append(part)
-            break
-        elif isinstance(node, (dict, list)):
-            continue
-        else:
+        elif not isinstance(node, (dict, list)):
             break
     return tuple(out)
 

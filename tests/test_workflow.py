@@ -1,0 +1,156 @@
+"""plan / apply / destroy through the CLI against the sandbox organisation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PLAYBOOKS, REPO
+from toolkit.sandbox import org as store
+from toolkit.sandbox.seed import seed_organisation
+
+
+def results(output: str) -> list[tuple[str, str]]:
+    return [(r["kind"], r["action"]) for r in json.loads(output)["results"]]
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.stem)
+def test_apply_again_unchanged_destroy_back_to_seed(cli, sandbox_state, playbook):
+    seed = seed_organisation().to_json()
+    first = cli("apply", playbook, "--yes", "--output", "json")
+    assert first.exit_code == 0, first.stderr
+    assert {action for _, action in results(first.stdout)} == {"created"}
+    assert store.load(sandbox_state).to_json() != seed
+
+    plan = cli("plan", playbook, "--detailed-exitcode")
+    assert plan.exit_code == 0, plan.stdout
+    second = cli("apply", playbook, "--yes", "--output", "json")
+    assert second.exit_code == 0
+    assert {action for _, action in results(second.stdout)} == {"unchanged"}
+
+    destroy = cli("destroy", playbook, "--yes", "--output", "json")
+    assert destroy.exit_code == 0, destroy.stderr
+    assert {action for _, action in results(destroy.stdout)} == {"removed"}
+    assert sandbox_state.read_text() == seed
+
+
+def test_apply_output_is_readable(cli, sandbox_state):
+    result = cli("apply", REPO / "playbooks" / "classic.yaml", "--yes")
+    assert result.exit_code == 0
+    assert "+ ManagementScope 'Room mailboxes' (create)" in result.stdout
+    assert "filter: (none) → RecipientTypeDetails -eq 'RoomMailbox'" in result.stdout
+    assert "Plan: 2 to create, 0 to update, 0 to remove, 0 unchanged." in result.stdout
+    assert "Summary: 2 created." in result.stdout
+
+
+def run_in_sandbox(script: str) -> None:
+    from toolkit.targets.sandbox import SandboxTarget
+
+    result = SandboxTarget().run_script("$ErrorActionPreference = 'Stop'\n" + script)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_drift_is_planned_and_repaired(cli, sandbox_state):
+    classic = REPO / "playbooks" / "classic.yaml"
+    assert cli("apply", classic, "--yes").exit_code == 0
+    run_in_sandbox("Add-RoleGroupMember -Identity 'Room booking service accounts' -Member 'anna.adler@contoso.com'\n"
+                   "Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter "
+                   "\"RecipientTypeDetails -like '*Mailbox'\"")
+    plan = cli("plan", classic, "--detailed-exitcode", "--output", "json")
+    assert plan.exit_code == 2
+    changes = {c["kind"]: c for c in json.loads(plan.stdout)["changes"]}
+    assert changes["ManagementScope"]["fields"] == [{"field": "filter", "before": "RecipientTypeDetails -like "
+                                                     "'*Mailbox'", "after": "RecipientTypeDetails -eq 'RoomMailbox'"}]
+    assert changes["RoleGroup"]["fields"] == [{"field": "members",
+                                               "before": ["anna.adler@contoso.com", "svc-rooms@contoso.com"],
+                                               "after": ["svc-rooms@contoso.com"]}]
+    repaired = cli("apply", classic, "--yes", "--output", "json")
+    assert results(repaired.stdout) == [("ManagementScope", "updated"), ("RoleGroup", "updated")]
+    assert cli("plan", classic, "--detailed-exitcode").exit_code == 0
+
+
+def test_deleted_object_and_extra_role_show_as_drift(cli, sandbox_state):
+    classic = REPO / "playbooks" / "classic.yaml"
+    assert cli("apply", classic, "--yes").exit_code == 0
+    run_in_sandbox("New-ManagementRoleAssignment -SecurityGroup 'Room booking service accounts' -Role 'Mail Recipients' "
+                   "-CustomRecipientWriteScope 'Room mailboxes' | Out-Null")
+    plan = json.loads(cli("plan", classic, "--output", "json").stdout)
+    assert plan["changes"][1]["fields"] == [{"field": "roles", "before": ["applicationimpersonation",
+                                                                          "mail recipients"],
+                                             "after": ["applicationimpersonation"]}]
+    run_in_sandbox("Remove-RoleGroup -Identity 'Room booking service accounts' -Confirm:$false")
+    plan = json.loads(cli("plan", classic, "--output", "json").stdout)
+    assert [c["action"] for c in plan["changes"]] == ["noop", "create"]
+
+
+def test_failure_halfway_reports_and_a_corrected_run_converges(cli, sandbox_state, write_playbook):
+    text = """
+        exkit: 1
+        name: halfway
+        scopes:
+          - {name: Rooms, rooms: true}
+        role_groups:
+          - name: Room bookers
+            roles: [ApplicationImpersonation]
+            members: ["{{ who }}"]
+            scope: Rooms
+        """
+    path = write_playbook(text)
+    failed = cli("apply", path, "--yes", "--var", "who=nobody@contoso.com")
+    assert failed.exit_code == 1
+    assert ("RoleGroup 'Room bookers' failed: The operation couldn't be performed because object "
+            "'nobody@contoso.com' couldn't be found on 'DC01.contoso.com'.") in failed.stderr
+    assert "changed before the failure: ManagementScope 'Rooms' (created)" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    fixed = cli("apply", path, "--yes", "--var", "who=svc-rooms@contoso.com", "--output", "json")
+    assert fixed.exit_code == 0
+    assert results(fixed.stdout) == [("ManagementScope", "unchanged"), ("RoleGroup", "created")]
+
+
+def test_confirmation_is_required_without_yes(cli, sandbox_state):
+    result = cli("apply", REPO / "playbooks" / "classic.yaml")
+    assert result.exit_code == 1
+    assert "pass --yes" in result.stderr
+    assert not sandbox_state.exists()
+
+
+def test_custom_template_outside_the_subset_changes_nothing(cli, sandbox_state, tmp_path):
+    (tmp_path / "tail.ps1.j2").write_text(
+        "} catch {\n    throw\n}\nWrite-Host 'done'\n$exkitCounts[$exkitAction] += 1\n")
+    result = cli("apply", REPO / "playbooks" / "classic.yaml", "--yes", "--templates", tmp_path)
+    assert result.exit_code == 1
+    assert "the sandbox does not implement the command 'Write-Host'" in result.stderr
+    assert store.load(sandbox_state).to_json() == seed_organisation().to_json()
+
+
+def test_inventory_targets_and_variables(cli, tmp_path):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text((REPO / "inventory.example.yaml").read_text())
+    hosted = REPO / "playbooks" / "hosted-tenant.yaml"
+    result = cli("apply", hosted, "-i", inventory, "-t", "sandbox-fabrikam", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    state = store.load(tmp_path / ".exkit" / "fabrikam-sandbox.json")
+    assert state.role_group("fabrikam room booking").members == ["svc-rooms@fabrikam.example"]
+    assert cli("plan", hosted, "-i", inventory).exit_code == 1  # two targets: which one?
+    unknown = cli("plan", hosted, "-i", inventory, "-t", "sandbox-fabrikm")
+    assert unknown.exit_code == 1
+    assert "did you mean 'sandbox-fabrikam'?" in unknown.stderr
+
+
+def test_inventory_errors_are_positioned(cli, tmp_path):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("targets:\n  lab:\n    kind: sandbox\n    stat: x.json\n")
+    result = cli("plan", REPO / "playbooks" / "classic.yaml", "-i", inventory)
+    assert result.exit_code == 1
+    assert f"{inventory}:4:5: error: unknown key 'stat' in target 'lab'" in result.stderr
+    assert "did you mean 'state'?" in result.stderr
+
+
+def test_sandbox_show_and_reset(cli, sandbox_state):
+    assert cli("apply", REPO / "playbooks" / "classic.yaml", "--yes").exit_code == 0
+    shown = cli("sandbox", "show")
+    assert "Room booking service accounts" in shown.stdout
+    assert "17 RoomMailbox" in shown.stdout
+    assert cli("sandbox", "reset").exit_code == 0
+    assert sandbox_state.read_text() == seed_organisation().to_json()

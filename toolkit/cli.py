@@ -183,6 +183,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str) -> None:
         if not typer.confirm(f"{verb.capitalize()} these changes?", default=False):
             typer.echo("Nothing changed.", err=True)
             raise typer.Exit(1)
+    typer.echo(f"Running script sha256 {prepared.script.sha256} on {prepared.target.target.describe()}", err=True)
     try:
         result = execute(prepared)
     except TargetError as exc:

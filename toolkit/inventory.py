@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolkit.errors import ExkitError
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
 from toolkit.playbook.load import parse_yaml
-from toolkit.playbook.model import VariableValue
+from toolkit.playbook.model import VariableValue, problem
+from toolkit.secrets import REFERENCE_HINT, is_reference
 from toolkit.playbook.validate import report_model_errors
 from toolkit.targets.base import Target
 
@@ -31,7 +32,71 @@ class SandboxTargetSpec(BaseModel):
     vars: dict[str, VariableValue] = Field(default_factory=dict)
 
 
-TargetSpec = Annotated[SandboxTargetSpec, Field(discriminator="kind")]
+class ExchangeServerTargetSpec(BaseModel):
+    """Exchange Server 2016 / 2019 / SE or a hosted-Exchange management host, over WinRM."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["exchange-server"]
+    host: str = Field(description="Host name of the WinRM endpoint (the Exchange server or a management host).")
+    port: int | None = Field(None, description="Default 5986 for https, 5985 for http.")
+    scheme: Literal["https", "http"] = "https"
+    path: str = "/wsman"
+    transport: Literal["kerberos", "ntlm", "credssp", "certificate", "basic"]
+    username: str | None = Field(None, description="DOMAIN\\user (ntlm, credssp), user@REALM (kerberos), user (basic).")
+    password: str | None = Field(None, description="A reference: env:NAME, keyring:SERVICE/USER or prompt.")
+    cert_pem: str | None = Field(None, description="Client certificate (transport: certificate).")
+    cert_key_pem: str | None = Field(None, description="Client certificate key (transport: certificate).")
+    ca_trust_path: str | None = Field(None, description="CA bundle that validates the server certificate.")
+    server_cert_validation: Literal["validate", "ignore"] = "validate"
+    message_encryption: Literal["auto", "always", "never"] = "auto"
+    operation_timeout: int = Field(20, ge=1, description="WS-Management OperationTimeout, seconds.")
+    read_timeout: int = Field(30, ge=2, description="HTTP read timeout, seconds; must exceed operation_timeout.")
+    connect: Literal["snapin", "remote-session"] = Field(
+        "remote-session", description="How the script loads the Exchange cmdlets: an Exchange remote session "
+                                      "(supported; a second hop) or the snap-in on the Exchange server itself.")
+    exchange_uri: str | None = Field(None, description="Exchange PowerShell URI; default http://<host>/PowerShell/.")
+    vars: dict[str, VariableValue] = Field(default_factory=dict)
+
+    @field_validator("password")
+    @classmethod
+    def _password_is_a_reference(cls, value: str | None) -> str | None:
+        if value is not None and not is_reference(value):
+            # Never echo the value: it may be a real password.
+            raise problem("a plaintext password is not allowed in an inventory", REFERENCE_HINT)
+        return value
+
+    @model_validator(mode="after")
+    def _transport_rules(self) -> ExchangeServerTargetSpec:
+        if self.transport == "basic" and self.scheme != "https":
+            raise problem("transport basic sends the password in clear: it is allowed only with scheme https",
+                          "set scheme: https, or use ntlm or kerberos with message encryption")
+        if self.scheme == "http" and (self.message_encryption == "never" or
+                                      self.transport not in ("ntlm", "kerberos", "credssp")):
+            raise problem("scheme http is allowed only with WinRM message encryption (ntlm, kerberos or credssp, "
+                          "message_encryption auto or always)", "use scheme: https, or an encrypting transport")
+        if self.transport == "certificate" and not (self.cert_pem and self.cert_key_pem):
+            raise problem("transport certificate needs cert_pem and cert_key_pem", "give the client certificate "
+                                                                                     "and key files")
+        if self.transport in ("ntlm", "credssp", "basic") and (
+                not self.username or not self.password):
+            raise problem(f"transport {self.transport} needs username and password (a reference)",
+                          "e.g. username: CONTOSO\\exkit-admin, password: env:EXKIT_WINRM_PASSWORD")
+        if self.connect == "remote-session" and self.transport not in ("kerberos", "credssp"):
+            raise problem(f"connect: remote-session is a second hop, which transport {self.transport} cannot make "
+                          "(no credentials to delegate)",
+                          "use transport kerberos (with delegation) or credssp, or connect: snapin on the Exchange "
+                          "server itself")
+        if self.read_timeout <= self.operation_timeout:
+            raise problem("read_timeout must be greater than operation_timeout", "e.g. 20 and 30")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        port = self.port or (5986 if self.scheme == "https" else 5985)
+        return f"{self.scheme}://{self.host}:{port}{self.path}"
+
+
+TargetSpec = Annotated[SandboxTargetSpec | ExchangeServerTargetSpec, Field(discriminator="kind")]
 
 
 class Inventory(BaseModel):
@@ -90,6 +155,10 @@ def resolve_target(inventory_path: Path | None, target_name: str | None) -> Reso
         hint = f"; did you mean {close[0]!r}?" if close else f" (targets: {', '.join(sorted(inventory.targets))})"
         raise InventoryError(f"no target {target_name!r} in {inventory_path}{hint}")
     variables = {**inventory.vars, **spec.vars}
+    if isinstance(spec, ExchangeServerTargetSpec):
+        from toolkit.targets.winrm import WinRMTarget
+
+        return ResolvedTarget(target_name, WinRMTarget(spec, target_name, inventory_path.parent), variables)
     state = None
     if spec.state:
         state = Path(spec.state)

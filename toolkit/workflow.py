@@ -30,9 +30,11 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
             templates: Path | None = None) -> Prepared:
     """Validate, read the target's current state (one facts script), plan, and render the script to run."""
     playbook, diagnostics = require_playbook(playbook_path, {**target.variables, **cli_vars})
-    facts_script = render_script(playbook, state="facts", templates=templates)
+    connection = target.target.connection()
+    facts_script = render_script(playbook, state="facts", templates=templates, connection=connection)
     facts = target.target.read_facts(facts_script.text)
-    script = render_script(playbook, state="absent" if destroy else "present", templates=templates)
+    script = render_script(playbook, state="absent" if destroy else "present", templates=templates,
+                           connection=connection)
     plan = make_plan(facts_script.resources, facts, destroy=destroy)
     return Prepared(playbook, diagnostics, target, plan, script)
 

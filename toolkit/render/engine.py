@@ -61,6 +61,20 @@ def desired_state_digest(playbook: Playbook, resources: list[Resource]) -> str:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """How a script reaches the Exchange cmdlets.
+
+    ``snapin``: use them if loaded (Exchange Management Shell), else load the snap-in (on the Exchange server).
+    ``remote-session``: import them from the Exchange server's /PowerShell/ endpoint and remove the session at the
+    end, also after a failure.
+    """
+
+    connect: Literal["snapin", "remote-session"] = "snapin"
+    exchange_uri: str = ""
+    session_authentication: Literal["Kerberos", "CredSSP"] = "Kerberos"
+
+
+@dataclass(frozen=True)
 class RenderedScript:
     text: str
     sha256: str
@@ -69,7 +83,7 @@ class RenderedScript:
 
 
 def render_script(playbook: Playbook, *, state: State = "present", templates: Path | None = None,
-                  resources: list[Resource] | None = None) -> RenderedScript:
+                  resources: list[Resource] | None = None, connection: Connection | None = None) -> RenderedScript:
     """Render the apply (``present``), destroy (``absent``) or read-only ``facts`` script for a playbook.
 
     Destroy removes in reverse order: assignments and groups before the scopes they use.
@@ -88,6 +102,7 @@ def render_script(playbook: Playbook, *, state: State = "present", templates: Pa
             state=state,
             blocks=blocks,
             resource_count=len(ordered),
+            connection=connection or Connection(),
         )
     except jinja2.TemplateNotFound as exc:
         raise RenderError(f"template {exc.name!r} not found (searched: override directory, then built-in "

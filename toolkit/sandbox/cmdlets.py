@@ -103,6 +103,13 @@ class ExchangeCmdlets:
                                "RecipientTypeDetails": "string[]", "OrganizationalUnit": "string",
                                "ResultSize": "string", "DomainController": "string"}, self.get_recipients,
              ("Identity",), False, ()),
+            # Remoting: how a script loads the Exchange cmdlets from an Exchange server's /PowerShell/ endpoint.
+            ("New-PSSession", {"ConfigurationName": "string", "ConnectionUri": "string", "Authentication": "string",
+                               "Credential": "object", "SessionOption": "object"}, self.new_session, (), False,
+             ("ConfigurationName", "ConnectionUri")),
+            ("Import-PSSession", {"Session": "object", "DisableNameChecking": "switch", "AllowClobber": "switch",
+                                  "CommandName": "string[]"}, self.import_session, ("Session",), False, ("Session",)),
+            ("Remove-PSSession", {"Session": "object"}, self.remove_session, ("Session",), False, ("Session",)),
         ]
         return {name: Command(name, params, run, positional, should_process, mandatory)
                 for name, params, run, positional, should_process, mandatory in table}
@@ -537,3 +544,31 @@ class ExchangeCmdlets:
             ou = bound["OrganizationalUnit"].lower()
             candidates = [r for r in candidates if r.distinguished_name.lower().endswith("," + ou)]
         return [self._recipient_object(r) for r in candidates]
+
+    # --------------------------------------------------------------------------------------- remoting
+    def new_session(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        if bound["ConfigurationName"].lower() != "microsoft.exchange":
+            raise CmdletError(f"The WS-Management service cannot process the request. Cannot find the "
+                              f"{bound['ConfigurationName']} session configuration.", "OpenError")
+        if (bound.get("Authentication") or "Default").lower() not in ("kerberos", "credssp", "default", "negotiate"):
+            raise CmdletError(f"Cannot convert value \"{bound['Authentication']}\" to type "
+                              "\"System.Management.Automation.Runspaces.AuthenticationMechanism\".", "InvalidArgument")
+        self.sessions = getattr(self, "sessions", 0) + 1
+        return [PSObject("System.Management.Automation.Runspaces.PSSession", {
+            "Id": self.sessions, "Name": f"WinRM{self.sessions}", "ComputerName": bound["ConnectionUri"],
+            "ConfigurationName": "Microsoft.Exchange", "State": "Opened"})]
+
+    def _session(self, value: Any) -> PSObject:
+        if not isinstance(value, PSObject) or value.type_name != "System.Management.Automation.Runspaces.PSSession":
+            raise CmdletError("Cannot bind parameter 'Session'. The value is not a PSSession.", "InvalidArgument")
+        return value
+
+    def import_session(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        session = self._session(bound["Session"])
+        if session.get("State") != "Opened":
+            raise CmdletError("The session is closed.", "InvalidOperation")
+        return [PSObject("System.Management.Automation.PSModuleInfo", {"Name": "tmp_exchange_session"})]
+
+    def remove_session(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        self._session(bound["Session"]).properties["State"] = "Closed"
+        return []

@@ -32,7 +32,7 @@ _ALLOWED = _WRAPPERS | {
     "program", "statement_list", "comment", "empty_statement", "command", "command_name", "command_elements",
     "command_parameter", "command_argument_sep", "generic_token", "assignment_expression", "assignement_operator",
     "if_statement", "elseif_clauses", "elseif_clause", "else_clause", "statement_block", "foreach_statement",
-    "try_statement", "catch_clauses", "catch_clause", "flow_control_statement", "comparison_operator",
+    "try_statement", "catch_clauses", "catch_clause", "finally_clause", "flow_control_statement", "comparison_operator",
     "expression_with_unary_operator", "cast_expression", "type_literal", "type_spec", "type_name",
     "type_identifier", "member_access", "member_name", "simple_name", "element_access", "variable",
     "string_literal", "verbatim_string_characters", "expandable_string_literal", "integer_literal",
@@ -234,13 +234,20 @@ class Interpreter:
     def run_try(self, node: Node) -> Iterator[Any]:
         block = _named(node)[0]
         clauses = [c for c in _named(node) if c.type == "catch_clauses"]
+        final = [c for c in _named(node) if c.type == "finally_clause"]
+        try:
+            yield from self._run_try_catch(block, clauses)
+        finally:
+            if final:
+                yield from self.run_block(_named(final[0])[0])
+
+    def _run_try_catch(self, block: Node, clauses: list[Node]) -> Iterator[Any]:
         output: list[Any] = []
         try:
             for value in self.run_block(block):
                 output.append(value)
         except PSRuntimeError as exc:
             yield from output
-            output = []
             if not clauses:
                 raise
             catch_block = _named(_named(clauses[0])[0])[-1]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toolkit.render.engine import Connection
 
 RESULT_PREFIX = "EXKIT-RESULT "
 FACT_PREFIX = "EXKIT-FACT "
@@ -65,6 +68,12 @@ class Target(ABC):
 
     @abstractmethod
     def describe(self) -> str: ...
+
+    def connection(self) -> Connection:
+        """How this target's scripts load the Exchange cmdlets (rendered into the script's preamble)."""
+        from toolkit.render.engine import Connection
+
+        return Connection()
 
     @abstractmethod
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:

@@ -1,0 +1,354 @@
+"""A loopback WinRM server for tests: real HTTP/1.1, the WS-Management shell protocol, real NTLM (pyspnego's
+acceptor) with WinRM message encryption, basic auth, HTTPS with a trustme CA, the 8191-character command line of
+real Windows, and switchable faults. Commands run on the sandbox organisation with exkit's interpreter.
+
+What PowerShell does with exkit's bootstrap (decode the base64 script on stdin and run it) is done here directly:
+the bootstrap's .NET calls are outside the sandbox's PowerShell subset. Any other ``-EncodedCommand`` text is run
+by the interpreter as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import socket
+import ssl
+import struct
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import spnego
+
+from toolkit.targets.sandbox import SandboxTarget
+from toolkit.targets.winrm import BOOTSTRAP
+
+NS = {
+    "s": "http://www.w3.org/2003/05/soap-envelope",
+    "a": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
+    "w": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
+    "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
+}
+ACTIONS = {
+    "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create": "Create",
+    "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete": "Delete",
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command": "Command",
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send": "Send",
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive": "Receive",
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal": "Signal",
+}
+BOUNDARY = b"--Encrypted Boundary"
+PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+COMMAND_LINE_LIMIT = 8191
+OPERATION_TIMEOUT_CODE = 2150858793
+
+
+@dataclass
+class Fault:
+    """At the ``occurrence``-th request of ``action``: 'drop' (process it, then close without answering),
+    '500' (answer HTTP 500 without processing) or 'delay' (hold Receive replies for ``seconds``)."""
+
+    action: str
+    occurrence: int
+    kind: str
+    seconds: float = 0.0
+
+
+@dataclass
+class _Command:
+    command_line: str
+    script: str | None
+    needs_stdin: bool
+    stdin: bytearray = field(default_factory=bytearray)
+    stdin_closed: bool = False
+    result: tuple[bytes, bytes, int] | None = None
+    hold_until: float = 0.0
+
+
+class LoopbackWinRM:
+    def __init__(self, state_path: Path, users: dict[str, str], *, auth: tuple[str, ...] = ("ntlm",),
+                 tls: ssl.SSLContext | None = None, require_encryption_over_http: bool = True) -> None:
+        self.state_path = state_path
+        self.users = {k.lower(): v for k, v in users.items()}  # "DOMAIN\\user" → password
+        self.auth = auth
+        self.tls = tls
+        self.require_encryption_over_http = require_encryption_over_http
+        self.faults: list[Fault] = []
+        self.refuse_credentials = False
+        self.counts: dict[str, int] = {}
+        self.http_requests = 0
+        self.encrypted_requests = 0
+        self.shells: dict[str, dict[str, _Command]] = {}
+        self.scripts_run: list[str] = []
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> LoopbackWinRM:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def fault_for(self, action: str) -> Fault | None:
+        with self.lock:
+            self.counts[action] = self.counts.get(action, 0) + 1
+            count = self.counts[action]
+        return next((f for f in self.faults if f.action == action and f.occurrence == count), None)
+
+    # ------------------------------------------------------------------------------------------- commands
+    def start_command(self, command: str, arguments: str) -> _Command:
+        line = f"{command} {arguments}".strip()
+        if len(line) > COMMAND_LINE_LIMIT:
+            return _Command(line, None, False, result=(b"", b"The command line is too long.\r\n", 1))
+        match = re.search(r"-(?:e|ec|enc|encodedcommand)\s+([A-Za-z0-9+/=]+)", arguments, flags=re.I)
+        if not command.lower().startswith("powershell") or match is None:
+            return _Command(line, None, False, result=(b"", b"'" + command.encode() + b"' is not supported by the "
+                                                       b"loopback server.\r\n", 1))
+        text = base64.b64decode(match.group(1)).decode("utf-16-le")
+        if text == BOOTSTRAP:
+            return _Command(line, None, True)
+        return _Command(line, text, False)
+
+    def execute(self, command: _Command) -> tuple[bytes, bytes, int]:
+        if command.result is None:
+            script = command.script
+            if script is None:
+                script = base64.b64decode(bytes(command.stdin)).decode("utf-8")
+            self.scripts_run.append(script)
+            result = SandboxTarget(self.state_path).run_script(script)
+            stderr = _clixml(result.stderr) if result.stderr else b""
+            command.result = (result.stdout.replace("\n", "\r\n").encode("utf-8"), stderr, result.exit_code)
+        return command.result
+
+
+def _clixml(text: str) -> bytes:
+    """PowerShell's error stream as WinRM delivers it: CLIXML with _x000D__x000A_ line breaks."""
+    encoded = escape(text.replace("\r\n", "\n")).replace("\n", "_x000D__x000A_")
+    return ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+            f'<S S="Error">{encoded}_x000D__x000A_</S></Objs>').encode("utf-8")
+
+
+def _envelope(action: str, relates_to: str, body: str) -> bytes:
+    namespaces = " ".join(f'xmlns:{k}="{v}"' for k, v in NS.items())
+    return (f'<s:Envelope xml:lang="en-US" {namespaces}><s:Header><a:Action>{action}Response</a:Action>'
+            f"<a:MessageID>uuid:{uuid.uuid4()}</a:MessageID><a:RelatesTo>{relates_to}</a:RelatesTo>"
+            "<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To></s:Header>"
+            f"<s:Body>{body}</s:Body></s:Envelope>").encode("utf-8")
+
+
+def _fault(code: int, subcode: str, text: str) -> bytes:
+    return (f'<s:Envelope xmlns:s="{NS["s"]}" xmlns:a="{NS["a"]}" xmlns:w="{NS["w"]}"><s:Header/><s:Body><s:Fault>'
+            f"<s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>w:{subcode}</s:Value></s:Subcode></s:Code>"
+            f'<s:Reason><s:Text xml:lang="en-US">{escape(text)}</s:Text></s:Reason><s:Detail>'
+            f'<f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}" '
+            f'Machine="127.0.0.1"><f:Message>{escape(text)}</f:Message></f:WSManFault></s:Detail></s:Fault>'
+            "</s:Body></s:Envelope>").encode("utf-8")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.ntlm: spnego.ContextProxy | None = None
+        self.authenticated = False
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    @property
+    def owner(self) -> LoopbackWinRM:
+        return self.server.owner  # type: ignore[attr-defined]
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+               content_type: str = "application/soap+xml;charset=UTF-8") -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if body:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _challenge(self, token: bytes | None = None, scheme: str = "Negotiate") -> None:
+        self.send_response(401)
+        if token is not None:
+            self.send_header("WWW-Authenticate", f"{scheme} {base64.b64encode(token).decode()}")
+        else:
+            if "ntlm" in self.owner.auth:
+                self.send_header("WWW-Authenticate", "Negotiate")
+                self.send_header("WWW-Authenticate", "NTLM")
+            if "basic" in self.owner.auth:
+                self.send_header("WWW-Authenticate", 'Basic realm="WSMAN"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _authenticate(self) -> bool:
+        owner = self.owner
+        header = self.headers.get("Authorization", "")
+        if owner.refuse_credentials:
+            self._challenge()
+            return False
+        if header.startswith("Basic ") and "basic" in owner.auth:
+            raw = base64.b64decode(header[6:])
+            try:
+                decoded = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                decoded = raw.decode("latin-1")  # what requests sends for non-ASCII passwords
+            user, _, password = decoded.partition(":")
+            known = {k.split("\\")[-1]: v for k, v in owner.users.items()}
+            if known.get(user.lower()) == password:
+                return True
+            self._challenge()
+            return False
+        scheme, _, token = header.partition(" ")
+        if scheme in ("Negotiate", "NTLM") and "ntlm" in owner.auth and token:
+            if self.ntlm is None or self.ntlm.complete:
+                self.ntlm = spnego.server(protocol="ntlm")
+                self.authenticated = False
+            try:
+                out = self.ntlm.step(base64.b64decode(token))
+            except spnego.exceptions.SpnegoError:
+                self.ntlm = None
+                self._challenge()
+                return False
+            if not self.ntlm.complete:
+                self._challenge(out, scheme)
+                return False
+            self.authenticated = True
+            return True
+        if self.authenticated:
+            return True
+        self._challenge()
+        return False
+
+    def do_POST(self) -> None:
+        owner = self.owner
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+        with owner.lock:
+            owner.http_requests += 1
+        if not self._authenticate():
+            return
+        encrypted = self.headers.get("Content-Type", "").startswith("multipart/encrypted")
+        if encrypted:
+            body = self._decrypt(body)
+            with owner.lock:
+                owner.encrypted_requests += 1
+        elif body and owner.tls is None and owner.require_encryption_over_http and "ntlm" in owner.auth:
+            self._reply(401)  # WinRM refuses unencrypted messages over http (AllowUnencrypted = false)
+            return
+        if not body:
+            self._reply(200)
+            return
+        root = ET.fromstring(body)
+        action_uri = root.findtext("s:Header/a:Action", namespaces=NS) or ""
+        message_id = root.findtext("s:Header/a:MessageID", namespaces=NS) or ""
+        action = ACTIONS.get(action_uri, "Unknown")
+        fault = owner.fault_for(action)
+        if fault is not None and fault.kind == "500":
+            self._reply(500, b"Internal Server Error", content_type="text/plain")
+            return
+        status, reply = self._dispatch(action, action_uri, message_id, root, fault)
+        if fault is not None and fault.kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if encrypted:
+            wrapped = self.ntlm.wrap_winrm(reply)  # type: ignore[union-attr]
+            payload = struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data
+            framed = (BOUNDARY + b"\r\n\tContent-Type: " + PROTOCOL.encode() + b"\r\n\tOriginalContent: "
+                      b"type=application/soap+xml;charset=UTF-8;Length=" + str(len(reply)).encode() + b"\r\n" +
+                      BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n" + payload + BOUNDARY + b"--\r\n")
+            self._reply(status, framed, content_type=f'multipart/encrypted;protocol="{PROTOCOL}";'
+                                                     'boundary="Encrypted Boundary"')
+        else:
+            self._reply(status, reply)
+
+    def _decrypt(self, body: bytes) -> bytes:
+        parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
+        length = int(re.search(rb"Length=(\d+)", parts[0]).group(1))  # type: ignore[union-attr]
+        payload = parts[1]
+        if payload.endswith(BOUNDARY + b"--\r\n"):
+            payload = payload[: -len(BOUNDARY + b"--\r\n")]
+        payload = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+        signature_length = struct.unpack("<i", payload[:4])[0]
+        plain = self.ntlm.unwrap_winrm(payload[4:4 + signature_length], payload[4 + signature_length:])  # type: ignore[union-attr]
+        assert len(plain) == length
+        return plain
+
+    def _dispatch(self, action: str, action_uri: str, message_id: str, root: ET.Element,
+                  fault: Fault | None) -> tuple[int, bytes]:
+        owner = self.owner
+        shell_id = root.findtext("s:Header/w:SelectorSet/w:Selector[@Name='ShellId']", namespaces=NS)
+        timeout = root.findtext("s:Header/w:OperationTimeout", namespaces=NS) or "PT20S"
+        if action == "Create":
+            shell_id = str(uuid.uuid4()).upper()
+            owner.shells[shell_id] = {}
+            body = ('<x:ResourceCreated xmlns:x="http://schemas.xmlsoap.org/ws/2004/09/transfer">'
+                    "<a:Address>http://127.0.0.1/wsman</a:Address><a:ReferenceParameters>"
+                    "<w:ResourceURI>http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd</w:ResourceURI>"
+                    f'<w:SelectorSet><w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet>'
+                    f"</a:ReferenceParameters></x:ResourceCreated><rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId>"
+                    "</rsp:Shell>")
+            return 200, _envelope(action_uri, message_id, body)
+        if shell_id not in owner.shells:
+            return 500, _fault(2150858843, "InvalidSelectors", f"The request for the Windows Remote Shell with "
+                                                               f"ShellId {shell_id} failed because the shell was not "
+                                                               "found on the server.")
+        commands = owner.shells[shell_id]
+        if action == "Command":
+            command = root.findtext("s:Body/rsp:CommandLine/rsp:Command", namespaces=NS) or ""
+            arguments = root.findtext("s:Body/rsp:CommandLine/rsp:Arguments", namespaces=NS) or ""
+            command_id = str(uuid.uuid4()).upper()
+            commands[command_id] = owner.start_command(command, arguments)
+            body = f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
+            return 200, _envelope(action_uri, message_id, body)
+        if action == "Send":
+            stream = root.find("s:Body/rsp:Send/rsp:Stream", namespaces=NS)
+            command = commands[stream.get("CommandId", "")]  # type: ignore[union-attr]
+            command.stdin.extend(base64.b64decode(stream.text or ""))  # type: ignore[union-attr]
+            command.stdin_closed = stream.get("End", "false").lower() == "true"  # type: ignore[union-attr]
+            return 200, _envelope(action_uri, message_id, "<rsp:SendResponse/>")
+        if action == "Receive":
+            stream = root.find("s:Body/rsp:Receive/rsp:DesiredStream", namespaces=NS)
+            command_id = stream.get("CommandId", "")  # type: ignore[union-attr]
+            command = commands[command_id]
+            if fault is not None and fault.kind == "delay":
+                command.hold_until = time.monotonic() + fault.seconds
+            wait = command.hold_until - time.monotonic()
+            if wait > 0 or (command.needs_stdin and not command.stdin_closed):
+                seconds = float(re.sub(r"[^0-9.]", "", timeout) or 20)
+                time.sleep(min(max(wait, 0.0), seconds))
+                return 500, _fault(OPERATION_TIMEOUT_CODE, "TimedOut", "The WS-Management service cannot complete "
+                                   "the operation within the time specified in OperationTimeout.")
+            stdout, stderr, exit_code = owner.execute(command)
+            streams = "".join(
+                f'<rsp:Stream Name="{name}" CommandId="{command_id}">{base64.b64encode(data).decode()}</rsp:Stream>'
+                for name, data in (("stdout", stdout), ("stderr", stderr)) if data)
+            body = (f"<rsp:ReceiveResponse>{streams}"
+                    f'<rsp:Stream Name="stdout" CommandId="{command_id}" End="true"></rsp:Stream>'
+                    f'<rsp:Stream Name="stderr" CommandId="{command_id}" End="true"></rsp:Stream>'
+                    f'<rsp:CommandState CommandId="{command_id}" '
+                    'State="http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done">'
+                    f"<rsp:ExitCode>{exit_code}</rsp:ExitCode></rsp:CommandState></rsp:ReceiveResponse>")
+            return 200, _envelope(action_uri, message_id, body)
+        if action == "Signal":
+            return 200, _envelope(action_uri, message_id, "<rsp:SignalResponse/>")
+        if action == "Delete":
+            owner.shells.pop(shell_id, None)
+            return 200, _envelope(action_uri, message_id, "")
+        return 500, _fault(2150858817, "ActionNotSupported", f"The action {action_uri} is not supported.")

@@ -1,0 +1,292 @@
+"""Exchange Server over WinRM: the real pywinrm client against the loopback WinRM server."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import textwrap
+
+import pytest
+import trustme
+import winrm
+
+from conftest import REPO
+from servers.winrm import Fault, LoopbackWinRM
+from toolkit.sandbox import org as store
+from toolkit.sandbox.seed import seed_organisation
+from toolkit.targets.winrm import decode_clixml
+
+PASSWORD = "S3cret!pässwörd"
+USER = "CONTOSO\\exkit-admin"
+CLASSIC = REPO / "playbooks" / "classic.yaml"
+
+
+@pytest.fixture(scope="session")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def winrm_lab(tmp_path, monkeypatch, ca):
+    """Start a loopback WinRM server and write an inventory with one target 'lab' pointing at it."""
+    users = tmp_path / "ntlm-users"
+    users.write_text(f"CONTOSO:exkit-admin:{PASSWORD}\n", encoding="utf-8")
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))
+    monkeypatch.setenv("EXKIT_WINRM_PASSWORD", PASSWORD)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    servers = []
+
+    def start(scheme="http", auth=("ntlm",), transport="ntlm", trust=True, extra=""):
+        tls = None
+        if scheme == "https":
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1", "localhost").configure_cert(tls)
+        server = LoopbackWinRM(tmp_path / "exchange.json", {USER: PASSWORD}, auth=auth, tls=tls)
+        server.__enter__()
+        servers.append(server)
+        username = USER if transport == "ntlm" else "exkit-admin"
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text(textwrap.dedent(f"""\
+            targets:
+              lab:
+                kind: exchange-server
+                host: 127.0.0.1
+                port: {server.port}
+                scheme: {scheme}
+                transport: {transport}
+                username: '{username}'
+                password: env:EXKIT_WINRM_PASSWORD
+                connect: snapin
+                operation_timeout: 1
+                read_timeout: 10
+            """) + (f"    ca_trust_path: {ca_file}\n" if trust and scheme == "https" else "") + extra)
+        return server, inventory
+
+    yield start
+    for server in servers:
+        server.__exit__()
+
+
+def actions(output):
+    import json
+
+    return [(r["kind"], r["action"]) for r in json.loads(output)["results"]]
+
+
+@pytest.mark.parametrize("scheme, auth, transport", [
+    ("http", ("ntlm",), "ntlm"), ("https", ("ntlm",), "ntlm"), ("https", ("basic",), "basic"),
+], ids=["ntlm-http-encrypted", "ntlm-https", "basic-https"])
+def test_apply_again_destroy(cli, winrm_lab, scheme, auth, transport):
+    server, inventory = winrm_lab(scheme, auth, transport)
+    first = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert first.exit_code == 0, first.stderr
+    assert actions(first.stdout) == [("ManagementScope", "created"), ("RoleGroup", "created")]
+    assert "Running script sha256 " in first.stderr
+    second = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert actions(second.stdout) == [("ManagementScope", "unchanged"), ("RoleGroup", "unchanged")]
+    destroy = cli("destroy", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert actions(destroy.stdout) == [("RoleGroup", "removed"), ("ManagementScope", "removed")]
+    assert server.state_path.read_text() == seed_organisation().to_json()
+    if scheme == "http":
+        assert server.encrypted_requests > 0 and server.encrypted_requests == sum(server.counts.values())
+
+
+def test_the_script_that_runs_is_the_rendered_script(cli, winrm_lab):
+    server, inventory = winrm_lab()
+    rendered = cli("render", CLASSIC).stdout
+    assert cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes").exit_code == 0
+    assert server.scripts_run[-1] == rendered  # facts script first, then exactly the apply script
+
+
+def test_plan_costs_one_shell(cli, winrm_lab):
+    server, inventory = winrm_lab()
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab", "--detailed-exitcode")
+    assert result.exit_code == 2
+    assert server.counts["Create"] == 1 and server.counts["Command"] == 1
+
+
+def test_certificate_validation_failure_is_clear(cli, winrm_lab):
+    server, inventory = winrm_lab("https", trust=False)
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert result.exit_code == 1
+    assert "TLS with https://127.0.0.1:" in result.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
+    assert "ca_trust_path" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert server.counts == {}
+
+
+def test_wrong_password_is_clear_and_changes_nothing(cli, winrm_lab, monkeypatch):
+    server, inventory = winrm_lab()
+    monkeypatch.setenv("EXKIT_WINRM_PASSWORD", "wrong")
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
+    assert result.exit_code == 1
+    assert f"refused the credentials of {USER} (HTTP 401)" in result.stderr
+    assert not server.state_path.exists()
+
+
+def test_refused_credentials_fault(cli, winrm_lab):
+    server, inventory = winrm_lab("https", ("basic",), "basic")
+    server.refuse_credentials = True
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert "refused the credentials of exkit-admin (HTTP 401)" in result.stderr
+
+
+def test_two_hundred_resources_exceed_the_command_line_limit(cli, winrm_lab, write_playbook):
+    server, inventory = winrm_lab()
+    lines = ["exkit: 1", "name: big", "scopes:"]
+    lines += [f"  - {{name: Rooms {i:03}, rooms: true, office: Office {i:03}}}" for i in range(100)]
+    lines.append("role_assignments:")
+    lines += [f"  - {{name: Impersonation {i:03}, role: ApplicationImpersonation, user: svc-rooms@contoso.com, "
+              f"scope: Rooms {i:03}}}" for i in range(100)]
+    big = write_playbook("\n".join(lines) + "\n", "big.yaml")
+    rendered = cli("render", big).stdout
+    assert len(rendered) > 20 * 8191
+    first = cli("apply", big, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert first.exit_code == 0, first.stderr
+    assert len(actions(first.stdout)) == 200
+    second = cli("apply", big, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert {a for _, a in actions(second.stdout)} == {"unchanged"}
+
+
+def test_the_server_enforces_the_command_line_limit(winrm_lab):
+    server, _ = winrm_lab("https", ("basic",), "basic")
+    session = winrm.Session(f"https://127.0.0.1:{server.port}/wsman", auth=("exkit-admin", PASSWORD),
+                            transport="basic", server_cert_validation="ignore")
+    result = session.run_ps("Write-Output '" + "x" * 8000 + "'")  # -encodedcommand of it is far over 8191
+    assert result.status_code == 1
+    assert b"The command line is too long." in result.std_err
+
+
+def test_dropped_connection_mid_apply_then_rerun_converges(cli, winrm_lab):
+    server, inventory = winrm_lab()
+    server.faults.append(Fault("Receive", 2, "drop"))  # the apply's Receive: the script ran, the reply is lost
+    lost = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
+    assert lost.exit_code == 1
+    assert "the connection failed while the script ran" in lost.stderr
+    assert "some resources may have been applied" in lost.stderr
+    again = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert again.exit_code == 0, again.stderr
+    assert actions(again.stdout) == [("ManagementScope", "unchanged"), ("RoleGroup", "unchanged")]
+    state = store.load(server.state_path)
+    assert [s.name for s in state.management_scopes].count("Room mailboxes") == 1
+    assert [a.name for a in state.role_assignments].count("ApplicationImpersonation-Room booking service accounts") == 1
+
+
+def test_operation_timeouts_are_retried(cli, winrm_lab):
+    server, inventory = winrm_lab()
+    server.faults.append(Fault("Receive", 2, "delay", seconds=2.5))  # operation_timeout is 1 s
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    assert server.counts["Receive"] >= 4  # the delayed Receive was answered with timeouts and asked again
+
+
+def test_server_error_before_the_script_runs(cli, winrm_lab):
+    server, inventory = winrm_lab()
+    server.faults.append(Fault("Command", 2, "500"))
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
+    assert result.exit_code == 1
+    assert "could not start the script (the WinRM server answered HTTP 500); nothing ran" in result.stderr
+    assert server.state_path.read_text() == seed_organisation().to_json()  # only the facts script ran
+
+
+def test_unreachable_host(cli, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("EXKIT_WINRM_PASSWORD", PASSWORD)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(f"targets:\n  lab: {{kind: exchange-server, host: 127.0.0.1, port: {port}, scheme: https, "
+                         "transport: basic, username: u, password: 'env:EXKIT_WINRM_PASSWORD', connect: snapin}\n")
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert result.exit_code == 1
+    assert f"cannot reach https://127.0.0.1:{port}/wsman: Connection refused" in result.stderr
+
+
+def test_script_failure_reports_applied_resources(cli, winrm_lab, write_playbook):
+    server, inventory = winrm_lab()
+    path = write_playbook("exkit: 1\nname: half\nscopes: [{name: Rooms, rooms: true}]\nrole_groups:\n"
+                          "  - {name: G, roles: [ApplicationImpersonation], members: [ghost@contoso.com], scope: Rooms}\n")
+    result = cli("apply", path, "-i", inventory, "-t", "lab", "--yes")
+    assert result.exit_code == 1
+    assert "RoleGroup 'G' failed: The operation couldn't be performed because object 'ghost@contoso.com'" in result.stderr
+    assert "changed before the failure: ManagementScope 'Rooms' (created)" in result.stderr
+
+
+def test_secrets_never_appear(cli, winrm_lab, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    server, inventory = winrm_lab()
+    outputs = []
+    for args in (("apply", CLASSIC, "--yes"), ("plan", CLASSIC), ("destroy", CLASSIC, "--yes")):
+        result = cli(*args, "-i", inventory, "-t", "lab")
+        outputs += [result.stdout, result.stderr]
+    monkeypatch.setenv("EXKIT_WINRM_PASSWORD", PASSWORD + "x")
+    failed = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    outputs += [failed.stdout, failed.stderr]
+    text = "\n".join(outputs) + caplog.text + "\n".join(server.scripts_run)
+    assert PASSWORD not in text
+    assert "S3cret" not in text
+
+
+def test_plaintext_password_is_an_error_that_does_not_echo_it(cli, tmp_path):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("targets:\n  lab:\n    kind: exchange-server\n    host: ex01\n    transport: ntlm\n"
+                         "    username: 'CONTOSO\\exkit'\n    password: Hunter2secret\n    connect: snapin\n")
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert result.exit_code == 1
+    assert f"{inventory}:7:15: error: a plaintext password is not allowed in an inventory" in result.stderr
+    assert "env:NAME, keyring:SERVICE/USER or prompt" in result.stderr
+    assert "Hunter2secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("target, message", [
+    ("{kind: exchange-server, host: h, scheme: http, transport: basic, username: u, password: 'env:P', "
+     "connect: snapin}", "transport basic sends the password in clear"),
+    ("{kind: exchange-server, host: h, scheme: http, transport: ntlm, message_encryption: never, username: u, "
+     "password: 'env:P', connect: snapin}", "scheme http is allowed only with WinRM message encryption"),
+    ("{kind: exchange-server, host: h, transport: ntlm, username: u, password: 'env:P'}",
+     "connect: remote-session is a second hop"),
+    ("{kind: exchange-server, host: h, transport: certificate, connect: snapin}", "needs cert_pem and cert_key_pem"),
+    ("{kind: exchange-server, host: h, transport: kerberos, operation_timeout: 30}",
+     "read_timeout must be greater than operation_timeout"),
+])
+def test_inventory_transport_rules(cli, tmp_path, target, message):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(f"targets:\n  lab: {target}\n")
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert result.exit_code == 1
+    assert message in result.stderr
+
+
+def test_missing_environment_variable_is_named(cli, winrm_lab, monkeypatch):
+    server, inventory = winrm_lab()
+    monkeypatch.delenv("EXKIT_WINRM_PASSWORD")
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert result.exit_code == 1
+    assert ("the password of target 'lab' comes from the environment variable EXKIT_WINRM_PASSWORD, which is not "
+            "set") in result.stderr
+
+
+def test_remote_session_preamble_runs_and_always_closes_the_session(sandbox_state):
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import Connection, render_script
+    from toolkit.targets.sandbox import SandboxTarget
+
+    playbook, _ = require_playbook(CLASSIC)
+    script = render_script(playbook, connection=Connection("remote-session", "http://ex01.contoso.com/PowerShell/"))
+    assert ("$exkitSession = New-PSSession -ConfigurationName 'Microsoft.Exchange' -ConnectionUri "
+            "'http://ex01.contoso.com/PowerShell/' -Authentication 'Kerberos'") in script.text
+    assert script.text.rstrip().endswith("} finally {\n    Remove-PSSession -Session $exkitSession\n}")
+    result = SandboxTarget().run_script(script.text)
+    assert result.exit_code == 0 and [r.action for r in result.results] == ["created", "created"]
+
+
+def test_decode_clixml():
+    data = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+            '<S S="Error">Line one_x000D__x000A_</S><S S="Error">Line two &amp; more_x000D__x000A_</S>'
+            '<S S="verbose">ignored</S></Objs>')
+    assert decode_clixml(data) == "Line one\nLine two & more"
+    assert decode_clixml("plain text") == "plain text"

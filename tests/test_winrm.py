@@ -290,3 +290,19 @@ def test_decode_clixml():
             '<S S="verbose">ignored</S></Objs>')
     assert decode_clixml(data) == "Line one\nLine two & more"
     assert decode_clixml("plain text") == "plain text"
+
+
+def test_example_inventory_loopback_target(cli, tmp_path, monkeypatch):
+    """The README's walkthrough: exkit apply playbooks/classic.yaml -i inventory.example.yaml -t loopback."""
+    from toolkit.inventory import load_inventory
+
+    assert set(load_inventory(REPO / "inventory.example.yaml").targets) >= {"sandbox", "loopback", "ex01"}
+    users = tmp_path / "users"
+    users.write_text(f"LAB:exkit-admin:{PASSWORD}\n", encoding="utf-8")
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))
+    monkeypatch.setenv("EXKIT_WINRM_PASSWORD", PASSWORD)
+    with LoopbackWinRM(tmp_path / "exchange.json", {"LAB\\exkit-admin": PASSWORD}, port=55985) as server:
+        result = cli("apply", CLASSIC, "-i", REPO / "inventory.example.yaml", "-t", "loopback", "--yes")
+        assert result.exit_code == 0, result.stderr
+        assert "Summary: 2 created." in result.stdout
+        assert store.load(server.state_path).role_group("Room booking service accounts") is not None

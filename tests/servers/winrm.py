@@ -72,7 +72,8 @@ class _Command:
 
 class LoopbackWinRM:
     def __init__(self, state_path: Path, users: dict[str, str], *, auth: tuple[str, ...] = ("ntlm",),
-                 tls: ssl.SSLContext | None = None, require_encryption_over_http: bool = True) -> None:
+                 tls: ssl.SSLContext | None = None, require_encryption_over_http: bool = True,
+                 port: int = 0) -> None:
         self.state_path = state_path
         self.users = {k.lower(): v for k, v in users.items()}  # "DOMAIN\\user" → password
         self.auth = auth
@@ -86,7 +87,7 @@ class LoopbackWinRM:
         self.shells: dict[str, dict[str, _Command]] = {}
         self.scripts_run: list[str] = []
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         if tls is not None:
@@ -352,3 +353,34 @@ class _Handler(BaseHTTPRequestHandler):
             owner.shells.pop(shell_id, None)
             return 200, _envelope(action_uri, message_id, "")
         return 500, _fault(2150858817, "ActionNotSupported", f"The action {action_uri} is not supported.")
+
+
+def main() -> None:
+    """Run the loopback server by hand: python -m tests.servers.winrm --port 55985 (see the README)."""
+    import argparse
+    import os
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="Loopback WinRM server backed by the exkit sandbox organisation.")
+    parser.add_argument("--port", type=int, default=55985)
+    parser.add_argument("--state", type=Path, default=Path(".exkit/loopback-exchange.json"))
+    parser.add_argument("--user", default="LAB\\exkit-admin", help="DOMAIN\\user allowed to connect")
+    arguments = parser.parse_args()
+    password = os.environ.get("EXKIT_WINRM_PASSWORD")
+    if not password:
+        parser.error("set EXKIT_WINRM_PASSWORD to the password the server should accept")
+    domain, _, user = arguments.user.partition("\\")
+    users = Path(tempfile.mkdtemp()) / "ntlm-users"
+    users.write_text(f"{domain}:{user}:{password}\n", encoding="utf-8")
+    os.environ["NTLM_USER_FILE"] = str(users)
+    with LoopbackWinRM(arguments.state, {arguments.user: password}, port=arguments.port) as server:
+        print(f"loopback WinRM (NTLM, http with message encryption) on 127.0.0.1:{server.port}, "
+              f"organisation {arguments.state}; Ctrl-C stops it", flush=True)
+        try:
+            server.thread.join()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,8 @@ def wheel(tmp_path_factory):
 def test_wheel_contains_templates(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "toolkit/_templates/exchange-server/script.ps1.j2" in names
-    assert "toolkit/_templates/exchange-server/role_group.ps1.j2" in names
+    assert "toolkit/_templates/common/role_group.ps1.j2" in names
+    assert "toolkit/_templates/exchange-online/service_principal.ps1.j2" in names
 
 
 def test_render_from_installed_wheel(wheel, tmp_path):

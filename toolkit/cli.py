@@ -134,11 +134,23 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for con
 OutputOption = Annotated[str, typer.Option("--output", "-o", help="text or json")]
 
 
+def _platform_of(playbook: Path) -> str:
+    """The playbook's platform key, read without validating (the default target depends on it)."""
+    from ruamel.yaml import YAML
+
+    try:
+        data = YAML(typ="safe").load(playbook.read_text(encoding="utf-8"))
+    except Exception:  # any problem is reported properly by validation a moment later
+        return "exchange-server"
+    platform = data.get("platform") if isinstance(data, dict) else None
+    return platform if platform in ("exchange-server", "exchange-online") else "exchange-server"
+
+
 def _prepare(playbook: Path, inventory: Path | None, target: str | None, var: list[str] | None, destroy: bool,
              templates: Path | None) -> Prepared:
     cli_vars = parse_vars(var)
     try:
-        resolved = resolve_target(inventory, target)
+        resolved = resolve_target(inventory, target, _platform_of(playbook))
         prepared = prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates)
     except PlaybookError as exc:
         print_diagnostics(exc.diagnostics)

@@ -27,6 +27,8 @@ class SandboxTargetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["sandbox"]
+    platform: Literal["exchange-server", "exchange-online"] = Field(
+        "exchange-server", description="Which Exchange the simulated organisation behaves like.")
     state: str | None = Field(None, description="State file; relative paths are relative to the inventory file. "
                                                 "Default: $EXKIT_SANDBOX_STATE or ~/.local/state/exkit/sandbox.json.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
@@ -133,14 +135,16 @@ class ResolvedTarget:
         self.variables = variables
 
 
-def resolve_target(inventory_path: Path | None, target_name: str | None) -> ResolvedTarget:
+def resolve_target(inventory_path: Path | None, target_name: str | None,
+                   platform: str = "exchange-server") -> ResolvedTarget:
+    """The target to run on. Without an inventory: the sandbox organisation of the playbook's platform."""
     from toolkit.targets.sandbox import SandboxTarget
 
     if inventory_path is None:
         if target_name not in (None, DEFAULT_TARGET):
             raise InventoryError(f"target {target_name!r} needs an inventory: pass -i INVENTORY "
                                  "(see inventory.example.yaml)")
-        return ResolvedTarget(DEFAULT_TARGET, SandboxTarget(), {})
+        return ResolvedTarget(DEFAULT_TARGET, SandboxTarget(platform=platform), {})
     inventory = load_inventory(inventory_path)
     if target_name is None:
         if len(inventory.targets) != 1:
@@ -164,4 +168,4 @@ def resolve_target(inventory_path: Path | None, target_name: str | None) -> Reso
         state = Path(spec.state)
         if not state.is_absolute():
             state = inventory_path.parent / state
-    return ResolvedTarget(target_name, SandboxTarget(state, name=target_name), variables)
+    return ResolvedTarget(target_name, SandboxTarget(state, name=target_name, platform=spec.platform), variables)

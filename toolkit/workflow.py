@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.errors import ExkitError
 from toolkit.inventory import ResolvedTarget
 from toolkit.plan import Plan, make_plan
 from toolkit.playbook.diagnostics import Diagnostics
@@ -13,6 +14,10 @@ from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import RenderedScript, render_script
 from toolkit.targets.base import RunResult
+
+
+class PlatformMismatch(ExkitError):
+    pass
 
 
 @dataclass
@@ -30,6 +35,10 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
             templates: Path | None = None) -> Prepared:
     """Validate, read the target's current state (one facts script), plan, and render the script to run."""
     playbook, diagnostics = require_playbook(playbook_path, {**target.variables, **cli_vars})
+    if playbook.platform != target.target.platform:
+        raise PlatformMismatch(f"playbook {playbook.name!r} is for {playbook.platform}, but target "
+                               f"{target.name!r} is {target.target.platform}: choose a target of the playbook's "
+                               "platform" + (" (or run exkit migrate)" if playbook.platform == "exchange-server" else ""))
     connection = target.target.connection()
     facts_script = render_script(playbook, state="facts", templates=templates, connection=connection)
     facts = target.target.read_facts(facts_script.text)

@@ -67,3 +67,33 @@ def lint(playbook: Playbook, document: LoadedDocument, diagnostics: Diagnostics)
                 file, positions.of_value(("delegates", first_index[user], "mailboxes")),
                 "a delegate syncing many rooms hits EWS concurrency throttling (ErrorExceededConnectionCount, "
                 "ErrorServerBusy); use impersonation instead")
+
+    lint_applications(playbook, document, diagnostics)
+
+
+def lint_applications(playbook: Playbook, document: LoadedDocument, diagnostics: Diagnostics) -> None:
+    file, positions = document.file, document.positions
+    for index, assignment in enumerate(playbook.application_role_assignments):
+        name = assignment.assignment_name
+        if assignment.role == "Application EWS.AccessAsApp":
+            diagnostics.warning(
+                "ews-retirement", f"application role assignment {name!r} grants EWS access",
+                file, positions.of_value(("application_role_assignments", index, "role")),
+                "EWS in Exchange Online is blocked from 1 October 2026 unless allow-listed and switched off on "
+                "1 April 2027: use Microsoft Graph with 'Application Calendars.ReadWrite'")
+        if assignment.all_mailboxes:
+            diagnostics.note("tenant-wide-application", f"application role assignment {name!r} applies to every "
+                             "mailbox", file, positions.of_value(("application_role_assignments", index,
+                                                                  "all_mailboxes")),
+                             "a scope with rooms: true limits the app to room mailboxes")
+        elif assignment.scope is None:
+            diagnostics.warning(
+                "unscoped-application", f"application role assignment {name!r} has no scope (every mailbox)",
+                file, positions.of_value(("application_role_assignments", index, "application")),
+                "add 'scope: <a scope with rooms: true>'; set 'all_mailboxes: true' only if every mailbox is meant")
+    if playbook.application_role_assignments:
+        diagnostics.note(
+            "application-consent", "RBAC for Applications adds to Entra consent: if the app also holds the same "
+            "permission tenant-wide (admin-consented Graph Calendars.ReadWrite), the scope restricts nothing",
+            file, positions.of_key(("application_role_assignments",)),
+            "remove the tenant-wide grant in Entra; changes take effect after a cache delay (30 minutes to 2 hours)")

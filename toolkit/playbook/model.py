@@ -27,6 +27,16 @@ KNOWN_ROLES = (
 )
 IMPERSONATION_ROLE = "ApplicationImpersonation"
 
+# Built-in RBAC-for-Applications roles of Exchange Online (each spelled with the "Application " prefix).
+APPLICATION_ROLES = tuple("Application " + r for r in (
+    "Mail.Read", "Mail.ReadBasic", "Mail.ReadWrite", "Mail.Send", "MailboxSettings.Read", "MailboxSettings.ReadWrite",
+    "Calendars.Read", "Calendars.ReadWrite", "Contacts.Read", "Contacts.ReadWrite", "MailboxFolder.Read",
+    "MailboxFolder.ReadWrite", "MailboxItem.Read", "MailboxItem.ReadWrite", "MailboxItem.Export",
+    "MailboxItem.ImportExport", "Mail Full Access", "Exchange Full Access", "EWS.AccessAsApp", "SMTP.SendAsApp",
+    "MailboxConfigItem.Read", "MailboxConfigItem.ReadWrite", "MailTips.ReadBasic.All", "Mail-Advanced.ReadWrite.All",
+))
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\u2018\u2019-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _DN_COMPONENT = re.compile(r"^(CN|OU|DC|O|L|ST|C)=.+$", re.IGNORECASE)
@@ -240,6 +250,82 @@ class Delegate(_Model):
         return check_address(value)
 
 
+def check_guid(value: str, what: str) -> str:
+    if not _GUID.match(value):
+        raise problem(f"{what} {value!r} is not a GUID", "copy it from the Entra admin centre, e.g. "
+                                                          "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f")
+    return value.lower()
+
+
+class Application(_Model):
+    """An Entra application registered in Exchange Online as a service principal (New-ServicePrincipal)."""
+
+    name: str = Field(description="Display name of the service principal in Exchange (at most 64 characters).")
+    app_id: str = Field(description="Application (client) id of the app registration.")
+    object_id: str = Field(description="Object id of the enterprise application (service principal), not of the "
+                                       "app registration.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "application")
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id(cls, value: str) -> str:
+        return check_guid(value, "app_id")
+
+    @field_validator("object_id")
+    @classmethod
+    def _object_id(cls, value: str) -> str:
+        return check_guid(value, "object_id")
+
+
+class ApplicationRoleAssignment(_Model):
+    """RBAC for Applications: an 'Application …' role for an application, limited by a management scope."""
+
+    name: str | None = Field(None, description="Assignment name (at most 64); default <role>-<application>.")
+    application: str = Field(description="Name of an application declared in this playbook.")
+    role: str = Field(description="An 'Application …' role, e.g. Application Calendars.ReadWrite.")
+    scope: str | None = Field(None, description="Name of a management scope declared in this playbook.")
+    all_mailboxes: bool = Field(False, description="Deliberately tenant-wide (no scope).")
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value in APPLICATION_ROLES:
+            return value
+        import difflib
+
+        candidates = {r.lower(): r for r in APPLICATION_ROLES}
+        wanted = value if value.lower().startswith("application ") else "Application " + value
+        exact = candidates.get(wanted.lower())
+        close = [exact] if exact else difflib.get_close_matches(wanted, APPLICATION_ROLES, n=1, cutoff=0.75)
+        raise problem(f"{value!r} is not a built-in RBAC-for-Applications role",
+                      f"did you mean {close[0]!r}?" if close else "e.g. 'Application Calendars.ReadWrite'")
+
+    @model_validator(mode="after")
+    def _scope_or_all(self) -> ApplicationRoleAssignment:
+        if self.scope is not None and self.all_mailboxes:
+            raise problem("'scope' and 'all_mailboxes: true' contradict each other",
+                          "keep the scope to limit the application to rooms")
+        check_name(self.assignment_name, "application role assignment")
+        return self
+
+    @property
+    def assignment_name(self) -> str:
+        return self.name or f"{self.role.removeprefix('Application ')}-{self.application}"
+
+
+class ApplicationAccessPolicy(_Model):
+    """The older Application Access Policy: the app may reach only the members of a mail-enabled security group."""
+
+    application: str = Field(description="Name of an application declared in this playbook.")
+    group: Address = Field(description="Address of the mail-enabled security group holding the rooms.")
+    access_right: Literal["RestrictAccess", "DenyAccess"] = "RestrictAccess"
+    description: str | None = None
+
+
 VariableValue = str | int | bool | list[str]
 
 
@@ -254,13 +340,23 @@ class Playbook(_Model):
     exkit: Literal[1] = Field(description="Format version of this playbook.")
     name: str = Field(description="Playbook name, shown in scripts and reports.")
     description: str | None = None
-    platform: Literal["exchange-server"] = Field(
-        "exchange-server", description="Exchange Server 2016/2019/SE or hosted Exchange.")
+    platform: Literal["exchange-server", "exchange-online"] = Field(
+        "exchange-server", description="exchange-server (2016/2019/SE, hosted Exchange) or exchange-online.")
     vars: dict[str, VariableValue] = Field(default_factory=dict, description="Default values for {{ variables }}.")
     scopes: list[ManagementScope] = Field(default_factory=list)
     role_groups: list[RoleGroup] = Field(default_factory=list)
     role_assignments: list[RoleAssignment] = Field(default_factory=list)
     delegates: list[Delegate] = Field(default_factory=list)
+    applications: list[Application] = Field(default_factory=list, description="Exchange Online only.")
+    application_role_assignments: list[ApplicationRoleAssignment] = Field(
+        default_factory=list, description="Exchange Online only: RBAC for Applications.")
+    application_access_policies: list[ApplicationAccessPolicy] = Field(
+        default_factory=list, description="Exchange Online only: Application Access Policies.")
+
+    def application_named(self, name: str | None) -> Application | None:
+        if name is None:
+            return None
+        return next((a for a in self.applications if a.name.lower() == name.lower()), None)
 
     def scope_named(self, name: str | None) -> ManagementScope | None:
         if name is None:
@@ -271,5 +367,8 @@ class Playbook(_Model):
 # Section name → what one entry is called in messages.
 SECTION_NOUNS = {
     "scopes": "management scope", "role_groups": "role group", "role_assignments": "role assignment",
-    "delegates": "delegate entry",
+    "delegates": "delegate entry", "applications": "application",
+    "application_role_assignments": "application role assignment",
+    "application_access_policies": "application access policy",
 }
+EXCHANGE_ONLINE_SECTIONS = ("applications", "application_role_assignments", "application_access_policies")

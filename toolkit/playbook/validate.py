@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from toolkit.playbook import lint
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError, Position
 from toolkit.playbook.load import LoadedDocument, PathKey, load_playbook
-from toolkit.playbook.model import KNOWN_ROLES, SECTION_NOUNS, Playbook
+from toolkit.playbook.model import EXCHANGE_ONLINE_SECTIONS, IMPERSONATION_ROLE, KNOWN_ROLES, SECTION_NOUNS, Playbook
 from toolkit.render.quoting import find_unsafe_character
 
 
@@ -234,13 +234,17 @@ def _check_references(document: LoadedDocument, diagnostics: Diagnostics) -> Non
     if not isinstance(data, dict):
         return
     declared: dict[str, dict[str, int]] = {}
-    for section in ("scopes", "role_groups", "role_assignments"):
+    for section in ("scopes", "role_groups", "role_assignments", "applications", "application_role_assignments"):
         seen: dict[str, int] = {}
         for index, item in _entries(data, section):
             name = item.get("name")
             if section == "role_assignments" and not name:
                 role, who = item.get("role"), item.get("user") or item.get("security_group") or item.get("role_group")
                 name = f"{role}-{who}" if isinstance(role, str) and isinstance(who, str) else None
+            if section == "application_role_assignments" and not name:
+                role, app = item.get("role"), item.get("application")
+                name = (f"{role.removeprefix('Application ')}-{app}" if isinstance(role, str) and isinstance(app, str)
+                        else None)
             if not isinstance(name, str):
                 continue
             if name.lower() in seen:
@@ -252,6 +256,16 @@ def _check_references(document: LoadedDocument, diagnostics: Diagnostics) -> Non
             else:
                 seen[name.lower()] = index
         declared[section] = seen
+    _check_platform(document, diagnostics)
+    application_names = [a["name"] for _, a in _entries(data, "applications") if isinstance(a.get("name"), str)]
+    for section in ("application_role_assignments", "application_access_policies"):
+        for index, item in _entries(data, section):
+            _check_reference(item, "application", declared["applications"], application_names, "application",
+                             (section, index), document, diagnostics)
+            if section == "application_role_assignments":
+                _check_reference(item, "scope", declared["scopes"],
+                                 [s["name"] for _, s in _entries(data, "scopes") if isinstance(s.get("name"), str)],
+                                 "management scope", (section, index), document, diagnostics)
     scope_names = [s["name"] for _, s in _entries(data, "scopes") if isinstance(s.get("name"), str)]
     group_names = [g["name"] for _, g in _entries(data, "role_groups") if isinstance(g.get("name"), str)]
     for section in ("role_groups", "role_assignments"):
@@ -266,7 +280,8 @@ def _check_references(document: LoadedDocument, diagnostics: Diagnostics) -> Non
             for role_index, role in enumerate(roles if isinstance(roles, list) else []):
                 role_path = (section, index, "roles", role_index) if section == "role_groups" else (
                     section, index, "role")
-                _check_role(role, role_path, document, diagnostics)
+                if data.get("platform") != "exchange-online":
+                    _check_role(role, role_path, document, diagnostics)
             members = item.get("members")
             if isinstance(members, list):
                 lowered = [m.lower() for m in members if isinstance(m, str)]
@@ -275,6 +290,49 @@ def _check_references(document: LoadedDocument, diagnostics: Diagnostics) -> Non
                         diagnostics.warning("duplicate-member", f"member {member!r} is listed twice", file,
                                             positions.of_value((section, index, "members", member_index)),
                                             "remove the repeated entry")
+
+
+RETIREMENT_HINT = """use RBAC for Applications instead (or run: exkit migrate PLAYBOOK):
+        applications:
+          - {name: Room booking app, app_id: <application (client) id>, object_id: <enterprise app object id>}
+        application_role_assignments:
+          - {application: Room booking app, role: Application Calendars.ReadWrite, scope: <a scope with rooms: true>}"""
+
+
+def _check_platform(document: LoadedDocument, diagnostics: Diagnostics) -> None:
+    """Exchange Online has no ApplicationImpersonation (removed February 2025) and no OUs; the RBAC-for-Applications
+    sections exist only there."""
+    data, file, positions = document.data, document.file, document.positions
+    online = data.get("platform") == "exchange-online"
+    if not online:
+        for section in EXCHANGE_ONLINE_SECTIONS:
+            if data.get(section):
+                diagnostics.error("exchange-online-only", f"'{section}' exists only in Exchange Online", file,
+                                  positions.of_key((section,)), "add 'platform: exchange-online' to the playbook")
+        return
+    for index, item in _entries(data, "role_groups"):
+        roles = item.get("roles")
+        roles = [roles] if isinstance(roles, str) else roles if isinstance(roles, list) else []
+        for role_index, role in enumerate(roles):
+            if isinstance(role, str) and role.lower() == IMPERSONATION_ROLE.lower():
+                _retired(document, diagnostics, ("role_groups", index, "roles", role_index))
+    for index, item in _entries(data, "role_assignments"):
+        if isinstance(item.get("role"), str) and item["role"].lower() == IMPERSONATION_ROLE.lower():
+            _retired(document, diagnostics, ("role_assignments", index, "role"))
+    for index, item in _entries(data, "scopes"):
+        if "recipient_root" in item:
+            diagnostics.error("no-recipient-root-online", "Exchange Online has no organizational units: "
+                              "recipient_root cannot be used", file, positions.of_key(("scopes", index,
+                                                                                        "recipient_root")),
+                              "limit the scope with its filter (rooms: true, office, custom_attributes, member_of)")
+
+
+def _retired(document: LoadedDocument, diagnostics: Diagnostics, path: PathKey) -> None:
+    diagnostics.error(
+        "impersonation-retired",
+        "ApplicationImpersonation was removed from Exchange Online in February 2025 (message center MC718754); "
+        "a room-booking app there uses an Entra app limited to rooms with RBAC for Applications",
+        document.file, document.positions.of_value(path), RETIREMENT_HINT)
 
 
 def _check_reference(item: Mapping[str, Any], key: str, declared: Mapping[str, int], names: list[str], noun: str,

@@ -43,7 +43,7 @@ def make_environment(platform: str, override: Path | None = None) -> jinja2.Envi
         if not override.is_dir():
             raise RenderError(f"template directory {override} does not exist")
         search += [override / platform, override]
-    search.append(builtin_templates_dir() / platform)
+    search += [builtin_templates_dir() / platform, builtin_templates_dir() / "common"]
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
         undefined=jinja2.StrictUndefined,
@@ -66,12 +66,17 @@ class Connection:
 
     ``snapin``: use them if loaded (Exchange Management Shell), else load the snap-in (on the Exchange server).
     ``remote-session``: import them from the Exchange server's /PowerShell/ endpoint and remove the session at the
-    end, also after a failure.
+    end, also after a failure. Exchange Online scripts use ``Connect-ExchangeOnline`` when ``organization`` is set.
     """
 
     connect: Literal["snapin", "remote-session"] = "snapin"
     exchange_uri: str = ""
     session_authentication: Literal["Kerberos", "CredSSP"] = "Kerberos"
+    # Exchange Online: with an organization the script connects itself (certificate app-only auth).
+    app_id: str = ""
+    certificate_thumbprint: str = ""
+    organization: str = ""
+    environment: str = "O365Default"
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,21 @@ Each kind module defines ``KIND`` (the Exchange object type), ``TEMPLATE`` (its 
 ``compare(resource, current)`` (the field differences against facts read from a target).
 
 Adding a kind: a module here, a template under templates/<platform>/, its cmdlets in toolkit/sandbox/cmdlets.py,
-and tests. :data:`KINDS` lists the modules in apply order (removals run in reverse).
+and tests. Kinds that Exchange Online's REST connector applies also define ``calls(resource, fact, action)``: the
+cmdlets that bring one object to its desired state. :data:`KINDS` lists the modules in apply order (removals run in
+reverse).
 """
 
 from __future__ import annotations
 
-from toolkit.resources import delegate, management_scope, role_assignment, role_group
-from toolkit.resources.base import FieldChange, Resource, desired_resources
+from toolkit.resources import (
+    application_access_policy, application_role_assignment, delegate, management_scope, role_assignment, role_group,
+    service_principal,
+)
+from toolkit.resources.base import Call, FieldChange, Resource, desired_resources
 
-KINDS = (management_scope, role_group, role_assignment, delegate)
+KINDS = (management_scope, service_principal, role_group, role_assignment, application_role_assignment,
+         application_access_policy, delegate)
 KIND_BY_NAME = {kind.KIND: kind for kind in KINDS}
 
-__all__ = ["KINDS", "KIND_BY_NAME", "FieldChange", "Resource", "desired_resources"]
+__all__ = ["KINDS", "KIND_BY_NAME", "Call", "FieldChange", "Resource", "desired_resources"]

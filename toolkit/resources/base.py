@@ -32,6 +32,14 @@ def differs_set(field: str, before: list[str] | None, after: list[str]) -> list[
 
 
 @dataclass(frozen=True)
+class Call:
+    """One cmdlet invocation, as the Exchange Online REST connector sends it (parameters by name)."""
+
+    cmdlet: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Resource:
     """One desired Exchange object. ``fields`` are the values rendered into its template and compared for drift."""
 

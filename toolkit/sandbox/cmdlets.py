@@ -13,7 +13,8 @@ from typing import Any
 from toolkit import opath
 from toolkit.sandbox.commands import Command, CmdletError, ParamType
 from toolkit.sandbox.org import (
-    ManagementScope, MailboxPermission, Organisation, Recipient, RoleAssignment, RoleGroup,
+    ApplicationAccessPolicy, ManagementScope, MailboxPermission, Organisation, Recipient, RoleAssignment, RoleGroup,
+    ServicePrincipal,
 )
 from toolkit.sandbox.values import PSObject
 
@@ -111,8 +112,49 @@ class ExchangeCmdlets:
                                   "CommandName": "string[]"}, self.import_session, ("Session",), False, ("Session",)),
             ("Remove-PSSession", {"Session": "object"}, self.remove_session, ("Session",), False, ("Session",)),
         ]
+        if self.org.platform == "exchange-online":
+            table = [self._online(entry) for entry in table] + self._online_only()
         return {name: Command(name, params, run, positional, should_process, mandatory)
                 for name, params, run, positional, should_process, mandatory in table}
+
+    def _online(self, entry: tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]) -> tuple[
+            str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]:
+        """Exchange Online's parameter sets: no -DomainController; -App and resource scopes on assignments."""
+        name, params, run, positional, should_process, mandatory = entry
+        params = {k: v for k, v in params.items() if k != "DomainController"}
+        if name == "New-ManagementRoleAssignment":
+            params.update(App="string", CustomResourceScope="string", RecipientGroupScope="string",
+                          RecipientAdministrativeUnitScope="string")
+        elif name == "Set-ManagementRoleAssignment":
+            params.update(CustomResourceScope="string")
+        elif name == "Get-ManagementRoleAssignment":
+            params.update(RoleAssigneeType="string")
+        return name, params, run, positional, should_process, mandatory
+
+    def _online_only(self) -> list[tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]]:
+        return [
+            ("Connect-ExchangeOnline", {"AppId": "string", "CertificateThumbprint": "string", "Certificate": "object",
+                                        "CertificateFilePath": "string", "CertificatePassword": "object",
+                                        "Organization": "string", "ShowBanner": "switch",
+                                        "ExchangeEnvironmentName": "string", "AccessToken": "string"},
+             self.connect_online, (), False, ()),
+            ("Disconnect-ExchangeOnline", {}, lambda bound, pipeline: [], (), True, ()),
+            ("Get-ServicePrincipal", {"Identity": "string"}, self.get_principals, ("Identity",), False, ()),
+            ("New-ServicePrincipal", {"AppId": "string", "ObjectId": "string", "DisplayName": "string",
+                                      "ServiceId": "string"}, self.new_principal, (), True, ("AppId", "ObjectId")),
+            ("Set-ServicePrincipal", {"Identity": "string", "DisplayName": "string"}, self.set_principal,
+             ("Identity",), True, ("Identity",)),
+            ("Remove-ServicePrincipal", {"Identity": "string"}, self.remove_principal, ("Identity",), True,
+             ("Identity",)),
+            ("Get-ApplicationAccessPolicy", {"Identity": "string"}, self.get_policies, ("Identity",), False, ()),
+            ("New-ApplicationAccessPolicy", {"AppId": "string[]", "PolicyScopeGroupId": "string",
+                                             "AccessRight": "string", "Description": "string"}, self.new_policy, (),
+             True, ("AppId", "PolicyScopeGroupId", "AccessRight")),
+            ("Set-ApplicationAccessPolicy", {"Identity": "string", "Description": "string"}, self.set_policy,
+             ("Identity",), True, ("Identity",)),
+            ("Remove-ApplicationAccessPolicy", {"Identity": "string"}, self.remove_policy, ("Identity",), True,
+             ("Identity",)),
+        ]
 
     # --------------------------------------------------------------------------------------- objects out
     def _scope_object(self, scope: ManagementScope) -> PSObject:
@@ -132,12 +174,17 @@ class ExchangeCmdlets:
         if assignment.role_assignee_type == "User":
             user = self.org.recipient(assignee)
             assignee = user.name if user else assignee  # Exchange shows the user's name, not the address
+        elif assignment.role_assignee_type == "ServicePrincipal":
+            principal = self._principal_or_none(assignee)
+            assignee = principal.display_name if principal else assignee
         properties: dict[str, Any] = {
             "Name": assignment.name, "Identity": assignment.name, "Role": assignment.role,
             "RoleAssigneeName": assignee, "RoleAssigneeType": assignment.role_assignee_type,
             "CustomRecipientWriteScope": assignment.custom_recipient_write_scope,
+            "CustomResourceScope": assignment.custom_resource_scope,
             "RecipientOrganizationalUnitScope": assignment.recipient_organizational_unit_scope,
             "RecipientWriteScope": ("CustomRecipientScope" if assignment.custom_recipient_write_scope
+                                    or assignment.custom_resource_scope
                                     else "OU" if assignment.recipient_organizational_unit_scope
                                     else "Organization"),
             "Enabled": assignment.enabled, "Delegating": assignment.delegating,
@@ -198,7 +245,8 @@ class ExchangeCmdlets:
         if scope is None:
             raise _not_found(self.org, bound["Identity"])
         users = [a.name for a in self.org.role_assignments
-                 if (a.custom_recipient_write_scope or "").lower() == scope.name.lower()]
+                 if scope.name.lower() in ((a.custom_recipient_write_scope or "").lower(),
+                                           (a.custom_resource_scope or "").lower())]
         if users:
             raise CmdletError(f"Management scope \"{scope.name}\" can't be deleted because it's referenced by role "
                               f"assignments: {', '.join(users)}.", "InvalidOperation")
@@ -317,9 +365,14 @@ class ExchangeCmdlets:
 
     def new_assignment(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
         role = self._role(bound["Role"])
-        assignees = [k for k in ("User", "SecurityGroup", "Policy") if bound.get(k)]
+        assignees = [k for k in ("User", "SecurityGroup", "Policy", "App") if bound.get(k)]
         if len(assignees) != 1:
-            raise CmdletError("Specify exactly one of the parameters User, SecurityGroup or Policy.",
+            raise CmdletError("Specify exactly one of the parameters User, SecurityGroup, Policy or App.",
+                              "InvalidArgument")
+        if bound.get("App"):
+            return self._new_app_assignment(role, bound)
+        if role.startswith("Application "):
+            raise CmdletError(f"The role '{role}' can only be assigned to a service principal (-App).",
                               "InvalidArgument")
         if bound.get("CustomRecipientWriteScope") and bound.get("RecipientOrganizationalUnitScope"):
             raise CmdletError("The parameters CustomRecipientWriteScope and RecipientOrganizationalUnitScope can't "
@@ -352,6 +405,23 @@ class ExchangeCmdlets:
             custom_recipient_write_scope=self._scope_name(bound.get("CustomRecipientWriteScope")),
             recipient_organizational_unit_scope=self._check_root(ou) if ou else None,
             delegating=bool(bound.get("Delegating")))
+        self.org.role_assignments.append(assignment)
+        return [self._assignment_object(assignment)]
+
+    def _new_app_assignment(self, role: str, bound: dict[str, Any]) -> list[Any]:
+        principal = self._principal(bound["App"])
+        if not role.startswith("Application "):
+            raise CmdletError(f"The role '{role}' can't be assigned to a service principal: only 'Application …' "
+                              "roles can.", "InvalidArgument")
+        if bound.get("CustomRecipientWriteScope") or bound.get("RecipientOrganizationalUnitScope"):
+            raise CmdletError("With -App, use -CustomResourceScope, -RecipientAdministrativeUnitScope or "
+                              "-RecipientGroupScope.", "InvalidArgument")
+        name = bound.get("Name") or self._free_assignment_name(f"{role}-{principal.display_name}")
+        if self.org.assignment(name):
+            raise _exists(f"The role assignment '{name}'")
+        assignment = RoleAssignment(name=name, role=role, role_assignee=principal.object_id,
+                                    role_assignee_type="ServicePrincipal",
+                                    custom_resource_scope=self._scope_name(bound.get("CustomResourceScope")))
         self.org.role_assignments.append(assignment)
         return [self._assignment_object(assignment)]
 
@@ -391,9 +461,14 @@ class ExchangeCmdlets:
             wanted = bound["RoleAssignee"].lower()
             recipient = self.org.recipient(bound["RoleAssignee"])
             names = {wanted} | ({recipient.primary_smtp_address.lower(), recipient.name.lower()} if recipient else set())
+            principal = self._principal_or_none(bound["RoleAssignee"])
+            if principal is not None:
+                names.add(principal.object_id)
             candidates = [a for a in candidates if a.role_assignee.lower() in names]
         if "Delegating" in bound:
             candidates = [a for a in candidates if a.delegating == bound["Delegating"]]
+        if bound.get("RoleAssigneeType"):
+            candidates = [a for a in candidates if a.role_assignee_type.lower() == bound["RoleAssigneeType"].lower()]
         if "Enabled" in bound:
             candidates = [a for a in candidates if a.enabled == bound["Enabled"]]
         if bound.get("CustomRecipientWriteScope"):
@@ -412,6 +487,11 @@ class ExchangeCmdlets:
         assignment = self.org.assignment(bound["Identity"])
         if assignment is None:
             raise _not_found(self.org, bound["Identity"])
+        if bound.get("CustomResourceScope"):
+            if assignment.role_assignee_type != "ServicePrincipal":
+                raise CmdletError("-CustomResourceScope applies only to assignments of service principals.",
+                                  "InvalidArgument")
+            assignment.custom_resource_scope = self._scope_name(bound["CustomResourceScope"])
         if bound.get("CustomRecipientWriteScope"):
             assignment.custom_recipient_write_scope = self._scope_name(bound["CustomRecipientWriteScope"])
             assignment.recipient_organizational_unit_scope = None
@@ -571,4 +651,110 @@ class ExchangeCmdlets:
 
     def remove_session(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
         self._session(bound["Session"]).properties["State"] = "Closed"
+        return []
+
+    # --------------------------------------------------------------------------------------- Exchange Online
+    def connect_online(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        if not (bound.get("AccessToken") or (bound.get("AppId") and bound.get("Organization"))):
+            raise CmdletError("Connect-ExchangeOnline needs -AppId with a certificate and -Organization, or "
+                              "-AccessToken.", "InvalidArgument")
+        return []
+
+    def _principal_or_none(self, identity: str) -> ServicePrincipal | None:
+        wanted = identity.lower()
+        return next((p for p in self.org.service_principals
+                     if wanted in (p.app_id.lower(), p.object_id.lower(), p.display_name.lower())), None)
+
+    def _principal(self, identity: str) -> ServicePrincipal:
+        principal = self._principal_or_none(identity)
+        if principal is None:
+            raise _not_found(self.org, identity)
+        return principal
+
+    def _principal_object(self, principal: ServicePrincipal) -> PSObject:
+        return PSObject("Microsoft.Exchange.Data.Directory.Management.ServicePrincipal", {
+            "Identity": principal.object_id, "Name": principal.object_id, "AppId": principal.app_id,
+            "ObjectId": principal.object_id, "DisplayName": principal.display_name})
+
+    def get_principals(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        if bound.get("Identity") is not None:
+            return [self._principal_object(self._principal(bound["Identity"]))]
+        return [self._principal_object(p) for p in self.org.service_principals]
+
+    def new_principal(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        app_id, object_id = bound["AppId"].lower(), bound["ObjectId"].lower()
+        if self._principal_or_none(app_id) or self._principal_or_none(object_id):
+            raise _exists(f"A service principal with AppId '{app_id}' or ObjectId '{object_id}'")
+        principal = ServicePrincipal(app_id=app_id, object_id=object_id,
+                                     display_name=bound.get("DisplayName") or app_id)
+        self.org.service_principals.append(principal)
+        return [self._principal_object(principal)]
+
+    def set_principal(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        principal = self._principal(bound["Identity"])
+        if bound.get("DisplayName"):
+            principal.display_name = bound["DisplayName"]
+        return []
+
+    def remove_principal(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        principal = self._principal(bound["Identity"])
+        self.org.role_assignments = [a for a in self.org.role_assignments if a.role_assignee != principal.object_id]
+        self.org.service_principals.remove(principal)
+        return []
+
+    def _policy_identity(self, policy: ApplicationAccessPolicy) -> str:
+        return f"{self.org.name}\\{policy.app_id}:{policy.scope_identity}"
+
+    def _policy_object(self, policy: ApplicationAccessPolicy) -> PSObject:
+        group = self.org.recipient(policy.scope_identity)
+        return PSObject("Microsoft.Exchange.Data.ApplicationAccessPolicy", {
+            "Identity": self._policy_identity(policy), "AppId": policy.app_id,
+            "ScopeName": group.name if group else policy.scope_identity,
+            "ScopeIdentity": group.name if group else policy.scope_identity,
+            "AccessRight": policy.access_right, "Description": policy.description, "IsValid": group is not None})
+
+    def _policy(self, identity: str) -> ApplicationAccessPolicy:
+        found = next((p for p in self.org.application_access_policies
+                      if self._policy_identity(p).lower() == identity.lower()), None)
+        if found is None:
+            raise _not_found(self.org, identity)
+        return found
+
+    def get_policies(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        if bound.get("Identity") is not None:
+            return [self._policy_object(self._policy(bound["Identity"]))]
+        return [self._policy_object(p) for p in self.org.application_access_policies]
+
+    def new_policy(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        right = bound["AccessRight"]
+        if right.lower() not in ("restrictaccess", "denyaccess"):
+            raise CmdletError(f"Cannot convert value \"{right}\" to type \"ApplicationAccessPolicyAccessRight\".",
+                              "InvalidArgument")
+        group = self.org.recipient(bound["PolicyScopeGroupId"])
+        if group is None:
+            raise _not_found(self.org, bound["PolicyScopeGroupId"])
+        if group.recipient_type_details not in ("MailUniversalSecurityGroup", "UserMailbox", "MailUser"):
+            raise CmdletError(f"The PolicyScopeGroupId '{bound['PolicyScopeGroupId']}' must be a mail-enabled "
+                              f"security group, a user mailbox or a mail user; it is a {group.recipient_type_details}.",
+                              "InvalidArgument")
+        created = []
+        for app_id in bound["AppId"]:
+            policy = ApplicationAccessPolicy(app_id=app_id.lower(), scope_identity=group.primary_smtp_address,
+                                             access_right="RestrictAccess" if right.lower() == "restrictaccess"
+                                             else "DenyAccess", description=bound.get("Description") or "")
+            if any(self._policy_identity(p) == self._policy_identity(policy)
+                   for p in self.org.application_access_policies):
+                raise _exists(f"An application access policy for app '{app_id}' and group '{group.name}'")
+            self.org.application_access_policies.append(policy)
+            created.append(self._policy_object(policy))
+        return created
+
+    def set_policy(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        policy = self._policy(bound["Identity"])
+        if "Description" in bound:
+            policy.description = bound["Description"] or ""
+        return []
+
+    def remove_policy(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        self.org.application_access_policies.remove(self._policy(bound["Identity"]))
         return []

@@ -83,6 +83,7 @@ class RoleAssignment(_State):
     role_assignee: str  # a role group name, a user's address or a security group's name
     role_assignee_type: str  # User, RoleGroup, SecurityGroup, ServicePrincipal
     custom_recipient_write_scope: str | None = None
+    custom_resource_scope: str | None = None  # Exchange Online, application assignments
     recipient_organizational_unit_scope: str | None = None
     delegating: bool = False
     enabled: bool = True
@@ -106,7 +107,7 @@ class ServicePrincipal(_State):
 
 class ApplicationAccessPolicy(_State):
     app_id: str
-    scope_identity: str
+    scope_identity: str  # the scope group's primary SMTP address
     access_right: str
     description: str = ""
 
@@ -115,6 +116,7 @@ class Organisation(_State):
     """Everything the sandbox holds. Lists are kept sorted by identity so the saved JSON is stable."""
 
     name: str = "contoso"
+    platform: str = "exchange-server"  # or exchange-online: decides which cmdlets and parameters exist
     domain_controller: str = "DC01.contoso.com"
     organizational_units: list[str] = Field(default_factory=list)
     management_roles: list[str] = Field(default_factory=list)
@@ -160,6 +162,7 @@ class Organisation(_State):
         self.role_assignments.sort(key=lambda a: a.name.lower())
         self.mailbox_permissions.sort(key=lambda p: (p.identity.lower(), p.user.lower()))
         self.service_principals.sort(key=lambda p: p.app_id.lower())
+        self.application_access_policies.sort(key=lambda p: (p.app_id, p.scope_identity))
 
     def to_json(self) -> str:
         self.normalise()
@@ -171,21 +174,25 @@ class StateFileError(Exception):
     pass
 
 
-def default_state_path() -> Path:
-    """$EXKIT_SANDBOX_STATE, else $XDG_STATE_HOME/exkit/sandbox.json (~/.local/state/exkit/sandbox.json)."""
+def default_state_path(platform: str = "exchange-server") -> Path:
+    """$EXKIT_SANDBOX_STATE, else $XDG_STATE_HOME/exkit/sandbox.json (~/.local/state/exkit/sandbox.json).
+
+    The Exchange Online sandbox is a separate organisation: the same name with '-online' before the suffix.
+    """
     explicit = os.environ.get("EXKIT_SANDBOX_STATE")
     if explicit:
-        return Path(explicit)
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "exkit" / "sandbox.json"
+        path = Path(explicit)
+    else:
+        path = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "exkit" / "sandbox.json"
+    return path.with_name(path.stem + "-online" + path.suffix) if platform == "exchange-online" else path
 
 
-def load(path: Path) -> Organisation:
-    """Load the organisation; a missing file is the seed organisation."""
+def load(path: Path, platform: str = "exchange-server") -> Organisation:
+    """Load the organisation; a missing file is the seed organisation of that platform."""
     from toolkit.sandbox.seed import seed_organisation
 
     if not path.exists():
-        return seed_organisation()
+        return seed_organisation(platform)
     try:
         return Organisation.model_validate_json(path.read_text(encoding="utf-8"))
     except ValueError as exc:

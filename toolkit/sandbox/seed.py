@@ -6,7 +6,7 @@ the room-booking service account) and two hosted tenants under OU=Hosting,DC=hos
 
 from __future__ import annotations
 
-from toolkit.playbook.model import KNOWN_ROLES
+from toolkit.playbook.model import APPLICATION_ROLES, IMPERSONATION_ROLE, KNOWN_ROLES
 from toolkit.sandbox.org import ManagementScope, Organisation, Recipient, RoleAssignment, RoleGroup
 
 CONTOSO_USERS = "OU=Users,DC=contoso,DC=com"
@@ -28,7 +28,7 @@ def _mailbox(name: str, address: str, kind: str, ou: str, office: str = "", **at
                      distinguished_name=f"CN={name},{ou}", custom_attributes=attributes)
 
 
-def seed_organisation() -> Organisation:
+def seed_organisation(platform: str = "exchange-server") -> Organisation:
     recipients: list[Recipient] = []
     for index, first in enumerate(_FIRST):
         last = _LAST[index % len(_LAST)]
@@ -64,13 +64,21 @@ def seed_organisation() -> Organisation:
             recipients.append(_mailbox(f"{tenant} Room {number}", f"room-{number}@{domain}", "RoomMailbox", ou))
         recipients.append(_mailbox(f"{tenant} Projector", f"projector@{domain}", "EquipmentMailbox", ou))
 
+    online = platform == "exchange-online"
+    if online:  # one tenant: no hosted OUs, no ApplicationImpersonation (removed in 2025), RBAC for Applications
+        recipients = [r for r in recipients if "OU=Hosting" not in r.distinguished_name]
+    roles = sorted(set(KNOWN_ROLES) - {IMPERSONATION_ROLE}) + sorted(APPLICATION_ROLES) if online else sorted(KNOWN_ROLES)
     organisation = Organisation(
-        organizational_units=[CONTOSO_USERS, CONTOSO_ROOMS, HOSTING, f"OU=Fabrikam,{HOSTING}",
-                              f"OU=Tailspin,{HOSTING}"],
-        management_roles=sorted(KNOWN_ROLES),
+        name="contoso.onmicrosoft.com" if online else "contoso",
+        platform=platform,
+        domain_controller="EURPR01A001DC01.eurprd01.prod.outlook.com" if online else "DC01.contoso.com",
+        organizational_units=[] if online else [CONTOSO_USERS, CONTOSO_ROOMS, HOSTING, f"OU=Fabrikam,{HOSTING}",
+                                                f"OU=Tailspin,{HOSTING}"],
+        management_roles=roles,
         recipients=recipients,
-        management_scopes=[ManagementScope(name="Hosting tenants", recipient_filter="RecipientType -ne $null",
-                                           recipient_root=HOSTING)],
+        management_scopes=[] if online else [ManagementScope(name="Hosting tenants",
+                                                             recipient_filter="RecipientType -ne $null",
+                                                             recipient_root=HOSTING)],
         role_groups=[
             RoleGroup(name="Organization Management", description="Members of this management role group have "
                       "permissions to manage Exchange objects and their properties in the Exchange organization.",

@@ -65,6 +65,7 @@ class Target(ABC):
     """Where scripts run. ``describe`` names the target for people; ``run_script`` runs one whole script."""
 
     name: str
+    platform: str = "exchange-server"
 
     @abstractmethod
     def describe(self) -> str: ...

@@ -12,17 +12,20 @@ from toolkit.targets.base import RunResult, Target, TargetError, parse_output
 
 
 class SandboxTarget(Target):
-    def __init__(self, state_path: Path | None = None, name: str = "sandbox") -> None:
+    def __init__(self, state_path: Path | None = None, name: str = "sandbox",
+                 platform: str = "exchange-server") -> None:
         self.name = name
-        self.state_path = state_path or org_store.default_state_path()
+        self.platform = platform
+        self.state_path = state_path or org_store.default_state_path(platform)
 
     def describe(self) -> str:
-        return f"sandbox organisation {self.state_path}"
+        online = " (Exchange Online)" if self.platform == "exchange-online" else ""
+        return f"sandbox organisation{online} {self.state_path}"
 
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         with org_store.locked(self.state_path):
             try:
-                organisation = org_store.load(self.state_path)
+                organisation = org_store.load(self.state_path, self.platform)
             except org_store.StateFileError as exc:
                 raise TargetError(str(exc)) from None
             interpreter = Interpreter(ExchangeCmdlets(organisation).commands())

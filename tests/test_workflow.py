@@ -17,11 +17,13 @@ def results(output: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.stem)
 def test_apply_again_unchanged_destroy_back_to_seed(cli, sandbox_state, playbook):
-    seed = seed_organisation().to_json()
+    platform = "exchange-online" if "platform: exchange-online" in playbook.read_text() else "exchange-server"
+    sandbox_state = store.default_state_path(platform)  # the default target is the playbook platform's sandbox
+    seed = seed_organisation(platform).to_json()
     first = cli("apply", playbook, "--yes", "--output", "json")
     assert first.exit_code == 0, first.stderr
     assert {action for _, action in results(first.stdout)} == {"created"}
-    assert store.load(sandbox_state).to_json() != seed
+    assert store.load(sandbox_state, platform).to_json() != seed
 
     plan = cli("plan", playbook, "--detailed-exitcode")
     assert plan.exit_code == 0, plan.stdout

@@ -197,7 +197,7 @@ def test_any_text_in_any_field_stays_a_literal(values, state):
     safe_text = render_script(playbook, state=state, resources=_every_kind(["x"] * 6)).text
     assert commands == _literals_and_code(safe_text)[2]
     # Every unusual quote character is doubled inside the literal that carries it.
-    for value in values:
+    for value in emitted:
         if any(q in value for q in SINGLE_QUOTES):
             assert quote_string(value) in text
 

@@ -123,6 +123,29 @@ def schema(
         out.write_text(text, encoding="utf-8")
 
 
+@app.command()
+def migrate(
+    playbook: Annotated[Path, typer.Argument(help="An Exchange Server playbook using ApplicationImpersonation.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the Exchange Online playbook here.")] = None,
+) -> None:
+    """Write the Exchange Online equivalent of a playbook: RBAC for Applications instead of ApplicationImpersonation."""
+    from toolkit.migrate import migrate_text
+
+    try:
+        text = migrate_text(playbook.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read {playbook}: {exc.strerror or exc}")
+    except ExkitError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # a YAML syntax error: validation explains it with its position
+        _fail(f"{playbook} is not valid YAML ({type(exc).__name__}): run exkit validate {playbook}")
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}: set app_id and sp_object_id, then exkit validate {out}", err=True)
+
+
 def schema_text() -> str:
     return json.dumps(Playbook.model_json_schema(), indent=2, sort_keys=True) + "\n"
 

@@ -98,7 +98,47 @@ class ExchangeServerTargetSpec(BaseModel):
         return f"{self.scheme}://{self.host}:{port}{self.path}"
 
 
-TargetSpec = Annotated[SandboxTargetSpec | ExchangeServerTargetSpec, Field(discriminator="kind")]
+class ExchangeOnlineTargetSpec(BaseModel):
+    """An Exchange Online tenant, reached with app-only auth (msal) and the admin REST endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["exchange-online"]
+    tenant: str = Field(description="Tenant id or initial domain (contoso.onmicrosoft.com).")
+    organization: str | None = Field(None, description="Initial domain for Connect-ExchangeOnline; default: tenant.")
+    client_id: str = Field(description="Application (client) id of the app exkit signs in as.")
+    certificate: str | None = Field(None, description="PEM file with the certificate and its private key.")
+    certificate_pfx: str | None = Field(None, description="PFX (PKCS#12) file with the certificate and key.")
+    certificate_password: str | None = Field(None, description="Reference to the PFX password.")
+    client_secret: str | None = Field(None, description="Reference to a client secret (certificates are preferred).")
+    cloud: Literal["global", "gcc-high", "dod", "china", "custom"] = "global"
+    login_endpoint: str | None = Field(None, description="cloud: custom only.")
+    exchange_endpoint: str | None = Field(None, description="cloud: custom only.")
+    ca_trust_path: str | None = Field(None, description="CA bundle for TLS validation (default: the system's).")
+    max_retries: int = Field(8, ge=0, description="Retries of a throttled or failed call.")
+    max_wait: float = Field(60.0, gt=0, description="Longest single wait between retries, seconds.")
+    vars: dict[str, VariableValue] = Field(default_factory=dict)
+
+    @field_validator("client_secret", "certificate_password")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and not is_reference(value):
+            raise problem("a plaintext secret is not allowed in an inventory", REFERENCE_HINT)
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ExchangeOnlineTargetSpec:
+        given = [k for k in ("certificate", "certificate_pfx", "client_secret") if getattr(self, k)]
+        if len(given) != 1:
+            raise problem("give exactly one credential: certificate, certificate_pfx or client_secret",
+                          "a certificate is Microsoft's documented path for app-only Exchange Online")
+        if (self.cloud == "custom") != bool(self.login_endpoint and self.exchange_endpoint):
+            raise problem("login_endpoint and exchange_endpoint go with cloud: custom, and only with it",
+                          "the clouds global, gcc-high, dod and china know their own endpoints")
+        return self
+
+
+TargetSpec = Annotated[SandboxTargetSpec | ExchangeServerTargetSpec | ExchangeOnlineTargetSpec,
+                       Field(discriminator="kind")]
 
 
 class Inventory(BaseModel):
@@ -159,6 +199,10 @@ def resolve_target(inventory_path: Path | None, target_name: str | None,
         hint = f"; did you mean {close[0]!r}?" if close else f" (targets: {', '.join(sorted(inventory.targets))})"
         raise InventoryError(f"no target {target_name!r} in {inventory_path}{hint}")
     variables = {**inventory.vars, **spec.vars}
+    if isinstance(spec, ExchangeOnlineTargetSpec):
+        from toolkit.targets.exchange_online import ExchangeOnlineTarget
+
+        return ResolvedTarget(target_name, ExchangeOnlineTarget(spec, target_name, inventory_path.parent), variables)
     if isinstance(spec, ExchangeServerTargetSpec):
         from toolkit.targets.winrm import WinRMTarget
 

@@ -56,6 +56,8 @@ def show_results(out: Console, result: RunResult) -> None:
     counts: dict[str, int] = {}
     for item in result.results:
         counts[item.action] = counts.get(item.action, 0) + 1
+    for notice in result.notices:
+        out.print(Text(f"Note: {notice}", style="yellow"))
     summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "no resources"
     out.print(Text(f"Summary: {summary}. Script sha256 {result.script_sha256}.", style="bold"))
 

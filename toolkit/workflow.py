@@ -41,7 +41,7 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
                                "platform" + (" (or run exkit migrate)" if playbook.platform == "exchange-server" else ""))
     connection = target.target.connection()
     facts_script = render_script(playbook, state="facts", templates=templates, connection=connection)
-    facts = target.target.read_facts(facts_script.text)
+    facts = target.target.read_facts(facts_script)
     script = render_script(playbook, state="absent" if destroy else "present", templates=templates,
                            connection=connection)
     plan = make_plan(facts_script.resources, facts, destroy=destroy)
@@ -50,4 +50,4 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
 
 def execute(prepared: Prepared) -> RunResult:
     """Run the rendered script on the target (the script itself is idempotent)."""
-    return prepared.target.target.run_script(prepared.script.text)
+    return prepared.target.target.apply(prepared.script)

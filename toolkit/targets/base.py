@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from toolkit.render.engine import Connection
+    from toolkit.render.engine import Connection, RenderedScript
 
 RESULT_PREFIX = "EXKIT-RESULT "
 FACT_PREFIX = "EXKIT-FACT "
@@ -33,6 +33,7 @@ class RunResult:
     results: list[ResourceResult] = field(default_factory=list)
     facts: list[dict[str, Any]] = field(default_factory=list)
     script_sha256: str = ""
+    notices: list[str] = field(default_factory=list)  # e.g. retries after throttling, shown to the user
 
     @property
     def failed(self) -> list[ResourceResult]:
@@ -80,9 +81,13 @@ class Target(ABC):
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         """Run a rendered script and return what it did. ``read_only`` promises the script changes nothing."""
 
-    def read_facts(self, script: str) -> list[dict[str, Any]]:
-        """Run a facts script (one round trip) and return its facts."""
-        result = self.run_script(script, read_only=True)
+    def apply(self, script: RenderedScript) -> RunResult:
+        """Bring the target to the rendered state: by default, run the script."""
+        return self.run_script(script.text)
+
+    def read_facts(self, script: RenderedScript) -> list[dict[str, Any]]:
+        """The current state of the script's resources: by default, run the facts script (one round trip)."""
+        result = self.run_script(script.text, read_only=True)
         if result.exit_code != 0:
             raise TargetError(f"reading the current state from {self.describe()} failed: "
                               f"{result.stderr.strip() or 'exit code ' + str(result.exit_code)}")

@@ -1,0 +1,275 @@
+"""Exchange Online: real msal and requests against the loopback identity and InvokeCommand endpoints."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import textwrap
+
+import pytest
+import trustme
+
+from conftest import REPO
+from servers.exchange_online import App, LoopbackExchangeOnline
+from toolkit.sandbox import org as store
+from toolkit.sandbox.seed import seed_organisation
+
+TENANT = "contoso.onmicrosoft.com"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+SECRET = "exo-s3cret-value"
+ROOMS = REPO / "playbooks" / "online-rooms.yaml"
+POLICY = REPO / "playbooks" / "online-access-policy.yaml"
+
+
+@pytest.fixture(scope="module")
+def pki():
+    ca = trustme.CA()
+    app_cert = trustme.CA().issue_cert("exkit-app", key_type=trustme.KeyType.RSA)
+    other_cert = trustme.CA().issue_cert("someone-else", key_type=trustme.KeyType.RSA)
+    return ca, app_cert, other_cert
+
+
+@pytest.fixture
+def exo(tmp_path, pki, monkeypatch):
+    """Start the loopback tenant; return (server, inventory) with targets 'cert', 'secret' and 'wrong-cert'."""
+    ca, app_cert, other_cert = pki
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    for name, cert in (("app.pem", app_cert), ("other.pem", other_cert)):
+        (tmp_path / name).write_bytes(cert.private_key_pem.bytes() + cert.cert_chain_pems[0].bytes())
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    monkeypatch.setenv("EXKIT_EXO_SECRET", SECRET)
+    server = LoopbackExchangeOnline(tmp_path / "tenant.json", tls, TENANT,
+                                    [App(CLIENT_ID, app_cert.cert_chain_pems[0].bytes(), SECRET)])
+    server.__enter__()
+    common = (f"kind: exchange-online, tenant: {TENANT}, client_id: {CLIENT_ID}, cloud: custom, "
+              f"login_endpoint: '{server.base}', exchange_endpoint: '{server.base}', ca_trust_path: ca.pem, "
+              "max_wait: 0.2")
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(textwrap.dedent(f"""\
+        targets:
+          cert: {{{common}, certificate: app.pem}}
+          secret: {{{common}, client_secret: 'env:EXKIT_EXO_SECRET'}}
+          wrong-cert: {{{common}, certificate: other.pem}}
+        """))
+    yield server, inventory
+    server.__exit__()
+
+
+def run(cli, inventory, *args, target="cert"):
+    return cli(*args, "-i", inventory, "-t", target, "--output", "json")
+
+
+def actions(result):
+    assert result.exit_code == 0, result.stderr
+    return [(r["kind"], r["action"]) for r in json.loads(result.stdout)["results"]]
+
+
+@pytest.mark.parametrize("target", ["cert", "secret"])
+def test_apply_again_destroy(cli, exo, target):
+    server, inventory = exo
+    assert actions(run(cli, inventory, "apply", ROOMS, "--yes", target=target)) == [
+        ("ManagementScope", "created"), ("ServicePrincipal", "created"), ("ApplicationRoleAssignment", "created")]
+    state = store.load(server.state_path, "exchange-online")
+    assignment = state.assignment("Calendars.ReadWrite-Room booking app")
+    assert assignment.custom_resource_scope == "Room mailboxes"
+    assert assignment.role_assignee == "0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21"
+    assert {a for _, a in actions(run(cli, inventory, "apply", ROOMS, "--yes", target=target))} == {"unchanged"}
+    assert actions(run(cli, inventory, "destroy", ROOMS, "--yes", target=target)) == [
+        ("ApplicationRoleAssignment", "removed"), ("ServicePrincipal", "removed"), ("ManagementScope", "removed")]
+    assert server.state_path.read_text() == seed_organisation("exchange-online").to_json()
+
+
+def test_access_policy_apply_again_destroy(cli, exo):
+    server, inventory = exo
+    assert actions(run(cli, inventory, "apply", POLICY, "--yes")) == [
+        ("ServicePrincipal", "created"), ("ApplicationAccessPolicy", "created")]
+    assert {a for _, a in actions(run(cli, inventory, "apply", POLICY, "--yes"))} == {"unchanged"}
+    assert actions(run(cli, inventory, "destroy", POLICY, "--yes")) == [
+        ("ApplicationAccessPolicy", "removed"), ("ServicePrincipal", "removed")]
+    assert server.state_path.read_text() == seed_organisation("exchange-online").to_json()
+
+
+def test_wrong_certificate_is_a_clear_auth_error(cli, exo):
+    server, inventory = exo
+    result = run(cli, inventory, "plan", ROOMS, target="wrong-cert")
+    assert result.exit_code == 1
+    assert (f"sign-in of app {CLIENT_ID} to tenant {TENANT} failed: AADSTS700027: The certificate with identifier "
+            "used to sign the client assertion is not registered on application.") in result.stderr
+    assert server.log.invocations == []
+
+
+def test_reads_are_one_call_per_cmdlet_and_follow_paging(cli, exo, sandbox_state):
+    server, inventory = exo
+    extra = "".join(f"New-ManagementScope -Name 'Scope {i:02}' -RecipientRestrictionFilter "
+                    f"\"Office -eq 'O{i:02}'\"\n" for i in range(7))
+    from toolkit.targets.sandbox import SandboxTarget
+
+    assert SandboxTarget(server.state_path, platform="exchange-online").run_script(extra).exit_code == 0
+    server.switches.page_size = 3
+    result = run(cli, inventory, "plan", ROOMS)
+    assert result.exit_code == 0, result.stderr
+    # 7 scopes over pages of 3: three HTTP calls for Get-ManagementScope; one each for the empty collections.
+    assert server.log.invocations == ["Get-ManagementScope"] * 3 + ["Get-ServicePrincipal",
+                                                                    "Get-ManagementRoleAssignment"]
+    assert actions(run(cli, inventory, "apply", ROOMS, "--yes"))[0] == ("ManagementScope", "created")
+
+
+def test_a_429_storm_completes_and_reports_retries(cli, exo):
+    server, inventory = exo
+    server.switches.throttle_next = 6
+    server.switches.retry_after = "0.01"
+    result = cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert server.log.throttled == 6
+    assert "Note: 6 call(s) were retried after throttling or transient errors: Get-ManagementScope: HTTP 429, " \
+           "retried after 0.01 s" in result.stdout
+
+
+def test_5xx_is_retried_and_gives_up_clearly(cli, exo):
+    server, inventory = exo
+    server.switches.fail_next = 2
+    assert run(cli, inventory, "plan", ROOMS).exit_code == 0
+    server.switches.fail_next = 100
+    result = run(cli, inventory, "plan", ROOMS)
+    assert result.exit_code == 1
+    assert f"Get-ManagementScope on tenant {TENANT} still failed with HTTP 503 after 8 retries" in result.stderr
+
+
+def test_token_expiry_mid_run(cli, exo):
+    server, inventory = exo
+    server.switches.expire_tokens_after_calls = 4  # after the plan's reads and the apply's first read
+    assert {a for _, a in actions(run(cli, inventory, "apply", ROOMS, "--yes"))} == {"created"}
+    assert server.log.rejected_tokens == 1
+    assert server.log.token_requests == 2
+
+
+def test_cmdlet_errors_are_readable(cli, exo, write_playbook):
+    server, inventory = exo
+    path = write_playbook(POLICY.read_text().replace("bookable-rooms@contoso.com", "room-berlin-1@contoso.com"))
+    result = cli("apply", path, "-i", inventory, "-t", "cert", "--yes")
+    assert result.exit_code == 1
+    assert ("ApplicationAccessPolicy 'Room booking app:room-berlin-1@contoso.com' failed: New-ApplicationAccessPolicy: "
+            "The PolicyScopeGroupId 'room-berlin-1@contoso.com' must be a mail-enabled security group, a user mailbox "
+            "or a mail user; it is a RoomMailbox.") in result.stderr
+    assert "changed before the failure: ServicePrincipal 'Room booking app' (created)" in result.stderr
+
+
+def test_secrets_never_appear(cli, exo, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    server, inventory = exo
+    outputs = []
+    for target in ("secret", "cert"):
+        for args in (("apply", ROOMS, "--yes"), ("destroy", ROOMS, "--yes")):
+            result = cli(*args, "-i", inventory, "-t", target)
+            outputs += [result.stdout, result.stderr]
+    assert SECRET not in "\n".join(outputs) + caplog.text
+
+
+def test_script_path_and_rest_path_reach_the_same_state(cli, exo, sandbox_state):
+    """The rendered pwsh script (run by the sandbox) and the REST steps leave the organisation in the same state."""
+    server, inventory = exo
+    for playbook in (ROOMS, POLICY):
+        assert cli("apply", playbook, "--yes").exit_code == 0  # default target: the Exchange Online sandbox
+        assert run(cli, inventory, "apply", playbook, "--yes").exit_code == 0
+    script_state = store.load(store.default_state_path("exchange-online"), "exchange-online").to_json()
+    assert script_state == server.state_path.read_text()
+    assert script_state != seed_organisation("exchange-online").to_json()
+
+
+def test_rendered_script_connects_with_the_certificate_and_parses(cli, exo, pki):
+    from toolkit.powershell_syntax import parse, syntax_problems
+
+    server, inventory = exo
+    result = cli("plan", ROOMS, "-i", inventory, "-t", "cert")  # plan renders with the target's connection
+    assert result.exit_code == 0
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import render_script
+
+    playbook, _ = require_playbook(ROOMS)
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    text = render_script(playbook, connection=target.connection()).text
+    thumbprint = pki[1].cert_chain_pems[0]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    sha1 = x509.load_pem_x509_certificate(thumbprint.bytes()).fingerprint(hashes.SHA1()).hex().upper()
+    assert (f"Connect-ExchangeOnline -AppId '{CLIENT_ID}' -CertificateThumbprint '{sha1}' -Organization '{TENANT}' "
+            "-ShowBanner:$false") in text
+    assert "Disconnect-ExchangeOnline -Confirm:$false" in text
+    assert syntax_problems(parse(text)) == []
+
+
+def test_impersonation_on_exchange_online_is_an_error(cli, write_playbook):
+    path = write_playbook("exkit: 1\nplatform: exchange-online\nname: x\nscopes: [{name: Rooms, rooms: true}]\n"
+                          "role_groups:\n  - {name: G, roles: [ApplicationImpersonation], scope: Rooms}\n")
+    result = cli("validate", path)
+    assert result.exit_code == 1
+    assert (f"{path}:6:23: error: ApplicationImpersonation was removed from Exchange Online in February 2025 "
+            "(message center MC718754)") in result.stderr
+    assert "role: Application Calendars.ReadWrite" in result.stderr
+    assert "exkit migrate" in result.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("scopes: [{name: R, rooms: true, recipient_root: 'OU=A,DC=b'}]", "Exchange Online has no organizational units"),
+    ("applications: [{name: A, app_id: nope, object_id: 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21}]",
+     "app_id 'nope' is not a GUID"),
+    ("applications: [{name: A, app_id: 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21, object_id: "
+     "0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c22}]\napplication_role_assignments: [{application: A, role: Calendars.ReadWrite, "
+     "all_mailboxes: true}]", "did you mean 'Application Calendars.ReadWrite'?"),
+    ("application_role_assignments: [{application: Nope, role: Application Mail.Read, all_mailboxes: true}]",
+     "refers to application 'Nope', which is not declared"),
+])
+def test_exchange_online_validation(cli, write_playbook, text, message):
+    path = write_playbook(f"exkit: 1\nplatform: exchange-online\nname: x\n{text}\n")
+    result = cli("validate", path)
+    assert result.exit_code == 1
+    assert message in result.stderr
+
+
+def test_exchange_online_sections_need_the_platform(cli, write_playbook):
+    path = write_playbook("exkit: 1\nname: x\napplications: []\napplication_access_policies: "
+                          "[{application: A, group: g@contoso.com}]\n")
+    result = cli("validate", path)
+    assert "'application_access_policies' exists only in Exchange Online" in result.stderr
+
+
+def test_ews_role_is_warned(cli, write_playbook):
+    path = write_playbook("exkit: 1\nplatform: exchange-online\nname: x\nscopes: [{name: R, rooms: true}]\n"
+                          "applications: [{name: A, app_id: 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21, object_id: "
+                          "0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c22}]\napplication_role_assignments:\n"
+                          "  - {application: A, role: Application EWS.AccessAsApp, scope: R}\n")
+    result = cli("validate", path, "--strict")
+    assert result.exit_code == 1
+    assert "EWS in Exchange Online is blocked from 1 October 2026" in result.stderr
+
+
+def test_migrate_keeps_comments_and_gives_a_working_playbook(cli, tmp_path, sandbox_state):
+    out = tmp_path / "online.yaml"
+    result = cli("migrate", REPO / "playbooks" / "classic.yaml", "--out", out)
+    assert result.exit_code == 0
+    text = out.read_text()
+    assert text.startswith("# The classic setup a room-booking vendor asks for")  # comments kept
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load(text)
+    assert "role_groups" not in data and data["platform"] == "exchange-online"
+    assert "# exkit migrate: replaces the ApplicationImpersonation of role group 'Room booking service accounts'" in text
+    assert "    role: Application Calendars.ReadWrite\n    scope: Room mailboxes\n" in text
+    assert cli("validate", out, "--strict").exit_code == 0
+    applied = cli("apply", out, "--yes", "--output", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert [r["kind"] for r in json.loads(applied.stdout)["results"]] == [
+        "ManagementScope", "ServicePrincipal", "ApplicationRoleAssignment"]
+
+
+def test_migrate_hosted_playbook_drops_the_ou(cli, tmp_path):
+    result = cli("migrate", REPO / "playbooks" / "hosted-tenant.yaml")
+    from ruamel.yaml import YAML
+
+    assert "recipient_root" not in YAML(typ="safe").load(result.stdout)["scopes"][0]
+    assert "# exkit migrate: recipient_root dropped (Exchange Online has no OUs)" in result.stdout

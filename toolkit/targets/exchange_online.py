@@ -1,0 +1,363 @@
+"""Exchange Online: app-only tokens from msal, cmdlets through the admin REST endpoint (InvokeCommand).
+
+That endpoint runs one cmdlet per call, so this connector does not run the rendered script: it reads whole
+collections (one call per cmdlet, following @odata.nextLink), builds the same facts the facts templates print,
+plans, and sends each resource kind's ``calls()`` one at a time. Throttling (429) and transient failures are retried
+with backoff honouring Retry-After, capped, and reported. A token is kept per tenant and refreshed before it expires
+(msal's cache), and once more if the endpoint says it expired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msal
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from toolkit.inventory import ExchangeOnlineTargetSpec
+from toolkit.plan import make_plan
+from toolkit.render.engine import Connection, RenderedScript
+from toolkit.resources import KIND_BY_NAME, Resource
+from toolkit.resources import application_role_assignment as app_assignments
+from toolkit.secrets import resolve
+from toolkit.targets.base import ResourceResult, RunResult, Target, TargetError
+
+
+@dataclass(frozen=True)
+class Cloud:
+    login: str
+    exchange: str
+    environment: str  # Connect-ExchangeOnline -ExchangeEnvironmentName
+
+
+CLOUDS = {
+    "global": Cloud("https://login.microsoftonline.com", "https://outlook.office365.com", "O365Default"),
+    "gcc-high": Cloud("https://login.microsoftonline.us", "https://outlook.office365.us", "O365USGovGCCHigh"),
+    "dod": Cloud("https://login.microsoftonline.us", "https://outlook-dod.office365.us", "O365USGovDoD"),
+    "china": Cloud("https://login.partner.microsoftonline.cn", "https://partner.outlook.cn", "O365China"),
+}
+REST_KINDS = {"ManagementScope", "ServicePrincipal", "ApplicationRoleAssignment", "ApplicationAccessPolicy"}
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+APPLIED = {"create": "created", "update": "updated", "delete": "removed"}
+
+
+class CmdletFailed(Exception):
+    def __init__(self, cmdlet: str, message: str, exception_type: str = "") -> None:
+        super().__init__(f"{cmdlet}: {message}")
+        self.cmdlet = cmdlet
+        self.message = message
+        self.exception_type = exception_type
+
+    @property
+    def not_found(self) -> bool:
+        return "NotFound" in self.exception_type
+
+
+class _Transient(Exception):
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _Session(requests.Session):
+    """requests lets REQUESTS_CA_BUNDLE override Session.verify; an explicitly configured CA must win."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str) and verify in (None, True):
+            settings["verify"] = self.verify
+        return settings
+
+
+class ExchangeOnlineTarget(Target):
+    platform = "exchange-online"
+
+    def __init__(self, spec: ExchangeOnlineTargetSpec, name: str, base_dir: Path | None = None) -> None:
+        self.spec = spec
+        self.name = name
+        self.base_dir = base_dir or Path.cwd()
+        self.cloud = (CLOUDS[spec.cloud] if spec.cloud != "custom" else
+                      Cloud(str(spec.login_endpoint).rstrip("/"), str(spec.exchange_endpoint).rstrip("/"),
+                            "O365Default"))
+        self._application: msal.ConfidentialClientApplication | None = None
+        self.session = _Session()
+        if spec.ca_trust_path:
+            self.session.verify = str(self._path(spec.ca_trust_path))
+        self._thumbprint = ""
+        self.retries: list[str] = []
+        self.calls = 0
+
+    def describe(self) -> str:
+        return f"Exchange Online tenant {self.spec.tenant} ({self.spec.cloud})"
+
+    def connection(self) -> Connection:
+        """For rendered scripts: certificate app-only Connect-ExchangeOnline (a secret cannot be used there)."""
+        if self.spec.client_secret:
+            return Connection()
+        self._credential()
+        return Connection(app_id=self.spec.client_id, certificate_thumbprint=self._thumbprint.upper(),
+                          organization=self.spec.organization or self.spec.tenant, environment=self.cloud.environment)
+
+    # ------------------------------------------------------------------------------------------- auth
+    def _path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def _credential(self) -> dict[str, Any] | str:
+        spec = self.spec
+        if spec.client_secret:
+            return resolve(spec.client_secret, f"client secret of target {self.name!r}")
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.serialization import pkcs12
+
+        try:
+            if spec.certificate_pfx:
+                password = (resolve(spec.certificate_password, f"certificate password of target {self.name!r}")
+                            if spec.certificate_password else None)
+                key, certificate, _ = pkcs12.load_key_and_certificates(
+                    self._path(spec.certificate_pfx).read_bytes(), password.encode() if password else None)
+            else:
+                data = self._path(str(spec.certificate)).read_bytes()
+                key = serialization.load_pem_private_key(data, password=None)
+                certificate = x509.load_pem_x509_certificate(data)
+        except FileNotFoundError as exc:
+            raise TargetError(f"target {self.name!r}: certificate file {exc.filename} not found") from None
+        except ValueError:
+            raise TargetError(f"target {self.name!r}: the certificate file cannot be read (a PEM file needs the "
+                              "certificate and an unencrypted private key; a PFX needs its password)") from None
+        if key is None or certificate is None:
+            raise TargetError(f"target {self.name!r}: the certificate file holds no certificate and key")
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise TargetError(f"target {self.name!r}: the certificate's key is {type(key).__name__.removeprefix('_')}"
+                              "; Entra app-only sign-in needs an RSA key (the client assertion is signed RS256)")
+        self._thumbprint = certificate.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - the x5t Entra expects
+        pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        return {"private_key": pem_key, "thumbprint": self._thumbprint,
+                "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
+
+    def _app(self) -> msal.ConfidentialClientApplication:
+        if self._application is None:
+            try:
+                self._application = msal.ConfidentialClientApplication(
+                    self.spec.client_id, client_credential=self._credential(),
+                    authority=f"{self.cloud.login}/{self.spec.tenant}", http_client=self.session,
+                    instance_discovery=False if self.spec.cloud == "custom" else None,
+                    token_cache=msal.TokenCache())
+            except (ValueError, requests.exceptions.RequestException) as exc:
+                raise TargetError(f"cannot reach the sign-in endpoint of target {self.name!r}: "
+                                  f"{_short(exc)}") from None
+        return self._application
+
+    def _token(self, refresh: bool = False) -> str:
+        app = self._app()
+        if refresh:
+            app.token_cache = msal.TokenCache()  # drop the rejected token; msal refreshes before expiry otherwise
+        try:
+            result = app.acquire_token_for_client(scopes=[f"{self.cloud.exchange}/.default"])
+        except requests.exceptions.RequestException as exc:
+            raise TargetError(f"cannot reach the sign-in endpoint of target {self.name!r}: {_short(exc)}") from None
+        if "access_token" not in result:
+            description = str(result.get("error_description") or result.get("error") or "no token").splitlines()[0]
+            raise TargetError(f"sign-in of app {self.spec.client_id} to tenant {self.spec.tenant} failed: "
+                              f"{description}")
+        return str(result["access_token"])
+
+    # ------------------------------------------------------------------------------------------- calls
+    def invoke(self, cmdlet: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run one cmdlet; follow paging; retry throttling and transient failures; map errors."""
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters or {}}}
+        url = f"{self.cloud.exchange}/adminapi/beta/{self.spec.tenant}/InvokeCommand"
+        values: list[dict[str, Any]] = []
+        while url:
+            page = self._post(url, cmdlet, body)
+            values += page.get("value") or []
+            url = page.get("@odata.nextLink") or ""
+        return values
+
+    def _post(self, url: str, cmdlet: str, body: dict[str, Any]) -> dict[str, Any]:
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            backoff = min(self.spec.max_wait, 0.5 * 2 ** (state.attempt_number - 1))
+            if isinstance(error, _Transient) and error.retry_after is not None:
+                backoff = min(self.spec.max_wait, error.retry_after)
+            self.retries.append(f"{cmdlet}: HTTP {getattr(error, 'status', '?')}, retried after {backoff:.2f} s")
+            return backoff
+
+        retrying = Retrying(retry=retry_if_exception_type(_Transient), wait=wait,
+                            stop=stop_after_attempt(self.spec.max_retries + 1), reraise=True)
+        try:
+            return retrying(self._post_once, url, cmdlet, body)
+        except _Transient as exc:
+            raise TargetError(f"{cmdlet} on tenant {self.spec.tenant} still failed with HTTP {exc.status} after "
+                              f"{self.spec.max_retries} retries") from None
+
+    def _post_once(self, url: str, cmdlet: str, body: dict[str, Any], refreshed: bool = False) -> dict[str, Any]:
+        headers = {
+            "Authorization": f"Bearer {self._token(refresh=refreshed)}", "Content-Type": "application/json",
+            "X-CmdletName": cmdlet, "X-ResponseFormat": "json", "Prefer": "odata.maxpagesize=1000",
+            "X-AnchorMailbox": f"APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{self.spec.tenant}",
+            "X-ClientApplication": "exkit", "client-request-id": str(uuid.uuid4()),
+        }
+        try:
+            response = self.session.post(url, json=body, headers=headers, timeout=900)
+        except requests.exceptions.SSLError as exc:
+            raise TargetError(f"TLS with {self.cloud.exchange} failed: {_short(exc)}") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+            raise _Transient(0, None) from None
+        self.calls += 1
+        if response.status_code == 401 and not refreshed:
+            return self._post_once(url, cmdlet, body, refreshed=True)
+        text = response.text
+        if response.status_code in RETRY_STATUS or "maximum number of concurrent requests" in text:
+            retry_after = response.headers.get("Retry-After")
+            raise _Transient(response.status_code, float(retry_after) if retry_after else None)
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            raise TargetError(f"{cmdlet}: the endpoint answered HTTP {response.status_code} with no JSON") from None
+        if response.status_code >= 400 or "error" in data:
+            raise _cmdlet_error(cmdlet, response.status_code, data)
+        return data
+
+    # ------------------------------------------------------------------------------------------- facts and apply
+    def _check_kinds(self, resources: list[Resource]) -> None:
+        other = sorted({r.kind for r in resources} - REST_KINDS)
+        if other:
+            raise TargetError(f"the Exchange Online connector applies {', '.join(sorted(REST_KINDS))}; this "
+                              f"playbook also has {', '.join(other)}: render it (exkit render) and run the script "
+                              "in pwsh")
+
+    def read_facts(self, script: RenderedScript) -> list[dict[str, Any]]:
+        resources = script.resources
+        self._check_kinds(resources)
+        kinds = {r.kind for r in resources}
+        try:
+            scopes = self.invoke("Get-ManagementScope") if "ManagementScope" in kinds else []
+            principals = self.invoke("Get-ServicePrincipal") if kinds & {"ServicePrincipal",
+                                                                         "ApplicationRoleAssignment"} else []
+            assignments = (self.invoke("Get-ManagementRoleAssignment", {"RoleAssigneeType": "ServicePrincipal"})
+                           if "ApplicationRoleAssignment" in kinds else [])
+            policies = self.invoke("Get-ApplicationAccessPolicy") if "ApplicationAccessPolicy" in kinds else []
+            groups = (self.invoke("Get-Recipient", {"RecipientTypeDetails": ["MailUniversalSecurityGroup",
+                                                                             "UserMailbox", "MailUser"],
+                                                    "ResultSize": "Unlimited"})
+                      if "ApplicationAccessPolicy" in kinds else [])
+        except CmdletFailed as exc:
+            raise TargetError(f"reading the current state of tenant {self.spec.tenant} failed: {exc}") from None
+        return [_fact(r, scopes, principals, assignments, policies, groups) for r in resources]
+
+    def apply(self, script: RenderedScript) -> RunResult:
+        resources = script.resources
+        facts = self.read_facts(script)
+        plan = make_plan(list(reversed(resources)) if script.state == "absent" else resources, facts,
+                         destroy=script.state == "absent")
+        by_key = {(str(f["kind"]), str(f["name"]).lower()): f for f in facts}
+        object_ids = {str(f.get("app_id")): str(f.get("object_id")) for f in facts
+                      if f.get("kind") == "ServicePrincipal" and f.get("exists")}
+        results: list[ResourceResult] = []
+        exit_code = 0
+        for change in plan.changes:
+            resource, fact = change.resource, by_key.get(change.resource.key, {})
+            if change.action == "noop":
+                results.append(ResourceResult(resource.kind, resource.name,
+                                              "absent" if plan.destroy else "unchanged"))
+                continue
+            try:
+                for call in self._calls(resource, fact, change.action, object_ids):
+                    output = self.invoke(call.cmdlet, call.parameters)
+                    if call.cmdlet == "New-ServicePrincipal" and output:
+                        object_ids[str(output[0].get("AppId"))] = str(output[0].get("ObjectId"))
+            except (CmdletFailed, TargetError) as exc:
+                results.append(ResourceResult(resource.kind, resource.name, "failed", str(exc)))
+                exit_code = 1
+                break
+            results.append(ResourceResult(resource.kind, resource.name, APPLIED[change.action]))
+        stdout = "".join("EXKIT-RESULT " + json.dumps(r.__dict__) + "\n" for r in results)
+        notices = [f"{len(self.retries)} call(s) were retried after throttling or transient errors: "
+                   + "; ".join(self.retries[:5]) + (" …" if len(self.retries) > 5 else "")] if self.retries else []
+        return RunResult(exit_code, stdout, results[-1].error if exit_code else "", results, [],
+                         hashlib.sha256(script.text.encode()).hexdigest(), notices)
+
+    def _calls(self, resource: Resource, fact: dict[str, Any], action: str,
+               object_ids: dict[str, str]) -> list[Any]:
+        kind = KIND_BY_NAME[resource.kind]
+        if kind is app_assignments:
+            object_id = object_ids.get(resource.fields["app_id"], "")
+            if not object_id and action != "delete":
+                raise TargetError(f"no service principal for app {resource.fields['app_id']} in the tenant: "
+                                  "declare the application in the playbook")
+            return app_assignments.calls(resource, fact, action, object_id)
+        return kind.calls(resource, fact, action)
+
+    def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
+        raise TargetError("Exchange Online's REST endpoint runs single cmdlets, not scripts: use exkit apply, or "
+                          "render the script and run it in pwsh")
+
+
+def _lower(value: Any) -> str:
+    return str(value or "").lower()
+
+
+def _fact(resource: Resource, scopes: list[dict[str, Any]], principals: list[dict[str, Any]],
+          assignments: list[dict[str, Any]], policies: list[dict[str, Any]],
+          groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fact the resource's facts template would print, built from whole collections."""
+    fact: dict[str, Any] = {"kind": resource.kind, "name": resource.name, "exists": False}
+    fields = resource.fields
+    if resource.kind == "ManagementScope":
+        found = next((s for s in scopes if _lower(s.get("Name")) == fields["name"].lower()), None)
+        if found:
+            fact.update(exists=True, filter=str(found.get("RecipientFilter") or ""),
+                        recipient_root=str(found.get("RecipientRoot") or ""))
+    elif resource.kind == "ServicePrincipal":
+        found = next((p for p in principals if _lower(p.get("AppId")) == fields["app_id"]), None)
+        if found:
+            fact.update(exists=True, app_id=fields["app_id"], display_name=str(found.get("DisplayName") or ""),
+                        object_id=str(found.get("ObjectId") or ""))
+    elif resource.kind == "ApplicationRoleAssignment":
+        found = next((a for a in assignments if _lower(a.get("Name")) == fields["name"].lower()), None)
+        if found:
+            principal = next((p for p in principals if _lower(p.get("AppId")) == fields["app_id"]), None)
+            same = bool(principal) and _lower(found.get("Role")) == fields["role"].lower() and _lower(
+                found.get("RoleAssigneeName")) == _lower(principal.get("DisplayName") if principal else "")
+            fact.update(exists=True, role=str(found.get("Role") or ""), assignee=str(found.get("RoleAssigneeName")),
+                        scope=str(found.get("CustomResourceScope") or ""), assignee_matches=same)
+    elif resource.kind == "ApplicationAccessPolicy":
+        group = next((g for g in groups if _lower(g.get("PrimarySmtpAddress")) == fields["group"]), None)
+        found = next((p for p in policies if group and _lower(p.get("AppId")) == fields["app_id"]
+                      and _lower(p.get("ScopeName")) == _lower(group.get("Name"))), None)
+        if found:
+            fact.update(exists=True, identity=str(found.get("Identity")), access_right=str(found.get("AccessRight")),
+                        description=str(found.get("Description") or ""))
+    return fact
+
+
+def _cmdlet_error(cmdlet: str, status: int, data: dict[str, Any]) -> CmdletFailed:
+    """Error bodies: {"error": {"message", "details": [{"message": "<id>|<exception type>|<text>"}]}}."""
+    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    for detail in error.get("details") or []:
+        parts = str(detail.get("message", "")).split("|", 2)
+        if len(parts) == 3:
+            return CmdletFailed(cmdlet, parts[2].strip(), parts[1].rsplit(".", 1)[-1])
+    message = str(error.get("message") or f"HTTP {status}")
+    return CmdletFailed(cmdlet, message, str(error.get("code") or ""))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "Connection refused", "Name or service not known"):
+        if marker in text:
+            return marker
+    return type(exc).__name__

@@ -192,6 +192,7 @@ def test_rendered_script_connects_with_the_certificate_and_parses(cli, exo, pki)
     playbook, _ = require_playbook(ROOMS)
     target = resolve_target(inventory, "cert", "exchange-online").target
     text = render_script(playbook, connection=target.connection()).text
+    assert cli("render", ROOMS, "-i", inventory, "-t", "cert").stdout == text
     thumbprint = pki[1].cert_chain_pems[0]
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes

@@ -95,13 +95,29 @@ def render(
                                                             "standard output.")] = None,
     templates: TemplatesOption = None,
     var: VarOption = None,
+    inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Take variables and the connection "
+                                                                             "preamble from a target.")] = None,
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Target name in the inventory.")] = None,
     destroy: Annotated[bool, typer.Option("--destroy", help="Render the removal script instead.")] = False,
     strict: StrictOption = False,
 ) -> None:
-    """Render a playbook into an idempotent Exchange PowerShell script."""
-    model = load_or_exit(playbook, parse_vars(var), strict)
+    """Render a playbook into an idempotent Exchange PowerShell script (nothing is contacted)."""
+    connection = None
+    variables: dict[str, Any] = {}
+    if inventory is not None:
+        try:
+            resolved = resolve_target(inventory, target, _platform_of(playbook))
+            connection = resolved.target.connection()
+        except PlaybookError as exc:
+            print_diagnostics(exc.diagnostics)
+            raise typer.Exit(1) from None
+        except (ExkitError, TargetError) as exc:
+            _fail(str(exc))
+        variables = resolved.variables
+    model = load_or_exit(playbook, {**variables, **parse_vars(var)}, strict)
     try:
-        script = render_script(model, state="absent" if destroy else "present", templates=templates)
+        script = render_script(model, state="absent" if destroy else "present", templates=templates,
+                               connection=connection)
     except RenderError as exc:
         _fail(str(exc))
     if out is None:

@@ -274,3 +274,37 @@ def test_migrate_hosted_playbook_drops_the_ou(cli, tmp_path):
 
     assert "recipient_root" not in YAML(typ="safe").load(result.stdout)["scopes"][0]
     assert "# exkit migrate: recipient_root dropped (Exchange Online has no OUs)" in result.stdout
+
+
+def test_pfx_certificate_with_password_reference(cli, exo, pki, tmp_path, monkeypatch):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    server, inventory = exo
+    app_cert = pki[1]
+    key = serialization.load_pem_private_key(app_cert.private_key_pem.bytes(), password=None)
+    certificate = x509.load_pem_x509_certificate(app_cert.cert_chain_pems[0].bytes())
+    (tmp_path / "app.pfx").write_bytes(pkcs12.serialize_key_and_certificates(
+        b"exkit", key, certificate, None, serialization.BestAvailableEncryption("pfx-pässword".encode())))
+    monkeypatch.setenv("EXKIT_PFX_PASSWORD", "pfx-pässword")
+    text = inventory.read_text()
+    line = next(l for l in text.splitlines() if l.strip().startswith("cert:"))
+    inventory.write_text(text + line.replace("cert:", "pfx:").replace(
+        "certificate: app.pem", "certificate_pfx: app.pfx, certificate_password: 'env:EXKIT_PFX_PASSWORD'") + "\n")
+    assert {a for _, a in actions(run(cli, inventory, "apply", ROOMS, "--yes", target="pfx"))} == {"created"}
+    monkeypatch.setenv("EXKIT_PFX_PASSWORD", "wrong")
+    result = run(cli, inventory, "plan", ROOMS, target="pfx")
+    assert result.exit_code == 1
+    assert "a PFX needs its password" in result.stderr
+    assert "wrong" not in result.stderr
+
+
+def test_plaintext_client_secret_is_rejected(cli, tmp_path):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(f"targets:\n  t: {{kind: exchange-online, tenant: {TENANT}, client_id: {CLIENT_ID}, "
+                         "client_secret: Sup3rS3cretValue}\n")
+    result = cli("plan", ROOMS, "-i", inventory, "-t", "t")
+    assert result.exit_code == 1
+    assert "a plaintext secret is not allowed in an inventory" in result.stderr
+    assert "Sup3rS3cretValue" not in result.stderr

@@ -49,7 +49,8 @@ def test_if_elseif_else_and_truthiness(exchange):
     ("'Room1' -notlike 'room*'", "False"), ("@('a','B') -contains 'b'", "True"),
     ("@('a') -notcontains 'b'", "True"), ("'b' -in @('a','B')", "True"), ("$null -eq $null", "True"),
     ("$true -and -not $false", "True"), ("$false -or 0", "False"), ("[string]@('a','b')", "a b"),
-    ("[string]$null", ""), ("[int]'42' + 1", "43"), ("[bool]'x'", "True"),
+    ("[string]$null", ""), ("[int]'42' + 1", "43"), ("[bool]'x'", "True"), ("@(1, 2).Length -lt 3", "True"),
+    ("2 -ge '10'", "False"), ("'b' -gt 'A'", "True"),
 ])
 def test_operators(exchange, expression, expected):
     assert output(exchange, f"Write-Output ({expression})") == [expected]

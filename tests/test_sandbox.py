@@ -70,7 +70,7 @@ def test_role_group_assignments_carry_the_write_scope(exchange):
     assert assignment.custom_recipient_write_scope == "Rooms"
     users = run_ok(exchange, "Write-Output (@(Get-ManagementRoleAssignment -Role ApplicationImpersonation "
                              "-GetEffectiveUsers).EffectiveUserName)")
-    assert users == ["svc-rooms@contoso.com"]
+    assert users == ["Room Booking Service"]  # Exchange reports the user's name
     writable = run_ok(exchange, "Write-Output (@(Get-ManagementRoleAssignment -WritableRecipient "
                                 "'room-berlin-1@contoso.com' -Role ApplicationImpersonation).Name)")
     assert writable == ["ApplicationImpersonation-G"]

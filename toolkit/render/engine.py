@@ -130,3 +130,27 @@ def write_script(path: Path, script: RenderedScript) -> None:
     """Write a script as UTF-8 with a byte-order mark, so Windows PowerShell 5.1 reads non-ASCII names right."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\xef\xbb\xbf" + script.text.encode("utf-8"))
+
+
+def render_snapshot(playbook: Playbook, *, templates: Path | None = None,
+                    connection: Connection | None = None) -> RenderedScript:
+    """The read-only script that reads what verify, scope preview and export need (one round trip)."""
+    from toolkit.playbook.model import IMPERSONATION_ROLE
+
+    environment = make_environment(playbook.platform, templates)
+    roles = sorted({r for g in playbook.role_groups for r in g.roles} | {a.role for a in playbook.role_assignments}
+                   | ({IMPERSONATION_ROLE} if playbook.platform == "exchange-server" else set()))
+    scopes = [{"name": s.name, "filter": s.filter_text() if s.filter is None else s.filter,
+               "recipient_root": s.recipient_root} for s in playbook.scopes]
+    authorizations = [{"app_id": app.app_id, "scope": a.scope} for a in playbook.application_role_assignments
+                      if a.scope and (app := playbook.application_named(a.application))]
+    try:
+        block = environment.get_template("snapshot.ps1.j2").render(
+            roles=roles, scopes=scopes, permissions=True, platform=playbook.platform, authorizations=authorizations)
+        text = environment.get_template(SCRIPT_TEMPLATE).render(
+            playbook_name=playbook.name, toolkit_version=toolkit.__version__,
+            digest=desired_state_digest(playbook, []), state="facts", blocks=[PowerShell(block)],
+            resource_count=0, connection=connection or Connection())
+    except (jinja2.TemplateError, UnsafeValueError) as exc:
+        raise RenderError(f"cannot render the snapshot script: {exc}") from None
+    return RenderedScript(text, hashlib.sha256(text.encode()).hexdigest(), [], "facts")

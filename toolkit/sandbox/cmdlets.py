@@ -154,6 +154,8 @@ class ExchangeCmdlets:
              ("Identity",), True, ("Identity",)),
             ("Remove-ApplicationAccessPolicy", {"Identity": "string"}, self.remove_policy, ("Identity",), True,
              ("Identity",)),
+            ("Test-ServicePrincipalAuthorization", {"Identity": "string", "Resource": "string"},
+             self.test_authorization, ("Identity",), False, ("Identity",)),
         ]
 
     # --------------------------------------------------------------------------------------- objects out
@@ -191,7 +193,8 @@ class ExchangeCmdlets:
             "RoleAssignmentDelegationType": "DelegatingOrgWide" if assignment.delegating else "Regular",
         }
         if effective_user is not None:
-            properties["EffectiveUserName"] = effective_user
+            recipient = self.org.recipient(effective_user)  # Exchange shows the user's name here
+            properties["EffectiveUserName"] = recipient.name if recipient else effective_user
         return PSObject("Microsoft.Exchange.Data.Directory.SystemConfiguration.ExchangeRoleAssignmentPresentation",
                         properties)
 
@@ -758,3 +761,27 @@ class ExchangeCmdlets:
     def remove_policy(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
         self.org.application_access_policies.remove(self._policy(bound["Identity"]))
         return []
+
+    def test_authorization(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        """Per application role of the service principal: its scope and whether -Resource is in it."""
+        principal = self._principal(bound["Identity"])
+        resource = None
+        if bound.get("Resource"):
+            resource = self.org.recipient(bound["Resource"])
+            if resource is None or not resource.is_mailbox:
+                raise _not_found(self.org, bound["Resource"])
+        rows = []
+        for assignment in self.org.role_assignments:
+            if assignment.role_assignee != principal.object_id:
+                continue
+            in_scope: Any = "Not Run"
+            if resource is not None:
+                scope = self.org.scope(assignment.custom_resource_scope or "")
+                in_scope = scope is None and not assignment.custom_resource_scope or bool(
+                    scope and opath.evaluate(opath.parse(scope.recipient_filter), resource.filter_properties()))
+            rows.append(PSObject("Microsoft.Exchange.Management.RbacTasks.ServicePrincipalAuthorization", {
+                "RoleName": assignment.role, "GrantedPermissions": assignment.role.removeprefix("Application "),
+                "AllowedResourceScope": assignment.custom_resource_scope or "Organization",
+                "ScopeType": "CustomRecipientScope" if assignment.custom_resource_scope else "Organization",
+                "InScope": in_scope}))
+        return rows

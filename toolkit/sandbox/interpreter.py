@@ -1,8 +1,8 @@
 """A PowerShell interpreter for the subset exkit's templates use, on the tree-sitter-powershell grammar.
 
 Supported: variables and assignment (``=``, ``+=``, element assignment), ``if/elseif/else``, ``foreach``,
-``try/catch``, ``throw``, ``-not -and -or``, comparisons (``-eq -ne -like -notlike -contains -notcontains -in
--notin``), ``+``, property access (with member enumeration), indexing, ``[string]/[int]/[bool]/[array]`` casts,
+``try/catch/finally``, ``throw``, ``-not -and -or``, comparisons (``-eq -ne -lt -le -gt -ge -like -notlike
+-contains -notcontains -in -notin``), ``+``, property access (with member enumeration), indexing, ``[string]/[int]/[bool]/[array]`` casts,
 ``@()`` arrays, ``@{}`` hashtables, pipelines of commands, ``$ErrorActionPreference`` and ``-ErrorAction``.
 
 Before running anything the whole script is checked: a syntax error, a construct outside the subset, an unknown
@@ -39,8 +39,8 @@ _ALLOWED = _WRAPPERS | {
     "decimal_integer_literal", "array_expression", "hash_literal_expression", "hash_literal_body", "hash_entry",
     "key_expression", "parenthesized_expression",
 }
-_COMPARISONS = {"-eq", "-ne", "-like", "-notlike", "-contains", "-notcontains", "-in", "-notin",
-                "-ieq", "-ine", "-ilike", "-inotlike", "-icontains", "-inotcontains"}
+_COMPARISONS = {"-eq", "-ne", "-like", "-notlike", "-contains", "-notcontains", "-in", "-notin", "-lt", "-le",
+                "-gt", "-ge", "-ieq", "-ine", "-ilike", "-inotlike", "-icontains", "-inotcontains"}
 _CASTS = {"string", "int", "bool", "array", "object[]", "string[]"}
 _ASSIGNMENT_OPERATORS = {"=", "+="}
 
@@ -550,6 +550,17 @@ def compare(left: Any, operator: str, right: Any) -> Any:
         return found if operator == "-in" else not found
 
     def scalar(value: Any) -> bool:
+        if operator in ("-lt", "-le", "-gt", "-ge"):
+            left_value, right_value = value, right
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                try:
+                    right_value = float(to_string(right)) if not isinstance(right, (int, float)) else right
+                except ValueError:
+                    return False
+            else:
+                left_value, right_value = to_string(value).lower(), to_string(right).lower()
+            return {"-lt": left_value < right_value, "-le": left_value <= right_value,
+                    "-gt": left_value > right_value, "-ge": left_value >= right_value}[operator]
         if operator in ("-like", "-notlike"):
             hit = fnmatch.fnmatchcase(to_string(value).lower(), to_string(right).lower().replace("[", "[[]"))
             return hit if operator == "-like" else not hit

@@ -85,6 +85,10 @@ class Target(ABC):
         """Bring the target to the rendered state: by default, run the script."""
         return self.run_script(script.text)
 
+    def read_snapshot(self, script: RenderedScript, playbook: Any) -> list[dict[str, Any]]:
+        """The facts of the snapshot script (see toolkit/snapshot.py); by default, run it (one round trip)."""
+        return self.read_facts(script)
+
     def read_facts(self, script: RenderedScript) -> list[dict[str, Any]]:
         """The current state of the script's resources: by default, run the facts script (one round trip)."""
         result = self.run_script(script.text, read_only=True)

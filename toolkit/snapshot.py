@@ -1,0 +1,75 @@
+"""A snapshot of a target's RBAC state: what verify, scope preview and export reason about.
+
+Read in one round trip (the snapshot script on the sandbox and over WinRM; whole collections over Exchange
+Online's REST endpoint), then used by pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RESOURCE_MAILBOXES = frozenset({"RoomMailbox", "EquipmentMailbox", "LinkedRoomMailbox"})
+
+
+@dataclass
+class Snapshot:
+    scopes: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower-case name → scope
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower-case name → group (members lower)
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    effective: list[dict[str, Any]] = field(default_factory=list)
+    permissions: list[dict[str, Any]] = field(default_factory=list)
+    previews: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # lower-case scope name → recipients
+    principals: list[dict[str, Any]] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_facts(cls, facts: list[dict[str, Any]]) -> Snapshot:
+        snapshot = cls()
+        for fact in facts:
+            kind = fact.get("type")
+            if kind == "scope":
+                snapshot.scopes[str(fact["name"]).lower()] = fact
+            elif kind == "group":
+                members = fact.get("members") or []
+                fact["members"] = sorted({str(m).lower() for m in (members if isinstance(members, list) else [members])})
+                snapshot.groups[str(fact["name"]).lower()] = fact
+            elif kind == "assignment":
+                snapshot.assignments.append(fact)
+            elif kind == "effective":
+                snapshot.effective.append(fact)
+            elif kind == "permission":
+                snapshot.permissions.append(fact)
+            elif kind == "preview":
+                recipients = fact.get("recipients") or []
+                snapshot.previews[str(fact["scope"]).lower()] = (recipients if isinstance(recipients, list)
+                                                                 else [recipients])
+            elif kind == "principal":
+                snapshot.principals.append(fact)
+            elif kind == "policy":
+                snapshot.policies.append(fact)
+            elif kind == "authorization":
+                snapshot.authorizations.append(fact)
+        return snapshot
+
+    def assignments_of(self, assignee: str) -> list[dict[str, Any]]:
+        wanted = assignee.lower()
+        return [a for a in self.assignments if str(a.get("assignee", "")).lower() == wanted
+                or str(a.get("user", "")).lower() == wanted]
+
+    def principal(self, app_id: str) -> dict[str, Any] | None:
+        return next((p for p in self.principals if str(p.get("app_id", "")).lower() == app_id.lower()), None)
+
+
+def count_types(recipients: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for recipient in recipients:
+        kind = str(recipient.get("type", ""))
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def beyond_resources(recipients: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The matched recipients that are not room or equipment mailboxes."""
+    return [r for r in recipients if str(r.get("type", "")) not in RESOURCE_MAILBOXES]

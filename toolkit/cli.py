@@ -19,7 +19,7 @@ from toolkit.inventory import resolve_target
 from toolkit import report
 from toolkit.sandbox import org as sandbox_org
 from toolkit.targets.base import TargetError
-from toolkit.workflow import Prepared, execute, prepare
+from toolkit.workflow import Prepared, execute, load_for_target, prepare, read_snapshot
 
 app = typer.Typer(
     name="exkit",
@@ -224,7 +224,8 @@ def plan(
     raise typer.Exit(2 if detailed_exitcode and prepared.plan.pending else 0)
 
 
-def _run(prepared: Prepared, yes: bool, output: str, verb: str) -> None:
+def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
+         templates: Path | None = None) -> None:
     out = report.console()
     if output != "json":
         report.show_plan(out, prepared.plan, prepared.playbook.name, prepared.target.target.describe())
@@ -246,6 +247,19 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str) -> None:
             "results": [r.__dict__ for r in result.results]}))
     else:
         report.show_results(out, result)
+    if report_path is not None:
+        from toolkit.verify import verify as verify_checks
+
+        checks = []
+        if result.ok and verb == "apply":
+            try:
+                checks = verify_checks(prepared.playbook, read_snapshot(prepared.playbook, prepared.target, templates))
+            except (TargetError, RenderError) as exc:
+                typer.echo(f"exkit: warning: verify for the report failed: {exc}", err=True)
+        report_path.write_text(report.run_report(
+            playbook=prepared.playbook.name, target=prepared.target.name, plan=prepared.plan, result=result,
+            checks=checks, html=report_path.suffix.lower() in (".html", ".htm")), encoding="utf-8")
+        typer.echo(f"wrote the run report {report_path}", err=True)
     if not result.ok:
         typer.echo("exkit: error: " + report.failure_message(result), err=True)
         raise typer.Exit(1)
@@ -260,9 +274,11 @@ def apply(
     templates: TemplatesOption = None,
     yes: YesOption = False,
     output: OutputOption = "text",
+    report_file: Annotated[Path | None, typer.Option("--report", help="Write a run report (Markdown, or HTML for "
+                                                                      ".html) with plan, results, verify.")] = None,
 ) -> None:
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
-    _run(_prepare(playbook, inventory, target, var, False, templates), yes, output, "apply")
+    _run(_prepare(playbook, inventory, target, var, False, templates), yes, output, "apply", report_file, templates)
 
 
 @app.command()
@@ -277,6 +293,118 @@ def destroy(
 ) -> None:
     """Remove what the playbook declares (plan, confirm, run the removal script)."""
     _run(_prepare(playbook, inventory, target, var, True, templates), yes, output, "destroy")
+
+
+@app.command()
+def verify(
+    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    inventory: InventoryOption = None,
+    target: TargetOption = None,
+    var: VarOption = None,
+    templates: TemplatesOption = None,
+    output: OutputOption = "text",
+) -> None:
+    """Check the effective result on the target: who holds what, on which scope, and nothing more. Exit 1 on failure."""
+    from toolkit.verify import verify as verify_checks
+
+    resolved, model = _target_and_playbook(playbook, inventory, target, var)
+    try:
+        checks = verify_checks(model, read_snapshot(model, resolved, templates))
+    except (TargetError, RenderError) as exc:
+        _fail(str(exc))
+    if output == "json":
+        typer.echo(report.as_json({"playbook": model.name, "target": resolved.name,
+                                   "ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]}))
+    else:
+        report.show_checks(report.console(), checks, resolved.target.describe())
+    raise typer.Exit(0 if all(c.ok for c in checks) else 1)
+
+
+def _target_and_playbook(playbook: Path, inventory: Path | None, target: str | None,
+                         var: list[str] | None) -> tuple[Any, Playbook]:
+    try:
+        resolved = resolve_target(inventory, target, _platform_of(playbook))
+        model, diagnostics = load_for_target(playbook, resolved, parse_vars(var))
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(1) from None
+    except ExkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    print_diagnostics(diagnostics)
+    return resolved, model
+
+
+scope_app = typer.Typer(help="Management scopes: what their filters match.", no_args_is_help=True)
+app.add_typer(scope_app, name="scope")
+
+
+@scope_app.command("preview")
+def scope_preview(
+    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    recipients: Annotated[Path | None, typer.Option("--recipients", help="Offline: a CSV from Get-Recipient "
+                                                                         "-ResultSize Unlimited | Export-Csv.")] = None,
+    inventory: InventoryOption = None,
+    target: TargetOption = None,
+    var: VarOption = None,
+    output: OutputOption = "text",
+) -> None:
+    """For each scope: the recipients its filter matches, by type, with a sample. A scope matching user or shared
+    mailboxes fails (exit 1)."""
+    from toolkit.preview import preview_live, preview_offline, read_recipients
+
+    if recipients is not None:
+        model = load_or_exit(playbook, parse_vars(var))
+        try:
+            previews = preview_offline(model, read_recipients(recipients))
+        except ExkitError as exc:
+            _fail(str(exc))
+        where = f"offline, {recipients}"
+    else:
+        resolved, model = _target_and_playbook(playbook, inventory, target, var)
+        try:
+            previews = preview_live(model, read_snapshot(model, resolved))
+        except (TargetError, RenderError) as exc:
+            _fail(str(exc))
+        where = resolved.target.describe()
+    if output == "json":
+        typer.echo(report.as_json({"playbook": model.name, "source": where, "scopes": [p.as_dict() for p in previews]}))
+    else:
+        report.show_previews(report.console(), previews, where)
+    raise typer.Exit(1 if any(p.problem for p in previews) else 0)
+
+
+@app.command()
+def export(
+    inventory: InventoryOption = None,
+    target: TargetOption = None,
+    principal: Annotated[str | None, typer.Option("--principal", help="A service account's address or name, or "
+                                                                      "an application's id or name.")] = None,
+    role: Annotated[str | None, typer.Option("--role", help="A management role, e.g. ApplicationImpersonation.")] = None,
+    platform: Annotated[str, typer.Option("--platform", help="Without an inventory: which sandbox to read.")] = (
+        "exchange-server"),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the playbook here.")] = None,
+) -> None:
+    """Write a playbook for an existing setup around a principal or a role (applied, it plans as a no-op)."""
+    from toolkit.export import export_playbook
+
+    try:
+        resolved = resolve_target(inventory, target, platform)
+        model = Playbook(exkit=1, name="export", platform=resolved.target.platform)  # type: ignore[arg-type]
+        snapshot = read_snapshot(model, resolved, extra_roles=(role,) if role else ())
+        text = export_playbook(snapshot, resolved.target.platform, principal=principal, role=role,
+                               target=resolved.name)
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(1) from None
+    except ExkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    except (TargetError, RenderError) as exc:
+        _fail(str(exc))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
 
 
 sandbox_app = typer.Typer(help="Inspect or reset the embedded sandbox organisation.", no_args_is_help=True)

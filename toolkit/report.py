@@ -80,3 +80,65 @@ def failure_message(result: RunResult) -> str:
 
 def as_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def show_checks(out: Console, checks: list[Any], where: str) -> None:
+    table = Table(title=f"Verify on {where}", title_justify="left", show_edge=False)
+    table.add_column("result")
+    table.add_column("subject")
+    table.add_column("detail")
+    for check in checks:
+        table.add_row(Text("PASS" if check.ok else "FAIL", style="green" if check.ok else "bold red"),
+                      Text(check.subject), Text(check.message))
+    out.print(table)
+    failed = sum(not c.ok for c in checks)
+    out.print(Text(f"Verify: {len(checks) - failed} passed, {failed} failed.", style="bold"))
+
+
+def show_previews(out: Console, previews: list[Any], where: str) -> None:
+    table = Table(title=f"Scope preview ({where})", title_justify="left", show_edge=False)
+    for column in ("result", "scope", "matches", "sample"):
+        table.add_column(column)
+    for preview in previews:
+        counts = ", ".join(f"{n} {k}" for k, n in preview.counts.items()) or "nothing"
+        table.add_row(Text("FAIL" if preview.problem else "ok", style="bold red" if preview.problem else "green"),
+                      Text(preview.scope), Text(counts), Text(preview.problem or ", ".join(preview.samples)))
+    out.print(table)
+
+
+def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, checks: list[Any], html: bool) -> str:
+    """A record of one apply that a change board can file: plan, results, verify outcome, script sha256."""
+    rows_plan = [(c.action, c.kind, c.name, "; ".join(f"{f.field}: {_value(f.before)} → {_value(f.after)}"
+                                                     for f in c.fields)) for c in plan.changes]
+    rows_results = [(r.kind, r.name, r.action, r.error) for r in result.results]
+    rows_checks = [("PASS" if c.ok else "FAIL", c.subject, c.message) for c in checks]
+    failed = sum(not c.ok for c in checks)
+    title = f"exkit run report: {playbook} on {target}"
+    facts = [("Playbook", playbook), ("Target", target), ("Script sha256", result.script_sha256),
+             ("Outcome", "applied" if result.ok else "FAILED"),
+             ("Verify", f"{len(checks) - failed} passed, {failed} failed")]
+    sections = [("Plan", ("action", "kind", "name", "changes"), rows_plan),
+                ("Results", ("kind", "name", "result", "error"), rows_results),
+                ("Verify", ("result", "subject", "detail"), rows_checks)]
+    if html:
+        import html as escape
+
+        def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+            head = "".join(f"<th>{escape.escape(h)}</th>" for h in header)
+            body = "".join("<tr>" + "".join(f"<td>{escape.escape(str(c))}</td>" for c in row) + "</tr>"
+                           for row in rows)
+            return f"<table border=\"1\" cellpadding=\"4\"><tr>{head}</tr>{body}</table>"
+
+        parts = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape.escape(title)}</title></head>"
+                 f"<body><h1>{escape.escape(title)}</h1>", table(("", ""), facts)]
+        parts += [f"<h2>{name}</h2>" + table(header, rows) for name, header, rows in sections]
+        return "".join(parts) + "</body></html>\n"
+
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|") or " "
+
+    lines = [f"# {title}", ""] + [f"- **{k}**: {cell(v)}" for k, v in facts]
+    for name, header, rows in sections:
+        lines += ["", f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

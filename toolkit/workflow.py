@@ -12,7 +12,8 @@ from toolkit.plan import Plan, make_plan
 from toolkit.playbook.diagnostics import Diagnostics
 from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import require_playbook
-from toolkit.render.engine import RenderedScript, render_script
+from toolkit.render.engine import RenderedScript, render_script, render_snapshot
+from toolkit.snapshot import Snapshot
 from toolkit.targets.base import RunResult
 
 
@@ -34,11 +35,7 @@ class Prepared:
 def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any], *, destroy: bool = False,
             templates: Path | None = None) -> Prepared:
     """Validate, read the target's current state (one facts script), plan, and render the script to run."""
-    playbook, diagnostics = require_playbook(playbook_path, {**target.variables, **cli_vars})
-    if playbook.platform != target.target.platform:
-        raise PlatformMismatch(f"playbook {playbook.name!r} is for {playbook.platform}, but target "
-                               f"{target.name!r} is {target.target.platform}: choose a target of the playbook's "
-                               "platform" + (" (or run exkit migrate)" if playbook.platform == "exchange-server" else ""))
+    playbook, diagnostics = load_for_target(playbook_path, target, cli_vars)
     connection = target.target.connection()
     facts_script = render_script(playbook, state="facts", templates=templates, connection=connection)
     facts = target.target.read_facts(facts_script)
@@ -46,6 +43,25 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
                            connection=connection)
     plan = make_plan(facts_script.resources, facts, destroy=destroy)
     return Prepared(playbook, diagnostics, target, plan, script)
+
+
+def load_for_target(playbook_path: Path, target: ResolvedTarget,
+                    cli_vars: dict[str, Any]) -> tuple[Playbook, Diagnostics]:
+    """Validate a playbook with the target's variables, and check it is for the target's platform."""
+    playbook, diagnostics = require_playbook(playbook_path, {**target.variables, **cli_vars})
+    if playbook.platform != target.target.platform:
+        raise PlatformMismatch(f"playbook {playbook.name!r} is for {playbook.platform}, but target "
+                               f"{target.name!r} is {target.target.platform}: choose a target of the playbook's "
+                               "platform" + (" (or run exkit migrate)" if playbook.platform == "exchange-server" else ""))
+    return playbook, diagnostics
+
+
+def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | None = None,
+                  extra_roles: tuple[str, ...] = ()) -> Snapshot:
+    """The target's RBAC state around the playbook (one round trip on script targets)."""
+    script = render_snapshot(playbook, templates=templates, connection=target.target.connection(),
+                             extra_roles=extra_roles)
+    return Snapshot.from_facts(target.target.read_snapshot(script, playbook))
 
 
 def execute(prepared: Prepared) -> RunResult:

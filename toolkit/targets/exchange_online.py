@@ -258,6 +258,54 @@ class ExchangeOnlineTarget(Target):
             raise TargetError(f"reading the current state of tenant {self.spec.tenant} failed: {exc}") from None
         return [_fact(r, scopes, principals, assignments, policies, groups) for r in resources]
 
+    def read_snapshot(self, script: RenderedScript, playbook: Any) -> list[dict[str, Any]]:
+        """The snapshot facts from whole collections, previews per declared scope, and authorization tests."""
+        try:
+            facts: list[dict[str, Any]] = [
+                {"type": "scope", "name": s.get("Name"), "filter": s.get("RecipientFilter") or "",
+                 "recipient_root": s.get("RecipientRoot") or ""} for s in self.invoke("Get-ManagementScope")]
+            facts += [{"type": "assignment", "name": a.get("Name"), "role": a.get("Role"),
+                       "assignee": a.get("RoleAssigneeName"), "assignee_type": a.get("RoleAssigneeType"), "user": "",
+                       "scope": a.get("CustomRecipientWriteScope") or "", "ou_scope": "",
+                       "resource_scope": a.get("CustomResourceScope") or ""}
+                      for a in self.invoke("Get-ManagementRoleAssignment", {"RoleAssigneeType": "ServicePrincipal"})]
+            principals = self.invoke("Get-ServicePrincipal")
+            facts += [{"type": "principal", "app_id": p.get("AppId"), "object_id": p.get("ObjectId"),
+                       "display_name": p.get("DisplayName")} for p in principals]
+            facts += [{"type": "policy", "identity": p.get("Identity"), "app_id": p.get("AppId"),
+                       "scope_name": p.get("ScopeName"), "access_right": p.get("AccessRight"),
+                       "description": p.get("Description") or ""} for p in self.invoke("Get-ApplicationAccessPolicy")]
+            previews: dict[str, list[dict[str, Any]]] = {}
+            for scope in playbook.scopes:
+                matched = self.invoke("Get-Recipient", {"RecipientPreviewFilter": scope.filter_text(),
+                                                        "ResultSize": "Unlimited"})
+                previews[scope.name] = [{"name": r.get("Name"), "type": r.get("RecipientTypeDetails"),
+                                         "address": r.get("PrimarySmtpAddress")} for r in matched]
+                facts.append({"type": "preview", "scope": scope.name, "recipients": previews[scope.name]})
+            users = None
+            for assignment in playbook.application_role_assignments:
+                app = playbook.application_named(assignment.application)
+                principal = next((p for p in principals if _lower(p.get("AppId")) == (app.app_id if app else "")),
+                                 None)
+                if not assignment.scope or principal is None:
+                    continue
+                in_scope = [str(r["address"]).lower() for r in previews.get(assignment.scope, [])]
+                if users is None:
+                    users = self.invoke("Get-Recipient", {"RecipientTypeDetails": ["UserMailbox"],
+                                                          "ResultSize": "Unlimited"})
+                samples = [r["address"] for r in previews.get(assignment.scope, []) if r["type"] == "RoomMailbox"][:1]
+                samples += [u.get("PrimarySmtpAddress") for u in users
+                            if _lower(u.get("PrimarySmtpAddress")) not in in_scope][:1]
+                for sample in samples:
+                    for row in self.invoke("Test-ServicePrincipalAuthorization",
+                                           {"Identity": principal.get("ObjectId"), "Resource": sample}):
+                        facts.append({"type": "authorization", "app_id": app.app_id if app else "",
+                                      "resource": sample, "role": row.get("RoleName"),
+                                      "scope": row.get("AllowedResourceScope"), "in_scope": str(row.get("InScope"))})
+        except CmdletFailed as exc:
+            raise TargetError(f"reading the state of tenant {self.spec.tenant} failed: {exc}") from None
+        return facts
+
     def apply(self, script: RenderedScript) -> RunResult:
         resources = script.resources
         facts = self.read_facts(script)

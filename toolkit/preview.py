@@ -1,0 +1,92 @@
+"""scope preview: which recipients each scope's filter matches — live on a target, or offline from a directory
+export (``Get-Recipient -ResultSize Unlimited | Export-Csv``)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit import opath
+from toolkit.errors import ExkitError
+from toolkit.playbook.model import Playbook
+from toolkit.snapshot import Snapshot, beyond_resources, count_types
+
+SAMPLE_SIZE = 5
+NOT_IN_EXPORT = {"MemberOfGroup"}  # Get-Recipient's output has no such column
+
+
+@dataclass
+class ScopePreview:
+    scope: str
+    filter: str
+    counts: dict[str, int] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)
+    problem: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scope": self.scope, "filter": self.filter, "counts": self.counts, "samples": self.samples,
+                "ok": not self.problem, "problem": self.problem}
+
+
+def _preview(scope_name: str, filter_text: str, recipients: list[dict[str, Any]]) -> ScopePreview:
+    result = ScopePreview(scope_name, filter_text, count_types(recipients),
+                          [str(r.get("name")) for r in recipients[:SAMPLE_SIZE]])
+    outside = beyond_resources(recipients)
+    if outside:
+        kinds = count_types(outside)
+        result.problem = ("matches " + ", ".join(f"{n} {k}" for k, n in kinds.items()) + " (e.g. "
+                          + ", ".join(str(r.get("name")) for r in outside[:3]) + "): a room scope must match rooms "
+                                                                                  "only")
+    return result
+
+
+def preview_live(playbook: Playbook, snapshot: Snapshot) -> list[ScopePreview]:
+    return [_preview(s.name, opath.to_text(s.filter_tree()), snapshot.previews.get(s.name.lower(), []))
+            for s in playbook.scopes]
+
+
+class RecipientsFileError(ExkitError):
+    pass
+
+
+def read_recipients(path: Path) -> list[dict[str, Any]]:
+    """Rows of an Export-Csv file (a leading '#TYPE …' line is skipped)."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise RecipientsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if lines and lines[0].startswith("#TYPE"):
+        lines = lines[1:]
+    rows = list(csv.DictReader(lines))
+    if not rows or "RecipientTypeDetails" not in rows[0]:
+        raise RecipientsFileError(f"{path} is not a Get-Recipient export: it needs a RecipientTypeDetails column "
+                                  "(Get-Recipient -ResultSize Unlimited | Export-Csv -NoTypeInformation FILE)")
+    return rows
+
+
+def preview_offline(playbook: Playbook, rows: list[dict[str, Any]]) -> list[ScopePreview]:
+    results = []
+    for scope in playbook.scopes:
+        tree = scope.filter_tree()
+        text = opath.to_text(tree)
+        used = {node.property for node in _comparisons(tree)}
+        if used & NOT_IN_EXPORT:
+            results.append(ScopePreview(scope.name, text, problem="uses " + ", ".join(sorted(used & NOT_IN_EXPORT))
+                                        + ", which a Get-Recipient export does not contain: preview it live"))
+            continue
+        root = (scope.recipient_root or "").lower()
+        matched = [{"name": r.get("Name"), "type": r.get("RecipientTypeDetails"), "address": r.get("PrimarySmtpAddress")}
+                   for r in rows if opath.evaluate(tree, r)
+                   and (not root or str(r.get("DistinguishedName", "")).lower().endswith("," + root))]
+        results.append(_preview(scope.name, text, matched))
+    return results
+
+
+def _comparisons(node: opath.Node) -> list[opath.Comparison]:
+    if isinstance(node, opath.Comparison):
+        return [node]
+    if isinstance(node, opath.Not):
+        return _comparisons(node.item)
+    return [c for item in node.items for c in _comparisons(item)]

@@ -1,0 +1,226 @@
+"""verify: prove the effective result, not just that objects exist.
+
+Pure functions from a playbook and a target's :class:`~toolkit.snapshot.Snapshot` to checks, each naming the object
+at fault. Exchange Server: effective users of each grant are exactly the declared members, each assignment carries the
+declared write scope, every scope previews rooms only, and the declared principals hold no other ApplicationImpersonation
+or FullAccess grant. Exchange Online: the service principals and scoped assignments exist, and
+Test-ServicePrincipalAuthorization says a sample room is in scope and a sample user mailbox is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from toolkit import opath
+from toolkit.playbook.model import IMPERSONATION_ROLE, Playbook
+from toolkit.snapshot import Snapshot, beyond_resources, count_types
+
+
+@dataclass(frozen=True)
+class Check:
+    subject: str
+    ok: bool
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _names(items: list[str]) -> str:
+    return ", ".join(sorted(items)) or "(none)"
+
+
+def _canonical(text: str) -> str:
+    try:
+        return opath.to_text(opath.parse(text))
+    except opath.OpathError:
+        return text
+
+
+def verify(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
+    checks: list[Check] = []
+    checks += _scopes(playbook, snapshot)
+    declared_assignments: set[str] = set()
+    principals: set[str] = set()
+    for group in playbook.role_groups:
+        checks += _role_group(group, playbook, snapshot, declared_assignments)
+        principals |= {m.lower() for m in group.members}
+    for assignment in playbook.role_assignments:
+        checks += _role_assignment(assignment, playbook, snapshot, declared_assignments)
+        if assignment.user:
+            principals.add(assignment.user.lower())
+    checks += _other_grants(playbook, snapshot, declared_assignments, principals)
+    checks += _applications(playbook, snapshot)
+    return checks
+
+
+def _scopes(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
+    checks = []
+    for scope in playbook.scopes:
+        subject = f"scope {scope.name!r}"
+        found = snapshot.scopes.get(scope.name.lower())
+        if found is None:
+            checks.append(Check(subject, False, f"management scope {scope.name!r} does not exist"))
+            continue
+        wanted = opath.to_text(scope.filter_tree())
+        if _canonical(str(found.get("filter", ""))) != wanted:
+            checks.append(Check(subject, False, f"filter is {found.get('filter')!r}, declared {wanted!r}"))
+        recipients = snapshot.previews.get(scope.name.lower(), [])
+        outside = beyond_resources(recipients)
+        if outside:
+            counts = count_types(outside)
+            sample = ", ".join(str(r.get("name")) for r in outside[:3])
+            checks.append(Check(subject, False, f"matches recipients that are not rooms: "
+                                + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" (e.g. {sample})"))
+        else:
+            checks.append(Check(subject, True, f"matches {len(recipients)} recipient(s), rooms and equipment only"))
+    return checks
+
+
+def _effective_users(snapshot: Snapshot, assignment_names: set[str]) -> set[str]:
+    return {str(e.get("user") or e.get("user_name")).lower() for e in snapshot.effective
+            if str(e.get("assignment", "")).lower() in assignment_names}
+
+
+def _role_group(group: Any, playbook: Playbook, snapshot: Snapshot, declared: set[str]) -> list[Check]:
+    subject = f"role group {group.name!r}"
+    found = snapshot.groups.get(group.name.lower())
+    if found is None:
+        return [Check(subject, False, f"role group {group.name!r} does not exist")]
+    checks = []
+    assignments = [a for a in snapshot.assignments if str(a.get("assignee", "")).lower() == group.name.lower()]
+    declared |= {str(a["name"]).lower() for a in assignments}
+    wanted_members = {m.lower() for m in group.members}
+    members = set(found["members"])
+    if members != wanted_members:
+        extra, missing = members - wanted_members, wanted_members - members
+        text = []
+        if extra:
+            text.append(f"has members the playbook does not declare: {_names(list(extra))}")
+        if missing:
+            text.append(f"lacks declared members: {_names(list(missing))}")
+        checks.append(Check(subject, False, "; ".join(text)))
+    scope = playbook.scope_named(group.scope)
+    for role in group.roles:
+        of_role = [a for a in assignments if str(a.get("role", "")).lower() == role.lower()]
+        if not of_role:
+            checks.append(Check(subject, False, f"has no {role} assignment"))
+            continue
+        for assignment in of_role:
+            have = str(assignment.get("scope") or "")
+            want = scope.name if scope else ""
+            if have.lower() != want.lower():
+                checks.append(Check(subject, False, f"assignment {assignment['name']!r} has write scope "
+                                    f"{have or 'Organization'!r}, declared {want or 'Organization'!r}"))
+        if role == IMPERSONATION_ROLE:
+            effective = _effective_users(snapshot, {str(a["name"]).lower() for a in of_role})
+            if effective != wanted_members:
+                checks.append(Check(subject, False, f"effective users of {role} are {_names(list(effective))}, "
+                                    f"declared {_names(list(wanted_members))}"))
+    extra_roles = sorted({str(a.get("role")) for a in assignments} - set(group.roles))
+    if extra_roles:
+        checks.append(Check(subject, False, f"has roles the playbook does not declare: {', '.join(extra_roles)}"))
+    if not checks:
+        checks.append(Check(subject, True, f"members {_names(list(wanted_members))}; "
+                                           f"{', '.join(group.roles)} on {scope.name if scope else 'Organization'!r}"))
+    return checks
+
+
+def _role_assignment(assignment: Any, playbook: Playbook, snapshot: Snapshot, declared: set[str]) -> list[Check]:
+    name = assignment.assignment_name
+    subject = f"role assignment {name!r}"
+    found = next((a for a in snapshot.assignments if str(a.get("name", "")).lower() == name.lower()), None)
+    if found is None:
+        return [Check(subject, False, f"role assignment {name!r} does not exist")]
+    declared.add(name.lower())
+    checks = []
+    scope = playbook.scope_named(assignment.scope)
+    want = scope.name if scope else ""
+    if str(found.get("scope") or "").lower() != want.lower():
+        checks.append(Check(subject, False, f"write scope is {found.get('scope') or 'Organization'!r}, declared "
+                                            f"{want or 'Organization'!r}"))
+    if str(found.get("role", "")).lower() != assignment.role.lower():
+        checks.append(Check(subject, False, f"role is {found.get('role')!r}, declared {assignment.role!r}"))
+    if assignment.user:
+        effective = _effective_users(snapshot, {name.lower()}) if assignment.role == IMPERSONATION_ROLE else {
+            str(found.get("user", "")).lower()}
+        if effective != {assignment.user.lower()}:
+            checks.append(Check(subject, False, f"effective users are {_names(list(effective))}, declared "
+                                                f"{assignment.user.lower()}"))
+    return checks or [Check(subject, True, f"{assignment.role} for {assignment.assignee} on "
+                                           f"{want or 'Organization'!r}")]
+
+
+def _other_grants(playbook: Playbook, snapshot: Snapshot, declared: set[str], principals: set[str]) -> list[Check]:
+    checks = []
+    by_name = {str(a.get("name", "")).lower(): a for a in snapshot.assignments}
+    for row in snapshot.effective:
+        user = str(row.get("user") or row.get("user_name")).lower()
+        assignment = str(row.get("assignment", "")).lower()
+        if user in principals and assignment not in declared and row.get("role") == IMPERSONATION_ROLE:
+            found = by_name.get(assignment, {})
+            where = found.get("scope") or found.get("ou_scope") or "the whole organisation"
+            checks.append(Check(f"principal {user!r}", False, f"also holds ApplicationImpersonation through "
+                                f"assignment {row.get('assignment')!r} (scope: {where}), which the playbook does "
+                                "not declare"))
+    delegated = {(m.lower(), d.user.lower()) for d in playbook.delegates for m in d.mailboxes}
+    for permission in snapshot.permissions:
+        user = str(permission.get("user") or permission.get("user_name")).lower()
+        mailbox = str(permission.get("mailbox", "")).lower()
+        if user in principals | {d.user.lower() for d in playbook.delegates} and "FullAccess" in str(
+                permission.get("rights")) and (mailbox, user) not in delegated:
+            checks.append(Check(f"principal {user!r}", False, f"also holds FullAccess on {mailbox}, which the "
+                                                             "playbook does not declare"))
+    for delegate in playbook.delegates:
+        for mailbox in delegate.mailboxes:
+            held = any(str(p.get("mailbox", "")).lower() == mailbox.lower()
+                       and str(p.get("user") or p.get("user_name")).lower() == delegate.user.lower()
+                       and "FullAccess" in str(p.get("rights")) for p in snapshot.permissions)
+            checks.append(Check(f"delegate {delegate.user.lower()!r}", held,
+                                f"FullAccess on {mailbox.lower()}" + ("" if held else " is missing")))
+    return checks
+
+
+def _applications(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
+    checks = []
+    for app in playbook.applications:
+        principal = snapshot.principal(app.app_id)
+        subject = f"application {app.name!r}"
+        if principal is None:
+            checks.append(Check(subject, False, f"no service principal for app {app.app_id}"))
+        elif str(principal.get("object_id", "")).lower() != app.object_id:
+            checks.append(Check(subject, False, f"service principal object id is {principal.get('object_id')}, "
+                                                f"declared {app.object_id}"))
+    for assignment in playbook.application_role_assignments:
+        name = assignment.assignment_name
+        subject = f"application role assignment {name!r}"
+        found = next((a for a in snapshot.assignments if str(a.get("name", "")).lower() == name.lower()), None)
+        scope = playbook.scope_named(assignment.scope)
+        if found is None:
+            checks.append(Check(subject, False, f"application role assignment {name!r} does not exist"))
+            continue
+        if str(found.get("resource_scope") or "").lower() != (scope.name.lower() if scope else ""):
+            checks.append(Check(subject, False, f"resource scope is {found.get('resource_scope') or 'Organization'!r}"
+                                                f", declared {scope.name if scope else 'Organization'!r}"))
+            continue
+        app = playbook.application_named(assignment.application)
+        rows = [r for r in snapshot.authorizations if app and str(r.get("app_id")).lower() == app.app_id
+                and str(r.get("role", "")).lower() == assignment.role.lower()]
+        if scope is not None and not rows:
+            checks.append(Check(subject, False, "Test-ServicePrincipalAuthorization returned nothing for the app"))
+        for row in rows:
+            resource = str(row.get("resource"))
+            in_scope = str(row.get("in_scope")).lower() == "true"
+            is_room = any(str(r.get("address", "")).lower() == resource.lower()
+                          for r in snapshot.previews.get(scope.name.lower() if scope else "", []))
+            ok = in_scope == is_room
+            what = "a room in the scope" if is_room else "a mailbox outside the scope"
+            checks.append(Check(subject, ok, f"Test-ServicePrincipalAuthorization: {resource} ({what}) is "
+                                             f"{'in' if in_scope else 'not in'} scope"))
+    for policy in playbook.application_access_policies:
+        app = playbook.application_named(policy.application)
+        found = any(app and str(p.get("app_id", "")).lower() == app.app_id for p in snapshot.policies)
+        checks.append(Check(f"application access policy {policy.application!r}", bool(found),
+                            f"{policy.access_right} to members of {policy.group}" + ("" if found else " is missing")))
+    return checks

@@ -19,7 +19,8 @@ class Snapshot:
     assignments: list[dict[str, Any]] = field(default_factory=list)
     effective: list[dict[str, Any]] = field(default_factory=list)
     permissions: list[dict[str, Any]] = field(default_factory=list)
-    previews: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # lower-case scope name → recipients
+    previews: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # declared filter: scope → recipients
+    live_previews: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # the target's stored filter
     principals: list[dict[str, Any]] = field(default_factory=list)
     policies: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[dict[str, Any]] = field(default_factory=list)
@@ -41,10 +42,10 @@ class Snapshot:
                 snapshot.effective.append(fact)
             elif kind == "permission":
                 snapshot.permissions.append(fact)
-            elif kind == "preview":
+            elif kind in ("preview", "live_preview"):
                 recipients = fact.get("recipients") or []
-                snapshot.previews[str(fact["scope"]).lower()] = (recipients if isinstance(recipients, list)
-                                                                 else [recipients])
+                target = snapshot.previews if kind == "preview" else snapshot.live_previews
+                target[str(fact["scope"]).lower()] = recipients if isinstance(recipients, list) else [recipients]
             elif kind == "principal":
                 snapshot.principals.append(fact)
             elif kind == "policy":

@@ -66,7 +66,7 @@ def _scopes(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
         wanted = opath.to_text(scope.filter_tree())
         if _canonical(str(found.get("filter", ""))) != wanted:
             checks.append(Check(subject, False, f"filter is {found.get('filter')!r}, declared {wanted!r}"))
-        recipients = snapshot.previews.get(scope.name.lower(), [])
+        recipients = snapshot.live_previews.get(scope.name.lower(), [])
         outside = beyond_resources(recipients)
         if outside:
             counts = count_types(outside)

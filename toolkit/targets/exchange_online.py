@@ -276,7 +276,15 @@ class ExchangeOnlineTarget(Target):
                        "scope_name": p.get("ScopeName"), "access_right": p.get("AccessRight"),
                        "description": p.get("Description") or ""} for p in self.invoke("Get-ApplicationAccessPolicy")]
             previews: dict[str, list[dict[str, Any]]] = {}
+            stored = {_lower(f["name"]): f for f in facts if f["type"] == "scope"}
             for scope in playbook.scopes:
+                live = stored.get(scope.name.lower())
+                if live is not None:
+                    matched = self.invoke("Get-Recipient", {"RecipientPreviewFilter": live["filter"],
+                                                            "ResultSize": "Unlimited"})
+                    facts.append({"type": "live_preview", "scope": scope.name, "recipients": [
+                        {"name": r.get("Name"), "type": r.get("RecipientTypeDetails"),
+                         "address": r.get("PrimarySmtpAddress")} for r in matched]})
                 matched = self.invoke("Get-Recipient", {"RecipientPreviewFilter": scope.filter_text(),
                                                         "ResultSize": "Unlimited"})
                 previews[scope.name] = [{"name": r.get("Name"), "type": r.get("RecipientTypeDetails"),

@@ -1,0 +1,162 @@
+"""verify, scope preview, drift and export on the sandbox organisation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO
+from toolkit.targets.sandbox import SandboxTarget
+
+CLASSIC = REPO / "playbooks" / "classic.yaml"
+SAMPLE_CSV = REPO / "playbooks" / "recipients.sample.csv"
+
+
+def by_hand(script: str) -> None:
+    result = SandboxTarget().run_script("$ErrorActionPreference = 'Stop'\n" + script)
+    assert result.exit_code == 0, result.stderr
+
+
+def failures(cli, playbook=CLASSIC):
+    result = cli("verify", playbook, "--output", "json")
+    data = json.loads(result.stdout)
+    assert result.exit_code == (0 if data["ok"] else 1)
+    return [f"{c['subject']}: {c['message']}" for c in data["checks"] if not c["ok"]]
+
+
+@pytest.fixture
+def applied(cli, sandbox_state):
+    assert cli("apply", CLASSIC, "--yes").exit_code == 0
+
+
+def test_a_correct_setup_verifies(cli, applied):
+    assert failures(cli) == []
+    text = cli("verify", CLASSIC)
+    assert "PASS" in text.stdout and "Verify: 2 passed, 0 failed." in text.stdout
+
+
+def test_extra_member_added_by_hand(cli, applied):
+    by_hand("Add-RoleGroupMember -Identity 'Room booking service accounts' -Member 'anna.adler@contoso.com'")
+    assert failures(cli) == [
+        "role group 'Room booking service accounts': has members the playbook does not declare: "
+        "anna.adler@contoso.com",
+        "role group 'Room booking service accounts': effective users of ApplicationImpersonation are "
+        "anna.adler@contoso.com, svc-rooms@contoso.com, declared svc-rooms@contoso.com"]
+    assert cli("plan", CLASSIC, "--detailed-exitcode").exit_code == 2
+
+
+def test_filter_widened_to_all_mailboxes(cli, applied):
+    by_hand("Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter \"RecipientTypeDetails -like '*Mailbox'\"")
+    found = failures(cli)
+    assert found[0] == ("scope 'Room mailboxes': filter is \"RecipientTypeDetails -like '*Mailbox'\", declared "
+                        "\"RecipientTypeDetails -eq 'RoomMailbox'\"")
+    assert found[1].startswith("scope 'Room mailboxes': matches recipients that are not rooms: 2 SharedMailbox, "
+                               "34 UserMailbox (e.g. ")
+    assert cli("plan", CLASSIC, "--detailed-exitcode").exit_code == 2
+
+
+def test_org_wide_impersonation_on_the_managed_group(cli, applied):
+    by_hand("New-ManagementRoleAssignment -Name 'Impersonation everywhere' -SecurityGroup "
+            "'Room booking service accounts' -Role ApplicationImpersonation | Out-Null")
+    assert "role group 'Room booking service accounts': assignment 'Impersonation everywhere' has write scope " \
+           "'Organization', declared 'Room mailboxes'" in failures(cli)
+    plan = json.loads(cli("plan", CLASSIC, "--output", "json").stdout)
+    assert plan["changes"][1]["fields"] == [{"field": "scope", "before": "(organisation)", "after": "Room mailboxes"}]
+
+
+def test_org_wide_impersonation_granted_directly(cli, applied):
+    by_hand("New-ManagementRoleAssignment -Name 'Old impersonation' -User 'svc-rooms@contoso.com' "
+            "-Role ApplicationImpersonation | Out-Null")
+    assert failures(cli) == [
+        "principal 'svc-rooms@contoso.com': also holds ApplicationImpersonation through assignment 'Old "
+        "impersonation' (scope: the whole organisation), which the playbook does not declare"]
+
+
+def test_full_access_held_outside_the_playbook(cli, applied):
+    by_hand("Add-MailboxPermission -Identity 'reception@contoso.com' -User 'svc-rooms@contoso.com' "
+            "-AccessRights FullAccess -AutoMapping $false | Out-Null")
+    assert failures(cli) == ["principal 'svc-rooms@contoso.com': also holds FullAccess on reception@contoso.com, "
+                             "which the playbook does not declare"]
+
+
+def test_scope_removed(cli, applied):
+    by_hand("Set-ManagementRoleAssignment -Identity 'ApplicationImpersonation-Room booking service accounts' "
+            "-RecipientRelativeWriteScope Organization\nRemove-ManagementScope -Identity 'Room mailboxes' -Confirm:$false")
+    assert failures(cli) == [
+        "scope 'Room mailboxes': management scope 'Room mailboxes' does not exist",
+        "role group 'Room booking service accounts': assignment 'ApplicationImpersonation-Room booking service "
+        "accounts' has write scope 'Organization', declared 'Room mailboxes'"]
+    plan = json.loads(cli("plan", CLASSIC, "--detailed-exitcode", "--output", "json").stdout)
+    assert [c["action"] for c in plan["changes"]] == ["create", "update"]
+    assert cli("apply", CLASSIC, "--yes").exit_code == 0
+    assert failures(cli) == []
+
+
+@pytest.mark.parametrize("args", [("--principal", "svc-rooms@contoso.com"), ("--role", "ApplicationImpersonation")])
+def test_export_then_apply_is_a_no_op(cli, applied, tmp_path, args):
+    assert cli("apply", REPO / "playbooks" / "delegate-access.yaml", "--yes").exit_code == 0
+    out = tmp_path / "exported.yaml"
+    result = cli("export", *args, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    assert "# found: role groups" in text
+    plan = cli("plan", out, "--detailed-exitcode", "--output", "json")
+    assert plan.exit_code == 0, plan.stdout
+    counts = json.loads(plan.stdout)["counts"]
+    assert counts == {"create": 0, "update": 0, "delete": 0, "noop": 5 if args[0] == "--principal" else 5}
+    applied_again = json.loads(cli("apply", out, "--yes", "--output", "json").stdout)
+    assert {r["action"] for r in applied_again["results"]} == {"unchanged"}
+
+
+def test_export_of_nothing(cli, sandbox_state):
+    result = cli("export", "--principal", "nobody@contoso.com")
+    assert result.exit_code == 1
+    assert "nothing found for 'nobody@contoso.com' on target sandbox" in result.stderr
+
+
+def test_offline_preview_against_the_sample(cli, write_playbook):
+    result = cli("scope", "preview", CLASSIC, "--recipients", SAMPLE_CSV, "--output", "json")
+    assert result.exit_code == 0
+    scope = json.loads(result.stdout)["scopes"][0]
+    assert scope["counts"] == {"RoomMailbox": 17} and scope["ok"]
+    wide = write_playbook("exkit: 1\nname: w\nscopes:\n  - {name: Berlin, office: Berlin}\n"
+                          "  - {name: List, member_of: 'CN=Berlin Rooms,OU=Rooms,DC=contoso,DC=com'}\n")
+    result = cli("scope", "preview", wide, "--recipients", SAMPLE_CSV, "--output", "json")
+    assert result.exit_code == 1
+    berlin, room_list = json.loads(result.stdout)["scopes"]
+    assert berlin["counts"] == {"EquipmentMailbox": 1, "RoomList": 1, "RoomMailbox": 4, "SharedMailbox": 1,
+                                "UserMailbox": 8}
+    assert berlin["problem"].startswith("matches 1 RoomList, 1 SharedMailbox, 8 UserMailbox (e.g. ")
+    assert room_list["problem"] == ("uses MemberOfGroup, which a Get-Recipient export does not contain: preview it "
+                                    "live")
+
+
+def test_live_preview_follows_member_of(cli, sandbox_state, write_playbook):
+    path = write_playbook("exkit: 1\nname: l\nscopes:\n  - {name: List, rooms: true, member_of: "
+                          "'CN=Berlin Rooms,OU=Rooms,DC=contoso,DC=com'}\n")
+    result = cli("scope", "preview", path, "--output", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["scopes"][0]["counts"] == {"RoomMailbox": 4}
+
+
+def test_bad_recipients_file(cli, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Name,Office\nx,y\n")
+    result = cli("scope", "preview", CLASSIC, "--recipients", bad)
+    assert result.exit_code == 1
+    assert "is not a Get-Recipient export: it needs a RecipientTypeDetails column" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".md", ".html"])
+def test_run_report(cli, sandbox_state, tmp_path, suffix):
+    report = tmp_path / f"report{suffix}"
+    result = cli("apply", CLASSIC, "--yes", "--report", report)
+    assert result.exit_code == 0
+    text = report.read_text()
+    sha = next(line.split()[3].rstrip(".") for line in result.stdout.splitlines() if "Script sha256" in line)
+    assert sha in text
+    for expected in ("Plan", "Results", "Verify", "Room booking service accounts", "PASS", "2 passed, 0 failed"):
+        assert expected in text
+    if suffix == ".html":
+        assert text.startswith("<!DOCTYPE html>")

@@ -308,3 +308,31 @@ def test_plaintext_client_secret_is_rejected(cli, tmp_path):
     assert result.exit_code == 1
     assert "a plaintext secret is not allowed in an inventory" in result.stderr
     assert "Sup3rS3cretValue" not in result.stderr
+
+
+def test_verify_preview_export_and_drift_on_exchange_online(cli, exo, tmp_path):
+    server, inventory = exo
+    target = ("-i", inventory, "-t", "cert")
+    assert cli("apply", ROOMS, *target, "--yes").exit_code == 0
+    verified = cli("verify", ROOMS, *target, "--output", "json")
+    assert verified.exit_code == 0, verified.stdout
+    checks = json.loads(verified.stdout)["checks"]
+    assert [c["message"] for c in checks if "Test-ServicePrincipalAuthorization" in c["message"]] == [
+        "Test-ServicePrincipalAuthorization: room-berlin-1@contoso.com (a room in the scope) is in scope",
+        "Test-ServicePrincipalAuthorization: admin@contoso.com (a mailbox outside the scope) is not in scope"]
+    assert cli("scope", "preview", ROOMS, *target).exit_code == 0
+    out = tmp_path / "exported.yaml"
+    exported = cli("export", *target, "--principal", "Room booking app", "-o", out)
+    assert exported.exit_code == 0, exported.stderr
+    assert "application_role_assignments" in out.read_text()
+    assert cli("plan", out, *target, "--detailed-exitcode").exit_code == 0
+    # someone widens the scope to every mailbox: the sample user mailbox is now in scope
+    from toolkit.targets.sandbox import SandboxTarget
+
+    SandboxTarget(server.state_path, platform="exchange-online").run_script(
+        "Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter \"RecipientTypeDetails -like '*Mailbox'\"")
+    broken = json.loads(cli("verify", ROOMS, *target, "--output", "json").stdout)
+    failed = [c["message"] for c in broken["checks"] if not c["ok"]]
+    assert "Test-ServicePrincipalAuthorization: admin@contoso.com (a mailbox outside the scope) is in scope" in failed
+    assert any(m.startswith("matches recipients that are not rooms") for m in failed)
+    assert cli("plan", ROOMS, *target, "--detailed-exitcode").exit_code == 2

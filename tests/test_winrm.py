@@ -306,3 +306,28 @@ def test_example_inventory_loopback_target(cli, tmp_path, monkeypatch):
         assert result.exit_code == 0, result.stderr
         assert "Summary: 2 created." in result.stdout
         assert store.load(server.state_path).role_group("Room booking service accounts") is not None
+
+
+def test_verify_preview_export_and_drift_over_winrm(cli, winrm_lab, tmp_path):
+    server, inventory = winrm_lab()
+    target = ("-i", inventory, "-t", "lab")
+    assert cli("apply", CLASSIC, *target, "--yes").exit_code == 0
+    before = sum(server.counts.values())
+    verified = cli("verify", CLASSIC, *target)
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    assert server.counts["Create"] == 3  # facts, apply, and one shell for the whole verify snapshot
+    assert sum(server.counts.values()) - before == 6
+    preview = cli("scope", "preview", CLASSIC, *target, "--output", "json")
+    assert preview.exit_code == 0
+    out = tmp_path / "exported.yaml"
+    assert cli("export", *target, "--principal", "svc-rooms@contoso.com", "-o", out).exit_code == 0
+    assert cli("plan", out, *target, "--detailed-exitcode").exit_code == 0
+    # drift made by hand on the "server": verify names it, plan shows it
+    from toolkit.targets.sandbox import SandboxTarget
+
+    SandboxTarget(server.state_path).run_script(
+        "Add-RoleGroupMember -Identity 'Room booking service accounts' -Member 'anna.adler@contoso.com'")
+    broken = cli("verify", CLASSIC, *target)
+    assert broken.exit_code == 1
+    assert "anna.adler@contoso.com" in broken.stdout
+    assert cli("plan", CLASSIC, *target, "--detailed-exitcode").exit_code == 2

@@ -160,3 +160,16 @@ def test_run_report(cli, sandbox_state, tmp_path, suffix):
         assert expected in text
     if suffix == ".html":
         assert text.startswith("<!DOCTYPE html>")
+
+
+def test_exchange_online_app_with_an_undeclared_tenant_wide_role(cli, sandbox_state):
+    online = REPO / "playbooks" / "online-rooms.yaml"
+    assert cli("apply", online, "--yes").exit_code == 0
+    assert failures(cli, online) == []
+    result = SandboxTarget(platform="exchange-online").run_script(
+        "New-ManagementRoleAssignment -Name 'Mail everywhere' -App '0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21' "
+        "-Role 'Application Mail.Read' | Out-Null")
+    assert result.exit_code == 0, result.stderr
+    assert failures(cli, online) == [
+        "application 'Room booking app': also holds Application Mail.Read through assignment 'Mail everywhere' "
+        "(scope: the whole organisation), which the playbook does not declare"]

@@ -218,6 +218,17 @@ def _applications(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
             what = "a room in the scope" if is_room else "a mailbox outside the scope"
             checks.append(Check(subject, ok, f"Test-ServicePrincipalAuthorization: {resource} ({what}) is "
                                              f"{'in' if in_scope else 'not in'} scope"))
+    declared = {a.assignment_name.lower() for a in playbook.application_role_assignments}
+    for app in playbook.applications:
+        principal = snapshot.principal(app.app_id)
+        display = str(principal.get("display_name", "")).lower() if principal else app.name.lower()
+        for assignment in snapshot.assignments:
+            if (str(assignment.get("assignee", "")).lower() == display
+                    and str(assignment.get("name", "")).lower() not in declared):
+                checks.append(Check(f"application {app.name!r}", False, f"also holds {assignment.get('role')} through "
+                                    f"assignment {assignment.get('name')!r} (scope: "
+                                    f"{assignment.get('resource_scope') or 'the whole organisation'}), which the "
+                                    "playbook does not declare"))
     for policy in playbook.application_access_policies:
         app = playbook.application_named(policy.application)
         found = any(app and str(p.get("app_id", "")).lower() == app.app_id for p in snapshot.policies)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.playbook.model import Playbook
-from toolkit.resources.base import Call, FieldChange, Resource, differs_text
+from toolkit.resources.base import Call, FieldChange, Resource, assignment_changes
 
 KIND = "ApplicationRoleAssignment"
 TEMPLATE = "application_role_assignment.ps1.j2"
@@ -26,12 +26,7 @@ def desired(playbook: Playbook) -> list[Resource]:
 
 def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
     fields = resource.fields
-    changes = []
-    if not fact.get("assignee_matches"):
-        changes.append(FieldChange("role/application (replaced)", f"{fact.get('role')} → {fact.get('assignee')}",
-                                   f"{fields['role']} → {fields['application']}"))
-    changes += differs_text("scope", fact.get("scope"), fields["scope"])
-    return changes
+    return assignment_changes(fact, fields["role"], fields["application"], fields["scope"], "application")
 
 
 def calls(resource: Resource, fact: dict[str, Any], action: str, app_object_id: str = "") -> list[Call]:

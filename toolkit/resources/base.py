@@ -31,6 +31,16 @@ def differs_set(field: str, before: list[str] | None, after: list[str]) -> list[
     return [FieldChange(field, have, want)] if have != want else []
 
 
+def assignment_changes(fact: dict[str, Any], role: str, assignee: str, scope: str | None,
+                       assignee_word: str = "assignee") -> list[FieldChange]:
+    """Drift of a role assignment: another role or assignee means replacing it; the scope can be changed."""
+    changes = []
+    if not fact.get("assignee_matches"):
+        changes.append(FieldChange(f"role/{assignee_word} (replaced)", f"{fact.get('role')} → {fact.get('assignee')}",
+                                   f"{role} → {assignee}"))
+    return changes + differs_text("scope", fact.get("scope"), scope)
+
+
 @dataclass(frozen=True)
 class Call:
     """One cmdlet invocation, as the Exchange Online REST connector sends it (parameters by name)."""

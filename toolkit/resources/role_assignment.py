@@ -5,7 +5,7 @@ from __future__ import annotations
 from toolkit.playbook.model import Playbook
 from typing import Any
 
-from toolkit.resources.base import FieldChange, Resource, differs_text
+from toolkit.resources.base import FieldChange, Resource, assignment_changes
 
 KIND = "ManagementRoleAssignment"
 TEMPLATE = "role_assignment.ps1.j2"
@@ -29,9 +29,4 @@ def desired(playbook: Playbook) -> list[Resource]:
 
 def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
     fields = resource.fields
-    changes = []
-    if not fact.get("assignee_matches"):
-        changes.append(FieldChange("role/assignee (replaced)", f"{fact.get('role')} → {fact.get('assignee')}",
-                                   f"{fields['role']} → {fields['assignee']}"))
-    changes += differs_text("scope", fact.get("scope"), fields["scope"])
-    return changes
+    return assignment_changes(fact, fields["role"], fields["assignee"], fields["scope"], "assignee")

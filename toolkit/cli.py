@@ -13,9 +13,12 @@ from toolkit import __version__
 from toolkit.errors import ExkitError
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
 from toolkit.playbook.model import Playbook
+from toolkit.playbook.load import peek_platform
 from toolkit.playbook.validate import load_and_validate, require_playbook
 from toolkit.render.engine import RenderError, render_script, write_script
 from toolkit.inventory import resolve_target
+from rich.text import Text
+
 from toolkit import report
 from toolkit.sandbox import org as sandbox_org
 from toolkit.targets.base import TargetError
@@ -90,23 +93,46 @@ def validate(
 
 @app.command()
 def render(
-    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write the script here (UTF-8 with BOM) instead of "
-                                                            "standard output.")] = None,
+    playbooks: Annotated[list[Path], typer.Argument(help="Playbook files.")],
+    out: Annotated[Path | None, typer.Option("--out", help="A .ps1 file for one script; any other path is a "
+                                                            "folder for one script per playbook × target and a "
+                                                            "manifest.json (for review in pull requests).")] = None,
     templates: TemplatesOption = None,
     var: VarOption = None,
     inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Take variables and the connection "
-                                                                             "preamble from a target.")] = None,
-    target: Annotated[str | None, typer.Option("--target", "-t", help="Target name in the inventory.")] = None,
+                                                                             "preamble from targets.")] = None,
+    target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Target name(s); in a folder render, "
+                                                                            "default: every target of the playbook's "
+                                                                            "platform.")] = None,
     destroy: Annotated[bool, typer.Option("--destroy", help="Render the removal script instead.")] = False,
     strict: StrictOption = False,
 ) -> None:
-    """Render a playbook into an idempotent Exchange PowerShell script (nothing is contacted)."""
+    """Render playbooks into idempotent Exchange PowerShell scripts (nothing is contacted)."""
+    from toolkit import review
+
+    cli_vars = parse_vars(var)
+    if out is not None and out.suffix.lower() != ".ps1":
+        if destroy:
+            _fail("a reviewed folder holds apply scripts: render --destroy to a .ps1 file or standard output", 2)
+        for path in playbooks:
+            load_or_exit(path, cli_vars, strict)  # every problem of every playbook, with positions, first
+        try:
+            rendered = review.render_set(playbooks, inventory, target, cli_vars, templates)
+            review.write_set(out, rendered, inventory, templates)
+        except PlaybookError as exc:
+            print_diagnostics(exc.diagnostics)
+            raise typer.Exit(1) from None
+        except (ExkitError, RenderError, TargetError) as exc:
+            _fail(str(exc))
+        typer.echo(f"wrote {len(rendered)} script(s) and {review.MANIFEST} to {out}", err=True)
+        return
+    if len(playbooks) != 1 or (target and len(target) > 1):
+        _fail("one playbook and one target render to a file or standard output; use --out FOLDER for several", 2)
     connection = None
     variables: dict[str, Any] = {}
     if inventory is not None:
         try:
-            resolved = resolve_target(inventory, target, _platform_of(playbook))
+            resolved = resolve_target(inventory, target[0] if target else None, peek_platform(playbooks[0]))
             connection = resolved.target.connection()
         except PlaybookError as exc:
             print_diagnostics(exc.diagnostics)
@@ -114,7 +140,7 @@ def render(
         except (ExkitError, TargetError) as exc:
             _fail(str(exc))
         variables = resolved.variables
-    model = load_or_exit(playbook, {**variables, **parse_vars(var)}, strict)
+    model = load_or_exit(playbooks[0], {**variables, **cli_vars}, strict)
     try:
         script = render_script(model, state="absent" if destroy else "present", templates=templates,
                                connection=connection)
@@ -125,6 +151,82 @@ def render(
     else:
         write_script(out, script)
         typer.echo(f"wrote {out} (sha256 {script.sha256})", err=True)
+
+
+@app.command()
+def diff(
+    versions: Annotated[list[str], typer.Argument(help="OLD NEW: playbook files or REV:path git versions; with "
+                                                       "--base, the playbooks to compare with that revision.")],
+    base: Annotated[str | None, typer.Option("--base", help="Compare each playbook with its version at this git "
+                                                            "revision.")] = None,
+    inventory: InventoryOption = None,
+    target: TargetOption = None,
+    var: VarOption = None,
+    templates: TemplatesOption = None,
+) -> None:
+    """Unified diff of the rendered scripts plus a resource-level summary. Exit 1 when they differ (CI gates)."""
+    import tempfile
+
+    from toolkit import review
+    from toolkit.report import console
+
+    pairs = [(f"{base}:{v}", v) for v in versions] if base else [tuple(versions)] if len(versions) == 2 else None
+    if not pairs:
+        _fail("give OLD and NEW (files or REV:path), or --base REV and playbooks", 2)
+    out = console()
+    differ = False
+    cli_vars = parse_vars(var)
+    with tempfile.TemporaryDirectory() as scratch:
+        for old_spec, new_spec in pairs:  # type: ignore[union-attr]
+            scripts = []
+            for index, spec in enumerate((old_spec, new_spec)):
+                try:
+                    label, text = review.read_version(spec)
+                except ExkitError as exc:
+                    _fail(str(exc))
+                copy = Path(scratch) / str(index) / Path(spec.rpartition(":")[2] or spec).name
+                copy.parent.mkdir(exist_ok=True)
+                copy.write_text(text, encoding="utf-8")
+                try:
+                    resolved = resolve_target(inventory, target, peek_platform(copy))
+                    model = load_or_exit(copy, {**resolved.variables, **cli_vars})
+                    scripts.append((label, render_script(model, templates=templates,
+                                                         connection=resolved.target.connection())))
+                except (ExkitError, RenderError, TargetError) as exc:
+                    _fail(f"{spec}: {exc}")
+            (old_label, old), (new_label, new) = scripts
+            if old.text == new.text:
+                continue
+            differ = True
+            for line in review.summarize(old.resources, new.resources):
+                out.print(Text(line, style={"+": "green", "-": "red", "~": "yellow"}[line[0]]))
+            for line in review.unified(old_label, old.text, new_label, new.text):
+                style = ("bold" if line.startswith(("+++", "---")) else "cyan" if line.startswith("@@")
+                         else "green" if line.startswith("+") else "red" if line.startswith("-") else "")
+                out.print(Text(line.rstrip("\n"), style=style))
+    raise typer.Exit(1 if differ else 0)
+
+
+@app.command()
+def check(
+    folder: Annotated[Path, typer.Argument(help="A reviewed folder (scripts + manifest.json).")],
+    var: VarOption = None,
+) -> None:
+    """For CI: fail when the committed scripts are stale relative to the playbooks. Run from the repository root."""
+    from toolkit import review
+
+    try:
+        problems = review.check(folder, parse_vars(var))
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(1) from None
+    except (ExkitError, RenderError, TargetError) as exc:
+        _fail(str(exc))
+    for problem in problems:
+        typer.echo(f"{folder}/{problem}", err=True)
+    if problems:
+        _fail(f"{len(problems)} reviewed script(s) are stale: run exkit render … --out {folder}, review, commit")
+    typer.echo(f"{folder}: the reviewed scripts match the playbooks", err=True)
 
 
 @app.command()
@@ -173,23 +275,11 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for con
 OutputOption = Annotated[str, typer.Option("--output", "-o", help="text or json")]
 
 
-def _platform_of(playbook: Path) -> str:
-    """The playbook's platform key, read without validating (the default target depends on it)."""
-    from ruamel.yaml import YAML
-
-    try:
-        data = YAML(typ="safe").load(playbook.read_text(encoding="utf-8"))
-    except Exception:  # any problem is reported properly by validation a moment later
-        return "exchange-server"
-    platform = data.get("platform") if isinstance(data, dict) else None
-    return platform if platform in ("exchange-server", "exchange-online") else "exchange-server"
-
-
 def _prepare(playbook: Path, inventory: Path | None, target: str | None, var: list[str] | None, destroy: bool,
              templates: Path | None) -> Prepared:
     cli_vars = parse_vars(var)
     try:
-        resolved = resolve_target(inventory, target, _platform_of(playbook))
+        resolved = resolve_target(inventory, target, peek_platform(playbook))
         prepared = prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates)
     except PlaybookError as exc:
         print_diagnostics(exc.diagnostics)
@@ -225,8 +315,17 @@ def plan(
 
 
 def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
-         templates: Path | None = None) -> None:
+         templates: Path | None = None, reviewed: Path | None = None, playbook_path: Path | None = None) -> None:
     out = report.console()
+    reviewed_sha = ""
+    if reviewed is not None and playbook_path is not None:
+        from toolkit import review
+
+        try:
+            reviewed_sha = review.reviewed_sha(reviewed, playbook_path, prepared.target.name, prepared.script)
+        except ExkitError as exc:
+            _fail(str(exc), exc.exit_code)
+        typer.echo(f"The script is the reviewed one (sha256 {reviewed_sha}, {reviewed})", err=True)
     if output != "json":
         report.show_plan(out, prepared.plan, prepared.playbook.name, prepared.target.target.describe())
     if prepared.plan.pending and not yes:
@@ -243,7 +342,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
     if output == "json":
         typer.echo(report.as_json({
             "playbook": prepared.playbook.name, "target": prepared.target.name, "exit_code": result.exit_code,
-            "script_sha256": result.script_sha256,
+            "script_sha256": result.script_sha256, "reviewed_sha256": reviewed_sha or None,
             "results": [r.__dict__ for r in result.results]}))
     else:
         report.show_results(out, result)
@@ -258,7 +357,8 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
                 typer.echo(f"exkit: warning: verify for the report failed: {exc}", err=True)
         report_path.write_text(report.run_report(
             playbook=prepared.playbook.name, target=prepared.target.name, plan=prepared.plan, result=result,
-            checks=checks, html=report_path.suffix.lower() in (".html", ".htm")), encoding="utf-8")
+            checks=checks, html=report_path.suffix.lower() in (".html", ".htm"), reviewed_sha256=reviewed_sha),
+            encoding="utf-8")
         typer.echo(f"wrote the run report {report_path}", err=True)
     if not result.ok:
         typer.echo("exkit: error: " + report.failure_message(result), err=True)
@@ -276,9 +376,12 @@ def apply(
     output: OutputOption = "text",
     report_file: Annotated[Path | None, typer.Option("--report", help="Write a run report (Markdown, or HTML for "
                                                                       ".html) with plan, results, verify.")] = None,
+    reviewed: Annotated[Path | None, typer.Option("--reviewed", help="Refuse to run unless the script is the one "
+                                                                     "in this reviewed folder's manifest.")] = None,
 ) -> None:
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
-    _run(_prepare(playbook, inventory, target, var, False, templates), yes, output, "apply", report_file, templates)
+    _run(_prepare(playbook, inventory, target, var, False, templates), yes, output, "apply", report_file, templates,
+         reviewed, playbook)
 
 
 @app.command()
@@ -323,7 +426,7 @@ def verify(
 def _target_and_playbook(playbook: Path, inventory: Path | None, target: str | None,
                          var: list[str] | None) -> tuple[Any, Playbook]:
     try:
-        resolved = resolve_target(inventory, target, _platform_of(playbook))
+        resolved = resolve_target(inventory, target, peek_platform(playbook))
         model, diagnostics = load_for_target(playbook, resolved, parse_vars(var))
     except PlaybookError as exc:
         print_diagnostics(exc.diagnostics)

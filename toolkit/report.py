@@ -106,7 +106,8 @@ def show_previews(out: Console, previews: list[Any], where: str) -> None:
     out.print(table)
 
 
-def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, checks: list[Any], html: bool) -> str:
+def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, checks: list[Any], html: bool,
+               reviewed_sha256: str = "") -> str:
     """A record of one apply that a change board can file: plan, results, verify outcome, script sha256."""
     rows_plan = [(c.action, c.kind, c.name, "; ".join(f"{f.field}: {_value(f.before)} → {_value(f.after)}"
                                                      for f in c.fields)) for c in plan.changes]
@@ -115,6 +116,7 @@ def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, che
     failed = sum(not c.ok for c in checks)
     title = f"exkit run report: {playbook} on {target}"
     facts = [("Playbook", playbook), ("Target", target), ("Script sha256", result.script_sha256),
+             ("Reviewed sha256", reviewed_sha256 or "(not pinned to a review)"),
              ("Outcome", "applied" if result.ok else "FAILED"),
              ("Verify", f"{len(checks) - failed} passed, {failed} failed")]
     sections = [("Plan", ("action", "kind", "name", "changes"), rows_plan),

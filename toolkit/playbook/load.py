@@ -200,3 +200,13 @@ def _undefined(name: str, path: PathKey, variables: Mapping[str, Any], document:
     hint += f"define it under 'vars:', in the inventory, or with --var {name}=VALUE"
     diagnostics.error("undefined-variable", f"undefined variable {name!r}", document.file,
                       document.positions.of_value(path), hint)
+
+
+def peek_platform(path: str | Path) -> str:
+    """The playbook's platform key, read without validating (which target is the default depends on it)."""
+    try:
+        data = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
+    except Exception:  # any problem is reported with its position by validation a moment later
+        return "exchange-server"
+    platform = data.get("platform") if isinstance(data, dict) else None
+    return platform if platform in ("exchange-server", "exchange-online") else "exchange-server"

@@ -1,0 +1,215 @@
+"""The reviewer workflow: rendered scripts as committed artifacts, their diffs, and applies pinned to what was reviewed.
+
+A render set is one script per playbook × target, named ``<playbook stem>.<target>.ps1``, and a ``manifest.json``
+(script → sha256, playbook and its sha256, target; the toolkit version; sorted keys, LF line ends, paths as given),
+so the same inputs give the same bytes on any machine and committing the folder gives clean diffs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import toolkit
+from toolkit.errors import ExkitError
+from toolkit.inventory import DEFAULT_TARGET, ResolvedTarget, load_inventory, resolve_target
+from toolkit.playbook.load import peek_platform
+from toolkit.playbook.validate import require_playbook
+from toolkit.render.engine import RenderedScript, render_script, write_script
+from toolkit.resources import Resource
+
+MANIFEST = "manifest.json"
+BOM = b"\xef\xbb\xbf"
+
+
+class ReviewError(ExkitError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rendered:
+    file: str
+    playbook: str
+    target: str
+    playbook_sha256: str
+    script: RenderedScript
+
+
+def _posix(path: Path) -> str:
+    return str(PurePosixPath(*path.parts)) if not path.is_absolute() else path.as_posix()
+
+
+def _targets(inventory: Path | None, names: list[str] | None, platform: str) -> list[ResolvedTarget]:
+    if inventory is None:
+        return [resolve_target(None, None, platform)]
+    if names:
+        return [resolve_target(inventory, name, platform) for name in names]
+    spec = load_inventory(inventory)
+    chosen = [resolve_target(inventory, name, platform) for name in sorted(spec.targets)]
+    return [t for t in chosen if t.target.platform == platform]
+
+
+def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
+               templates: Path | None) -> Rendered:
+    model, _ = require_playbook(playbook, {**target.variables, **cli_vars})
+    script = render_script(model, templates=templates, connection=target.target.connection())
+    return Rendered(f"{playbook.stem}.{target.name}.ps1", _posix(playbook), target.name,
+                    hashlib.sha256(playbook.read_bytes()).hexdigest(), script)
+
+
+def render_set(playbooks: list[Path], inventory: Path | None, target_names: list[str] | None,
+               cli_vars: dict[str, Any], templates: Path | None) -> list[Rendered]:
+    stems = [p.stem for p in playbooks]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise ReviewError(f"playbooks with the same file name would share script names: {', '.join(duplicates)}")
+    rendered = []
+    for playbook in playbooks:
+        targets = _targets(inventory, target_names, peek_platform(playbook))
+        if not targets:
+            raise ReviewError(f"no target in {inventory} is of the platform of {playbook}")
+        rendered += [render_one(playbook, t, cli_vars, templates) for t in targets]
+    return sorted(rendered, key=lambda r: r.file)
+
+
+def manifest_text(rendered: list[Rendered], inventory: Path | None, templates: Path | None) -> str:
+    data = {
+        "toolkit_version": toolkit.__version__,
+        "inventory": _posix(inventory) if inventory else None,
+        "templates": _posix(templates) if templates else None,
+        "scripts": {r.file: {"playbook": r.playbook, "playbook_sha256": r.playbook_sha256, "target": r.target,
+                             "sha256": r.script.sha256} for r in rendered},
+    }
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def write_set(out: Path, rendered: list[Rendered], inventory: Path | None, templates: Path | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for item in rendered:
+        write_script(out / item.file, item.script)
+    (out / MANIFEST).write_bytes(manifest_text(rendered, inventory, templates).encode("utf-8"))
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReviewError(f"{path} does not exist: render the reviewed scripts with exkit render … --out "
+                          f"{directory}") from None
+    except ValueError:
+        raise ReviewError(f"{path} is not valid JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("scripts"), dict):
+        raise ReviewError(f"{path} is not an exkit manifest")
+    return data
+
+
+def check(directory: Path, cli_vars: dict[str, Any]) -> list[str]:
+    """Problems that make the committed scripts stale relative to the playbooks (empty: up to date)."""
+    manifest = read_manifest(directory)
+    inventory = Path(manifest["inventory"]) if manifest.get("inventory") else None
+    templates = Path(manifest["templates"]) if manifest.get("templates") else None
+    problems = []
+    by_playbook: dict[str, list[str]] = {}
+    for file, entry in sorted(manifest["scripts"].items()):
+        by_playbook.setdefault(entry["playbook"], []).append(entry["target"])
+    expected: dict[str, Rendered] = {}
+    for playbook, targets in sorted(by_playbook.items()):
+        if not Path(playbook).exists():
+            problems.append(f"{playbook}: the playbook no longer exists")
+            continue
+        names = None if inventory is None else targets
+        for item in render_set([Path(playbook)], inventory, names, cli_vars, templates):
+            expected[item.file] = item
+    for file, item in sorted(expected.items()):
+        committed = directory / file
+        entry = manifest["scripts"].get(file, {})
+        if not committed.exists():
+            problems.append(f"{file}: missing; render it again")
+        elif committed.read_bytes().removeprefix(BOM) != item.script.text.encode("utf-8"):
+            problems.append(f"{file}: stale — {item.playbook} renders differently now (sha256 "
+                            f"{item.script.sha256}, committed {hashlib.sha256(committed.read_bytes().removeprefix(BOM)).hexdigest()})")
+        elif entry.get("sha256") != item.script.sha256:
+            problems.append(f"{file}: the manifest's sha256 does not match the script")
+    extra = sorted(p.name for p in directory.glob("*.ps1") if p.name not in expected)
+    problems += [f"{name}: not in the manifest" for name in extra]
+    if manifest.get("toolkit_version") != toolkit.__version__:
+        problems.append(f"manifest.json: rendered by exkit {manifest.get('toolkit_version')}, this is "
+                        f"{toolkit.__version__}")
+    return problems
+
+
+def reviewed_sha(directory: Path, playbook: Path, target: str, script: RenderedScript) -> str:
+    """The reviewed sha256 for this playbook × target; refuse when the script about to run differs from it."""
+    manifest = read_manifest(directory)
+    wanted = playbook.resolve()
+    entry = next((e for e in manifest["scripts"].values()
+                  if Path(e["playbook"]).resolve() == wanted and e["target"] == target), None)
+    if entry is None:
+        raise PinningError(f"{directory / MANIFEST} has no reviewed script for {playbook} on target {target!r}: "
+                           "render it into the reviewed folder and have it reviewed")
+    if entry["sha256"] != script.sha256:
+        raise PinningError(f"refusing to apply: the script for {playbook} on {target!r} is not the reviewed one "
+                           f"(reviewed sha256 {entry['sha256']}, now {script.sha256}). The playbook, a template or "
+                           "a variable changed since review: render, review and commit again")
+    return str(entry["sha256"])
+
+
+class PinningError(ReviewError):
+    exit_code = 3
+
+
+# ----------------------------------------------------------------------------------------------------- diff
+def read_version(spec: str) -> tuple[str, str]:
+    """A playbook given as a path, or as REV:path (a git revision). Returns (label, text)."""
+    path = Path(spec)
+    if path.exists():
+        return spec, path.read_text(encoding="utf-8")
+    if ":" in spec:
+        revision, _, file = spec.partition(":")
+        result = subprocess.run(["git", "show", f"{revision}:{file}"], capture_output=True, text=True)
+        if result.returncode == 0:
+            return spec, result.stdout
+        raise ReviewError(f"cannot read {file} at git revision {revision}: {result.stderr.strip()}")
+    raise ReviewError(f"{spec} is neither a file nor REV:path")
+
+
+def unified(old_label: str, old: str, new_label: str, new: str) -> list[str]:
+    return list(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                     fromfile=old_label, tofile=new_label))
+
+
+def summarize(old: list[Resource], new: list[Resource]) -> list[str]:
+    """Resource-level changes between two desired states, in words a reviewer reads first."""
+    before = {r.key: r for r in old}
+    after = {r.key: r for r in new}
+    lines = []
+    for key in list(dict.fromkeys([*before, *after])):
+        a, b = before.get(key), after.get(key)
+        if a is None and b is not None:
+            lines.append(f"+ {b.kind} {b.name!r} added")
+        elif b is None and a is not None:
+            lines.append(f"- {a.kind} {a.name!r} removed")
+        elif a is not None and b is not None and a.fields != b.fields:
+            for field in sorted(set(a.fields) | set(b.fields)):
+                x, y = a.fields.get(field), b.fields.get(field)
+                if x == y:
+                    continue
+                if isinstance(x, list) or isinstance(y, list):
+                    added = [v for v in (y or []) if v not in (x or [])]
+                    removed = [v for v in (x or []) if v not in (y or [])]
+                    noun = field[:-1] if field.endswith("s") else field
+                    lines += [f"~ {b.kind} {b.name!r}: {noun} added: {v}" for v in added]
+                    lines += [f"~ {b.kind} {b.name!r}: {noun} removed: {v}" for v in removed]
+                else:
+                    lines.append(f"~ {b.kind} {b.name!r}: {field} changed: {x!r} → {y!r}")
+    return lines
+
+
+def default_target(platform: str) -> ResolvedTarget:
+    return resolve_target(None, DEFAULT_TARGET, platform)

@@ -12,6 +12,14 @@ REPO = Path(__file__).resolve().parent.parent
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
 
 
+@pytest.fixture(autouse=True)
+def runs_dir(tmp_path, monkeypatch):
+    """Every test writes its run records to its own folder, never to the user's state directory."""
+    path = tmp_path / "runs"
+    monkeypatch.setenv("EXKIT_RUNS_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def write_playbook(tmp_path):
     """Write a dedented playbook to a file and return its path."""

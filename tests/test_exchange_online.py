@@ -155,7 +155,7 @@ def test_cmdlet_errors_are_readable(cli, exo, write_playbook):
     assert "changed before the failure: ServicePrincipal 'Room booking app' (created)" in result.stderr
 
 
-def test_secrets_never_appear(cli, exo, caplog):
+def test_secrets_never_appear(cli, exo, caplog, runs_dir):
     import logging
 
     caplog.set_level(logging.DEBUG)
@@ -165,7 +165,9 @@ def test_secrets_never_appear(cli, exo, caplog):
         for args in (("apply", ROOMS, "--yes"), ("destroy", ROOMS, "--yes")):
             result = cli(*args, "-i", inventory, "-t", target)
             outputs += [result.stdout, result.stderr]
-    assert SECRET not in "\n".join(outputs) + caplog.text
+    records = "".join(p.read_text() for p in runs_dir.glob("*.jsonl"))
+    assert records.count('"command": "destroy"') == 2
+    assert SECRET not in "\n".join(outputs) + caplog.text + records
 
 
 def test_script_path_and_rest_path_reach_the_same_state(cli, exo, sandbox_state):

@@ -216,7 +216,7 @@ def test_script_failure_reports_applied_resources(cli, winrm_lab, write_playbook
     assert "changed before the failure: ManagementScope 'Rooms' (created)" in result.stderr
 
 
-def test_secrets_never_appear(cli, winrm_lab, monkeypatch, caplog):
+def test_secrets_never_appear(cli, winrm_lab, monkeypatch, caplog, runs_dir):
     caplog.set_level(logging.DEBUG)
     server, inventory = winrm_lab()
     outputs = []
@@ -226,7 +226,9 @@ def test_secrets_never_appear(cli, winrm_lab, monkeypatch, caplog):
     monkeypatch.setenv("EXKIT_WINRM_PASSWORD", PASSWORD + "x")
     failed = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
     outputs += [failed.stdout, failed.stderr]
-    text = "\n".join(outputs) + caplog.text + "\n".join(server.scripts_run)
+    records = "".join(p.read_text() for p in runs_dir.glob("*.jsonl"))
+    assert records.count('"command": "apply"') == 1
+    text = "\n".join(outputs) + caplog.text + "\n".join(server.scripts_run) + records
     assert PASSWORD not in text
     assert "S3cret" not in text
 

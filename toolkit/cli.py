@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -335,10 +337,22 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
             typer.echo("Nothing changed.", err=True)
             raise typer.Exit(1)
     typer.echo(f"Running script sha256 {prepared.script.sha256} on {prepared.target.target.describe()}", err=True)
+    from toolkit import runs
+
+    started = time.monotonic()
+    record = runs.new_record(command=verb, target=prepared.target.name, platform=prepared.target.target.platform,
+                             playbook=str(playbook_path) if playbook_path else "", playbook_name=prepared.playbook.name,
+                             playbook_sha256=(hashlib.sha256(playbook_path.read_bytes()).hexdigest()
+                                              if playbook_path else ""),
+                             script_sha256=prepared.script.sha256, reviewed_sha256=reviewed_sha or None)
     try:
         result = execute(prepared)
     except TargetError as exc:
+        runs.append({**record, "duration_s": round(time.monotonic() - started, 3), "exit_code": 1,
+                     "error": str(exc), "results": []})
         _fail(str(exc))
+    runs.append({**record, "duration_s": round(time.monotonic() - started, 3), "exit_code": 0 if result.ok else 1,
+                 "results": [r.__dict__ for r in result.results], "notices": result.notices})
     if output == "json":
         typer.echo(report.as_json({
             "playbook": prepared.playbook.name, "target": prepared.target.name, "exit_code": result.exit_code,
@@ -395,7 +409,8 @@ def destroy(
     output: OutputOption = "text",
 ) -> None:
     """Remove what the playbook declares (plan, confirm, run the removal script)."""
-    _run(_prepare(playbook, inventory, target, var, True, templates), yes, output, "destroy")
+    _run(_prepare(playbook, inventory, target, var, True, templates), yes, output, "destroy",
+         playbook_path=playbook)
 
 
 @app.command()
@@ -508,6 +523,49 @@ def export(
     else:
         out.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {out}", err=True)
+
+
+runs_app = typer.Typer(help="Run records of apply and destroy (an audit trail).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(
+    last: Annotated[int, typer.Option("--last", help="How many, newest last.")] = 20,
+    output: OutputOption = "text",
+) -> None:
+    """The latest run records: when, who, what, where, and how it ended."""
+    from rich.table import Table
+
+    from toolkit import runs
+
+    records = runs.read_all()[-last:]
+    if output == "json":
+        typer.echo(report.as_json(records))
+        return
+    table = Table("id", "started (UTC)", "user", "command", "target", "playbook", "result", show_edge=False)
+    for record in records:
+        counts: dict[str, int] = {}
+        for item in record.get("results", []):
+            counts[item.get("action", "?")] = counts.get(item.get("action", "?"), 0) + 1
+        outcome = ("ok" if record.get("exit_code") == 0 else "FAILED") + (
+            ": " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) if counts else "")
+        table.add_row(*(Text(str(v)) for v in (record.get("id"), record.get("started"), record.get("user"),
+                                               record.get("command"), record.get("target"),
+                                               record.get("playbook_name"), outcome)))
+    report.console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from exkit runs list.")]) -> None:
+    """One run record, whole, as JSON."""
+    from toolkit import runs
+
+    found = [r for r in runs.read_all() if str(r.get("id", "")).startswith(run_id)]
+    if len(found) != 1:
+        _fail(f"no run record {run_id!r}" if not found else f"{run_id!r} matches {len(found)} records; give more "
+                                                               "of the id")
+    typer.echo(report.as_json(found[0]))
 
 
 sandbox_app = typer.Typer(help="Inspect or reset the embedded sandbox organisation.", no_args_is_help=True)

@@ -18,7 +18,11 @@ _ACTION_STYLE = {"created": "green", "updated": "yellow", "removed": "red", "fai
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    """Rich output; not on a terminal (CI logs, pipes) tables get 200 columns instead of wrapping at 80."""
+    out = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not out.is_terminal:
+        out = Console(stderr=stderr, highlight=False, soft_wrap=True, width=200)
+    return out
 
 
 def _value(value: Any) -> str:

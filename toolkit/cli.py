@@ -132,10 +132,12 @@ def render(
         _fail("one playbook and one target render to a file or standard output; use --out FOLDER for several", 2)
     connection = None
     variables: dict[str, Any] = {}
+    layers: list[Path] = [templates] if templates else []
     if inventory is not None:
         try:
             resolved = resolve_target(inventory, target[0] if target else None, peek_platform(playbooks[0]))
             connection = resolved.target.connection()
+            layers = resolved.template_layers(templates)
         except PlaybookError as exc:
             print_diagnostics(exc.diagnostics)
             raise typer.Exit(1) from None
@@ -144,7 +146,7 @@ def render(
         variables = resolved.variables
     model = load_or_exit(playbooks[0], {**variables, **cli_vars}, strict)
     try:
-        script = render_script(model, state="absent" if destroy else "present", templates=templates,
+        script = render_script(model, state="absent" if destroy else "present", templates=layers,
                                connection=connection)
     except RenderError as exc:
         _fail(str(exc))
@@ -192,7 +194,7 @@ def diff(
                 try:
                     resolved = resolve_target(inventory, target, peek_platform(copy))
                     model = load_or_exit(copy, {**resolved.variables, **cli_vars})
-                    scripts.append((label, render_script(model, templates=templates,
+                    scripts.append((label, render_script(model, templates=resolved.template_layers(templates),
                                                          connection=resolved.target.connection())))
                 except (ExkitError, RenderError, TargetError) as exc:
                     _fail(f"{spec}: {exc}")

@@ -32,6 +32,7 @@ class SandboxTargetSpec(BaseModel):
     state: str | None = Field(None, description="State file; relative paths are relative to the inventory file. "
                                                 "Default: $EXKIT_SANDBOX_STATE or ~/.local/state/exkit/sandbox.json.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
+    templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
 
 
 class ExchangeServerTargetSpec(BaseModel):
@@ -58,6 +59,7 @@ class ExchangeServerTargetSpec(BaseModel):
                                       "(supported; a second hop) or the snap-in on the Exchange server itself.")
     exchange_uri: str | None = Field(None, description="Exchange PowerShell URI; default http://<host>/PowerShell/.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
+    templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
 
     @field_validator("password")
     @classmethod
@@ -117,6 +119,7 @@ class ExchangeOnlineTargetSpec(BaseModel):
     max_retries: int = Field(8, ge=0, description="Retries of a throttled or failed call.")
     max_wait: float = Field(60.0, gt=0, description="Longest single wait between retries, seconds.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
+    templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
 
     @field_validator("client_secret", "certificate_password")
     @classmethod
@@ -141,10 +144,38 @@ TargetSpec = Annotated[SandboxTargetSpec | ExchangeServerTargetSpec | ExchangeOn
                        Field(discriminator="kind")]
 
 
+class Group(BaseModel):
+    """Targets that share variables and template overrides, e.g. a hosting provider's tenants."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    vars: dict[str, VariableValue] = Field(default_factory=dict, description="Variables for the group's targets.")
+    templates: str | None = Field(None, description="Template folder layered over the built-in templates.")
+    targets: dict[str, TargetSpec] = Field(default_factory=dict)
+
+
 class Inventory(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     vars: dict[str, VariableValue] = Field(default_factory=dict, description="Variables for every target.")
     targets: dict[str, TargetSpec] = Field(default_factory=dict)
+    groups: dict[str, Group] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Inventory:
+        seen: dict[str, str] = {name: "the top level" for name in self.targets}
+        for group_name, group in self.groups.items():
+            for name in group.targets:
+                if name in seen:
+                    raise problem(f"target {name!r} is declared in {seen[name]} and in group {group_name!r}",
+                                  "target names must be unique across the inventory")
+                seen[name] = f"group {group_name!r}"
+        return self
+
+    def entries(self) -> dict[str, tuple[str | None, Any]]:
+        """Every target by name: (its group or None, its spec), in a stable order."""
+        found: dict[str, tuple[str | None, Any]] = {name: (None, spec) for name, spec in self.targets.items()}
+        for group_name, group in self.groups.items():
+            found.update({name: (group_name, spec) for name, spec in group.targets.items()})
+        return dict(sorted(found.items()))
 
 
 class InventoryError(ExkitError):
@@ -167,12 +198,21 @@ def load_inventory(path: Path) -> Inventory:
 
 
 class ResolvedTarget:
-    """A chosen target: its connector and the variables it supplies."""
+    """A chosen target: its connector, the variables it supplies (with where each came from), its template layers
+    (most specific first) and its group."""
 
-    def __init__(self, name: str, target: Target, variables: dict[str, Any]) -> None:
+    def __init__(self, name: str, target: Target, variables: dict[str, Any], *, group: str | None = None,
+                 templates: list[Path] | None = None, sources: dict[str, str] | None = None) -> None:
         self.name = name
         self.target = target
         self.variables = variables
+        self.group = group
+        self.templates = templates or []
+        self.sources = sources or {}
+
+    def template_layers(self, cli_templates: Path | None) -> list[Path]:
+        """--templates (most specific), then the target's folder, then its group's; the built-ins come last."""
+        return ([cli_templates] if cli_templates else []) + self.templates
 
 
 def resolve_target(inventory_path: Path | None, target_name: str | None,
@@ -186,30 +226,67 @@ def resolve_target(inventory_path: Path | None, target_name: str | None,
                                  "(see inventory.example.yaml)")
         return ResolvedTarget(DEFAULT_TARGET, SandboxTarget(platform=platform), {})
     inventory = load_inventory(inventory_path)
+    entries = inventory.entries()
     if target_name is None:
-        if len(inventory.targets) != 1:
-            names = ", ".join(sorted(inventory.targets)) or "none"
+        if len(entries) != 1:
+            names = ", ".join(entries) or "none"
             raise InventoryError(f"choose a target with -t NAME (the inventory has: {names})")
-        target_name = next(iter(inventory.targets))
-    spec = inventory.targets.get(target_name)
-    if spec is None:
+        target_name = next(iter(entries))
+    if target_name not in entries:
         import difflib
 
-        close = difflib.get_close_matches(target_name, list(inventory.targets), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f" (targets: {', '.join(sorted(inventory.targets))})"
+        close = difflib.get_close_matches(target_name, list(entries), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (targets: {', '.join(entries)})"
         raise InventoryError(f"no target {target_name!r} in {inventory_path}{hint}")
-    variables = {**inventory.vars, **spec.vars}
+    return _resolve(inventory, inventory_path, target_name, *entries[target_name])
+
+
+def _resolve(inventory: Inventory, inventory_path: Path, name: str, group_name: str | None,
+             spec: Any) -> ResolvedTarget:
+    from toolkit.targets.sandbox import SandboxTarget
+
+    base = inventory_path.parent
+    group = inventory.groups.get(group_name) if group_name else None
+    layers = [("inventory", inventory.vars), (f"group {group_name}", group.vars if group else {}),
+              (f"target {name}", spec.vars)]
+    variables: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            variables[key] = value
+            sources[key] = source
+    templates = [base / t for t in (spec.templates, group.templates if group else None) if t]
+    extra = {"group": group_name, "templates": templates, "sources": sources}
     if isinstance(spec, ExchangeOnlineTargetSpec):
         from toolkit.targets.exchange_online import ExchangeOnlineTarget
 
-        return ResolvedTarget(target_name, ExchangeOnlineTarget(spec, target_name, inventory_path.parent), variables)
+        return ResolvedTarget(name, ExchangeOnlineTarget(spec, name, base), variables, **extra)
     if isinstance(spec, ExchangeServerTargetSpec):
         from toolkit.targets.winrm import WinRMTarget
 
-        return ResolvedTarget(target_name, WinRMTarget(spec, target_name, inventory_path.parent), variables)
+        return ResolvedTarget(name, WinRMTarget(spec, name, base), variables, **extra)
     state = None
     if spec.state:
         state = Path(spec.state)
         if not state.is_absolute():
-            state = inventory_path.parent / state
-    return ResolvedTarget(target_name, SandboxTarget(state, name=target_name, platform=spec.platform), variables)
+            state = base / state
+    return ResolvedTarget(name, SandboxTarget(state, name=name, platform=spec.platform), variables, **extra)
+
+
+def select_targets(inventory_path: Path, limit: str | None = None, platform: str | None = None) -> list[ResolvedTarget]:
+    """Targets whose name or group matches the --limit pattern (fnmatch; comma-separated patterns), optionally only
+    those of one platform."""
+    import fnmatch
+
+    inventory = load_inventory(inventory_path)
+    patterns = [p.strip() for p in (limit or "*").split(",") if p.strip()]
+    chosen = []
+    for name, (group, spec) in inventory.entries().items():
+        if any(fnmatch.fnmatchcase(name, p) or (group and fnmatch.fnmatchcase(group, p)) for p in patterns):
+            resolved = _resolve(inventory, inventory_path, name, group, spec)
+            if platform is None or resolved.target.platform == platform:
+                chosen.append(resolved)
+    if not chosen:
+        raise InventoryError(f"no target of {inventory_path} matches --limit {limit!r}"
+                             + (f" on platform {platform}" if platform else ""))
+    return chosen

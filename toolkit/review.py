@@ -57,7 +57,7 @@ def _targets(inventory: Path | None, names: list[str] | None, platform: str) -> 
 def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
                templates: Path | None) -> Rendered:
     model, _ = require_playbook(playbook, {**target.variables, **cli_vars})
-    script = render_script(model, templates=templates, connection=target.target.connection())
+    script = render_script(model, templates=target.template_layers(templates), connection=target.target.connection())
     return Rendered(f"{playbook.stem}.{target.name}.ps1", _posix(playbook), target.name,
                     hashlib.sha256(playbook.read_bytes()).hexdigest(), script)
 

@@ -34,8 +34,10 @@ class Prepared:
 
 def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any], *, destroy: bool = False,
             templates: Path | None = None) -> Prepared:
+    """``templates`` is the --templates folder; the target's and its group's folders are layered under it."""
     """Validate, read the target's current state (one facts script), plan, and render the script to run."""
     playbook, diagnostics = load_for_target(playbook_path, target, cli_vars)
+    templates = target.template_layers(templates)  # type: ignore[assignment]
     connection = target.target.connection()
     facts_script = render_script(playbook, state="facts", templates=templates, connection=connection)
     facts = target.target.read_facts(facts_script)
@@ -59,7 +61,8 @@ def load_for_target(playbook_path: Path, target: ResolvedTarget,
 def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | None = None,
                   extra_roles: tuple[str, ...] = ()) -> Snapshot:
     """The target's RBAC state around the playbook (one round trip on script targets)."""
-    script = render_snapshot(playbook, templates=templates, connection=target.target.connection(),
+    script = render_snapshot(playbook, templates=target.template_layers(templates),
+                             connection=target.target.connection(),
                              extra_roles=extra_roles)
     return Snapshot.from_facts(target.target.read_snapshot(script, playbook))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,12 +38,23 @@ def builtin_templates_dir() -> Path:
     return Path(toolkit.__file__).resolve().parent.parent / "templates"
 
 
-def make_environment(platform: str, override: Path | None = None) -> jinja2.Environment:
+Templates = Path | Sequence[Path] | None
+
+
+def template_layers(templates: Templates) -> list[Path]:
+    if templates is None:
+        return []
+    return [templates] if isinstance(templates, Path) else list(templates)
+
+
+def make_environment(platform: str, override: Templates = None) -> jinja2.Environment:
+    """Search order: each override folder, most specific first (its <platform>/ sub-folder, then itself), then the
+    built-in templates of the platform, then the built-in common ones."""
     search: list[Path] = []
-    if override is not None:
-        if not override.is_dir():
-            raise RenderError(f"template directory {override} does not exist")
-        search += [override / platform, override]
+    for layer in template_layers(override):
+        if not layer.is_dir():
+            raise RenderError(f"template directory {layer} does not exist")
+        search += [layer / platform, layer]
     search += [builtin_templates_dir() / platform, builtin_templates_dir() / "common"]
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
@@ -87,7 +99,7 @@ class RenderedScript:
     state: State
 
 
-def render_script(playbook: Playbook, *, state: State = "present", templates: Path | None = None,
+def render_script(playbook: Playbook, *, state: State = "present", templates: Templates = None,
                   resources: list[Resource] | None = None, connection: Connection | None = None) -> RenderedScript:
     """Render the apply (``present``), destroy (``absent``) or read-only ``facts`` script for a playbook.
 
@@ -132,7 +144,7 @@ def write_script(path: Path, script: RenderedScript) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + script.text.encode("utf-8"))
 
 
-def render_snapshot(playbook: Playbook, *, templates: Path | None = None, connection: Connection | None = None,
+def render_snapshot(playbook: Playbook, *, templates: Templates = None, connection: Connection | None = None,
                     extra_roles: tuple[str, ...] = ()) -> RenderedScript:
     """The read-only script that reads what verify, scope preview and export need (one round trip)."""
     from toolkit.playbook.model import IMPERSONATION_ROLE

@@ -108,6 +108,8 @@ def render(
                                                                             "platform.")] = None,
     destroy: Annotated[bool, typer.Option("--destroy", help="Render the removal script instead.")] = False,
     strict: StrictOption = False,
+    limit: Annotated[str | None, typer.Option("--limit", "-l", help="Folder render: only targets or groups "
+                                                                    "matching these patterns.")] = None,
 ) -> None:
     """Render playbooks into idempotent Exchange PowerShell scripts (nothing is contacted)."""
     from toolkit import review
@@ -119,7 +121,7 @@ def render(
         for path in playbooks:
             load_or_exit(path, cli_vars, strict)  # every problem of every playbook, with positions, first
         try:
-            rendered = review.render_set(playbooks, inventory, target, cli_vars, templates)
+            rendered = review.render_set(playbooks, inventory, target, cli_vars, templates, limit)
             review.write_set(out, rendered, inventory, templates)
         except PlaybookError as exc:
             print_diagnostics(exc.diagnostics)
@@ -525,6 +527,115 @@ def export(
     else:
         out.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {out}", err=True)
+
+
+inventory_app = typer.Typer(help="Targets of an inventory and the values they get.", no_args_is_help=True)
+app.add_typer(inventory_app, name="inventory")
+LimitOption = Annotated[str | None, typer.Option("--limit", "-l", help="Target or group name patterns (fnmatch), "
+                                                                       "comma-separated.")]
+
+
+@inventory_app.command("list")
+def inventory_list(
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Inventory file.")],
+    limit: LimitOption = None,
+    output: OutputOption = "text",
+) -> None:
+    """The targets (with --limit: the ones it selects), their group, kind and platform."""
+    from rich.table import Table
+
+    from toolkit.inventory import select_targets
+
+    try:
+        targets = select_targets(inventory, limit)
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(1) from None
+    except ExkitError as exc:
+        _fail(str(exc))
+    rows = [{"target": t.name, "group": t.group, "platform": t.target.platform, "where": t.target.describe()}
+            for t in targets]
+    if output == "json":
+        typer.echo(report.as_json(rows))
+        return
+    table = Table("target", "group", "platform", "where", show_edge=False)
+    for row in rows:
+        table.add_row(*(Text(str(row[k] or "")) for k in ("target", "group", "platform", "where")))
+    report.console().print(table)
+
+
+@inventory_app.command("show")
+def inventory_show(
+    target: Annotated[str, typer.Argument(help="Target name.")],
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Inventory file.")],
+) -> None:
+    """One target's merged variables (and where each comes from) and its template layers."""
+    try:
+        resolved = resolve_target(inventory, target)
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(1) from None
+    except ExkitError as exc:
+        _fail(str(exc))
+    typer.echo(report.as_json({
+        "target": resolved.name, "group": resolved.group, "platform": resolved.target.platform,
+        "where": resolved.target.describe(),
+        "vars": {k: {"value": v, "from": resolved.sources[k]} for k, v in sorted(resolved.variables.items())},
+        "templates": [str(p) for p in resolved.templates] + ["(built-in)"],
+        "precedence": "playbook vars < inventory vars < group vars < target vars < --var"}))
+
+
+templates_app = typer.Typer(help="The built-in templates, to read them or start an override.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+PlatformOption = Annotated[str, typer.Option("--platform", help="exchange-server or exchange-online.")]
+
+
+def _builtin_template(name: str, platform: str) -> Path:
+    from toolkit.render.engine import builtin_templates_dir
+
+    for folder in (platform, "common"):
+        path = builtin_templates_dir() / folder / name
+        if path.is_file():
+            return path
+    _fail(f"no built-in template {name!r} for {platform}: see exkit templates list")
+
+
+@templates_app.command("list")
+def templates_list(platform: PlatformOption = "exchange-server") -> None:
+    """The built-in templates a platform's scripts are rendered from."""
+    from toolkit.render.engine import builtin_templates_dir
+
+    names: dict[str, str] = {}
+    for folder in ("common", platform):
+        for path in sorted((builtin_templates_dir() / folder).glob("*.j2")):
+            names[path.name] = folder
+    for name, folder in sorted(names.items()):
+        typer.echo(f"{name}\t{folder}")
+
+
+@templates_app.command("show")
+def templates_show(name: Annotated[str, typer.Argument(help="Template file name.")],
+                   platform: PlatformOption = "exchange-server") -> None:
+    """Print a built-in template."""
+    sys.stdout.write(_builtin_template(name, platform).read_text(encoding="utf-8"))
+
+
+@templates_app.command("copy")
+def templates_copy(
+    name: Annotated[str, typer.Argument(help="Template file name.")],
+    folder: Annotated[Path, typer.Argument(help="The override folder (a target's or group's templates:).")],
+    platform: PlatformOption = "exchange-server",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing override.")] = False,
+) -> None:
+    """Copy a built-in template into an override folder to change it there."""
+    source = _builtin_template(name, platform)
+    destination = folder / name
+    if destination.exists() and not force:
+        _fail(f"{destination} exists: pass --force to replace it")
+    folder.mkdir(parents=True, exist_ok=True)
+    destination.write_bytes(source.read_bytes())
+    typer.echo(f"copied {name} to {destination}; it now replaces the built-in one for targets using {folder}",
+               err=True)
 
 
 runs_app = typer.Typer(help="Run records of apply and destroy (an audit trail).", no_args_is_help=True)

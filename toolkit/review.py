@@ -17,7 +17,7 @@ from typing import Any
 
 import toolkit
 from toolkit.errors import ExkitError
-from toolkit.inventory import DEFAULT_TARGET, ResolvedTarget, load_inventory, resolve_target
+from toolkit.inventory import DEFAULT_TARGET, ResolvedTarget, resolve_target, select_targets
 from toolkit.playbook.load import peek_platform
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import RenderedScript, render_script, write_script
@@ -44,14 +44,16 @@ def _posix(path: Path) -> str:
     return str(PurePosixPath(*path.parts)) if not path.is_absolute() else path.as_posix()
 
 
-def _targets(inventory: Path | None, names: list[str] | None, platform: str) -> list[ResolvedTarget]:
+def _targets(inventory: Path | None, names: list[str] | None, platform: str,
+             limit: str | None = None) -> list[ResolvedTarget]:
     if inventory is None:
         return [resolve_target(None, None, platform)]
     if names:
         return [resolve_target(inventory, name, platform) for name in names]
-    spec = load_inventory(inventory)
-    chosen = [resolve_target(inventory, name, platform) for name in sorted(spec.targets)]
-    return [t for t in chosen if t.target.platform == platform]
+    try:
+        return select_targets(inventory, limit, platform)
+    except ExkitError:
+        return []
 
 
 def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
@@ -63,14 +65,14 @@ def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
 
 
 def render_set(playbooks: list[Path], inventory: Path | None, target_names: list[str] | None,
-               cli_vars: dict[str, Any], templates: Path | None) -> list[Rendered]:
+               cli_vars: dict[str, Any], templates: Path | None, limit: str | None = None) -> list[Rendered]:
     stems = [p.stem for p in playbooks]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise ReviewError(f"playbooks with the same file name would share script names: {', '.join(duplicates)}")
     rendered = []
     for playbook in playbooks:
-        targets = _targets(inventory, target_names, peek_platform(playbook))
+        targets = _targets(inventory, target_names, peek_platform(playbook), limit)
         if not targets:
             raise ReviewError(f"no target in {inventory} is of the platform of {playbook}")
         rendered += [render_one(playbook, t, cli_vars, templates) for t in targets]

@@ -1,0 +1,106 @@
+"""Hosting providers: inventory groups, variable precedence, template layering, --limit, templates commands."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from conftest import REPO
+from toolkit.inventory import resolve_target, select_targets
+
+HOSTED = REPO / "playbooks" / "hosted-tenant.yaml"
+
+
+@pytest.fixture
+def provider(tmp_path):
+    (tmp_path / "group-templates").mkdir()
+    (tmp_path / "group-templates" / "head.ps1.j2").write_text(
+        (REPO / "templates" / "common" / "head.ps1.j2").read_text().replace("# {{ kind }}", "# group: {{ kind }}"))
+    (tmp_path / "target-templates").mkdir()
+    (tmp_path / "target-templates" / "head.ps1.j2").write_text(
+        (REPO / "templates" / "common" / "head.ps1.j2").read_text().replace("# {{ kind }}", "# target: {{ kind }}"))
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(textwrap.dedent("""\
+        vars:
+          tenant: from-inventory
+          tenant_ou: OU=Fabrikam,OU=Hosting,DC=hoster,DC=local
+          service_account: svc-rooms@fabrikam.example
+        targets:
+          lab: {kind: sandbox, state: lab.json}
+        groups:
+          hosting:
+            vars: {tenant: from-group}
+            templates: group-templates
+            targets:
+              fabrikam: {kind: sandbox, state: fabrikam.json, vars: {tenant: from-target}, templates: target-templates}
+              tailspin: {kind: sandbox, state: tailspin.json}
+          other:
+            targets:
+              contoso-lab: {kind: sandbox, state: contoso.json}
+        """))
+    return inventory
+
+
+def test_variable_precedence(cli, provider):
+    assert resolve_target(provider, "lab").variables["tenant"] == "from-inventory"
+    assert resolve_target(provider, "tailspin").variables["tenant"] == "from-group"
+    assert resolve_target(provider, "fabrikam").variables["tenant"] == "from-target"
+    rendered = cli("render", HOSTED, "-i", provider, "-t", "fabrikam", "--var", "tenant=from-cli")
+    assert "'from-cli room mailboxes'" in rendered.stdout
+    shown = json.loads(cli("inventory", "show", "tailspin", "-i", provider).stdout)
+    assert shown["vars"]["tenant"] == {"value": "from-group", "from": "group hosting"}
+    assert shown["vars"]["service_account"]["from"] == "inventory"
+    assert shown["group"] == "hosting"
+
+
+def test_template_layers_most_specific_wins(cli, provider, tmp_path):
+    fabrikam = cli("render", HOSTED, "-i", provider, "-t", "fabrikam").stdout
+    tailspin = cli("render", HOSTED, "-i", provider, "-t", "tailspin").stdout
+    lab = cli("render", HOSTED, "-i", provider, "-t", "lab").stdout
+    assert "# target: 'ManagementScope'" in fabrikam and "# group:" not in fabrikam
+    assert "# group: 'ManagementScope'" in tailspin
+    assert "# 'ManagementScope'" in lab and "# group:" not in lab
+    cli_layer = tmp_path / "cli-templates"
+    cli_layer.mkdir()
+    (cli_layer / "head.ps1.j2").write_text(
+        (REPO / "templates" / "common" / "head.ps1.j2").read_text().replace("# {{ kind }}", "# cli: {{ kind }}"))
+    assert "# cli: 'ManagementScope'" in cli("render", HOSTED, "-i", provider, "-t", "fabrikam", "--templates",
+                                             cli_layer).stdout
+    applied = cli("apply", HOSTED, "-i", provider, "-t", "tailspin", "--yes")  # the layered script really runs
+    assert applied.exit_code == 0, applied.stderr
+
+
+def test_limit_patterns(cli, provider, tmp_path):
+    assert [t.name for t in select_targets(provider, "hosting")] == ["fabrikam", "tailspin"]
+    assert [t.name for t in select_targets(provider, "fab*,lab")] == ["fabrikam", "lab"]
+    listed = json.loads(cli("inventory", "list", "-i", provider, "--limit", "other", "-o", "json").stdout)
+    assert [r["target"] for r in listed] == ["contoso-lab"]
+    none = cli("inventory", "list", "-i", provider, "--limit", "nobody*")
+    assert none.exit_code == 1 and "no target of" in none.stderr
+    out = tmp_path / "reviewed"
+    assert cli("render", HOSTED, "-i", provider, "--limit", "hosting", "--out", out).exit_code == 0
+    assert sorted(p.name for p in out.glob("*.ps1")) == ["hosted-tenant.fabrikam.ps1", "hosted-tenant.tailspin.ps1"]
+
+
+def test_duplicate_target_names_are_an_error(cli, tmp_path):
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("targets:\n  a: {kind: sandbox}\ngroups:\n  g:\n    targets:\n      a: {kind: sandbox}\n")
+    result = cli("inventory", "list", "-i", inventory)
+    assert result.exit_code == 1
+    assert "target 'a' is declared in the top level and in group 'g'" in result.stderr
+
+
+def test_templates_list_show_copy(cli, tmp_path):
+    listed = cli("templates", "list").stdout.splitlines()
+    assert "script.ps1.j2\texchange-server" in listed and "role_group.ps1.j2\tcommon" in listed
+    online = cli("templates", "list", "--platform", "exchange-online").stdout
+    assert "service_principal.ps1.j2\texchange-online" in online
+    assert cli("templates", "show", "tail.ps1.j2").stdout == (REPO / "templates" / "common" / "tail.ps1.j2").read_text()
+    assert cli("templates", "copy", "tail.ps1.j2", tmp_path / "mine").exit_code == 0
+    assert (tmp_path / "mine" / "tail.ps1.j2").read_text() == (REPO / "templates" / "common" / "tail.ps1.j2").read_text()
+    again = cli("templates", "copy", "tail.ps1.j2", tmp_path / "mine")
+    assert again.exit_code == 1 and "pass --force" in again.stderr
+    assert cli("templates", "copy", "tail.ps1.j2", tmp_path / "mine", "--force").exit_code == 0
+    assert "no built-in template 'nope.j2'" in cli("templates", "show", "nope.j2").stderr

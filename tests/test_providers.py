@@ -104,3 +104,52 @@ def test_templates_list_show_copy(cli, tmp_path):
     assert again.exit_code == 1 and "pass --force" in again.stderr
     assert cli("templates", "copy", "tail.ps1.j2", tmp_path / "mine", "--force").exit_code == 0
     assert "no built-in template 'nope.j2'" in cli("templates", "show", "nope.j2").stderr
+
+
+@pytest.fixture
+def tenants(tmp_path):
+    lines = ["groups:", "  hosting:", "    targets:"]
+    for name, ou, account in (("fabrikam", "Fabrikam", "svc-rooms@fabrikam.example"),
+                              ("tailspin", "Tailspin", "svc-rooms@tailspin.example"),
+                              ("broken", "Tailspin", "nobody@nowhere.example")):
+        lines.append(f"      {name}: {{kind: sandbox, state: {name}.json, vars: {{tenant: {name}, tenant_ou: "
+                     f"'OU={ou},OU=Hosting,DC=hoster,DC=local', service_account: {account}}}}}")
+    inventory = tmp_path / "tenants.yaml"
+    inventory.write_text("\n".join(lines) + "\n")
+    return inventory
+
+
+def test_one_failing_tenant_does_not_stop_the_others(cli, tenants, runs_dir):
+    from toolkit import runs
+    from toolkit.sandbox import org as store
+
+    result = cli("apply", HOSTED, "-i", tenants, "--limit", "hosting", "--forks", "3", "--yes", "--output", "json")
+    assert result.exit_code == 1
+    outcomes = {o["target"]: o for o in json.loads(result.stdout)["targets"]}
+    assert outcomes["fabrikam"]["ok"] and outcomes["tailspin"]["ok"]
+    assert not outcomes["broken"]["ok"]
+    assert "RoleGroup 'broken room booking' failed" in outcomes["broken"]["summary"]
+    assert "nobody@nowhere.example" in outcomes["broken"]["summary"]
+    assert store.load(tenants.parent / "fabrikam.json").role_group("fabrikam room booking") is not None
+    assert store.load(tenants.parent / "tailspin.json").role_group("tailspin room booking") is not None
+    records = {r["target"]: r for r in runs.read_all()}
+    assert set(records) == {"fabrikam", "tailspin", "broken"}
+    assert records["broken"]["exit_code"] == 1 and records["fabrikam"]["exit_code"] == 0
+    assert "[3/3]" in result.stderr  # plain progress lines when not on a terminal
+
+
+def test_fleet_plan_and_verify_exit_codes(cli, tenants):
+    plan = cli("plan", HOSTED, "-i", tenants, "--limit", "fab*,tail*", "--detailed-exitcode")
+    assert plan.exit_code == 2
+    assert "fabrikam" in plan.stdout and "2 to create" in plan.stdout
+    assert cli("apply", HOSTED, "-i", tenants, "--limit", "fab*,tail*", "--yes").exit_code == 0
+    assert cli("plan", HOSTED, "-i", tenants, "--limit", "fab*,tail*", "--detailed-exitcode").exit_code == 0
+    verified = cli("verify", HOSTED, "-i", tenants, "--limit", "fab*,tail*", "--forks", "1", "--output", "json")
+    assert verified.exit_code == 0
+    assert [o["target"] for o in json.loads(verified.stdout)["targets"]] == ["fabrikam", "tailspin"]
+
+
+def test_fleet_apply_needs_confirmation(cli, tenants):
+    result = cli("apply", HOSTED, "-i", tenants, "--limit", "hosting")
+    assert result.exit_code == 1
+    assert "pass --yes" in result.stderr

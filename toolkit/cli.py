@@ -281,6 +281,59 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for con
 OutputOption = Annotated[str, typer.Option("--output", "-o", help="text or json")]
 
 
+ForksOption = Annotated[int, typer.Option("--forks", "-f", min=1, max=256, help="With --limit: targets worked on "
+                                                                             "at once.")]
+FleetLimitOption = Annotated[str | None, typer.Option("--limit", "-l", help="Run on every target or group matching "
+                                                                            "these patterns (needs -i).")]
+
+
+def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int, var: list[str] | None,
+           templates: Path | None, output: str) -> list[Any]:
+    """Run one playbook on many targets; print progress, a table per target (or JSON); return the outcomes."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from toolkit.fleet import run_many
+    from toolkit.inventory import select_targets
+
+    if inventory is None:
+        _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
+    try:
+        targets = select_targets(inventory, limit, peek_platform(playbook))
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(1) from None
+    except ExkitError as exc:
+        _fail(str(exc))
+    err = report.console(stderr=True)
+    cli_vars = parse_vars(var)
+    if err.is_terminal:
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"{action} on {len(targets)} target(s)", total=len(targets))
+            outcomes = run_many(action, playbook, targets, cli_vars, templates, forks,  # type: ignore[arg-type]
+                                lambda o, done, total: bar.advance(task))
+    else:
+        def line(outcome: Any, done: int, total: int) -> None:
+            typer.echo(f"[{done}/{total}] {outcome.target}: {'ok' if outcome.ok else 'FAILED'}: {outcome.summary}",
+                       err=True)
+
+        outcomes = run_many(action, playbook, targets, cli_vars, templates, forks, line)  # type: ignore[arg-type]
+    if output == "json":
+        typer.echo(report.as_json({"action": action, "playbook": str(playbook),
+                                   "targets": [o.as_dict() for o in outcomes]}))
+    else:
+        table = Table("target", "result", "detail", "seconds", title=f"{action} on {len(outcomes)} target(s)",
+                      title_justify="left", show_edge=False)
+        for outcome in outcomes:
+            table.add_row(Text(outcome.target), Text("ok" if outcome.ok else "FAILED",
+                                                     style="green" if outcome.ok else "bold red"),
+                          Text(outcome.summary), Text(f"{outcome.duration_s:.2f}"))
+        report.console().print(table)
+        failed = sum(not o.ok for o in outcomes)
+        report.console().print(Text(f"{len(outcomes) - failed} target(s) ok, {failed} failed.", style="bold"))
+    return outcomes
+
+
 def _prepare(playbook: Path, inventory: Path | None, target: str | None, var: list[str] | None, destroy: bool,
              templates: Path | None) -> Prepared:
     cli_vars = parse_vars(var)
@@ -309,8 +362,16 @@ def plan(
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 0 when nothing is to do, "
                                                     "2 when changes are pending, 1 on errors.")] = False,
     output: OutputOption = "text",
+    limit: FleetLimitOption = None,
+    forks: ForksOption = 8,
 ) -> None:
     """Show what apply would create, change or remove, with before → after values."""
+    if limit is not None:
+        if destroy:
+            _fail("--destroy plans one target at a time", 2)
+        outcomes = _fleet("plan", playbook, inventory, limit, forks, var, templates, output)
+        failed = any(not o.ok for o in outcomes)
+        raise typer.Exit(1 if failed else 2 if detailed_exitcode and any(o.pending for o in outcomes) else 0)
     prepared = _prepare(playbook, inventory, target, var, destroy, templates)
     if output == "json":
         typer.echo(report.as_json({"playbook": prepared.playbook.name, "target": prepared.target.name,
@@ -396,8 +457,22 @@ def apply(
                                                                       ".html) with plan, results, verify.")] = None,
     reviewed: Annotated[Path | None, typer.Option("--reviewed", help="Refuse to run unless the script is the one "
                                                                      "in this reviewed folder's manifest.")] = None,
+    limit: FleetLimitOption = None,
+    forks: ForksOption = 8,
 ) -> None:
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
+    if limit is not None:
+        if reviewed is not None or report_file is not None:
+            _fail("--reviewed and --report work on one target (-t) at a time", 2)
+        if not yes:
+            if not sys.stdin.isatty():
+                _fail("refusing to apply to several targets without confirmation on a non-interactive terminal: "
+                      "pass --yes")
+            _fleet("plan", playbook, inventory, limit, forks, var, templates, "text")
+            if not typer.confirm("Apply to these targets?", default=False):
+                raise typer.Exit(1)
+        outcomes = _fleet("apply", playbook, inventory, limit, forks, var, templates, output)
+        raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     _run(_prepare(playbook, inventory, target, var, False, templates), yes, output, "apply", report_file, templates,
          reviewed, playbook)
 
@@ -425,10 +500,15 @@ def verify(
     var: VarOption = None,
     templates: TemplatesOption = None,
     output: OutputOption = "text",
+    limit: FleetLimitOption = None,
+    forks: ForksOption = 8,
 ) -> None:
     """Check the effective result on the target: who holds what, on which scope, and nothing more. Exit 1 on failure."""
     from toolkit.verify import verify as verify_checks
 
+    if limit is not None:
+        outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output)
+        raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     resolved, model = _target_and_playbook(playbook, inventory, target, var)
     try:
         checks = verify_checks(model, read_snapshot(model, resolved, templates))

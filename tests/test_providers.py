@@ -153,3 +153,29 @@ def test_fleet_apply_needs_confirmation(cli, tenants):
     result = cli("apply", HOSTED, "-i", tenants, "--limit", "hosting")
     assert result.exit_code == 1
     assert "pass --yes" in result.stderr
+
+
+def test_rate_limits_slow_the_run_and_say_so(cli, tenants):
+    import time
+
+    started = time.monotonic()
+    result = cli("plan", HOSTED, "-i", tenants, "--limit", "fab*,tail*", "--forks", "2", "--rate", "1",
+                 "--output", "json")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0
+    outcomes = json.loads(result.stdout)["targets"]
+    # one round trip each, one per second across both targets: the second waits about a second, and says so
+    assert elapsed >= 0.8
+    waited = [o for o in outcomes if "throttled_s" in o]
+    assert len(waited) == 1 and "waited" in waited[0]["summary"] and "for rate limits" in waited[0]["summary"]
+
+
+def test_per_target_rate_limit(tmp_path):
+    from toolkit.throttle import RateLimiter
+
+    limiter = RateLimiter(rate=20, burst=1)
+    waits = [limiter.acquire() for _ in range(5)]
+    assert waits[0] == 0.0 and sum(waits) >= 0.15  # 4 more tokens at 20 per second
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("targets:\n  lab: {kind: sandbox, state: lab.json, rate_limit: 5}\n")
+    assert len(resolve_target(inventory, "lab").target.limiters) == 1

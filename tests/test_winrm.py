@@ -182,9 +182,18 @@ def test_operation_timeouts_are_retried(cli, winrm_lab):
     assert server.counts["Receive"] >= 4  # the delayed Receive was answered with timeouts and asked again
 
 
-def test_server_error_before_the_script_runs(cli, winrm_lab):
+def test_server_error_before_the_script_runs_is_retried(cli, winrm_lab):
     server, inventory = winrm_lab()
-    server.faults.append(Fault("Command", 2, "500"))
+    server.faults.append(Fault("Command", 2, "500"))  # the apply's first attempt to start the script
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "Note: " in result.stdout and "could not start the script (the WinRM server answered HTTP 500); " \
+                                         "nothing ran; retried after 0.5 s" in result.stdout
+
+
+def test_server_errors_before_the_script_runs_give_up_after_retries(cli, winrm_lab):
+    server, inventory = winrm_lab()
+    server.faults += [Fault("Command", n, "500") for n in (2, 3, 4)]
     result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
     assert result.exit_code == 1
     assert "could not start the script (the WinRM server answered HTTP 500); nothing ran" in result.stderr

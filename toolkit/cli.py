@@ -287,8 +287,12 @@ FleetLimitOption = Annotated[str | None, typer.Option("--limit", "-l", help="Run
                                                                             "these patterns (needs -i).")]
 
 
+RateOption = Annotated[float | None, typer.Option("--rate", min=0.01, help="With --limit: round trips per second "
+                                                                         "across all targets at most.")]
+
+
 def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int, var: list[str] | None,
-           templates: Path | None, output: str) -> list[Any]:
+           templates: Path | None, output: str, rate: float | None = None) -> list[Any]:
     """Run one playbook on many targets; print progress, a table per target (or JSON); return the outcomes."""
     from rich.progress import Progress
     from rich.table import Table
@@ -311,13 +315,13 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(f"{action} on {len(targets)} target(s)", total=len(targets))
             outcomes = run_many(action, playbook, targets, cli_vars, templates, forks,  # type: ignore[arg-type]
-                                lambda o, done, total: bar.advance(task))
+                                lambda o, done, total: bar.advance(task), rate)
     else:
         def line(outcome: Any, done: int, total: int) -> None:
             typer.echo(f"[{done}/{total}] {outcome.target}: {'ok' if outcome.ok else 'FAILED'}: {outcome.summary}",
                        err=True)
 
-        outcomes = run_many(action, playbook, targets, cli_vars, templates, forks, line)  # type: ignore[arg-type]
+        outcomes = run_many(action, playbook, targets, cli_vars, templates, forks, line, rate)  # type: ignore[arg-type]
     if output == "json":
         typer.echo(report.as_json({"action": action, "playbook": str(playbook),
                                    "targets": [o.as_dict() for o in outcomes]}))
@@ -364,12 +368,13 @@ def plan(
     output: OutputOption = "text",
     limit: FleetLimitOption = None,
     forks: ForksOption = 8,
+    rate: RateOption = None,
 ) -> None:
     """Show what apply would create, change or remove, with before → after values."""
     if limit is not None:
         if destroy:
             _fail("--destroy plans one target at a time", 2)
-        outcomes = _fleet("plan", playbook, inventory, limit, forks, var, templates, output)
+        outcomes = _fleet("plan", playbook, inventory, limit, forks, var, templates, output, rate)
         failed = any(not o.ok for o in outcomes)
         raise typer.Exit(1 if failed else 2 if detailed_exitcode and any(o.pending for o in outcomes) else 0)
     prepared = _prepare(playbook, inventory, target, var, destroy, templates)
@@ -459,6 +464,7 @@ def apply(
                                                                      "in this reviewed folder's manifest.")] = None,
     limit: FleetLimitOption = None,
     forks: ForksOption = 8,
+    rate: RateOption = None,
 ) -> None:
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
     if limit is not None:
@@ -468,10 +474,10 @@ def apply(
             if not sys.stdin.isatty():
                 _fail("refusing to apply to several targets without confirmation on a non-interactive terminal: "
                       "pass --yes")
-            _fleet("plan", playbook, inventory, limit, forks, var, templates, "text")
+            _fleet("plan", playbook, inventory, limit, forks, var, templates, "text", rate)
             if not typer.confirm("Apply to these targets?", default=False):
                 raise typer.Exit(1)
-        outcomes = _fleet("apply", playbook, inventory, limit, forks, var, templates, output)
+        outcomes = _fleet("apply", playbook, inventory, limit, forks, var, templates, output, rate)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     _run(_prepare(playbook, inventory, target, var, False, templates), yes, output, "apply", report_file, templates,
          reviewed, playbook)
@@ -502,12 +508,13 @@ def verify(
     output: OutputOption = "text",
     limit: FleetLimitOption = None,
     forks: ForksOption = 8,
+    rate: RateOption = None,
 ) -> None:
     """Check the effective result on the target: who holds what, on which scope, and nothing more. Exit 1 on failure."""
     from toolkit.verify import verify as verify_checks
 
     if limit is not None:
-        outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output)
+        outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     resolved, model = _target_and_playbook(playbook, inventory, target, var)
     try:

@@ -48,6 +48,16 @@ def _count(items: list[str]) -> str:
 
 def run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
             templates: Path | None) -> TargetOutcome:
+    outcome = _run_one(action, playbook, target, cli_vars, templates)
+    waited = target.target.throttled_s
+    if waited > 0.05:
+        outcome.summary += f" (waited {waited:.1f} s for rate limits)"
+        outcome.details["throttled_s"] = round(waited, 3)
+    return outcome
+
+
+def _run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
+             templates: Path | None) -> TargetOutcome:
     started = time.monotonic()
     try:
         if action == "verify":
@@ -98,8 +108,16 @@ def run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: di
 
 def run_many(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
              templates: Path | None, forks: int,
-             progress: Callable[[TargetOutcome, int, int], None] | None = None) -> list[TargetOutcome]:
-    """Run on every target with at most ``forks`` at a time; outcomes in the targets' order."""
+             progress: Callable[[TargetOutcome, int, int], None] | None = None,
+             rate: float | None = None) -> list[TargetOutcome]:
+    """Run on every target with at most ``forks`` at a time and at most ``rate`` round trips per second across all
+    of them; outcomes in the targets' order."""
+    if rate:
+        from toolkit.throttle import RateLimiter
+
+        shared = RateLimiter(rate, burst=max(1, min(forks, int(rate))))
+        for target in targets:
+            target.target.limiters = (*target.target.limiters, shared)
     outcomes: dict[str, TargetOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, forks), thread_name_prefix="exkit") as pool:
         futures = {pool.submit(run_one, action, playbook, t, cli_vars, templates): t for t in targets}

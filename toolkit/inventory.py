@@ -18,6 +18,7 @@ from toolkit.playbook.model import VariableValue, problem
 from toolkit.secrets import REFERENCE_HINT, is_reference
 from toolkit.playbook.validate import report_model_errors
 from toolkit.targets.base import Target
+from toolkit.throttle import RateLimiter
 
 DEFAULT_TARGET = "sandbox"
 
@@ -33,6 +34,7 @@ class SandboxTargetSpec(BaseModel):
                                                 "Default: $EXKIT_SANDBOX_STATE or ~/.local/state/exkit/sandbox.json.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
+    rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
 
 
 class ExchangeServerTargetSpec(BaseModel):
@@ -54,12 +56,15 @@ class ExchangeServerTargetSpec(BaseModel):
     message_encryption: Literal["auto", "always", "never"] = "auto"
     operation_timeout: int = Field(20, ge=1, description="WS-Management OperationTimeout, seconds.")
     read_timeout: int = Field(30, ge=2, description="HTTP read timeout, seconds; must exceed operation_timeout.")
+    retries: int = Field(2, ge=0, le=10, description="Retries (with backoff) when connecting or starting the script "
+                                                     "fails; a script that started is never re-sent.")
     connect: Literal["snapin", "remote-session"] = Field(
         "remote-session", description="How the script loads the Exchange cmdlets: an Exchange remote session "
                                       "(supported; a second hop) or the snap-in on the Exchange server itself.")
     exchange_uri: str | None = Field(None, description="Exchange PowerShell URI; default http://<host>/PowerShell/.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
+    rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
 
     @field_validator("password")
     @classmethod
@@ -120,6 +125,7 @@ class ExchangeOnlineTargetSpec(BaseModel):
     max_wait: float = Field(60.0, gt=0, description="Longest single wait between retries, seconds.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
+    rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
 
     @field_validator("client_secret", "certificate_password")
     @classmethod
@@ -257,20 +263,27 @@ def _resolve(inventory: Inventory, inventory_path: Path, name: str, group_name: 
             sources[key] = source
     templates = [base / t for t in (spec.templates, group.templates if group else None) if t]
     extra = {"group": group_name, "templates": templates, "sources": sources}
+    limiters = (RateLimiter(spec.rate_limit),) if spec.rate_limit else ()
     if isinstance(spec, ExchangeOnlineTargetSpec):
         from toolkit.targets.exchange_online import ExchangeOnlineTarget
 
-        return ResolvedTarget(name, ExchangeOnlineTarget(spec, name, base), variables, **extra)
+        return _limited(ResolvedTarget(name, ExchangeOnlineTarget(spec, name, base), variables, **extra), limiters)
     if isinstance(spec, ExchangeServerTargetSpec):
         from toolkit.targets.winrm import WinRMTarget
 
-        return ResolvedTarget(name, WinRMTarget(spec, name, base), variables, **extra)
+        return _limited(ResolvedTarget(name, WinRMTarget(spec, name, base), variables, **extra), limiters)
     state = None
     if spec.state:
         state = Path(spec.state)
         if not state.is_absolute():
             state = base / state
-    return ResolvedTarget(name, SandboxTarget(state, name=name, platform=spec.platform), variables, **extra)
+    return _limited(ResolvedTarget(name, SandboxTarget(state, name=name, platform=spec.platform), variables, **extra),
+                    limiters)
+
+
+def _limited(resolved: ResolvedTarget, limiters: tuple[RateLimiter, ...]) -> ResolvedTarget:
+    resolved.target.limiters = limiters
+    return resolved
 
 
 def select_targets(inventory_path: Path, limit: str | None = None, platform: str | None = None) -> list[ResolvedTarget]:

@@ -67,6 +67,13 @@ class Target(ABC):
 
     name: str
     platform: str = "exchange-server"
+    limiters: tuple[Any, ...] = ()  # RateLimiter: the target's own and the run's global one
+    throttled_s: float = 0.0
+
+    def throttle(self) -> None:
+        """Wait for every rate limit that applies before a round trip; the waiting time is reported."""
+        for limiter in self.limiters:
+            self.throttled_s += limiter.acquire()
 
     @abstractmethod
     def describe(self) -> str: ...

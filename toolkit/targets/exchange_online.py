@@ -204,6 +204,7 @@ class ExchangeOnlineTarget(Target):
                               f"{self.spec.max_retries} retries") from None
 
     def _post_once(self, url: str, cmdlet: str, body: dict[str, Any], refreshed: bool = False) -> dict[str, Any]:
+        self.throttle()
         headers = {
             "Authorization": f"Bearer {self._token(refresh=refreshed)}", "Content-Type": "application/json",
             "X-CmdletName": cmdlet, "X-ResponseFormat": "json", "Prefer": "odata.maxpagesize=1000",

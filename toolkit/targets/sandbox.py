@@ -23,6 +23,7 @@ class SandboxTarget(Target):
         return f"sandbox organisation{online} {self.state_path}"
 
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
+        self.throttle()
         with org_store.locked(self.state_path):
             try:
                 organisation = org_store.load(self.state_path, self.platform)

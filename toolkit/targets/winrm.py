@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -54,6 +55,12 @@ def decode_clixml(data: str) -> str:
     return text.replace("\r\n", "\n").strip()
 
 
+class _NotStarted(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class WinRMTarget(Target):
     def __init__(self, spec: ExchangeServerTargetSpec, name: str, base_dir: Path | None = None) -> None:
         self.spec = spec
@@ -93,6 +100,24 @@ class WinRMTarget(Target):
             raise TargetError(f"cannot set up WinRM for target {self.name!r}: {exc}") from None
 
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
+        """Run the script; a failure before it started (connecting, opening the shell) is retried with backoff."""
+        notices: list[str] = []
+        for attempt in range(self.spec.retries + 1):
+            try:
+                result = self._run_once(script)
+            except _NotStarted as exc:
+                if attempt == self.spec.retries:
+                    raise TargetError(exc.message) from None
+                pause = min(30.0, 0.5 * 2 ** attempt)
+                notices.append(f"{exc.message}; retried after {pause:.1f} s")
+                time.sleep(pause)
+                continue
+            result.notices = notices + result.notices
+            return result
+        raise AssertionError("unreachable")
+
+    def _run_once(self, script: str) -> RunResult:
+        self.throttle()
         sha = hashlib.sha256(script.encode()).hexdigest()
         protocol = self._protocol()
         stage = "connect"
@@ -117,13 +142,13 @@ class WinRMTarget(Target):
             raise TargetError(f"{self.spec.endpoint} refused the credentials of {who} (HTTP 401): check the username "
                               "and the password reference") from None
         except requests.exceptions.ConnectionError as exc:
-            raise TargetError(self._lost(stage, _reason(exc))) from None
+            raise self._failure(stage, _reason(exc)) from None
         except requests.exceptions.Timeout:
-            raise TargetError(self._lost(stage, f"no answer within read_timeout ({self.spec.read_timeout} s)")) from None
+            raise self._failure(stage, f"no answer within read_timeout ({self.spec.read_timeout} s)") from None
         except WinRMOperationTimeoutError:
-            raise TargetError(self._lost(stage, "the WinRM operation timed out")) from None
+            raise self._failure(stage, "the WinRM operation timed out") from None
         except WinRMTransportError as exc:
-            raise TargetError(self._lost(stage, f"the WinRM server answered HTTP {exc.code}")) from None
+            raise self._failure(stage, f"the WinRM server answered HTTP {exc.code}") from None
         except WinRMError as exc:
             raise TargetError(self._lost(stage, f"WinRM fault: {_fault_reason(exc)}")) from None
         out = stdout.decode("utf-8", "replace").replace("\r\n", "\n")
@@ -137,6 +162,12 @@ class WinRMTarget(Target):
             protocol.close_shell(shell_id)
         except (WinRMError, requests.exceptions.RequestException):
             pass  # the script has finished; a shell the server could not close expires by itself
+
+    def _failure(self, stage: str, reason: str) -> Exception:
+        """Before the script started, a transient failure may be retried; after, it must be reported."""
+        if stage in ("connect", "start"):
+            return _NotStarted(self._lost(stage, reason))
+        return TargetError(self._lost(stage, reason))
 
     def _lost(self, stage: str, reason: str) -> str:
         where = self.spec.endpoint

@@ -56,6 +56,8 @@ class ExchangeServerTargetSpec(BaseModel):
     message_encryption: Literal["auto", "always", "never"] = "auto"
     operation_timeout: int = Field(20, ge=1, description="WS-Management OperationTimeout, seconds.")
     read_timeout: int = Field(30, ge=2, description="HTTP read timeout, seconds; must exceed operation_timeout.")
+    proxy: str | None = Field(None, description="HTTP proxy URL for WinRM; none by default (environment proxy "
+                                                "variables are not read, as pywinrm recommends).")
     retries: int = Field(2, ge=0, le=10, description="Retries (with backoff) when connecting or starting the script "
                                                      "fails; a script that started is never re-sent.")
     connect: Literal["snapin", "remote-session"] = Field(

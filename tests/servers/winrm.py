@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 import spnego
@@ -64,6 +65,7 @@ class _Command:
     command_line: str
     script: str | None
     needs_stdin: bool
+    state_path: Path | None = None
     stdin: bytearray = field(default_factory=bytearray)
     stdin_closed: bool = False
     result: tuple[bytes, bytes, int] | None = None
@@ -73,8 +75,11 @@ class _Command:
 class LoopbackWinRM:
     def __init__(self, state_path: Path, users: dict[str, str], *, auth: tuple[str, ...] = ("ntlm",),
                  tls: ssl.SSLContext | None = None, require_encryption_over_http: bool = True,
-                 port: int = 0) -> None:
+                 port: int = 0, state_dir: Path | None = None, delay_ms: float = 0.0) -> None:
         self.state_path = state_path
+        # With state_dir, each endpoint path (/wsman/<name>) is its own organisation: <state_dir>/<name>.json.
+        self.state_dir = state_dir
+        self.delay_ms = delay_ms  # an injected round-trip time, slept before every reply
         self.users = {k.lower(): v for k, v in users.items()}  # "DOMAIN\\user" → password
         self.auth = auth
         self.tls = tls
@@ -114,7 +119,7 @@ class LoopbackWinRM:
         line = f"{command} {arguments}".strip()
         if len(line) > COMMAND_LINE_LIMIT:
             return _Command(line, None, False, result=(b"", b"The command line is too long.\r\n", 1))
-        match = re.search(r"-(?:e|ec|enc|encodedcommand)\s+([A-Za-z0-9+/=]+)", arguments, flags=re.I)
+        match = re.search(r"\s-(?:e|ec|enc|encodedcommand)\s+([A-Za-z0-9+/=]+)", line, flags=re.I)
         if not command.lower().startswith("powershell") or match is None:
             return _Command(line, None, False, result=(b"", b"'" + command.encode() + b"' is not supported by the "
                                                        b"loopback server.\r\n", 1))
@@ -129,7 +134,7 @@ class LoopbackWinRM:
             if script is None:
                 script = base64.b64decode(bytes(command.stdin)).decode("utf-8")
             self.scripts_run.append(script)
-            result = SandboxTarget(self.state_path).run_script(script)
+            result = SandboxTarget(command.state_path or self.state_path).run_script(script)
             stderr = _clixml(result.stderr) if result.stderr else b""
             command.result = (result.stdout.replace("\n", "\r\n").encode("utf-8"), stderr, result.exit_code)
         return command.result
@@ -161,6 +166,7 @@ def _fault(code: int, subcode: str, text: str) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: without TCP_NODELAY each costs ~40 ms
 
     def setup(self) -> None:
         super().setup()
@@ -242,6 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
         with owner.lock:
             owner.http_requests += 1
+        if owner.delay_ms:
+            time.sleep(owner.delay_ms / 1000)
         if not self._authenticate():
             return
         encrypted = self.headers.get("Content-Type", "").startswith("multipart/encrypted")
@@ -316,6 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
             arguments = root.findtext("s:Body/rsp:CommandLine/rsp:Arguments", namespaces=NS) or ""
             command_id = str(uuid.uuid4()).upper()
             commands[command_id] = owner.start_command(command, arguments)
+            if owner.state_dir is not None:
+                name = urlsplit(self.path).path.rstrip("/").rsplit("/", 1)[-1]
+                commands[command_id].state_path = owner.state_dir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.json"
             body = f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
             return 200, _envelope(action_uri, message_id, body)
         if action == "Send":

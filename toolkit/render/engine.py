@@ -7,6 +7,7 @@ cannot emit a value in any other way. Template search path: the ``--templates`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -49,11 +50,22 @@ def template_layers(templates: Templates) -> list[Path]:
 
 def make_environment(platform: str, override: Templates = None) -> jinja2.Environment:
     """Search order: each override folder, most specific first (its <platform>/ sub-folder, then itself), then the
-    built-in templates of the platform, then the built-in common ones."""
-    search: list[Path] = []
-    for layer in template_layers(override):
+    built-in templates of the platform, then the built-in common ones.
+
+    Environments are cached per platform and folders, so templates compile once per process (Jinja2 still notices a
+    template file that changed on disk).
+    """
+    layers = template_layers(override)
+    for layer in layers:
         if not layer.is_dir():
             raise RenderError(f"template directory {layer} does not exist")
+    return _environment(platform, tuple(str(layer.resolve()) for layer in layers))
+
+
+@functools.lru_cache(maxsize=64)
+def _environment(platform: str, layers: tuple[str, ...]) -> jinja2.Environment:
+    search: list[Path] = []
+    for layer in map(Path, layers):
         search += [layer / platform, layer]
     search += [builtin_templates_dir() / platform, builtin_templates_dir() / "common"]
     return jinja2.Environment(

@@ -88,16 +88,17 @@ class WinRMTarget(Target):
         transport = {"certificate": "certificate", "basic": "basic", "ntlm": "ntlm", "kerberos": "kerberos",
                      "credssp": "credssp"}[spec.transport]
         try:
-            return winrm.Protocol(
+            protocol = winrm.Protocol(
                 endpoint=spec.endpoint, transport=transport, username=spec.username, password=password,
                 server_cert_validation=spec.server_cert_validation,
                 ca_trust_path=self._path(spec.ca_trust_path),  # None: the system's CA bundle
                 cert_pem=self._path(spec.cert_pem), cert_key_pem=self._path(spec.cert_key_pem),
                 read_timeout_sec=spec.read_timeout, operation_timeout_sec=spec.operation_timeout,
-                message_encryption=spec.message_encryption,
+                message_encryption=spec.message_encryption, proxy=spec.proxy,
             )
         except (WinRMError, ValueError) as exc:
             raise TargetError(f"cannot set up WinRM for target {self.name!r}: {exc}") from None
+        return protocol
 
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         """Run the script; a failure before it started (connecting, opening the shell) is retried with backoff."""

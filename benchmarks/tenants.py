@@ -1,0 +1,136 @@
+"""Benchmark: plan + apply of the classic playbook on N simulated tenants over real WinRM.
+
+Each tenant is its own organisation behind the loopback WinRM server (NTLM with message encryption, real pywinrm),
+which sleeps --rtt-ms before every reply to stand for the network. exkit runs them with --forks workers (plan: one
+facts script; apply: one script). In the same run, a naive baseline does the same work one cmdlet per round trip
+(pywinrm's run_ps: a shell and an authentication for each cmdlet).
+
+    python benchmarks/tenants.py --tenants 100 --rtt-ms 50 --forks 32
+
+The last line is: tenants=N wall_s=… floor_s=… ratio=… http_per_tenant=… naive_ratio=… peak_rss_mb=…
+where floor_s = tenants × http_per_tenant × RTT ÷ forks (the time the round trips alone need) and ratio = wall_s ÷
+floor_s; naive_ratio is the naive baseline's wall time ÷ the same floor_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PASSWORD = "bench-Passw0rd"
+USER = "BENCH\\exkit"
+
+
+def serve(state_dir: str, delay_ms: float, port_queue: multiprocessing.Queue, stop: multiprocessing.Event,
+          counter: multiprocessing.Value) -> None:  # type: ignore[type-arg]
+    """The loopback WinRM server, in its own process (the other core)."""
+    from tests.servers.winrm import LoopbackWinRM
+
+    users = Path(state_dir) / "ntlm-users"
+    users.write_text(f"BENCH:exkit:{PASSWORD}\n")
+    os.environ["NTLM_USER_FILE"] = str(users)
+    with LoopbackWinRM(Path(state_dir) / "unused.json", {USER: PASSWORD}, state_dir=Path(state_dir),
+                       delay_ms=delay_ms) as server:
+        port_queue.put(server.port)
+        while not stop.wait(0.2):
+            counter.value = server.http_requests
+        counter.value = server.http_requests
+
+
+def inventory(path: Path, port: int, tenants: int) -> None:
+    lines = ["groups:", "  tenants:", "    targets:"]
+    for index in range(tenants):
+        lines.append(f"      t{index:04d}: {{kind: exchange-server, host: 127.0.0.1, port: {port}, scheme: http, "
+                     f"transport: ntlm, username: 'BENCH\\exkit', password: 'env:EXKIT_BENCH_PASSWORD', "
+                     f"connect: snapin, path: /wsman/t{index:04d}, read_timeout: 120}}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def naive(port: int, tenants: int, forks: int) -> float:
+    """The same work, one cmdlet per round trip (read each object, then create it)."""
+    import winrm
+
+    cmdlets = [
+        "Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction SilentlyContinue | Out-Null",
+        "Get-RoleGroup -Identity 'Room booking service accounts' -ErrorAction SilentlyContinue | Out-Null",
+        "Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction SilentlyContinue | Out-Null",
+        "New-ManagementScope -Name 'Room mailboxes' -RecipientRestrictionFilter \"RecipientTypeDetails -eq "
+        "'RoomMailbox'\" | Out-Null",
+        "Get-RoleGroup -Identity 'Room booking service accounts' -ErrorAction SilentlyContinue | Out-Null",
+        "New-RoleGroup -Name 'Room booking service accounts' -Roles 'ApplicationImpersonation' -Members "
+        "'svc-rooms@contoso.com' -CustomRecipientWriteScope 'Room mailboxes' | Out-Null",
+    ]
+
+    def one(index: int) -> None:
+        session = winrm.Session(f"http://127.0.0.1:{port}/wsman/naive{index:04d}", auth=(USER, PASSWORD),
+                                transport="ntlm", message_encryption="always", read_timeout_sec=120,
+                                operation_timeout_sec=20)
+        for cmdlet in cmdlets:
+            result = session.run_ps(cmdlet)
+            if result.status_code != 0:
+                raise RuntimeError(f"naive tenant {index}: {result.std_err.decode(errors='replace')[:200]}")
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=forks) as pool:
+        list(pool.map(one, range(tenants)))
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--rtt-ms", type=float, default=50.0)
+    parser.add_argument("--forks", type=int, default=32)
+    parser.add_argument("--no-naive", action="store_true", help="Skip the naive baseline.")
+    arguments = parser.parse_args()
+    os.environ["EXKIT_BENCH_PASSWORD"] = PASSWORD
+    scratch = Path(tempfile.mkdtemp(prefix="exkit-bench-"))
+    os.environ["EXKIT_RUNS_DIR"] = str(scratch / "runs")
+    context = multiprocessing.get_context("spawn")
+    port_queue, stop, counter = context.Queue(), context.Event(), context.Value("l", 0)
+    server = context.Process(target=serve, args=(str(scratch), arguments.rtt_ms, port_queue, stop, counter))
+    server.start()
+    try:
+        port = port_queue.get(timeout=30)
+        inventory(scratch / "tenants.yaml", port, arguments.tenants)
+        from toolkit.fleet import run_many
+        from toolkit.inventory import select_targets
+
+        targets = select_targets(scratch / "tenants.yaml", "tenants")
+        before = counter.value
+        started = time.monotonic()
+        outcomes = run_many("apply", REPO / "playbooks" / "classic.yaml", targets, {}, None, arguments.forks)
+        wall = time.monotonic() - started
+        time.sleep(0.5)  # let the server publish its request count
+        requests = counter.value - before
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            print(f"{len(failed)} tenant(s) failed, e.g. {failed[0].target}: {failed[0].summary}", file=sys.stderr)
+            sys.exit(1)
+        per_tenant = requests / arguments.tenants
+        floor = arguments.tenants * per_tenant * arguments.rtt_ms / 1000 / arguments.forks
+        naive_wall = float("nan") if arguments.no_naive else naive(port, arguments.tenants, arguments.forks)
+    finally:
+        stop.set()
+        server.join(timeout=10)
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"exkit: {arguments.tenants} tenants planned and applied with {arguments.forks} forks; {requests} HTTP "
+          f"requests; CPU s: client {me.ru_utime + me.ru_stime:.1f}, server {children.ru_utime + children.ru_stime:.1f}",
+          file=sys.stderr)
+    print(f"tenants={arguments.tenants} wall_s={wall:.2f} floor_s={floor:.2f} ratio={wall / floor:.2f} "
+          f"http_per_tenant={per_tenant:.1f} naive_ratio={naive_wall / floor:.2f} peak_rss_mb={rss / 1024:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,9 @@ containing ``{{ … }}`` is rendered as text by a sandboxed Jinja2 environment w
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,7 +100,26 @@ def _record(node: Any, path: PathKey, positions: Positions) -> Any:
 
 
 def parse_yaml(text: str, file: str, diagnostics: Diagnostics) -> LoadedDocument | None:
-    """Parse YAML text; syntax errors become diagnostics."""
+    """Parse YAML text; syntax errors become diagnostics.
+
+    A fleet run loads the same playbook once per target: the parse is cached by content, and every caller gets its
+    own copy of the data (variables are expanded into it per target)."""
+    cached = _parsed(text, file)
+    if isinstance(cached, Diagnostics):
+        diagnostics.extend(cached)
+        return None
+    data, positions = cached
+    return LoadedDocument(file, copy.deepcopy(data), positions, text)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(text: str, file: str) -> tuple[Any, Positions] | Diagnostics:
+    diagnostics = Diagnostics()
+    document = _parse_yaml(text, file, diagnostics)
+    return diagnostics if document is None else (document.data, document.positions)
+
+
+def _parse_yaml(text: str, file: str, diagnostics: Diagnostics) -> LoadedDocument | None:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     positions = Positions()

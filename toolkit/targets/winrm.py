@@ -125,6 +125,10 @@ class WinRMTarget(Target):
         shell_id = command_id = None
         try:
             shell_id = protocol.open_shell(codepage=65001)
+            # pywinrm built its session on that first request, with the proxies (none, or spec.proxy) already on
+            # it: requests need not re-read every environment variable for each further request.
+            if protocol.transport.session is not None:
+                protocol.transport.session.trust_env = False
             stage = "start"
             command_id = protocol.run_command(shell_id, "powershell.exe", BOOTSTRAP_ARGUMENTS)
             payload = base64.b64encode(script.encode("utf-8"))

@@ -317,6 +317,8 @@ class ExchangeOnlineTarget(Target):
 
     def apply(self, script: RenderedScript) -> RunResult:
         resources = script.resources
+        # Read again rather than reuse the plan's facts: the tenant may have changed while the plan was confirmed,
+        # and the calls must start from what is there now (as the idempotent script does on the other targets).
         facts = self.read_facts(script)
         plan = make_plan(list(reversed(resources)) if script.state == "absent" else resources, facts,
                          destroy=script.state == "absent")

@@ -6,6 +6,8 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -58,6 +60,21 @@ def parse_vars(pairs: list[str] | None) -> dict[str, str]:
 def print_diagnostics(diagnostics: Diagnostics) -> None:
     for diagnostic in diagnostics.sorted():
         typer.echo(diagnostic.format(), err=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Mistakes and refusals a user can fix become positioned diagnostics or one clear line and an exit code, never
+    a traceback."""
+    try:
+        yield
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(1) from None
+    except ExkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    except (RenderError, TargetError) as exc:
+        _fail(str(exc))
 
 
 def load_or_exit(playbook: Path, variables: dict[str, Any], strict: bool = False) -> Playbook:
@@ -120,14 +137,9 @@ def render(
             _fail("a reviewed folder holds apply scripts: render --destroy to a .ps1 file or standard output", 2)
         for path in playbooks:
             load_or_exit(path, cli_vars, strict)  # every problem of every playbook, with positions, first
-        try:
+        with user_errors():
             rendered = review.render_set(playbooks, inventory, target, cli_vars, templates, limit)
             review.write_set(out, rendered, inventory, templates)
-        except PlaybookError as exc:
-            print_diagnostics(exc.diagnostics)
-            raise typer.Exit(1) from None
-        except (ExkitError, RenderError, TargetError) as exc:
-            _fail(str(exc))
         typer.echo(f"wrote {len(rendered)} script(s) and {review.MANIFEST} to {out}", err=True)
         return
     if len(playbooks) != 1 or (target and len(target) > 1):
@@ -136,22 +148,15 @@ def render(
     variables: dict[str, Any] = {}
     layers: list[Path] = [templates] if templates else []
     if inventory is not None:
-        try:
+        with user_errors():
             resolved = resolve_target(inventory, target[0] if target else None, peek_platform(playbooks[0]))
             connection = resolved.target.connection()
             layers = resolved.template_layers(templates)
-        except PlaybookError as exc:
-            print_diagnostics(exc.diagnostics)
-            raise typer.Exit(1) from None
-        except (ExkitError, TargetError) as exc:
-            _fail(str(exc))
         variables = resolved.variables
     model = load_or_exit(playbooks[0], {**variables, **cli_vars}, strict)
-    try:
+    with user_errors():
         script = render_script(model, state="absent" if destroy else "present", templates=layers,
                                connection=connection)
-    except RenderError as exc:
-        _fail(str(exc))
     if out is None:
         sys.stdout.write(script.text)
     else:
@@ -186,10 +191,8 @@ def diff(
         for old_spec, new_spec in pairs:  # type: ignore[union-attr]
             scripts = []
             for index, spec in enumerate((old_spec, new_spec)):
-                try:
+                with user_errors():
                     label, text = review.read_version(spec)
-                except ExkitError as exc:
-                    _fail(str(exc))
                 copy = Path(scratch) / str(index) / Path(spec.rpartition(":")[2] or spec).name
                 copy.parent.mkdir(exist_ok=True)
                 copy.write_text(text, encoding="utf-8")
@@ -221,13 +224,8 @@ def check(
     """For CI: fail when the committed scripts are stale relative to the playbooks. Run from the repository root."""
     from toolkit import review
 
-    try:
+    with user_errors():
         problems = review.check(folder, parse_vars(var))
-    except PlaybookError as exc:
-        print_diagnostics(exc.diagnostics)
-        raise typer.Exit(1) from None
-    except (ExkitError, RenderError, TargetError) as exc:
-        _fail(str(exc))
     for problem in problems:
         typer.echo(f"{folder}/{problem}", err=True)
     if problems:
@@ -302,13 +300,8 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
 
     if inventory is None:
         _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
-    try:
+    with user_errors():
         targets = select_targets(inventory, limit, peek_platform(playbook))
-    except PlaybookError as exc:
-        print_diagnostics(exc.diagnostics)
-        raise typer.Exit(1) from None
-    except ExkitError as exc:
-        _fail(str(exc))
     err = report.console(stderr=True)
     cli_vars = parse_vars(var)
     if err.is_terminal:
@@ -341,16 +334,9 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
 def _prepare(playbook: Path, inventory: Path | None, target: str | None, var: list[str] | None, destroy: bool,
              templates: Path | None) -> Prepared:
     cli_vars = parse_vars(var)
-    try:
+    with user_errors():
         resolved = resolve_target(inventory, target, peek_platform(playbook))
         prepared = prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates)
-    except PlaybookError as exc:
-        print_diagnostics(exc.diagnostics)
-        raise typer.Exit(1) from None
-    except ExkitError as exc:
-        _fail(str(exc), exc.exit_code)
-    except (RenderError, TargetError) as exc:
-        _fail(str(exc))
     print_diagnostics(prepared.diagnostics)
     return prepared
 
@@ -393,10 +379,8 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
     if reviewed is not None and playbook_path is not None:
         from toolkit import review
 
-        try:
+        with user_errors():
             reviewed_sha = review.reviewed_sha(reviewed, playbook_path, prepared.target.name, prepared.script)
-        except ExkitError as exc:
-            _fail(str(exc), exc.exit_code)
         typer.echo(f"The script is the reviewed one (sha256 {reviewed_sha}, {reviewed})", err=True)
     if output != "json":
         report.show_plan(out, prepared.plan, prepared.playbook.name, prepared.target.target.describe())
@@ -517,10 +501,8 @@ def verify(
         outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     resolved, model = _target_and_playbook(playbook, inventory, target, var)
-    try:
+    with user_errors():
         checks = verify_checks(model, read_snapshot(model, resolved, templates))
-    except (TargetError, RenderError) as exc:
-        _fail(str(exc))
     if output == "json":
         typer.echo(report.as_json({"playbook": model.name, "target": resolved.name,
                                    "ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]}))
@@ -531,14 +513,9 @@ def verify(
 
 def _target_and_playbook(playbook: Path, inventory: Path | None, target: str | None,
                          var: list[str] | None) -> tuple[Any, Playbook]:
-    try:
+    with user_errors():
         resolved = resolve_target(inventory, target, peek_platform(playbook))
         model, diagnostics = load_for_target(playbook, resolved, parse_vars(var))
-    except PlaybookError as exc:
-        print_diagnostics(exc.diagnostics)
-        raise typer.Exit(1) from None
-    except ExkitError as exc:
-        _fail(str(exc), exc.exit_code)
     print_diagnostics(diagnostics)
     return resolved, model
 
@@ -563,17 +540,13 @@ def scope_preview(
 
     if recipients is not None:
         model = load_or_exit(playbook, parse_vars(var))
-        try:
+        with user_errors():
             previews = preview_offline(model, read_recipients(recipients))
-        except ExkitError as exc:
-            _fail(str(exc))
         where = f"offline, {recipients}"
     else:
         resolved, model = _target_and_playbook(playbook, inventory, target, var)
-        try:
+        with user_errors():
             previews = preview_live(model, read_snapshot(model, resolved))
-        except (TargetError, RenderError) as exc:
-            _fail(str(exc))
         where = resolved.target.describe()
     if output == "json":
         typer.echo(report.as_json({"playbook": model.name, "source": where, "scopes": [p.as_dict() for p in previews]}))
@@ -596,19 +569,12 @@ def export(
     """Write a playbook for an existing setup around a principal or a role (applied, it plans as a no-op)."""
     from toolkit.export import export_playbook
 
-    try:
+    with user_errors():
         resolved = resolve_target(inventory, target, platform)
         model = Playbook(exkit=1, name="export", platform=resolved.target.platform)  # type: ignore[arg-type]
         snapshot = read_snapshot(model, resolved, extra_roles=(role,) if role else ())
         text = export_playbook(snapshot, resolved.target.platform, principal=principal, role=role,
                                target=resolved.name)
-    except PlaybookError as exc:
-        print_diagnostics(exc.diagnostics)
-        raise typer.Exit(1) from None
-    except ExkitError as exc:
-        _fail(str(exc), exc.exit_code)
-    except (TargetError, RenderError) as exc:
-        _fail(str(exc))
     if out is None:
         sys.stdout.write(text)
     else:
@@ -633,13 +599,8 @@ def inventory_list(
 
     from toolkit.inventory import select_targets
 
-    try:
+    with user_errors():
         targets = select_targets(inventory, limit)
-    except PlaybookError as exc:
-        print_diagnostics(exc.diagnostics)
-        raise typer.Exit(1) from None
-    except ExkitError as exc:
-        _fail(str(exc))
     rows = [{"target": t.name, "group": t.group, "platform": t.target.platform, "where": t.target.describe()}
             for t in targets]
     if output == "json":
@@ -657,13 +618,8 @@ def inventory_show(
     inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Inventory file.")],
 ) -> None:
     """One target's merged variables (and where each comes from) and its template layers."""
-    try:
+    with user_errors():
         resolved = resolve_target(inventory, target)
-    except PlaybookError as exc:
-        print_diagnostics(exc.diagnostics)
-        raise typer.Exit(1) from None
-    except ExkitError as exc:
-        _fail(str(exc))
     typer.echo(report.as_json({
         "target": resolved.name, "group": resolved.group, "platform": resolved.target.platform,
         "where": resolved.target.describe(),

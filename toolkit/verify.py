@@ -71,7 +71,7 @@ def _scopes(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
         if outside:
             counts = count_types(outside)
             sample = ", ".join(str(r.get("name")) for r in outside[:3])
-            checks.append(Check(subject, False, f"matches recipients that are not rooms: "
+            checks.append(Check(subject, False, "matches recipients that are not rooms: "
                                 + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" (e.g. {sample})"))
         else:
             checks.append(Check(subject, True, f"matches {len(recipients)} recipient(s), rooms and equipment only"))

@@ -36,8 +36,11 @@ def serve(state_dir: str, delay_ms: float, port_queue: multiprocessing.Queue, st
     """The loopback WinRM server, in its own process (the other core)."""
     from tests.servers.winrm import LoopbackWinRM
 
+    from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
+
+    # The accounts database holds hashes, as a domain controller does (user:id:LM:NT:: lines).
     users = Path(state_dir) / "ntlm-users"
-    users.write_text(f"BENCH:exkit:{PASSWORD}\n")
+    users.write_text(f"BENCH\\exkit:1000:{lmowfv1(PASSWORD).hex()}:{ntowfv1(PASSWORD).hex()}::\n")
     os.environ["NTLM_USER_FILE"] = str(users)
     with LoopbackWinRM(Path(state_dir) / "unused.json", {USER: PASSWORD}, state_dir=Path(state_dir),
                        delay_ms=delay_ms) as server:
@@ -45,6 +48,15 @@ def serve(state_dir: str, delay_ms: float, port_queue: multiprocessing.Queue, st
         while not stop.wait(0.2):
             counter.value = server.http_requests
         counter.value = server.http_requests
+
+
+def existing_tenants(state_dir: Path, tenants: int) -> None:
+    """The tenants' organisations exist before exkit runs (the seed organisation, as the sandbox starts)."""
+    from toolkit.sandbox.seed import seed_organisation
+
+    text = seed_organisation().to_json()
+    for index in range(tenants):
+        (state_dir / f"t{index:04d}.json").write_text(text, encoding="utf-8")
 
 
 def inventory(path: Path, port: int, tenants: int) -> None:
@@ -102,6 +114,7 @@ def main() -> None:
     server.start()
     try:
         port = port_queue.get(timeout=30)
+        existing_tenants(scratch, arguments.tenants)
         inventory(scratch / "tenants.yaml", port, arguments.tenants)
         from toolkit.fleet import run_many
         from toolkit.inventory import select_targets

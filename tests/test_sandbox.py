@@ -140,6 +140,21 @@ def test_state_round_trip_is_stable(tmp_path):
     assert store.load(tmp_path / "missing.json").to_json() == first  # a missing file is the seed
 
 
+def test_a_script_that_changes_nothing_does_not_rewrite_the_state(tmp_path):
+    from toolkit.targets.sandbox import SandboxTarget
+
+    path = tmp_path / "s.json"
+    target = SandboxTarget(path)
+    assert target.run_script("Get-ManagementScope | Out-Null\n").exit_code == 0
+    assert path.read_text() == seed_organisation().to_json()  # a missing state is written on first use
+    inode = path.stat().st_ino
+    assert target.run_script("Get-ManagementScope | Out-Null\n").exit_code == 0
+    assert path.stat().st_ino == inode  # not replaced: nothing changed
+    assert target.run_script("New-ManagementScope -Name 'R' -RecipientRestrictionFilter "
+                             "\"RecipientTypeDetails -eq 'RoomMailbox'\"\n").exit_code == 0
+    assert path.stat().st_ino != inode and "\"R\"" in path.read_text()
+
+
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, mocker):
     # A full disk cannot be produced on demand here: the seam is os.fsync failing mid-save.
     path = tmp_path / "s.json"

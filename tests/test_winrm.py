@@ -106,6 +106,32 @@ def test_plan_costs_one_shell(cli, winrm_lab):
     assert server.counts["Create"] == 1 and server.counts["Command"] == 1
 
 
+def test_plan_and_apply_scripts_share_one_connection_and_one_shell(cli, winrm_lab):
+    server, inventory = winrm_lab()
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    assert len(server.scripts_run) == 2  # the facts script, then the apply script
+    assert server.authentications == 1
+    assert (server.counts["Create"], server.counts["Command"], server.counts["Signal"], server.counts["Delete"]) == \
+        (1, 2, 2, 1)
+    assert server.shells == {}  # the shell was deleted at the end
+
+
+@pytest.mark.parametrize("fault", ["forget", "close"], ids=["shell-expired", "connection-closed"])
+def test_a_kept_shell_that_went_away_is_replaced_without_a_retry(cli, winrm_lab, fault):
+    server, inventory = winrm_lab()
+    if fault == "forget":
+        server.faults.append(Fault("Command", 2, "forget"))  # the shell expired between plan and apply
+    else:
+        server.faults.append(Fault("Signal", 1, "close"))  # the server closed the connection after the facts script
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    assert actions(result.stdout) == [("ManagementScope", "created"), ("RoleGroup", "created")]
+    assert "retried" not in result.stdout + result.stderr
+    assert server.counts["Create"] == 2 and len(server.scripts_run) == 2
+    assert server.shells == {}
+
+
 def test_certificate_validation_failure_is_clear(cli, winrm_lab):
     server, inventory = winrm_lab("https", trust=False)
     result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
@@ -326,7 +352,7 @@ def test_verify_preview_export_and_drift_over_winrm(cli, winrm_lab, tmp_path):
     before = sum(server.counts.values())
     verified = cli("verify", CLASSIC, *target)
     assert verified.exit_code == 0, verified.stdout + verified.stderr
-    assert server.counts["Create"] == 3  # facts, apply, and one shell for the whole verify snapshot
+    assert server.counts["Create"] == 2  # one for apply (facts + apply scripts), one for the verify snapshot
     assert sum(server.counts.values()) - before == 6
     preview = cli("scope", "preview", CLASSIC, *target, "--output", "json")
     assert preview.exit_code == 0

@@ -20,7 +20,7 @@ from toolkit.playbook.model import Playbook
 from toolkit.playbook.load import peek_platform
 from toolkit.playbook.validate import load_and_validate, require_playbook
 from toolkit.render.engine import RenderError, render_script, write_script
-from toolkit.inventory import resolve_target
+from toolkit.inventory import ResolvedTarget, resolve_target
 from rich.text import Text
 
 from toolkit import report
@@ -331,11 +331,15 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
     return outcomes
 
 
-def _prepare(playbook: Path, inventory: Path | None, target: str | None, var: list[str] | None, destroy: bool,
+def _resolve(playbook: Path, inventory: Path | None, target: str | None) -> ResolvedTarget:
+    with user_errors():
+        return resolve_target(inventory, target, peek_platform(playbook))
+
+
+def _prepare(playbook: Path, resolved: ResolvedTarget, var: list[str] | None, destroy: bool,
              templates: Path | None) -> Prepared:
     cli_vars = parse_vars(var)
     with user_errors():
-        resolved = resolve_target(inventory, target, peek_platform(playbook))
         prepared = prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates)
     print_diagnostics(prepared.diagnostics)
     return prepared
@@ -363,7 +367,7 @@ def plan(
         outcomes = _fleet("plan", playbook, inventory, limit, forks, var, templates, output, rate)
         failed = any(not o.ok for o in outcomes)
         raise typer.Exit(1 if failed else 2 if detailed_exitcode and any(o.pending for o in outcomes) else 0)
-    prepared = _prepare(playbook, inventory, target, var, destroy, templates)
+    prepared = _prepare(playbook, _resolve(playbook, inventory, target), var, destroy, templates)
     if output == "json":
         typer.echo(report.as_json({"playbook": prepared.playbook.name, "target": prepared.target.name,
                                    **prepared.plan.as_dict()}))
@@ -463,8 +467,10 @@ def apply(
                 raise typer.Exit(1)
         outcomes = _fleet("apply", playbook, inventory, limit, forks, var, templates, output, rate)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
-    _run(_prepare(playbook, inventory, target, var, False, templates), yes, output, "apply", report_file, templates,
-         reviewed, playbook)
+    resolved = _resolve(playbook, inventory, target)
+    with resolved.target.session():  # the facts script, the apply script (and the report's snapshot): one connection
+        _run(_prepare(playbook, resolved, var, False, templates), yes, output, "apply", report_file, templates,
+             reviewed, playbook)
 
 
 @app.command()
@@ -478,8 +484,9 @@ def destroy(
     output: OutputOption = "text",
 ) -> None:
     """Remove what the playbook declares (plan, confirm, run the removal script)."""
-    _run(_prepare(playbook, inventory, target, var, True, templates), yes, output, "destroy",
-         playbook_path=playbook)
+    resolved = _resolve(playbook, inventory, target)
+    with resolved.target.session():
+        _run(_prepare(playbook, resolved, var, True, templates), yes, output, "destroy", playbook_path=playbook)
 
 
 @app.command()

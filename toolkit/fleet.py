@@ -60,50 +60,56 @@ def _run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: d
              templates: Path | None) -> TargetOutcome:
     started = time.monotonic()
     try:
-        if action == "verify":
-            from toolkit.verify import verify
-            from toolkit.workflow import load_for_target
-
-            model, _ = load_for_target(playbook, target, cli_vars)
-            checks = verify(model, read_snapshot(model, target, templates))
-            failed = [c for c in checks if not c.ok]
-            summary = f"{len(checks) - len(failed)} passed, {len(failed)} failed" + (
-                f": {failed[0].subject}: {failed[0].message}" if failed else "")
-            return TargetOutcome(target.name, not failed, summary, duration_s=round(time.monotonic() - started, 3),
-                                 details={"checks": [c.as_dict() for c in checks]})
-        prepared = prepare(playbook, target, cli_vars, templates=templates)
-        pending = len(prepared.plan.pending)
-        if action == "plan":
-            counts = prepared.plan.counts()
-            return TargetOutcome(target.name, True, f"{counts['create']} to create, {counts['update']} to update, "
-                                 f"{counts['noop']} unchanged", pending, round(time.monotonic() - started, 3),
-                                 {"plan": prepared.plan.as_dict()})
-        record = runs.new_record(command="apply", target=target.name, platform=target.target.platform,
-                                 playbook=str(playbook), playbook_name=prepared.playbook.name,
-                                 playbook_sha256=hashlib.sha256(playbook.read_bytes()).hexdigest(),
-                                 script_sha256=prepared.script.sha256, reviewed_sha256=None)
-        try:
-            result = execute(prepared)
-        except TargetError as exc:
-            runs.append({**record, "duration_s": round(time.monotonic() - started, 3), "exit_code": 1,
-                         "error": str(exc), "results": []})
-            raise
-        runs.append({**record, "duration_s": round(time.monotonic() - started, 3),
-                     "exit_code": 0 if result.ok else 1, "results": [r.__dict__ for r in result.results],
-                     "notices": result.notices})
-        summary = _count([r.action for r in result.results])
-        if not result.ok:
-            failed = result.failed[0] if result.failed else None
-            summary += f": {failed.kind} {failed.name!r} failed: {failed.error}" if failed else f": {result.stderr}"
-        return TargetOutcome(target.name, result.ok, summary, pending, round(time.monotonic() - started, 3),
-                             {"results": [r.__dict__ for r in result.results], "notices": result.notices,
-                              "script_sha256": result.script_sha256})
+        with target.target.session():  # plan's facts script and apply's script share one connection
+            return _plan_apply_verify(action, playbook, target, cli_vars, templates, started)
     except PlaybookError as exc:
         first = exc.diagnostics.sorted()[0] if exc.diagnostics.items else None
         message = first.format().splitlines()[0] if first else "invalid playbook"
         return TargetOutcome(target.name, False, message, duration_s=round(time.monotonic() - started, 3))
     except (ExkitError, TargetError, RenderError) as exc:
         return TargetOutcome(target.name, False, str(exc), duration_s=round(time.monotonic() - started, 3))
+
+
+def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
+                       templates: Path | None, started: float) -> TargetOutcome:
+    if action == "verify":
+        from toolkit.verify import verify
+        from toolkit.workflow import load_for_target
+
+        model, _ = load_for_target(playbook, target, cli_vars)
+        checks = verify(model, read_snapshot(model, target, templates))
+        failed = [c for c in checks if not c.ok]
+        summary = f"{len(checks) - len(failed)} passed, {len(failed)} failed" + (
+            f": {failed[0].subject}: {failed[0].message}" if failed else "")
+        return TargetOutcome(target.name, not failed, summary, duration_s=round(time.monotonic() - started, 3),
+                             details={"checks": [c.as_dict() for c in checks]})
+    prepared = prepare(playbook, target, cli_vars, templates=templates)
+    pending = len(prepared.plan.pending)
+    if action == "plan":
+        counts = prepared.plan.counts()
+        return TargetOutcome(target.name, True, f"{counts['create']} to create, {counts['update']} to update, "
+                             f"{counts['noop']} unchanged", pending, round(time.monotonic() - started, 3),
+                             {"plan": prepared.plan.as_dict()})
+    record = runs.new_record(command="apply", target=target.name, platform=target.target.platform,
+                             playbook=str(playbook), playbook_name=prepared.playbook.name,
+                             playbook_sha256=hashlib.sha256(playbook.read_bytes()).hexdigest(),
+                             script_sha256=prepared.script.sha256, reviewed_sha256=None)
+    try:
+        result = execute(prepared)
+    except TargetError as exc:
+        runs.append({**record, "duration_s": round(time.monotonic() - started, 3), "exit_code": 1,
+                     "error": str(exc), "results": []})
+        raise
+    runs.append({**record, "duration_s": round(time.monotonic() - started, 3),
+                 "exit_code": 0 if result.ok else 1, "results": [r.__dict__ for r in result.results],
+                 "notices": result.notices})
+    summary = _count([r.action for r in result.results])
+    if not result.ok:
+        failed = result.failed[0] if result.failed else None
+        summary += f": {failed.kind} {failed.name!r} failed: {failed.error}" if failed else f": {result.stderr}"
+    return TargetOutcome(target.name, result.ok, summary, pending, round(time.monotonic() - started, 3),
+                         {"results": [r.__dict__ for r in result.results], "notices": result.notices,
+                          "script_sha256": result.script_sha256})
 
 
 def run_many(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],

@@ -48,9 +48,9 @@ def append(record: dict[str, Any]) -> Path:
         try:
             stream.write(line)
             stream.flush()
-            os.fsync(stream.fileno())
         finally:
             fcntl.flock(stream, fcntl.LOCK_UN)
+        os.fdatasync(stream.fileno())  # on disk before the run is reported; outside the lock, so writers overlap
     return path
 
 

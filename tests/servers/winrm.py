@@ -52,7 +52,9 @@ OPERATION_TIMEOUT_CODE = 2150858793
 @dataclass
 class Fault:
     """At the ``occurrence``-th request of ``action``: 'drop' (process it, then close without answering),
-    '500' (answer HTTP 500 without processing) or 'delay' (hold Receive replies for ``seconds``)."""
+    '500' (answer HTTP 500 without processing), 'delay' (hold Receive replies for ``seconds``), 'forget' (the
+    shell timed out just before: every shell is gone) or 'close' (answer, then close the connection, as HTTP.sys
+    does with an idle one)."""
 
     action: str
     occurrence: int
@@ -89,6 +91,7 @@ class LoopbackWinRM:
         self.counts: dict[str, int] = {}
         self.http_requests = 0
         self.encrypted_requests = 0
+        self.authentications = 0  # completed NTLM handshakes
         self.shells: dict[str, dict[str, _Command]] = {}
         self.scripts_run: list[str] = []
         self.lock = threading.Lock()
@@ -187,6 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         if body:
             self.send_header("Content-Type", content_type)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -237,6 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._challenge(out, scheme)
                 return False
             self.authenticated = True
+            with owner.lock:
+                owner.authentications += 1
             return True
         if self.authenticated:
             return True
@@ -271,6 +278,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "500":
             self._reply(500, b"Internal Server Error", content_type="text/plain")
             return
+        if fault is not None and fault.kind == "forget":
+            owner.shells.clear()
+        if fault is not None and fault.kind == "close":
+            self.close_connection = True
         status, reply = self._dispatch(action, action_uri, message_id, root, fault)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
@@ -359,6 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
                     f"<rsp:ExitCode>{exit_code}</rsp:ExitCode></rsp:CommandState></rsp:ReceiveResponse>")
             return 200, _envelope(action_uri, message_id, body)
         if action == "Signal":
+            signal = root.find("s:Body/rsp:Signal", namespaces=NS)
+            commands.pop(signal.get("CommandId", "") if signal is not None else "", None)
             return 200, _envelope(action_uri, message_id, "<rsp:SignalResponse/>")
         if action == "Delete":
             owner.shells.pop(shell_id, None)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from tree_sitter import Node
+from tree_sitter import Node, Tree
 
 from toolkit.powershell_syntax import parse, syntax_problems, walk
 from toolkit.render.quoting import unquote_verbatim
@@ -70,6 +71,7 @@ class RunOutcome:
     output: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     exit_code: int = 0
+    changing_commands: int = 0  # commands run that may change the organisation (New-, Set-, Add-, Remove-…)
 
 
 def _line_col(node: Node) -> tuple[int, int]:
@@ -86,6 +88,60 @@ def _unwrap(node: Node) -> Node:
     return node
 
 
+@lru_cache(maxsize=64)
+def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
+    """Parse a script and find what no command table can fix: syntax errors and constructs outside the subset.
+    Returns the tree, those problems, and the command nodes (checked against the command table by the caller).
+    Cached by text, as PowerShell caches compiled script blocks: a fleet runs the same script many times."""
+    tree = parse(text)
+    problems = syntax_problems(tree)
+    if problems:
+        return tree, ("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
+                                for p in problems[:5]),), ()
+    found: list[str] = []
+    commands: list[Node] = []
+    for node in walk(tree.root_node):
+        if node.is_named and node.type not in _ALLOWED:
+            found.append(_unsupported(node))
+        elif node.type in _WRAPPERS and node.child_count > 1:
+            found.extend(_check_operator(node))
+        elif node.type == "flow_control_statement" and node.children[0].type != "throw":
+            found.append(_unsupported(node))
+        elif node.type == "expression_with_unary_operator":
+            operator = node.children[0].type
+            if operator not in ("-not", "!", "cast_expression"):
+                found.append(_unsupported(node))
+        elif node.type == "cast_expression":
+            type_name = node.named_children[0].text.decode().strip("[]").lower()
+            if type_name not in _CASTS:
+                found.append(_unsupported(node, f"cast to [{type_name}]"))
+        elif node.type == "expandable_string_literal" and any(c in node.text.decode() for c in "$`"):
+            found.append(_unsupported(node, "expandable string with variables or escapes (use single quotes and +)"))
+        elif node.type == "assignement_operator" and node.text.decode() not in _ASSIGNMENT_OPERATORS:
+            found.append(_unsupported(node, f"assignment operator {node.text.decode()}"))
+        elif node.type == "command":
+            commands.append(node)
+    return tree, tuple(found), tuple(commands)
+
+
+def _unsupported(node: Node, what: str | None = None) -> str:
+    line, col = _line_col(node)
+    snippet = node.text.decode("utf-8", "replace").splitlines()[0][:50] if node.text else ""
+    return f"{line}:{col}: unsupported PowerShell construct {what or node.type} ({snippet!r})"
+
+
+def _check_operator(node: Node) -> list[str]:
+    operators = [c for c in node.children if not c.is_named or c.type == "comparison_operator"]
+    allowed = {"logical_expression": {"-and", "-or"}, "comparison_expression": _COMPARISONS,
+               "additive_expression": {"+"}, "pipeline_chain": {"|"}, "array_literal_expression": {","}}
+    out = []
+    for operator in operators:
+        text = operator.text.decode().lower()
+        if text not in allowed.get(node.type, set()):
+            out.append(_unsupported(operator, f"operator {text}"))
+    return out
+
+
 class Interpreter:
     """Runs scripts against a command table (built-ins plus the sandbox organisation's cmdlets)."""
 
@@ -97,53 +153,13 @@ class Interpreter:
 
     # ------------------------------------------------------------------------------------------- checking
     def check(self, text: str) -> Node:
-        tree = parse(text)
-        problems = syntax_problems(tree)
-        if problems:
-            raise ScriptError("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
-                                        for p in problems[:5]))
-        found: list[str] = []
-        for node in walk(tree.root_node):
-            if node.is_named and node.type not in _ALLOWED:
-                found.append(self._unsupported(node))
-            elif node.type in _WRAPPERS and node.child_count > 1:
-                found.extend(self._check_operator(node))
-            elif node.type == "flow_control_statement" and node.children[0].type != "throw":
-                found.append(self._unsupported(node))
-            elif node.type == "expression_with_unary_operator":
-                operator = node.children[0].type
-                if operator not in ("-not", "!", "cast_expression"):
-                    found.append(self._unsupported(node))
-            elif node.type == "cast_expression":
-                type_name = node.named_children[0].text.decode().strip("[]").lower()
-                if type_name not in _CASTS:
-                    found.append(self._unsupported(node, f"cast to [{type_name}]"))
-            elif node.type == "expandable_string_literal" and any(c in node.text.decode() for c in "$`"):
-                found.append(self._unsupported(node, "expandable string with variables or escapes "
-                                                     "(use single quotes and +)"))
-            elif node.type == "assignement_operator" and node.text.decode() not in _ASSIGNMENT_OPERATORS:
-                found.append(self._unsupported(node, f"assignment operator {node.text.decode()}"))
-            elif node.type == "command":
-                found.extend(self._check_command(node))
+        tree, problems, commands = _analyse(text)
+        found = list(problems)
+        for node in commands:
+            found.extend(self._check_command(node))
         if found:
             raise ScriptError("\n".join(found))
         return tree.root_node
-
-    def _unsupported(self, node: Node, what: str | None = None) -> str:
-        line, col = _line_col(node)
-        snippet = node.text.decode("utf-8", "replace").splitlines()[0][:50] if node.text else ""
-        return f"{line}:{col}: unsupported PowerShell construct {what or node.type} ({snippet!r})"
-
-    def _check_operator(self, node: Node) -> list[str]:
-        operators = [c for c in node.children if not c.is_named or c.type == "comparison_operator"]
-        allowed = {"logical_expression": {"-and", "-or"}, "comparison_expression": _COMPARISONS,
-                   "additive_expression": {"+"}, "pipeline_chain": {"|"}, "array_literal_expression": {","}}
-        out = []
-        for operator in operators:
-            text = operator.text.decode().lower()
-            if text not in allowed.get(node.type, set()):
-                out.append(self._unsupported(operator, f"operator {text}"))
-        return out
 
     def _check_command(self, node: Node) -> list[str]:
         name_node = node.child_by_field_name("command_name") or node.named_children[0]
@@ -444,6 +460,8 @@ class Interpreter:
             raise PSRuntimeError(str(exc), line, col, "InvalidArgument") from None
         action = to_string(bound.pop("ErrorAction", None) or self.variables.get("erroractionpreference")
                            or "Continue").lower()
+        if command.should_process:
+            self.outcome.changing_commands += 1
         try:
             return list(command.run(bound, pipeline_input))
         except CmdletError as exc:

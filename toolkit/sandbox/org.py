@@ -155,6 +155,8 @@ class Organisation(_State):
 
     def normalise(self) -> None:
         self.recipients.sort(key=lambda r: r.primary_smtp_address.lower())
+        for recipient in self.recipients:
+            recipient.custom_attributes = dict(sorted(recipient.custom_attributes.items()))
         self.management_scopes.sort(key=lambda s: s.name.lower())
         self.role_groups.sort(key=lambda g: g.name.lower())
         for group in self.role_groups:
@@ -165,8 +167,9 @@ class Organisation(_State):
         self.application_access_policies.sort(key=lambda p: (p.app_id, p.scope_identity))
 
     def to_json(self) -> str:
+        """The state file's text: lists in a stable order, fields in the models' order (pydantic's serializer)."""
         self.normalise()
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        return self.model_dump_json(indent=2) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------- persistence
@@ -189,24 +192,35 @@ def default_state_path(platform: str = "exchange-server") -> Path:
 
 def load(path: Path, platform: str = "exchange-server") -> Organisation:
     """Load the organisation; a missing file is the seed organisation of that platform."""
+    return load_with_text(path, platform)[0]
+
+
+def load_with_text(path: Path, platform: str = "exchange-server") -> tuple[Organisation, str | None]:
+    """The organisation and the file's text (None for the seed of a missing file), for ``save(…, unless=text)``."""
     from toolkit.sandbox.seed import seed_organisation
 
-    if not path.exists():
-        return seed_organisation(platform)
     try:
-        return Organisation.model_validate_json(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return seed_organisation(platform), None
+    try:
+        return Organisation.model_validate_json(text), text
     except ValueError as exc:
         raise StateFileError(f"the sandbox state {path} is not a valid organisation ({str(exc).splitlines()[0]}); "
                              "reset it with 'exkit sandbox reset'") from None
 
 
-def save(path: Path, organisation: Organisation) -> None:
-    """Write atomically: a temporary file in the same folder, flushed and fsynced, then renamed over the target."""
+def save(path: Path, organisation: Organisation, *, unless: str | None = None) -> None:
+    """Write atomically: a temporary file in the same folder, flushed and fsynced, then renamed over the target.
+    Nothing is written when the organisation's text equals ``unless`` (what was loaded: nothing changed)."""
+    text = organisation.to_json()
+    if unless is not None and text == unless:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(organisation.to_json())
+            stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)

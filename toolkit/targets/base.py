@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +79,12 @@ class Target(ABC):
 
     @abstractmethod
     def describe(self) -> str: ...
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Scripts run inside may share one connection (plan's facts script, then apply's); by default each run
+        stands alone."""
+        yield
 
     def connection(self) -> Connection:
         """How this target's scripts load the Exchange cmdlets (rendered into the script's preamble)."""

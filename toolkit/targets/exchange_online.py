@@ -87,9 +87,9 @@ class ExchangeOnlineTarget(Target):
                       Cloud(str(spec.login_endpoint).rstrip("/"), str(spec.exchange_endpoint).rstrip("/"),
                             "O365Default"))
         self._application: msal.ConfidentialClientApplication | None = None
-        self.session = _Session()
+        self.http = _Session()
         if spec.ca_trust_path:
-            self.session.verify = str(self._path(spec.ca_trust_path))
+            self.http.verify = str(self._path(spec.ca_trust_path))
         self._thumbprint = ""
         self.retries: list[str] = []
         self.calls = 0
@@ -151,7 +151,7 @@ class ExchangeOnlineTarget(Target):
             try:
                 self._application = msal.ConfidentialClientApplication(
                     self.spec.client_id, client_credential=self._credential(),
-                    authority=f"{self.cloud.login}/{self.spec.tenant}", http_client=self.session,
+                    authority=f"{self.cloud.login}/{self.spec.tenant}", http_client=self.http,
                     instance_discovery=False if self.spec.cloud == "custom" else None,
                     token_cache=msal.TokenCache())
             except (ValueError, requests.exceptions.RequestException) as exc:
@@ -211,7 +211,7 @@ class ExchangeOnlineTarget(Target):
             "X-ClientApplication": "exkit", "client-request-id": str(uuid.uuid4()),
         }
         try:
-            response = self.session.post(url, json=body, headers=headers, timeout=900)
+            response = self.http.post(url, json=body, headers=headers, timeout=900)
         except requests.exceptions.SSLError as exc:
             raise TargetError(f"TLS with {self.cloud.exchange} failed: {_short(exc)}") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):

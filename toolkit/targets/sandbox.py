@@ -26,7 +26,7 @@ class SandboxTarget(Target):
         self.throttle()
         with org_store.locked(self.state_path):
             try:
-                organisation = org_store.load(self.state_path, self.platform)
+                organisation, loaded = org_store.load_with_text(self.state_path, self.platform)
             except org_store.StateFileError as exc:
                 raise TargetError(str(exc)) from None
             interpreter = Interpreter(ExchangeCmdlets(organisation).commands())
@@ -36,9 +36,9 @@ class SandboxTarget(Target):
                 # Checked before anything ran: the organisation is untouched.
                 return RunResult(2, "", f"the script cannot run in the sandbox:\n{exc}",
                                  script_sha256=_sha(script))
-            if not read_only:
+            if not read_only and (outcome.changing_commands or loaded is None):
                 # Whatever ran is real, also when the script stopped halfway (as on a real Exchange).
-                org_store.save(self.state_path, organisation)
+                org_store.save(self.state_path, organisation, unless=loaded)
         stdout = "\n".join(outcome.output) + ("\n" if outcome.output else "")
         results, facts = parse_output(stdout)
         return RunResult(outcome.exit_code, stdout, "\n".join(outcome.errors), results, facts, _sha(script))

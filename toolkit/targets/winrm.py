@@ -2,8 +2,9 @@
 
 The rendered script runs exactly as rendered. It does not travel on the command line (real Windows limits a command
 line to 8191 characters): the command line carries a short fixed bootstrap as ``-EncodedCommand``, which reads the
-script from standard input (sent base64-encoded, in chunks, over WS-Management ``Send``) and runs it. Each run costs
-one shell: Create, Command, Send…, Receive…, Signal, Delete.
+script from standard input (sent base64-encoded, in chunks, over WS-Management ``Send``) and runs it. A script costs
+Command, Send…, Receive…, Signal in a shell (Create … Delete); inside ``session()`` (plan, then apply) the scripts share
+one authenticated connection and one shell.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import hashlib
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 import winrm
-from winrm.exceptions import InvalidCredentialsError, WinRMError, WinRMOperationTimeoutError, WinRMTransportError
+from winrm.exceptions import (
+    InvalidCredentialsError, WinRMError, WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError,
+)
 
 from toolkit.inventory import ExchangeServerTargetSpec
 from toolkit.render.engine import Connection
@@ -34,6 +40,9 @@ BOOTSTRAP = (
 BOOTSTRAP_ARGUMENTS = ("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand",
                        base64.b64encode(BOOTSTRAP.encode("utf-16-le")).decode("ascii"))
 STDIN_CHUNK = 64 * 1024  # well under pywinrm's MaxEnvelopeSize of 150 KB
+# A kept shell idle longer than this is not reused: HTTP.sys closes idle connections after 120 s by default, and
+# winrs shells time out after IdleTimeout (2 hours by default).
+SHELL_REUSE_S = 60.0
 
 
 def decode_clixml(data: str) -> str:
@@ -55,6 +64,24 @@ def decode_clixml(data: str) -> str:
     return text.replace("\r\n", "\n").strip()
 
 
+class _StaleShell(Exception):
+    """A kept shell could not start a command: its connection was closed or the server dropped the shell."""
+
+
+@dataclass
+class _Shell:
+    protocol: winrm.Protocol
+    shell_id: str
+    last_used: float = 0.0
+
+
+def _delete_shell(shell: _Shell, close_session: bool = True) -> None:
+    try:
+        shell.protocol.close_shell(shell.shell_id, close_session=close_session)
+    except (WinRMError, WinRMTransportError, WinRMOperationTimeoutError, requests.exceptions.RequestException):
+        pass  # a shell the server could not delete expires by itself (its idle timeout)
+
+
 class _NotStarted(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -66,6 +93,8 @@ class WinRMTarget(Target):
         self.spec = spec
         self.name = name
         self.base_dir = base_dir or Path.cwd()
+        self._keep_shell = False  # inside session()
+        self._kept: _Shell | None = None
 
     def describe(self) -> str:
         return f"Exchange Server {self.spec.endpoint} ({self.spec.transport})"
@@ -100,6 +129,21 @@ class WinRMTarget(Target):
             raise TargetError(f"cannot set up WinRM for target {self.name!r}: {exc}") from None
         return protocol
 
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep one authenticated connection and one shell for every script run inside (plan's facts script, then
+        apply's script): one NTLM handshake and one shell per target instead of one per script. The shell is
+        deleted on leaving; a shell idle longer than SHELL_REUSE_S is not reused (the server may have closed the
+        connection)."""
+        self._keep_shell = True
+        try:
+            yield
+        finally:
+            self._keep_shell = False
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                _delete_shell(kept)
+
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         """Run the script; a failure before it started (connecting, opening the shell) is retried with backoff."""
         notices: list[str] = []
@@ -119,17 +163,35 @@ class WinRMTarget(Target):
 
     def _run_once(self, script: str) -> RunResult:
         self.throttle()
+        kept, self._kept = self._kept, None
+        if kept is not None and time.monotonic() - kept.last_used > SHELL_REUSE_S:
+            _delete_shell(kept)
+            kept = None
+        if kept is not None:
+            try:
+                return self._run_in_shell(script, kept)
+            except _StaleShell:
+                # The kept shell or its connection is gone: a new one, without counting it as a retry. The old
+                # shell is deleted over the new connection (servers allow a user few shells: MaxShellsPerUser).
+                return self._run_in_shell(script, None, stale_shell_id=kept.shell_id)
+        return self._run_in_shell(script, None)
+
+    def _run_in_shell(self, script: str, kept: _Shell | None, stale_shell_id: str | None = None) -> RunResult:
         sha = hashlib.sha256(script.encode()).hexdigest()
-        protocol = self._protocol()
-        stage = "connect"
-        shell_id = command_id = None
+        stage = "connect" if kept is None else "start"
+        shell = kept
         try:
-            shell_id = protocol.open_shell(codepage=65001)
-            # pywinrm built its session on that first request, with the proxies (none, or spec.proxy) already on
-            # it: requests need not re-read every environment variable for each further request.
-            if protocol.transport.session is not None:
-                protocol.transport.session.trust_env = False
-            stage = "start"
+            if shell is None:
+                protocol = self._protocol()
+                shell = _Shell(protocol, protocol.open_shell(codepage=65001))
+                # pywinrm built its session on that first request, with the proxies (none, or spec.proxy) already
+                # on it: requests need not re-read every environment variable for each further request.
+                if protocol.transport.session is not None:
+                    protocol.transport.session.trust_env = False
+                if stale_shell_id is not None:
+                    _delete_shell(_Shell(protocol, stale_shell_id), close_session=False)
+                stage = "start"
+            protocol, shell_id = shell.protocol, shell.shell_id
             command_id = protocol.run_command(shell_id, "powershell.exe", BOOTSTRAP_ARGUMENTS)
             payload = base64.b64encode(script.encode("utf-8"))
             chunks = [payload[i:i + STDIN_CHUNK] for i in range(0, len(payload), STDIN_CHUNK)] or [b""]
@@ -138,35 +200,48 @@ class WinRMTarget(Target):
             stage = "run"
             stdout, stderr, exit_code = protocol.get_command_output(shell_id, command_id)
             stage = "close"
-            self._close(protocol, shell_id, command_id)
-        except requests.exceptions.SSLError as exc:
-            raise TargetError(f"TLS with {self.spec.endpoint} failed: {_reason(exc)}. The server certificate must be "
-                              "signed by a CA in ca_trust_path (certificate validation stays on)") from None
-        except InvalidCredentialsError:
-            who = self.spec.username or "the client certificate"
-            raise TargetError(f"{self.spec.endpoint} refused the credentials of {who} (HTTP 401): check the username "
-                              "and the password reference") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise self._failure(stage, _reason(exc)) from None
-        except requests.exceptions.Timeout:
-            raise self._failure(stage, f"no answer within read_timeout ({self.spec.read_timeout} s)") from None
-        except WinRMOperationTimeoutError:
-            raise self._failure(stage, "the WinRM operation timed out") from None
-        except WinRMTransportError as exc:
-            raise self._failure(stage, f"the WinRM server answered HTTP {exc.code}") from None
-        except WinRMError as exc:
-            raise TargetError(self._lost(stage, f"WinRM fault: {_fault_reason(exc)}")) from None
+            self._finish(shell, command_id)
+        except (requests.exceptions.RequestException, WinRMError, WinRMOperationTimeoutError,
+                WinRMTransportError) as exc:
+            stale = isinstance(exc, (requests.exceptions.ConnectionError, InvalidCredentialsError, WSManFaultError))
+            if stale and kept is not None and stage == "start" and not isinstance(exc, requests.exceptions.SSLError):
+                raise _StaleShell() from None
+            raise self._as_failure(exc, stage) from None
         out = stdout.decode("utf-8", "replace").replace("\r\n", "\n")
         err = decode_clixml(stderr.decode("utf-8", "replace"))
         results, facts = parse_output(out)
         return RunResult(exit_code, out, err, results, facts, sha)
 
-    def _close(self, protocol: winrm.Protocol, shell_id: str, command_id: str) -> None:
+    def _as_failure(self, exc: BaseException, stage: str) -> Exception:
+        """What a transport failure at ``stage`` means for the user (TargetError, or _NotStarted to retry)."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            return TargetError(f"TLS with {self.spec.endpoint} failed: {_reason(exc)}. The server certificate must "
+                               "be signed by a CA in ca_trust_path (certificate validation stays on)")
+        if isinstance(exc, InvalidCredentialsError):
+            who = self.spec.username or "the client certificate"
+            return TargetError(f"{self.spec.endpoint} refused the credentials of {who} (HTTP 401): check the "
+                               "username and the password reference")
+        if isinstance(exc, requests.exceptions.Timeout):
+            return self._failure(stage, f"no answer within read_timeout ({self.spec.read_timeout} s)")
+        if isinstance(exc, WinRMOperationTimeoutError):
+            return self._failure(stage, "the WinRM operation timed out")
+        if isinstance(exc, WinRMTransportError):
+            return self._failure(stage, f"the WinRM server answered HTTP {exc.code}")
+        if isinstance(exc, WinRMError):
+            return TargetError(self._lost(stage, f"WinRM fault: {_fault_reason(exc)}"))
+        return self._failure(stage, _reason(exc))  # connection refused, reset, closed…
+
+    def _finish(self, shell: _Shell, command_id: str) -> None:
+        """After the script finished: end the command, then keep the shell for the next script or delete it."""
         try:
-            protocol.cleanup_command(shell_id, command_id)
-            protocol.close_shell(shell_id)
-        except (WinRMError, requests.exceptions.RequestException):
-            pass  # the script has finished; a shell the server could not close expires by itself
+            shell.protocol.cleanup_command(shell.shell_id, command_id)
+        except (WinRMError, WinRMTransportError, WinRMOperationTimeoutError, requests.exceptions.RequestException):
+            return  # the script has finished; a shell the server could not clean up expires by itself
+        if self._keep_shell:
+            shell.last_used = time.monotonic()
+            self._kept = shell
+        else:
+            _delete_shell(shell)
 
     def _failure(self, stage: str, reason: str) -> Exception:
         """Before the script started, a transient failure may be retried; after, it must be reported."""

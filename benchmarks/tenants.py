@@ -32,7 +32,7 @@ USER = "BENCH\\exkit"
 
 
 def serve(state_dir: str, delay_ms: float, port_queue: multiprocessing.Queue, stop: multiprocessing.Event,
-          counter: multiprocessing.Value) -> None:  # type: ignore[type-arg]
+          counter: multiprocessing.Value, cpu: multiprocessing.Value) -> None:  # type: ignore[type-arg]
     """The loopback WinRM server, in its own process (the other core)."""
     from tests.servers.winrm import LoopbackWinRM
 
@@ -46,17 +46,23 @@ def serve(state_dir: str, delay_ms: float, port_queue: multiprocessing.Queue, st
                        delay_ms=delay_ms) as server:
         port_queue.put(server.port)
         while not stop.wait(0.2):
-            counter.value = server.http_requests
-        counter.value = server.http_requests
+            counter.value, cpu.value = server.http_requests, time.process_time()
+        counter.value, cpu.value = server.http_requests, time.process_time()
 
 
-def existing_tenants(state_dir: Path, tenants: int) -> None:
-    """The tenants' organisations exist before exkit runs (the seed organisation, as the sandbox starts)."""
-    from toolkit.sandbox.seed import seed_organisation
+def existing_tenants(state_dir: Path, tenants: int, prefix: str = "t") -> None:
+    """The tenants' organisations exist before exkit runs: the sandbox's seed organisation, each with its own
+    room-booking service account, so every tenant's scripts differ (as with real tenants)."""
+    from toolkit.sandbox.org import Recipient
+    from toolkit.sandbox.seed import CONTOSO_USERS, seed_organisation
 
-    text = seed_organisation().to_json()
     for index in range(tenants):
-        (state_dir / f"t{index:04d}.json").write_text(text, encoding="utf-8")
+        organisation = seed_organisation()
+        name = f"Room Booking Service t{index:04d}"
+        organisation.recipients.append(Recipient(
+            name=name, alias=f"svc-rooms-t{index:04d}", primary_smtp_address=f"svc-rooms-t{index:04d}@contoso.com",
+            recipient_type_details="UserMailbox", display_name=name, distinguished_name=f"CN={name},{CONTOSO_USERS}"))
+        (state_dir / f"{prefix}{index:04d}.json").write_text(organisation.to_json(), encoding="utf-8")
 
 
 def inventory(path: Path, port: int, tenants: int) -> None:
@@ -64,14 +70,16 @@ def inventory(path: Path, port: int, tenants: int) -> None:
     for index in range(tenants):
         lines.append(f"      t{index:04d}: {{kind: exchange-server, host: 127.0.0.1, port: {port}, scheme: http, "
                      f"transport: ntlm, username: 'BENCH\\exkit', password: 'env:EXKIT_BENCH_PASSWORD', "
-                     f"connect: snapin, path: /wsman/t{index:04d}, read_timeout: 120}}")
+                     f"connect: snapin, path: /wsman/t{index:04d}, read_timeout: 120, "
+                     f"vars: {{service_account: svc-rooms-t{index:04d}@contoso.com}}}}")
     path.write_text("\n".join(lines) + "\n")
 
 
-def naive(port: int, tenants: int, forks: int) -> float:
+def naive(port: int, tenants: int, forks: int, state_dir: Path) -> float:
     """The same work, one cmdlet per round trip (read each object, then create it)."""
     import winrm
 
+    existing_tenants(state_dir, tenants, prefix="naive")
     cmdlets = [
         "Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction SilentlyContinue | Out-Null",
         "Get-RoleGroup -Identity 'Room booking service accounts' -ErrorAction SilentlyContinue | Out-Null",
@@ -80,7 +88,7 @@ def naive(port: int, tenants: int, forks: int) -> float:
         "'RoomMailbox'\" | Out-Null",
         "Get-RoleGroup -Identity 'Room booking service accounts' -ErrorAction SilentlyContinue | Out-Null",
         "New-RoleGroup -Name 'Room booking service accounts' -Roles 'ApplicationImpersonation' -Members "
-        "'svc-rooms@contoso.com' -CustomRecipientWriteScope 'Room mailboxes' | Out-Null",
+        "'svc-rooms-t{index:04d}@contoso.com' -CustomRecipientWriteScope 'Room mailboxes' | Out-Null",
     ]
 
     def one(index: int) -> None:
@@ -88,7 +96,7 @@ def naive(port: int, tenants: int, forks: int) -> float:
                                 transport="ntlm", message_encryption="always", read_timeout_sec=120,
                                 operation_timeout_sec=20)
         for cmdlet in cmdlets:
-            result = session.run_ps(cmdlet)
+            result = session.run_ps(cmdlet.replace("{index:04d}", f"{index:04d}"))
             if result.status_code != 0:
                 raise RuntimeError(f"naive tenant {index}: {result.std_err.decode(errors='replace')[:200]}")
 
@@ -96,6 +104,13 @@ def naive(port: int, tenants: int, forks: int) -> float:
     with ThreadPoolExecutor(max_workers=forks) as pool:
         list(pool.map(one, range(tenants)))
     return time.monotonic() - started
+
+
+def _client_cpu() -> float:
+    """CPU seconds of this process and its finished children: exkit's worker processes (the server is still
+    running, so it is not counted here)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -109,8 +124,9 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="exkit-bench-"))
     os.environ["EXKIT_RUNS_DIR"] = str(scratch / "runs")
     context = multiprocessing.get_context("spawn")
-    port_queue, stop, counter = context.Queue(), context.Event(), context.Value("l", 0)
-    server = context.Process(target=serve, args=(str(scratch), arguments.rtt_ms, port_queue, stop, counter))
+    port_queue, stop, counter, server_cpu = context.Queue(), context.Event(), context.Value("l", 0), context.Value("d")
+    server = context.Process(target=serve, args=(str(scratch), arguments.rtt_ms, port_queue, stop, counter,
+                                                 server_cpu))
     server.start()
     try:
         port = port_queue.get(timeout=30)
@@ -120,27 +136,27 @@ def main() -> None:
         from toolkit.inventory import select_targets
 
         targets = select_targets(scratch / "tenants.yaml", "tenants")
-        before = counter.value
+        time.sleep(0.5)  # let the server publish its figures
+        before, server_cpu_before, client_cpu_before = counter.value, server_cpu.value, _client_cpu()
         started = time.monotonic()
         outcomes = run_many("apply", REPO / "playbooks" / "classic.yaml", targets, {}, None, arguments.forks)
         wall = time.monotonic() - started
-        time.sleep(0.5)  # let the server publish its request count
-        requests = counter.value - before
+        client_cpu = _client_cpu() - client_cpu_before
+        time.sleep(0.5)
+        requests, server_cpu_used = counter.value - before, server_cpu.value - server_cpu_before
         failed = [o for o in outcomes if not o.ok]
         if failed:
             print(f"{len(failed)} tenant(s) failed, e.g. {failed[0].target}: {failed[0].summary}", file=sys.stderr)
             sys.exit(1)
         per_tenant = requests / arguments.tenants
         floor = arguments.tenants * per_tenant * arguments.rtt_ms / 1000 / arguments.forks
-        naive_wall = float("nan") if arguments.no_naive else naive(port, arguments.tenants, arguments.forks)
+        naive_wall = float("nan") if arguments.no_naive else naive(port, arguments.tenants, arguments.forks, scratch)
     finally:
         stop.set()
         server.join(timeout=10)
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"exkit: {arguments.tenants} tenants planned and applied with {arguments.forks} forks; {requests} HTTP "
-          f"requests; CPU s: client {me.ru_utime + me.ru_stime:.1f}, server {children.ru_utime + children.ru_stime:.1f}",
-          file=sys.stderr)
+          f"requests; CPU s during the run: client {client_cpu:.1f}, server {server_cpu_used:.1f}", file=sys.stderr)
     print(f"tenants={arguments.tenants} wall_s={wall:.2f} floor_s={floor:.2f} ratio={wall / floor:.2f} "
           f"http_per_tenant={per_tenant:.1f} naive_ratio={naive_wall / floor:.2f} peak_rss_mb={rss / 1024:.0f}")
 

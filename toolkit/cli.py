@@ -289,8 +289,13 @@ RateOption = Annotated[float | None, typer.Option("--rate", min=0.01, help="With
                                                                          "across all targets at most.")]
 
 
+ProcessesOption = Annotated[int | None, typer.Option("--processes", min=1, max=256, help="With --limit: processes "
+                                                    "sharing the forks (default: one per CPU on Linux, else 1).")]
+
+
 def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int, var: list[str] | None,
-           templates: Path | None, output: str, rate: float | None = None) -> list[Any]:
+           templates: Path | None, output: str, rate: float | None = None,
+           processes: int | None = None) -> list[Any]:
     """Run one playbook on many targets; print progress, a table per target (or JSON); return the outcomes."""
     from rich.progress import Progress
     from rich.table import Table
@@ -308,13 +313,14 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(f"{action} on {len(targets)} target(s)", total=len(targets))
             outcomes = run_many(action, playbook, targets, cli_vars, templates, forks,  # type: ignore[arg-type]
-                                lambda o, done, total: bar.advance(task), rate)
+                                lambda o, done, total: bar.advance(task), rate, processes)
     else:
         def line(outcome: Any, done: int, total: int) -> None:
             typer.echo(f"[{done}/{total}] {outcome.target}: {'ok' if outcome.ok else 'FAILED'}: {outcome.summary}",
                        err=True)
 
-        outcomes = run_many(action, playbook, targets, cli_vars, templates, forks, line, rate)  # type: ignore[arg-type]
+        outcomes = run_many(action, playbook, targets, cli_vars, templates, forks, line, rate,  # type: ignore[arg-type]
+                            processes)
     if output == "json":
         typer.echo(report.as_json({"action": action, "playbook": str(playbook),
                                    "targets": [o.as_dict() for o in outcomes]}))
@@ -359,12 +365,13 @@ def plan(
     limit: FleetLimitOption = None,
     forks: ForksOption = 8,
     rate: RateOption = None,
+    processes: ProcessesOption = None,
 ) -> None:
     """Show what apply would create, change or remove, with before → after values."""
     if limit is not None:
         if destroy:
             _fail("--destroy plans one target at a time", 2)
-        outcomes = _fleet("plan", playbook, inventory, limit, forks, var, templates, output, rate)
+        outcomes = _fleet("plan", playbook, inventory, limit, forks, var, templates, output, rate, processes)
         failed = any(not o.ok for o in outcomes)
         raise typer.Exit(1 if failed else 2 if detailed_exitcode and any(o.pending for o in outcomes) else 0)
     prepared = _prepare(playbook, _resolve(playbook, inventory, target), var, destroy, templates)
@@ -453,6 +460,7 @@ def apply(
     limit: FleetLimitOption = None,
     forks: ForksOption = 8,
     rate: RateOption = None,
+    processes: ProcessesOption = None,
 ) -> None:
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
     if limit is not None:
@@ -462,10 +470,10 @@ def apply(
             if not sys.stdin.isatty():
                 _fail("refusing to apply to several targets without confirmation on a non-interactive terminal: "
                       "pass --yes")
-            _fleet("plan", playbook, inventory, limit, forks, var, templates, "text", rate)
+            _fleet("plan", playbook, inventory, limit, forks, var, templates, "text", rate, processes)
             if not typer.confirm("Apply to these targets?", default=False):
                 raise typer.Exit(1)
-        outcomes = _fleet("apply", playbook, inventory, limit, forks, var, templates, output, rate)
+        outcomes = _fleet("apply", playbook, inventory, limit, forks, var, templates, output, rate, processes)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     resolved = _resolve(playbook, inventory, target)
     with resolved.target.session():  # the facts script, the apply script (and the report's snapshot): one connection
@@ -500,12 +508,13 @@ def verify(
     limit: FleetLimitOption = None,
     forks: ForksOption = 8,
     rate: RateOption = None,
+    processes: ProcessesOption = None,
 ) -> None:
     """Check the effective result on the target: who holds what, on which scope, and nothing more. Exit 1 on failure."""
     from toolkit.verify import verify as verify_checks
 
     if limit is not None:
-        outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate)
+        outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate, processes)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     resolved, model = _target_and_playbook(playbook, inventory, target, var)
     with user_errors():

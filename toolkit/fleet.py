@@ -1,12 +1,18 @@
 """Many targets at once: plan, apply or verify one playbook on every selected target with a bounded worker pool.
 
 Each target runs on its own (its own connection, its own state); an error on one is recorded as that target's
-outcome and never stops or touches the others.
+outcome and never stops or touches the others. The workers (``--forks``) are threads, spread over several processes
+on Linux (see worker_processes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -112,28 +118,138 @@ def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, c
                           "script_sha256": result.script_sha256})
 
 
+def _run_one_safely(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
+                    templates: Path | None) -> TargetOutcome:
+    try:
+        return run_one(action, playbook, target, cli_vars, templates)
+    except Exception as exc:  # a bug in one target's run must not take the others down
+        return TargetOutcome(target.name, False, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def worker_processes(targets: list[ResolvedTarget], forks: int, rate: float | None, requested: int | None) -> int:
+    """How many processes share a run's workers. One Python process runs one thread at a time (the GIL), and a
+    large fleet keeps a process busy with TLS, NTLM, WS-Management XML and rendering: on Linux the workers are
+    spread over up to one process per CPU. One process when there is nothing to gain or it would be unsafe: no
+    fork(), a global --rate (one bucket is exact; several processes would split it) or a target asking for a
+    password on the terminal."""
+    if requested is not None:
+        wanted = requested
+    elif rate or not sys.platform.startswith("linux") or any(t.target.prompts() for t in targets):
+        wanted = 1
+    else:
+        wanted = os.cpu_count() or 1
+    return max(1, min(wanted, forks, len(targets)))
+
+
 def run_many(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
              templates: Path | None, forks: int,
              progress: Callable[[TargetOutcome, int, int], None] | None = None,
-             rate: float | None = None) -> list[TargetOutcome]:
+             rate: float | None = None, processes: int | None = None) -> list[TargetOutcome]:
     """Run on every target with at most ``forks`` at a time and at most ``rate`` round trips per second across all
-    of them; outcomes in the targets' order."""
+    of them; outcomes in the targets' order. ``processes``: how many processes share the forks (None: see
+    worker_processes)."""
+    count = worker_processes(targets, forks, rate, processes)
     if rate:
         from toolkit.throttle import RateLimiter
 
-        shared = RateLimiter(rate, burst=max(1, min(forks, int(rate))))
+        # Each worker process gets a copy of the bucket: with several, each takes its share of the rate.
+        shared = RateLimiter(rate / count, burst=max(1, min(forks // count, int(rate / count))))
         for target in targets:
             target.target.limiters = (*target.target.limiters, shared)
-    outcomes: dict[str, TargetOutcome] = {}
+    if count > 1:
+        return _run_in_processes(action, playbook, targets, cli_vars, templates, forks, progress, count)
+    outcomes: dict[int, TargetOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, forks), thread_name_prefix="exkit") as pool:
-        futures = {pool.submit(run_one, action, playbook, t, cli_vars, templates): t for t in targets}
+        futures = {pool.submit(_run_one_safely, action, playbook, t, cli_vars, templates): i
+                   for i, t in enumerate(targets)}
         for done, future in enumerate(as_completed(futures), start=1):
-            target = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # a bug in one target's run must not take the others down
-                outcome = TargetOutcome(target.name, False, f"internal error: {type(exc).__name__}: {exc}")
-            outcomes[target.name] = outcome
+            outcomes[futures[future]] = outcome = future.result()
             if progress is not None:
                 progress(outcome, done, len(targets))
-    return [outcomes[t.name] for t in targets]
+    return [outcomes[i] for i in range(len(targets))]
+
+
+def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
+                      templates: Path | None, forks: int,
+                      progress: Callable[[TargetOutcome, int, int], None] | None, count: int) -> list[TargetOutcome]:
+    """Forked worker processes, each with its share of the forks as threads, take targets from one queue (a slow
+    tenant holds up nobody) and send each outcome back over their own pipe. A worker that dies fails only the
+    targets it had started; the others take what is left."""
+    context = multiprocessing.get_context("fork")  # the workers inherit the resolved targets: nothing is re-read
+    tasks: Any = context.Queue()
+    for index in range(len(targets)):
+        tasks.put(index)
+    for _ in range(forks):
+        tasks.put(None)  # one stop sign per thread
+    workers, pipes = [], {}
+    for number in range(count):
+        threads = forks // count + (1 if number < forks % count else 0)
+        receiving, sending = context.Pipe(duplex=False)
+        worker = context.Process(target=_worker, name=f"exkit-worker-{number}", daemon=True,
+                                 args=(action, playbook, targets, cli_vars, templates, threads, tasks, sending))
+        worker.start()
+        sending.close()  # the worker holds the only sending end: its exit reads as end-of-file here
+        workers.append(worker)
+        pipes[receiving] = number
+    outcomes: dict[int, TargetOutcome] = {}
+    running: dict[int, int] = {}  # target index → worker number
+
+    def record(index: int, outcome: TargetOutcome) -> None:
+        outcomes[index] = outcome
+        if progress is not None:
+            progress(outcome, len(outcomes), len(targets))
+
+    def lost(index: int, exit_code: int | None) -> TargetOutcome:
+        return TargetOutcome(targets[index].name, False, "the worker process running this target stopped (exit "
+                             f"code {exit_code}); some resources may have been applied: run exkit plan")
+
+    try:
+        while pipes:
+            for pipe in multiprocessing.connection.wait(list(pipes)):
+                try:
+                    kind, index, outcome = pipe.recv()  # type: ignore[union-attr]
+                except EOFError:  # the worker is gone: after its stop sign, or killed
+                    worker = workers[pipes.pop(pipe)]  # type: ignore[index]
+                    worker.join()
+                    for index in [i for i, n in running.items() if workers[n] is worker]:
+                        del running[index]
+                        record(index, lost(index, worker.exitcode))
+                    continue
+                if kind == "started":
+                    running[index] = pipes[pipe]  # type: ignore[index]
+                else:
+                    running.pop(index, None)
+                    record(index, outcome)
+        for index in range(len(targets)):  # taken by a worker that died before saying it started them
+            if index not in outcomes:
+                record(index, lost(index, next((w.exitcode for w in workers if w.exitcode), None)))
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+    return [outcomes[i] for i in range(len(targets))]
+
+
+def _worker(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
+            templates: Path | None, threads: int, tasks: Any, pipe: Any) -> None:
+    """A worker process: ``threads`` threads take target indexes from ``tasks`` until a stop sign (None)."""
+    # Fresh standard streams: a lock one of the parent's threads held at fork() time must not block a warning here.
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — outcomes go to the parent; nothing is printed here
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    sending = threading.Lock()
+
+    def send(message: tuple[str, int, TargetOutcome | None]) -> None:
+        with sending:
+            pipe.send(message)  # written before the target runs: a crash cannot hide which targets were running
+
+    def loop() -> None:
+        while (index := tasks.get()) is not None:
+            send(("started", index, None))
+            send(("done", index, _run_one_safely(action, playbook, targets[index], cli_vars, templates)))
+
+    pool = [threading.Thread(target=loop, name=f"exkit-{i}") for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()

@@ -83,8 +83,11 @@ def _named(node: Node) -> list[Node]:
 
 
 def _unwrap(node: Node) -> Node:
-    while node.type in _WRAPPERS and len(_named(node)) == 1 and node.child_count == 1:
-        node = node.named_children[0]
+    while node.child_count == 1 and node.type in _WRAPPERS:
+        child = node.children[0]
+        if not child.is_named or child.type in ("comment", "command_argument_sep"):
+            break
+        node = child
     return node
 
 
@@ -101,26 +104,31 @@ def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
     found: list[str] = []
     commands: list[Node] = []
     for node in walk(tree.root_node):
-        if node.is_named and node.type not in _ALLOWED:
-            found.append(_unsupported(node))
-        elif node.type in _WRAPPERS and node.child_count > 1:
-            found.extend(_check_operator(node))
-        elif node.type == "flow_control_statement" and node.children[0].type != "throw":
-            found.append(_unsupported(node))
-        elif node.type == "expression_with_unary_operator":
-            operator = node.children[0].type
-            if operator not in ("-not", "!", "cast_expression"):
+        kind = node.type
+        if kind not in _ALLOWED:
+            if node.is_named:
                 found.append(_unsupported(node))
-        elif node.type == "cast_expression":
+        elif kind in _WRAPPERS:
+            if node.child_count > 1:
+                found.extend(_check_operator(node))
+        elif kind == "command":
+            commands.append(node)
+        elif kind == "flow_control_statement":
+            if node.children[0].type != "throw":
+                found.append(_unsupported(node))
+        elif kind == "expression_with_unary_operator":
+            if node.children[0].type not in ("-not", "!", "cast_expression"):
+                found.append(_unsupported(node))
+        elif kind == "cast_expression":
             type_name = node.named_children[0].text.decode().strip("[]").lower()
             if type_name not in _CASTS:
                 found.append(_unsupported(node, f"cast to [{type_name}]"))
-        elif node.type == "expandable_string_literal" and any(c in node.text.decode() for c in "$`"):
-            found.append(_unsupported(node, "expandable string with variables or escapes (use single quotes and +)"))
-        elif node.type == "assignement_operator" and node.text.decode() not in _ASSIGNMENT_OPERATORS:
+        elif kind == "expandable_string_literal":
+            if any(c in node.text.decode() for c in "$`"):
+                found.append(_unsupported(node, "expandable string with variables or escapes (use single quotes "
+                                                "and +)"))
+        elif kind == "assignement_operator" and node.text.decode() not in _ASSIGNMENT_OPERATORS:
             found.append(_unsupported(node, f"assignment operator {node.text.decode()}"))
-        elif node.type == "command":
-            commands.append(node)
     return tree, tuple(found), tuple(commands)
 
 

@@ -80,6 +80,10 @@ class Target(ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
+    def prompts(self) -> bool:
+        """Whether connecting asks for a secret on the terminal (a ``prompt`` reference)."""
+        return False
+
     @contextmanager
     def session(self) -> Iterator[None]:
         """Scripts run inside may share one connection (plan's facts script, then apply's); by default each run

@@ -97,6 +97,9 @@ class ExchangeOnlineTarget(Target):
     def describe(self) -> str:
         return f"Exchange Online tenant {self.spec.tenant} ({self.spec.cloud})"
 
+    def prompts(self) -> bool:
+        return "prompt" in (self.spec.client_secret, self.spec.certificate_password)
+
     def connection(self) -> Connection:
         """For rendered scripts: certificate app-only Connect-ExchangeOnline (a secret cannot be used there)."""
         if self.spec.client_secret:

@@ -99,6 +99,9 @@ class WinRMTarget(Target):
     def describe(self) -> str:
         return f"Exchange Server {self.spec.endpoint} ({self.spec.transport})"
 
+    def prompts(self) -> bool:
+        return self.spec.password == "prompt"
+
     def connection(self) -> Connection:
         if self.spec.connect == "snapin":
             return Connection("snapin")

@@ -31,19 +31,20 @@ PASSWORD = "bench-Passw0rd"
 USER = "BENCH\\exkit"
 
 
-def serve(state_dir: str, delay_ms: float, port_queue: multiprocessing.Queue, stop: multiprocessing.Event,
-          counter: multiprocessing.Value, cpu: multiprocessing.Value) -> None:  # type: ignore[type-arg]
-    """The loopback WinRM server, in its own process (the other core)."""
-    from tests.servers.winrm import LoopbackWinRM
-
+def serve(state_dir: str, delay_ms: float, port: int, port_queue: multiprocessing.Queue,
+          stop: multiprocessing.Event, counter: multiprocessing.Value,
+          cpu: multiprocessing.Value) -> None:  # type: ignore[type-arg]
+    """One loopback WinRM server process; several share one port (the kernel spreads the connections)."""
     from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
 
+    from tests.servers.winrm import LoopbackWinRM
+
     # The accounts database holds hashes, as a domain controller does (user:id:LM:NT:: lines).
-    users = Path(state_dir) / "ntlm-users"
+    users = Path(state_dir) / f"ntlm-users-{os.getpid()}"
     users.write_text(f"BENCH\\exkit:1000:{lmowfv1(PASSWORD).hex()}:{ntowfv1(PASSWORD).hex()}::\n")
     os.environ["NTLM_USER_FILE"] = str(users)
     with LoopbackWinRM(Path(state_dir) / "unused.json", {USER: PASSWORD}, state_dir=Path(state_dir),
-                       delay_ms=delay_ms) as server:
+                       delay_ms=delay_ms, port=port, reuse_port=True) as server:
         port_queue.put(server.port)
         while not stop.wait(0.2):
             counter.value, cpu.value = server.http_requests, time.process_time()
@@ -106,6 +107,10 @@ def naive(port: int, tenants: int, forks: int, state_dir: Path) -> float:
     return time.monotonic() - started
 
 
+def _total(values: list) -> float:  # type: ignore[type-arg]
+    return sum(v.value for v in values)
+
+
 def _client_cpu() -> float:
     """CPU seconds of this process and its finished children: exkit's worker processes (the server is still
     running, so it is not counted here)."""
@@ -119,17 +124,25 @@ def main() -> None:
     parser.add_argument("--rtt-ms", type=float, default=50.0)
     parser.add_argument("--forks", type=int, default=32)
     parser.add_argument("--no-naive", action="store_true", help="Skip the naive baseline.")
+    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1,
+                        help="Loopback server processes sharing the port (default: one per CPU). They stand for "
+                             "many tenants' servers, which do not queue behind one Python interpreter lock.")
     arguments = parser.parse_args()
     os.environ["EXKIT_BENCH_PASSWORD"] = PASSWORD
     scratch = Path(tempfile.mkdtemp(prefix="exkit-bench-"))
     os.environ["EXKIT_RUNS_DIR"] = str(scratch / "runs")
     context = multiprocessing.get_context("spawn")
-    port_queue, stop, counter, server_cpu = context.Queue(), context.Event(), context.Value("l", 0), context.Value("d")
-    server = context.Process(target=serve, args=(str(scratch), arguments.rtt_ms, port_queue, stop, counter,
-                                                 server_cpu))
-    server.start()
+    port_queue, stop = context.Queue(), context.Event()
+    counters = [context.Value("l", 0) for _ in range(arguments.server_processes)]
+    cpus = [context.Value("d") for _ in range(arguments.server_processes)]
+    servers = []
+    port = 0
     try:
-        port = port_queue.get(timeout=30)
+        for counter, cpu in zip(counters, cpus):
+            servers.append(context.Process(target=serve, args=(str(scratch), arguments.rtt_ms, port, port_queue,
+                                                               stop, counter, cpu)))
+            servers[-1].start()
+            port = port_queue.get(timeout=30)
         existing_tenants(scratch, arguments.tenants)
         inventory(scratch / "tenants.yaml", port, arguments.tenants)
         from toolkit.fleet import run_many
@@ -137,13 +150,13 @@ def main() -> None:
 
         targets = select_targets(scratch / "tenants.yaml", "tenants")
         time.sleep(0.5)  # let the server publish its figures
-        before, server_cpu_before, client_cpu_before = counter.value, server_cpu.value, _client_cpu()
+        before, server_cpu_before, client_cpu_before = _total(counters), _total(cpus), _client_cpu()
         started = time.monotonic()
         outcomes = run_many("apply", REPO / "playbooks" / "classic.yaml", targets, {}, None, arguments.forks)
         wall = time.monotonic() - started
         client_cpu = _client_cpu() - client_cpu_before
         time.sleep(0.5)
-        requests, server_cpu_used = counter.value - before, server_cpu.value - server_cpu_before
+        requests, server_cpu_used = _total(counters) - before, _total(cpus) - server_cpu_before
         failed = [o for o in outcomes if not o.ok]
         if failed:
             print(f"{len(failed)} tenant(s) failed, e.g. {failed[0].target}: {failed[0].summary}", file=sys.stderr)
@@ -153,7 +166,8 @@ def main() -> None:
         naive_wall = float("nan") if arguments.no_naive else naive(port, arguments.tenants, arguments.forks, scratch)
     finally:
         stop.set()
-        server.join(timeout=10)
+        for server in servers:
+            server.join(timeout=10)
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(f"exkit: {arguments.tenants} tenants planned and applied with {arguments.forks} forks; {requests} HTTP "
           f"requests; CPU s during the run: client {client_cpu:.1f}, server {server_cpu_used:.1f}", file=sys.stderr)

@@ -215,6 +215,7 @@ def test_server_error_before_the_script_runs_is_retried(cli, winrm_lab):
     assert result.exit_code == 0, result.stderr
     assert "Note: " in result.stdout and "could not start the script (the WinRM server answered HTTP 500); " \
                                          "nothing ran; retried after 0.5 s" in result.stdout
+    assert server.shells == {}  # the shell the failed start left behind was deleted too
 
 
 def test_server_errors_before_the_script_runs_give_up_after_retries(cli, winrm_lab):

@@ -74,10 +74,15 @@ class _Command:
     hold_until: float = 0.0
 
 
+class _SharedPortServer(ThreadingHTTPServer):
+    allow_reuse_port = True
+
+
 class LoopbackWinRM:
     def __init__(self, state_path: Path, users: dict[str, str], *, auth: tuple[str, ...] = ("ntlm",),
                  tls: ssl.SSLContext | None = None, require_encryption_over_http: bool = True,
-                 port: int = 0, state_dir: Path | None = None, delay_ms: float = 0.0) -> None:
+                 port: int = 0, state_dir: Path | None = None, delay_ms: float = 0.0,
+                 reuse_port: bool = False) -> None:
         self.state_path = state_path
         # With state_dir, each endpoint path (/wsman/<name>) is its own organisation: <state_dir>/<name>.json.
         self.state_dir = state_dir
@@ -95,7 +100,8 @@ class LoopbackWinRM:
         self.shells: dict[str, dict[str, _Command]] = {}
         self.scripts_run: list[str] = []
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        # reuse_port: several server processes share one port (the kernel spreads the connections over them).
+        self.httpd = (_SharedPortServer if reuse_port else ThreadingHTTPServer)(("127.0.0.1", port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         if tls is not None:

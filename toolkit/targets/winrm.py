@@ -209,6 +209,8 @@ class WinRMTarget(Target):
             stale = isinstance(exc, (requests.exceptions.ConnectionError, InvalidCredentialsError, WSManFaultError))
             if stale and kept is not None and stage == "start" and not isinstance(exc, requests.exceptions.SSLError):
                 raise _StaleShell() from None
+            if shell is not None and stage == "start" and not isinstance(exc, requests.exceptions.ConnectionError):
+                _delete_shell(shell)  # the server answered: it can delete the shell the script never started in
             raise self._as_failure(exc, stage) from None
         out = stdout.decode("utf-8", "replace").replace("\r\n", "\n")
         err = decode_clixml(stderr.decode("utf-8", "replace"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import textwrap
@@ -69,8 +70,6 @@ def winrm_lab(tmp_path, monkeypatch, ca):
 
 
 def actions(output):
-    import json
-
     return [(r["kind"], r["action"]) for r in json.loads(output)["results"]]
 
 
@@ -130,6 +129,33 @@ def test_a_kept_shell_that_went_away_is_replaced_without_a_retry(cli, winrm_lab,
     assert "retried" not in result.stdout + result.stderr
     assert server.counts["Create"] == 2 and len(server.scripts_run) == 2
     assert server.shells == {}
+
+
+def test_fleet_over_winrm_in_worker_processes(cli, tmp_path, monkeypatch, runs_dir):
+    """Three tenants behind one loopback server (one organisation per /wsman/<name> path), applied by two forked
+    worker processes: each tenant gets its own organisation, one connection and one shell."""
+    users = tmp_path / "ntlm-users"
+    users.write_text(f"CONTOSO:exkit-admin:{PASSWORD}\n", encoding="utf-8")
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))
+    monkeypatch.setenv("EXKIT_WINRM_PASSWORD", PASSWORD)
+    from toolkit import runs
+
+    with LoopbackWinRM(tmp_path / "unused.json", {USER: PASSWORD}, state_dir=tmp_path) as server:
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text("groups:\n  tenants:\n    targets:\n" + "".join(
+            f"      {name}: {{kind: exchange-server, host: 127.0.0.1, port: {server.port}, scheme: http, "
+            f"transport: ntlm, username: 'CONTOSO\\exkit-admin', password: 'env:EXKIT_WINRM_PASSWORD', "
+            f"connect: snapin, path: /wsman/{name}}}\n" for name in ("alpha", "beta", "gamma")))
+        result = cli("apply", CLASSIC, "-i", inventory, "--limit", "tenants", "--forks", "2", "--processes", "2",
+                     "--yes", "--output", "json")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        outcomes = json.loads(result.stdout)["targets"]
+        assert [o["target"] for o in outcomes] == ["alpha", "beta", "gamma"]
+        assert all(o["ok"] and o["summary"] == "2 created" for o in outcomes)
+        assert server.authentications == 3 and server.counts["Create"] == 3 and server.shells == {}
+    for name in ("alpha", "beta", "gamma"):
+        assert store.load(tmp_path / f"{name}.json").role_group("Room booking service accounts") is not None
+    assert sorted(r["target"] for r in runs.read_all()) == ["alpha", "beta", "gamma"]
 
 
 def test_certificate_validation_failure_is_clear(cli, winrm_lab):

@@ -158,6 +158,49 @@ def test_fleet_over_winrm_in_worker_processes(cli, tmp_path, monkeypatch, runs_d
     assert sorted(r["target"] for r in runs.read_all()) == ["alpha", "beta", "gamma"]
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_ctrl_c_lets_running_tenants_finish_and_starts_no_more(tmp_path, monkeypatch, runs_dir, processes):
+    """A real SIGINT to the process group of a real exkit process: the tenants that were running are applied to
+    the end and recorded, the rest are untouched and reported as not started; exit code 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from toolkit import runs
+
+    users = tmp_path / "ntlm-users"
+    users.write_text(f"CONTOSO:exkit-admin:{PASSWORD}\n", encoding="utf-8")
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))
+    names = [f"t{i}" for i in range(6)]
+    with LoopbackWinRM(tmp_path / "unused.json", {USER: PASSWORD}, state_dir=tmp_path, delay_ms=100) as server:
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text("groups:\n  tenants:\n    targets:\n" + "".join(
+            f"      {name}: {{kind: exchange-server, host: 127.0.0.1, port: {server.port}, scheme: http, "
+            f"transport: ntlm, username: 'CONTOSO\\exkit-admin', password: 'env:EXKIT_WINRM_PASSWORD', "
+            f"connect: snapin, path: /wsman/{name}}}\n" for name in names))
+        run = subprocess.Popen(
+            [sys.executable, "-m", "toolkit", "apply", str(CLASSIC), "-i", str(inventory), "--limit", "tenants",
+             "--forks", "2", "--processes", processes, "--yes", "--output", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO,
+            env={**os.environ, "EXKIT_WINRM_PASSWORD": PASSWORD})
+        first = run.stderr.readline()  # "[1/6] …": the first tenant is done, two are running
+        assert first.startswith("[1/6] "), first
+        os.killpg(run.pid, signal.SIGINT)  # as Ctrl-C does: every process of the group
+        stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert "interrupted:" in stderr and "did not start" in stderr
+    outcomes = {o["target"]: o for o in json.loads(stdout)["targets"]}
+    applied = {n for n, o in outcomes.items() if o["ok"]}
+    not_started = {n for n, o in outcomes.items() if o["summary"] == "not started: the run was interrupted"}
+    assert applied | not_started == set(names) and 2 <= len(applied) <= 4 and not_started
+    for name in applied:  # whole: both resources, and a run record
+        assert store.load(tmp_path / f"{name}.json").role_group("Room booking service accounts") is not None
+    for name in not_started:  # untouched: no script ever ran there
+        assert not (tmp_path / f"{name}.json").exists()
+    assert sorted(r["target"] for r in runs.read_all()) == sorted(applied)
+
+
 def test_certificate_validation_failure_is_clear(cli, winrm_lab):
     server, inventory = winrm_lab("https", trust=False)
     result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")

@@ -300,7 +300,7 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
     from rich.progress import Progress
     from rich.table import Table
 
-    from toolkit.fleet import run_many
+    from toolkit.fleet import FleetInterrupted, run_many
     from toolkit.inventory import select_targets
 
     if inventory is None:
@@ -309,18 +309,22 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
         targets = select_targets(inventory, limit, peek_platform(playbook))
     err = report.console(stderr=True)
     cli_vars = parse_vars(var)
-    if err.is_terminal:
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task(f"{action} on {len(targets)} target(s)", total=len(targets))
-            outcomes = run_many(action, playbook, targets, cli_vars, templates, forks,  # type: ignore[arg-type]
-                                lambda o, done, total: bar.advance(task), rate, processes)
-    else:
-        def line(outcome: Any, done: int, total: int) -> None:
-            typer.echo(f"[{done}/{total}] {outcome.target}: {'ok' if outcome.ok else 'FAILED'}: {outcome.summary}",
-                       err=True)
+    interrupted = False
+    try:
+        if err.is_terminal:
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task(f"{action} on {len(targets)} target(s)", total=len(targets))
+                outcomes = run_many(action, playbook, targets, cli_vars, templates, forks,  # type: ignore[arg-type]
+                                    lambda o, done, total: bar.advance(task), rate, processes)
+        else:
+            def line(outcome: Any, done: int, total: int) -> None:
+                typer.echo(f"[{done}/{total}] {outcome.target}: {'ok' if outcome.ok else 'FAILED'}: "
+                           f"{outcome.summary}", err=True)
 
-        outcomes = run_many(action, playbook, targets, cli_vars, templates, forks, line, rate,  # type: ignore[arg-type]
-                            processes)
+            outcomes = run_many(action, playbook, targets, cli_vars, templates, forks, line,  # type: ignore[arg-type]
+                                rate, processes)
+    except FleetInterrupted as stop:
+        interrupted, outcomes = True, stop.outcomes
     if output == "json":
         typer.echo(report.as_json({"action": action, "playbook": str(playbook),
                                    "targets": [o.as_dict() for o in outcomes]}))
@@ -334,6 +338,11 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
         report.console().print(table)
         failed = sum(not o.ok for o in outcomes)
         report.console().print(Text(f"{len(outcomes) - failed} target(s) ok, {failed} failed.", style="bold"))
+    if interrupted:
+        started = sum(not o.summary.startswith("not started") for o in outcomes)
+        typer.echo(f"exkit: interrupted: {started} target(s) ran to the end (those running were let finish), "
+                   f"{len(outcomes) - started} did not start", err=True)
+        raise typer.Exit(130)
     return outcomes
 
 

@@ -11,6 +11,7 @@ import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import sys
 import threading
 import time
@@ -159,14 +160,36 @@ def run_many(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_
     if count > 1:
         return _run_in_processes(action, playbook, targets, cli_vars, templates, forks, progress, count)
     outcomes: dict[int, TargetOutcome] = {}
-    with ThreadPoolExecutor(max_workers=max(1, forks), thread_name_prefix="exkit") as pool:
-        futures = {pool.submit(_run_one_safely, action, playbook, t, cli_vars, templates): i
-                   for i, t in enumerate(targets)}
+    pool = ThreadPoolExecutor(max_workers=max(1, forks), thread_name_prefix="exkit")
+    futures = {pool.submit(_run_one_safely, action, playbook, t, cli_vars, templates): i
+               for i, t in enumerate(targets)}
+    try:
         for done, future in enumerate(as_completed(futures), start=1):
             outcomes[futures[future]] = outcome = future.result()
             if progress is not None:
                 progress(outcome, done, len(targets))
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True, cancel_futures=True)  # the running targets finish (and are recorded); no new ones
+        for future, index in futures.items():
+            if index not in outcomes and future.done() and not future.cancelled():
+                outcomes[index] = future.result()
+        raise FleetInterrupted(_with_not_started(targets, outcomes)) from None
+    finally:
+        pool.shutdown(wait=True)
     return [outcomes[i] for i in range(len(targets))]
+
+
+class FleetInterrupted(Exception):
+    """Ctrl-C during a fleet run: the targets that were running finished; the others did not start."""
+
+    def __init__(self, outcomes: list[TargetOutcome]) -> None:
+        super().__init__("interrupted")
+        self.outcomes = outcomes
+
+
+def _with_not_started(targets: list[ResolvedTarget], outcomes: dict[int, TargetOutcome]) -> list[TargetOutcome]:
+    return [outcomes.get(i) or TargetOutcome(t.name, False, "not started: the run was interrupted")
+            for i, t in enumerate(targets)]
 
 
 def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
@@ -176,6 +199,7 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
     tenant holds up nobody) and send each outcome back over their own pipe. A worker that dies fails only the
     targets it had started; the others take what is left."""
     context = multiprocessing.get_context("fork")  # the workers inherit the resolved targets: nothing is re-read
+    stopping = context.Event()  # set on Ctrl-C: the workers finish their running targets and take no more
     tasks: Any = context.Queue()
     for index in range(len(targets)):
         tasks.put(index)
@@ -186,7 +210,8 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
         threads = forks // count + (1 if number < forks % count else 0)
         receiving, sending = context.Pipe(duplex=False)
         worker = context.Process(target=_worker, name=f"exkit-worker-{number}", daemon=True,
-                                 args=(action, playbook, targets, cli_vars, templates, threads, tasks, sending))
+                                 args=(action, playbook, targets, cli_vars, templates, threads, tasks, sending,
+                                       stopping))
         worker.start()
         sending.close()  # the worker holds the only sending end: its exit reads as end-of-file here
         workers.append(worker)
@@ -203,9 +228,18 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
         return TargetOutcome(targets[index].name, False, "the worker process running this target stopped (exit "
                              f"code {exit_code}); some resources may have been applied: run exkit plan")
 
+    interrupted = False
     try:
         while pipes:
-            for pipe in multiprocessing.connection.wait(list(pipes)):
+            try:
+                ready = multiprocessing.connection.wait(list(pipes))
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise  # a second Ctrl-C: stop now (the workers are killed below)
+                interrupted = True
+                stopping.set()
+                continue
+            for pipe in ready:
                 try:
                     kind, index, outcome = pipe.recv()  # type: ignore[union-attr]
                 except EOFError:  # the worker is gone: after its stop sign, or killed
@@ -220,6 +254,8 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
                 else:
                     running.pop(index, None)
                     record(index, outcome)
+        if interrupted:
+            raise FleetInterrupted(_with_not_started(targets, outcomes))
         for index in range(len(targets)):  # taken by a worker that died before saying it started them
             if index not in outcomes:
                 record(index, lost(index, next((w.exitcode for w in workers if w.exitcode), None)))
@@ -232,8 +268,10 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
 
 
 def _worker(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
-            templates: Path | None, threads: int, tasks: Any, pipe: Any) -> None:
-    """A worker process: ``threads`` threads take target indexes from ``tasks`` until a stop sign (None)."""
+            templates: Path | None, threads: int, tasks: Any, pipe: Any, stopping: Any) -> None:
+    """A worker process: ``threads`` threads take target indexes from ``tasks`` until a stop sign (None), or until
+    the parent sets ``stopping``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     # Fresh standard streams: a lock one of the parent's threads held at fork() time must not block a warning here.
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — outcomes go to the parent; nothing is printed here
     sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
@@ -244,7 +282,7 @@ def _worker(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_v
             pipe.send(message)  # written before the target runs: a crash cannot hide which targets were running
 
     def loop() -> None:
-        while (index := tasks.get()) is not None:
+        while (index := tasks.get()) is not None and not stopping.is_set():
             send(("started", index, None))
             send(("done", index, _run_one_safely(action, playbook, targets[index], cli_vars, templates)))
 

@@ -338,3 +338,68 @@ def test_verify_preview_export_and_drift_on_exchange_online(cli, exo, tmp_path):
     assert "Test-ServicePrincipalAuthorization: admin@contoso.com (a mailbox outside the scope) is in scope" in failed
     assert any(m.startswith("matches recipients that are not rooms") for m in failed)
     assert cli("plan", ROOMS, *target, "--detailed-exitcode").exit_code == 2
+
+
+def test_delegates_over_rest_apply_verify_destroy_and_match_the_script(cli, exo, write_playbook, sandbox_state):
+    """Delegate FullAccess (the discouraged fallback) through the REST connector: one Get-MailboxPermission per
+    declared grant for the plan, one per mailbox for verify; the script path reaches the same state."""
+    server, inventory = exo
+    playbook = write_playbook("""\
+        exkit: 1
+        name: online-delegates
+        platform: exchange-online
+        delegates:
+          - user: svc-rooms@contoso.com
+            mailboxes: [room-berlin-1@contoso.com, room-munich-1@contoso.com]
+            auto_mapping: false
+        """)
+    assert actions(run(cli, inventory, "apply", playbook, "--yes")) == [("MailboxPermission", "created")] * 2
+    state = store.load(server.state_path, "exchange-online")
+    assert {(p.identity, p.user, tuple(p.access_rights), p.auto_mapping) for p in state.mailbox_permissions} == {
+        ("room-berlin-1@contoso.com", "svc-rooms@contoso.com", ("FullAccess",), False),
+        ("room-munich-1@contoso.com", "svc-rooms@contoso.com", ("FullAccess",), False)}
+    server.log.invocations.clear()
+    assert {a for _, a in actions(run(cli, inventory, "apply", playbook, "--yes"))} == {"unchanged"}
+    assert server.log.invocations.count("Get-MailboxPermission") == 4  # plan and apply each read the two grants
+    verified = run(cli, inventory, "verify", playbook)
+    assert verified.exit_code == 0, verified.stdout
+    assert [c["message"] for c in json.loads(verified.stdout)["checks"] if c["subject"].startswith("delegate")] == [
+        "FullAccess on room-berlin-1@contoso.com", "FullAccess on room-munich-1@contoso.com"]
+    # someone grants one more room by hand: verify names it
+    from toolkit.targets.sandbox import SandboxTarget
+
+    SandboxTarget(server.state_path, platform="exchange-online").run_script(
+        "Add-MailboxPermission -Identity 'room-london-1@contoso.com' -User 'svc-rooms@contoso.com' "
+        "-AccessRights 'FullAccess'")
+    broken = json.loads(run(cli, inventory, "verify", playbook).stdout)
+    assert "also holds FullAccess on room-london-1@contoso.com, which the playbook does not declare" in [
+        c["message"] for c in broken["checks"] if not c["ok"]]
+    # the rendered pwsh script, run by the Exchange Online sandbox, ends in the same grants
+    assert cli("apply", playbook, "--yes").exit_code == 0
+    script_state = store.load(store.default_state_path("exchange-online"), "exchange-online")
+    assert {(p.identity, p.user) for p in script_state.mailbox_permissions} == {
+        ("room-berlin-1@contoso.com", "svc-rooms@contoso.com"), ("room-munich-1@contoso.com", "svc-rooms@contoso.com")}
+    assert actions(run(cli, inventory, "destroy", playbook, "--yes")) == [("MailboxPermission", "removed")] * 2
+    remaining = store.load(server.state_path, "exchange-online").mailbox_permissions
+    assert [(p.identity, p.access_rights) for p in remaining if p.access_rights] == [
+        ("room-london-1@contoso.com", ["FullAccess"])]
+
+
+def test_role_groups_over_rest_are_refused_before_anything_runs(cli, exo, write_playbook):
+    server, inventory = exo
+    playbook = write_playbook("""\
+        exkit: 1
+        name: online-role-group
+        platform: exchange-online
+        role_groups:
+          - name: Room helpers
+            roles: [Mail Recipients]
+            members: [svc-rooms@contoso.com]
+        delegates:
+          - user: svc-rooms@contoso.com
+            mailboxes: [room-berlin-1@contoso.com]
+        """)
+    result = run(cli, inventory, "apply", playbook, "--yes")
+    assert result.exit_code == 1
+    assert "this playbook also has RoleGroup: render it (exkit render) and run the script in pwsh" in result.stderr
+    assert server.log.invocations == []  # refused before the first call: nothing half-applied

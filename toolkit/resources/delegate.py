@@ -5,7 +5,7 @@ from __future__ import annotations
 from toolkit.playbook.model import Playbook
 from typing import Any
 
-from toolkit.resources.base import FieldChange, Resource
+from toolkit.resources.base import Call, FieldChange, Resource
 
 KIND = "MailboxPermission"
 TEMPLATE = "mailbox_permission.ps1.j2"
@@ -27,3 +27,15 @@ def desired(playbook: Playbook) -> list[Resource]:
 
 def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
     return []  # present (FullAccess, explicit, not denied) or not: nothing else is managed
+
+
+def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
+    """The cmdlets that grant or remove the permission (where scripts cannot run: Exchange Online REST)."""
+    fields = resource.fields
+    grant = {"Identity": fields["mailbox"], "User": fields["user"], "AccessRights": fields["access_rights"],
+             "InheritanceType": "All"}
+    if action == "create":
+        return [Call("Add-MailboxPermission", {**grant, "AutoMapping": fields["auto_mapping"]})]
+    if action == "delete":
+        return [Call("Remove-MailboxPermission", {**grant, "Confirm": False})]
+    return []  # present or not: nothing else is managed (see compare)

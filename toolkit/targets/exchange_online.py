@@ -42,7 +42,9 @@ CLOUDS = {
     "dod": Cloud("https://login.microsoftonline.us", "https://outlook-dod.office365.us", "O365USGovDoD"),
     "china": Cloud("https://login.partner.microsoftonline.cn", "https://partner.outlook.cn", "O365China"),
 }
-REST_KINDS = {"ManagementScope", "ServicePrincipal", "ApplicationRoleAssignment", "ApplicationAccessPolicy"}
+REST_KINDS = {"ManagementScope", "ServicePrincipal", "ApplicationRoleAssignment", "ApplicationAccessPolicy",
+              "MailboxPermission"}
+MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 APPLIED = {"create": "created", "update": "updated", "delete": "removed"}
 
@@ -257,9 +259,39 @@ class ExchangeOnlineTarget(Target):
                                                                              "UserMailbox", "MailUser"],
                                                     "ResultSize": "Unlimited"})
                       if "ApplicationAccessPolicy" in kinds else [])
+            # Mailbox permissions have no whole-collection read: one call per declared grant.
+            held = {r.key: self._holds_full_access(r.fields["mailbox"], r.fields["user"])
+                    for r in resources if r.kind == "MailboxPermission"}
         except CmdletFailed as exc:
             raise TargetError(f"reading the current state of tenant {self.spec.tenant} failed: {exc}") from None
-        return [_fact(r, scopes, principals, assignments, policies, groups) for r in resources]
+        return [_fact(r, scopes, principals, assignments, policies, groups, held) for r in resources]
+
+    def _holds_full_access(self, mailbox: str, user: str) -> bool:
+        try:
+            rows = self.invoke("Get-MailboxPermission", {"Identity": mailbox, "User": user})
+        except CmdletFailed:
+            return False  # as the facts template (-ErrorAction SilentlyContinue): the grant itself will say why
+        return any(not row.get("IsInherited") and not row.get("Deny") and "FullAccess" in _rights(row)
+                   for row in rows)
+
+    def _permission_facts(self) -> list[dict[str, Any]]:
+        """Every explicit permission on every mailbox (one call per mailbox), users resolved to addresses: the
+        snapshot template's permission facts."""
+        recipients = self.invoke("Get-Recipient", {"ResultSize": "Unlimited"})
+        address = {}
+        for recipient in recipients:
+            for key in ("Name", "DisplayName", "Alias", "PrimarySmtpAddress"):
+                address.setdefault(_lower(recipient.get(key)), str(recipient.get("PrimarySmtpAddress") or ""))
+        facts = []
+        for mailbox in (r for r in recipients if r.get("RecipientTypeDetails") in MAILBOX_TYPES):
+            mailbox_address = str(mailbox.get("PrimarySmtpAddress") or "")
+            for row in self.invoke("Get-MailboxPermission", {"Identity": mailbox_address}):
+                user = str(row.get("User") or "")
+                if row.get("IsInherited") or row.get("Deny") or user.upper() == "NT AUTHORITY\\SELF":
+                    continue
+                facts.append({"type": "permission", "mailbox": mailbox_address, "user_name": user,
+                              "user": address.get(user.lower(), ""), "rights": _rights(row)})
+        return facts
 
     def read_snapshot(self, script: RenderedScript, playbook: Any) -> list[dict[str, Any]]:
         """The snapshot facts from whole collections, previews per declared scope, and authorization tests."""
@@ -278,6 +310,8 @@ class ExchangeOnlineTarget(Target):
             facts += [{"type": "policy", "identity": p.get("Identity"), "app_id": p.get("AppId"),
                        "scope_name": p.get("ScopeName"), "access_right": p.get("AccessRight"),
                        "description": p.get("Description") or ""} for p in self.invoke("Get-ApplicationAccessPolicy")]
+            if playbook.delegates:
+                facts += self._permission_facts()
             previews: dict[str, list[dict[str, Any]]] = {}
             stored = {_lower(f["name"]): f for f in facts if f["type"] == "scope"}
             for scope in playbook.scopes:
@@ -371,9 +405,15 @@ def _lower(value: Any) -> str:
     return str(value or "").lower()
 
 
+def _rights(row: dict[str, Any]) -> str:
+    """AccessRights as the script's [string] cast prints them ("FullAccess ReadPermission")."""
+    rights = row.get("AccessRights")
+    return " ".join(map(str, rights)) if isinstance(rights, list) else str(rights or "")
+
+
 def _fact(resource: Resource, scopes: list[dict[str, Any]], principals: list[dict[str, Any]],
           assignments: list[dict[str, Any]], policies: list[dict[str, Any]],
-          groups: list[dict[str, Any]]) -> dict[str, Any]:
+          groups: list[dict[str, Any]], held: dict[tuple[str, str], bool]) -> dict[str, Any]:
     """The fact the resource's facts template would print, built from whole collections."""
     fact: dict[str, Any] = {"kind": resource.kind, "name": resource.name, "exists": False}
     fields = resource.fields
@@ -402,6 +442,8 @@ def _fact(resource: Resource, scopes: list[dict[str, Any]], principals: list[dic
         if found:
             fact.update(exists=True, identity=str(found.get("Identity")), access_right=str(found.get("AccessRight")),
                         description=str(found.get("Description") or ""))
+    elif resource.kind == "MailboxPermission":
+        fact["exists"] = held.get(resource.key, False)
     return fact
 
 

@@ -385,21 +385,61 @@ def test_delegates_over_rest_apply_verify_destroy_and_match_the_script(cli, exo,
         ("room-london-1@contoso.com", ["FullAccess"])]
 
 
-def test_role_groups_over_rest_are_refused_before_anything_runs(cli, exo, write_playbook):
+RBAC = """\
+    exkit: 1
+    name: online-rbac
+    platform: exchange-online
+    scopes:
+      - name: Room mailboxes
+        rooms: true
+    role_groups:
+      - name: Room helpers
+        description: Keeps the room mailboxes tidy.
+        roles: [Mail Recipients]
+        members: [anna.adler@contoso.com, ben.becker@contoso.com]
+        scope: Room mailboxes
+    role_assignments:
+      - name: Room viewer
+        role: View-Only Recipients
+        user: clara.costa@contoso.com
+        scope: Room mailboxes
+    """
+
+
+def test_role_groups_and_assignments_over_rest_match_the_script(cli, exo, write_playbook, sandbox_state):
+    """Role groups and direct role assignments through the REST connector: the same cmdlets the templates run,
+    decided from the facts; drift is repaired; verify sees groups, assignments and effective users; the script
+    path reaches the same state."""
     server, inventory = exo
-    playbook = write_playbook("""\
-        exkit: 1
-        name: online-role-group
-        platform: exchange-online
-        role_groups:
-          - name: Room helpers
-            roles: [Mail Recipients]
-            members: [svc-rooms@contoso.com]
-        delegates:
-          - user: svc-rooms@contoso.com
-            mailboxes: [room-berlin-1@contoso.com]
-        """)
-    result = run(cli, inventory, "apply", playbook, "--yes")
-    assert result.exit_code == 1
-    assert "this playbook also has RoleGroup: render it (exkit render) and run the script in pwsh" in result.stderr
-    assert server.log.invocations == []  # refused before the first call: nothing half-applied
+    playbook = write_playbook(RBAC)
+    assert actions(run(cli, inventory, "apply", playbook, "--yes")) == [
+        ("ManagementScope", "created"), ("RoleGroup", "created"), ("ManagementRoleAssignment", "created")]
+    assert {a for _, a in actions(run(cli, inventory, "apply", playbook, "--yes"))} == {"unchanged"}
+    verified = run(cli, inventory, "verify", playbook)
+    assert verified.exit_code == 0, verified.stdout
+    # the script path (the Exchange Online sandbox runs the rendered pwsh script) ends in the same state
+    assert cli("apply", playbook, "--yes").exit_code == 0
+    script_state = store.load(store.default_state_path("exchange-online"), "exchange-online").to_json()
+    assert script_state == server.state_path.read_text()
+    # drift by hand: a member swapped, the group's assignment widened to the organisation, an extra role, and the
+    # direct assignment moved to another user
+    from toolkit.targets.sandbox import SandboxTarget
+
+    SandboxTarget(server.state_path, platform="exchange-online").run_script(
+        "Remove-RoleGroupMember -Identity 'Room helpers' -Member 'ben.becker@contoso.com'\n"
+        "Add-RoleGroupMember -Identity 'Room helpers' -Member 'emma.engel@contoso.com'\n"
+        "Set-ManagementRoleAssignment -Identity 'Mail Recipients-Room helpers' -RecipientRelativeWriteScope "
+        "'Organization'\n"
+        "New-ManagementRoleAssignment -SecurityGroup 'Room helpers' -Role 'Reset Password' | Out-Null\n"
+        "Remove-ManagementRoleAssignment -Identity 'Room viewer'\n"
+        "New-ManagementRoleAssignment -Name 'Room viewer' -Role 'View-Only Recipients' -User "
+        "'david.dietrich@contoso.com' -CustomRecipientWriteScope 'Room mailboxes' | Out-Null\n")
+    assert run(cli, inventory, "verify", playbook).exit_code == 1
+    assert cli("plan", playbook, "-i", inventory, "-t", "cert", "--detailed-exitcode").exit_code == 2
+    assert actions(run(cli, inventory, "apply", playbook, "--yes")) == [
+        ("ManagementScope", "unchanged"), ("RoleGroup", "updated"), ("ManagementRoleAssignment", "updated")]
+    assert server.state_path.read_text() == script_state  # repaired to exactly what the script made
+    assert run(cli, inventory, "verify", playbook).exit_code == 0
+    assert actions(run(cli, inventory, "destroy", playbook, "--yes")) == [
+        ("ManagementRoleAssignment", "removed"), ("RoleGroup", "removed"), ("ManagementScope", "removed")]
+    assert server.state_path.read_text() == seed_organisation("exchange-online").to_json()

@@ -156,14 +156,20 @@ def write_script(path: Path, script: RenderedScript) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + script.text.encode("utf-8"))
 
 
+def snapshot_roles(playbook: Playbook, extra_roles: tuple[str, ...] = ()) -> list[str]:
+    """The roles whose effective users a snapshot reads: the playbook's, ApplicationImpersonation on Exchange Server
+    (wherever it is granted), and any asked for."""
+    from toolkit.playbook.model import IMPERSONATION_ROLE
+
+    return sorted({r for g in playbook.role_groups for r in g.roles} | {a.role for a in playbook.role_assignments}
+                  | ({IMPERSONATION_ROLE} if playbook.platform == "exchange-server" else set()) | set(extra_roles))
+
+
 def render_snapshot(playbook: Playbook, *, templates: Templates = None, connection: Connection | None = None,
                     extra_roles: tuple[str, ...] = ()) -> RenderedScript:
     """The read-only script that reads what verify, scope preview and export need (one round trip)."""
-    from toolkit.playbook.model import IMPERSONATION_ROLE
-
     environment = make_environment(playbook.platform, templates)
-    roles = sorted({r for g in playbook.role_groups for r in g.roles} | {a.role for a in playbook.role_assignments}
-                   | ({IMPERSONATION_ROLE} if playbook.platform == "exchange-server" else set()) | set(extra_roles))
+    roles = snapshot_roles(playbook, extra_roles)
     scopes = [{"name": s.name, "filter": s.filter_text() if s.filter is None else s.filter,
                "recipient_root": s.recipient_root} for s in playbook.scopes]
     authorizations = [{"app_id": app.app_id, "scope": a.scope} for a in playbook.application_role_assignments

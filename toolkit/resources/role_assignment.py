@@ -5,7 +5,7 @@ from __future__ import annotations
 from toolkit.playbook.model import Playbook
 from typing import Any
 
-from toolkit.resources.base import FieldChange, Resource, assignment_changes
+from toolkit.resources.base import Call, FieldChange, Resource, assignment_changes
 
 KIND = "ManagementRoleAssignment"
 TEMPLATE = "role_assignment.ps1.j2"
@@ -30,3 +30,25 @@ def desired(playbook: Playbook) -> list[Resource]:
 def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
     fields = resource.fields
     return assignment_changes(fact, fields["role"], fields["assignee"], fields["scope"], "assignee")
+
+
+def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
+    """The cmdlets the template's logic would run, from the facts (Exchange Online REST)."""
+    fields = resource.fields
+    remove = Call("Remove-ManagementRoleAssignment", {"Identity": fields["name"], "Confirm": False})
+    parameters: dict[str, Any] = {"Name": fields["name"], "Role": fields["role"],
+                                  ("User" if fields["assignee_kind"] == "User" else "SecurityGroup"): fields["assignee"]}
+    if fields["scope"]:
+        parameters["CustomRecipientWriteScope"] = fields["scope"]
+    create = Call("New-ManagementRoleAssignment", parameters)
+    if action == "create":
+        return [create]
+    if action == "delete":
+        return [remove]
+    if not fact.get("assignee_matches"):  # role and assignee cannot change in place: replace the assignment
+        return [remove, create]
+    if (fact.get("scope") or "").lower() != (fields["scope"] or "").lower():
+        return [Call("Set-ManagementRoleAssignment", {"Identity": fields["name"], "CustomRecipientWriteScope":
+                                                      fields["scope"]} if fields["scope"] else
+                     {"Identity": fields["name"], "RecipientRelativeWriteScope": "Organization"})]
+    return []

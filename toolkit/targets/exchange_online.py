@@ -1,8 +1,9 @@
 """Exchange Online: app-only tokens from msal, cmdlets through the admin REST endpoint (InvokeCommand).
 
 That endpoint runs one cmdlet per call, so this connector does not run the rendered script: it reads whole
-collections (one call per cmdlet, following @odata.nextLink), builds the same facts the facts templates print,
-plans, and sends each resource kind's ``calls()`` one at a time. Throttling (429) and transient failures are retried
+collections (one call per cmdlet, following @odata.nextLink) and, where Exchange has no collection read (a role
+group's members, a mailbox's permissions, one assignment's assignee), one call per declared object; it builds the
+same facts the facts templates print, plans, and sends each resource kind's ``calls()`` one at a time. Throttling (429) and transient failures are retried
 with backoff honouring Retry-After, capped, and reported. A token is kept per tenant and refreshed before it expires
 (msal's cache), and once more if the endpoint says it expired.
 """
@@ -23,7 +24,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from toolkit.inventory import ExchangeOnlineTargetSpec
 from toolkit.plan import make_plan
 from toolkit.render.engine import Connection, RenderedScript
-from toolkit.resources import KIND_BY_NAME, Resource
+from toolkit.resources import KIND_BY_NAME, KINDS, Resource
 from toolkit.resources import application_role_assignment as app_assignments
 from toolkit.secrets import resolve
 from toolkit.targets.base import ResourceResult, RunResult, Target, TargetError
@@ -42,8 +43,7 @@ CLOUDS = {
     "dod": Cloud("https://login.microsoftonline.us", "https://outlook-dod.office365.us", "O365USGovDoD"),
     "china": Cloud("https://login.partner.microsoftonline.cn", "https://partner.outlook.cn", "O365China"),
 }
-REST_KINDS = {"ManagementScope", "ServicePrincipal", "ApplicationRoleAssignment", "ApplicationAccessPolicy",
-              "MailboxPermission"}
+REST_KINDS = {kind.KIND for kind in KINDS if hasattr(kind, "calls")}  # the kinds that say their cmdlets
 MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 APPLIED = {"create": "created", "update": "updated", "delete": "removed"}
@@ -262,9 +262,39 @@ class ExchangeOnlineTarget(Target):
             # Mailbox permissions have no whole-collection read: one call per declared grant.
             held = {r.key: self._holds_full_access(r.fields["mailbox"], r.fields["user"])
                     for r in resources if r.kind == "MailboxPermission"}
+            role_groups = self.invoke("Get-RoleGroup") if "RoleGroup" in kinds else []
+            detail = {r.key: self._role_group_fact(r.fields["name"]) for r in resources if r.kind == "RoleGroup"
+                      and any(_lower(g.get("Name")) == r.fields["name"].lower() for g in role_groups)}
+            detail.update({r.key: self._assignment_fact(r.fields) for r in resources
+                           if r.kind == "ManagementRoleAssignment"})
         except CmdletFailed as exc:
             raise TargetError(f"reading the current state of tenant {self.spec.tenant} failed: {exc}") from None
-        return [_fact(r, scopes, principals, assignments, policies, groups, held) for r in resources]
+        return [_fact(r, scopes, principals, assignments, policies, groups, held, detail) for r in resources]
+
+    def _role_group_fact(self, name: str) -> dict[str, Any]:
+        """What role_group.ps1.j2's facts mode prints for an existing group, and each assignment's identity."""
+        group = self.invoke("Get-RoleGroup", {"Identity": name})[0]
+        members = self.invoke("Get-RoleGroupMember", {"Identity": name, "ResultSize": "Unlimited"})
+        assigned = self.invoke("Get-ManagementRoleAssignment", {"RoleAssignee": name, "Delegating": False})
+        return {"exists": True, "description": str(group.get("Description") or ""),
+                "members": [str(m.get("PrimarySmtpAddress") or "") for m in members],
+                "assignments": [{"role": str(a.get("Role") or ""), "scope": str(a.get("CustomRecipientWriteScope") or ""),
+                                 "identity": str(a.get("Identity") or a.get("Name") or "")} for a in assigned]}
+
+    def _assignment_fact(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """What role_assignment.ps1.j2's facts mode prints."""
+        try:
+            found = self.invoke("Get-ManagementRoleAssignment", {"Identity": fields["name"]})
+        except CmdletFailed:
+            return {}  # as -ErrorAction SilentlyContinue: not there
+        if not found:
+            return {}
+        same = self.invoke("Get-ManagementRoleAssignment", {"RoleAssignee": fields["assignee"], "Role": fields["role"],
+                                                            "Delegating": False})
+        return {"exists": True, "role": str(found[0].get("Role") or ""),
+                "assignee": str(found[0].get("RoleAssigneeName") or ""),
+                "scope": str(found[0].get("CustomRecipientWriteScope") or ""),
+                "assignee_matches": any(_lower(a.get("Name")) == fields["name"].lower() for a in same)}
 
     def _holds_full_access(self, mailbox: str, user: str) -> bool:
         try:
@@ -274,16 +304,44 @@ class ExchangeOnlineTarget(Target):
         return any(not row.get("IsInherited") and not row.get("Deny") and "FullAccess" in _rights(row)
                    for row in rows)
 
+    def _addresses(self) -> dict[str, str]:
+        """Every recipient's name, display name, alias and address (lower case) → its primary address: how the
+        snapshot script resolves names with Get-Recipient -Identity, from one call."""
+        address: dict[str, str] = {}
+        for recipient in self.invoke("Get-Recipient", {"ResultSize": "Unlimited"}):
+            for key in ("Name", "DisplayName", "Alias", "PrimarySmtpAddress"):
+                address.setdefault(_lower(recipient.get(key)), str(recipient.get("PrimarySmtpAddress") or ""))
+        return address
+
+    def _rbac_facts(self, playbook: Any) -> list[dict[str, Any]]:
+        """The snapshot template's group, assignment and effective-user facts: one call per collection, one per
+        role group for its members and one per declared role for its effective users."""
+        from toolkit.render.engine import snapshot_roles
+
+        address = self._addresses()
+        facts: list[dict[str, Any]] = []
+        for group in self.invoke("Get-RoleGroup"):
+            members = self.invoke("Get-RoleGroupMember", {"Identity": group.get("Name"), "ResultSize": "Unlimited"})
+            facts.append({"type": "group", "name": group.get("Name"), "description": group.get("Description") or "",
+                          "members": [str(m.get("PrimarySmtpAddress") or "") for m in members]})
+        for row in self.invoke("Get-ManagementRoleAssignment", {"Delegating": False}):
+            user = address.get(_lower(row.get("RoleAssigneeName")), "") if row.get("RoleAssigneeType") == "User" else ""
+            facts.append(_assignment_row(row, user))
+        for role in snapshot_roles(playbook):
+            for row in self.invoke("Get-ManagementRoleAssignment", {"Role": role, "GetEffectiveUsers": True,
+                                                                    "Delegating": False}):
+                facts.append({"type": "effective", "assignment": row.get("Name"), "role": row.get("Role"),
+                              "user_name": row.get("EffectiveUserName"),
+                              "user": address.get(_lower(row.get("EffectiveUserName")), "")})
+        return facts
+
     def _permission_facts(self) -> list[dict[str, Any]]:
         """Every explicit permission on every mailbox (one call per mailbox), users resolved to addresses: the
         snapshot template's permission facts."""
-        recipients = self.invoke("Get-Recipient", {"ResultSize": "Unlimited"})
-        address = {}
-        for recipient in recipients:
-            for key in ("Name", "DisplayName", "Alias", "PrimarySmtpAddress"):
-                address.setdefault(_lower(recipient.get(key)), str(recipient.get("PrimarySmtpAddress") or ""))
+        address = self._addresses()
         facts = []
-        for mailbox in (r for r in recipients if r.get("RecipientTypeDetails") in MAILBOX_TYPES):
+        mailboxes = self.invoke("Get-Recipient", {"RecipientTypeDetails": list(MAILBOX_TYPES), "ResultSize": "Unlimited"})
+        for mailbox in mailboxes:
             mailbox_address = str(mailbox.get("PrimarySmtpAddress") or "")
             for row in self.invoke("Get-MailboxPermission", {"Identity": mailbox_address}):
                 user = str(row.get("User") or "")
@@ -299,11 +357,11 @@ class ExchangeOnlineTarget(Target):
             facts: list[dict[str, Any]] = [
                 {"type": "scope", "name": s.get("Name"), "filter": s.get("RecipientFilter") or "",
                  "recipient_root": s.get("RecipientRoot") or ""} for s in self.invoke("Get-ManagementScope")]
-            facts += [{"type": "assignment", "name": a.get("Name"), "role": a.get("Role"),
-                       "assignee": a.get("RoleAssigneeName"), "assignee_type": a.get("RoleAssigneeType"), "user": "",
-                       "scope": a.get("CustomRecipientWriteScope") or "", "ou_scope": "",
-                       "resource_scope": a.get("CustomResourceScope") or ""}
-                      for a in self.invoke("Get-ManagementRoleAssignment", {"RoleAssigneeType": "ServicePrincipal"})]
+            if playbook.role_groups or playbook.role_assignments:
+                facts += self._rbac_facts(playbook)  # every group, every assignment, effective users
+            else:
+                facts += [_assignment_row(a, "") for a in self.invoke("Get-ManagementRoleAssignment",
+                                                                      {"RoleAssigneeType": "ServicePrincipal"})]
             principals = self.invoke("Get-ServicePrincipal")
             facts += [{"type": "principal", "app_id": p.get("AppId"), "object_id": p.get("ObjectId"),
                        "display_name": p.get("DisplayName")} for p in principals]
@@ -405,6 +463,14 @@ def _lower(value: Any) -> str:
     return str(value or "").lower()
 
 
+def _assignment_row(row: dict[str, Any], user: str) -> dict[str, Any]:
+    """One assignment as the snapshot template prints it."""
+    return {"type": "assignment", "name": row.get("Name"), "role": row.get("Role"),
+            "assignee": row.get("RoleAssigneeName"), "assignee_type": row.get("RoleAssigneeType"), "user": user,
+            "scope": row.get("CustomRecipientWriteScope") or "", "ou_scope": row.get("RecipientOrganizationalUnitScope")
+            or "", "resource_scope": row.get("CustomResourceScope") or ""}
+
+
 def _rights(row: dict[str, Any]) -> str:
     """AccessRights as the script's [string] cast prints them ("FullAccess ReadPermission")."""
     rights = row.get("AccessRights")
@@ -413,7 +479,8 @@ def _rights(row: dict[str, Any]) -> str:
 
 def _fact(resource: Resource, scopes: list[dict[str, Any]], principals: list[dict[str, Any]],
           assignments: list[dict[str, Any]], policies: list[dict[str, Any]],
-          groups: list[dict[str, Any]], held: dict[tuple[str, str], bool]) -> dict[str, Any]:
+          groups: list[dict[str, Any]], held: dict[tuple[str, str], bool],
+          detail: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     """The fact the resource's facts template would print, built from whole collections."""
     fact: dict[str, Any] = {"kind": resource.kind, "name": resource.name, "exists": False}
     fields = resource.fields
@@ -444,6 +511,8 @@ def _fact(resource: Resource, scopes: list[dict[str, Any]], principals: list[dic
                         description=str(found.get("Description") or ""))
     elif resource.kind == "MailboxPermission":
         fact["exists"] = held.get(resource.key, False)
+    elif resource.kind in ("RoleGroup", "ManagementRoleAssignment"):
+        fact.update(detail.get(resource.key, {}))  # read one by one above
     return fact
 
 

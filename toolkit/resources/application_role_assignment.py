@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.playbook.model import Playbook
-from toolkit.resources.base import Call, FieldChange, Resource, assignment_changes
+from toolkit.resources.base import Call, FieldChange, Resource, assignment_calls, assignment_changes
 
 KIND = "ApplicationRoleAssignment"
 TEMPLATE = "application_role_assignment.ps1.j2"
@@ -31,21 +31,16 @@ def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
 
 def calls(resource: Resource, fact: dict[str, Any], action: str, app_object_id: str = "") -> list[Call]:
     fields = resource.fields
-    remove = Call("Remove-ManagementRoleAssignment", {"Identity": fields["name"], "Confirm": False})
-    create_parameters: dict[str, Any] = {"Name": fields["name"], "App": app_object_id, "Role": fields["role"]}
+    parameters: dict[str, Any] = {"Name": fields["name"], "App": app_object_id, "Role": fields["role"]}
     if fields["scope"]:
-        create_parameters["CustomResourceScope"] = fields["scope"]
-    create = Call("New-ManagementRoleAssignment", create_parameters)
-    if action == "create":
-        return [create]
-    if action == "delete":
-        return [remove]
-    changed = {c.field for c in compare(resource, fact)}
-    if "role/application (replaced)" in changed:
-        return [remove, create]
+        parameters["CustomResourceScope"] = fields["scope"]
+    changed = {c.field for c in compare(resource, fact)} if action == "update" else set()
+    # Exchange Online cannot drop a resource scope in place either: that is a replacement too.
+    replace = "role/application (replaced)" in changed or ("scope" in changed and not fields["scope"])
+    whole = assignment_calls(fields["name"], parameters, action, replace)
+    if whole is not None:
+        return whole
     if "scope" in changed:
-        if fields["scope"]:
-            return [Call("Set-ManagementRoleAssignment", {"Identity": fields["name"],
-                                                          "CustomResourceScope": fields["scope"]})]
-        return [remove, create]  # Exchange Online cannot drop a resource scope in place
+        return [Call("Set-ManagementRoleAssignment", {"Identity": fields["name"],
+                                                      "CustomResourceScope": fields["scope"]})]
     return []

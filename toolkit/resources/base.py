@@ -49,6 +49,18 @@ class Call:
     parameters: dict[str, Any]
 
 
+def assignment_calls(name: str, create: dict[str, Any], action: str, replace: bool) -> list[Call] | None:
+    """The calls that create, delete or replace a management role assignment (role and assignee cannot change in
+    place); None when the assignment stays and only its scope may need setting."""
+    remove = Call("Remove-ManagementRoleAssignment", {"Identity": name, "Confirm": False})
+    new = Call("New-ManagementRoleAssignment", create)
+    if action == "create":
+        return [new]
+    if action == "delete":
+        return [remove]
+    return [remove, new] if replace else None
+
+
 @dataclass(frozen=True)
 class Resource:
     """One desired Exchange object. ``fields`` are the values rendered into its template and compared for drift."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from toolkit.playbook.model import Playbook
 from typing import Any
 
-from toolkit.resources.base import Call, FieldChange, Resource, assignment_changes
+from toolkit.resources.base import Call, FieldChange, Resource, assignment_calls, assignment_changes
 
 KIND = "ManagementRoleAssignment"
 TEMPLATE = "role_assignment.ps1.j2"
@@ -35,18 +35,13 @@ def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
 def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
     """The cmdlets the template's logic would run, from the facts (Exchange Online REST)."""
     fields = resource.fields
-    remove = Call("Remove-ManagementRoleAssignment", {"Identity": fields["name"], "Confirm": False})
-    parameters: dict[str, Any] = {"Name": fields["name"], "Role": fields["role"],
-                                  ("User" if fields["assignee_kind"] == "User" else "SecurityGroup"): fields["assignee"]}
+    assignee = "User" if fields["assignee_kind"] == "User" else "SecurityGroup"
+    parameters: dict[str, Any] = {"Name": fields["name"], "Role": fields["role"], assignee: fields["assignee"]}
     if fields["scope"]:
         parameters["CustomRecipientWriteScope"] = fields["scope"]
-    create = Call("New-ManagementRoleAssignment", parameters)
-    if action == "create":
-        return [create]
-    if action == "delete":
-        return [remove]
-    if not fact.get("assignee_matches"):  # role and assignee cannot change in place: replace the assignment
-        return [remove, create]
+    whole = assignment_calls(fields["name"], parameters, action, replace=not fact.get("assignee_matches"))
+    if whole is not None:
+        return whole
     if (fact.get("scope") or "").lower() != (fields["scope"] or "").lower():
         return [Call("Set-ManagementRoleAssignment", {"Identity": fields["name"], "CustomRecipientWriteScope":
                                                       fields["scope"]} if fields["scope"] else

@@ -7,7 +7,6 @@ holds the data, looks objects up the way Exchange resolves identities, and saves
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import tempfile
 from collections.abc import Iterator

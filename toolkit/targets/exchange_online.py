@@ -3,8 +3,8 @@
 That endpoint runs one cmdlet per call, so this connector does not run the rendered script: it reads whole
 collections (one call per cmdlet, following @odata.nextLink) and, where Exchange has no collection read (a role
 group's members, a mailbox's permissions, one assignment's assignee), one call per declared object; it builds the
-same facts the facts templates print, plans, and sends each resource kind's ``calls()`` one at a time. Throttling (429) and transient failures are retried
-with backoff honouring Retry-After, capped, and reported. A token is kept per tenant and refreshed before it expires
+same facts the facts templates print, plans, and sends each resource kind's ``calls()`` one at a time. Throttling
+(429) and transient failures are retried with backoff honouring Retry-After, capped, and reported. A token is kept per tenant and refreshed before it expires
 (msal's cache), and once more if the endpoint says it expired.
 """
 
@@ -278,7 +278,8 @@ class ExchangeOnlineTarget(Target):
         assigned = self.invoke("Get-ManagementRoleAssignment", {"RoleAssignee": name, "Delegating": False})
         return {"exists": True, "description": str(group.get("Description") or ""),
                 "members": [str(m.get("PrimarySmtpAddress") or "") for m in members],
-                "assignments": [{"role": str(a.get("Role") or ""), "scope": str(a.get("CustomRecipientWriteScope") or ""),
+                "assignments": [{"role": str(a.get("Role") or ""),
+                                 "scope": str(a.get("CustomRecipientWriteScope") or ""),
                                  "identity": str(a.get("Identity") or a.get("Name") or "")} for a in assigned]}
 
     def _assignment_fact(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -340,7 +341,8 @@ class ExchangeOnlineTarget(Target):
         snapshot template's permission facts."""
         address = self._addresses()
         facts = []
-        mailboxes = self.invoke("Get-Recipient", {"RecipientTypeDetails": list(MAILBOX_TYPES), "ResultSize": "Unlimited"})
+        mailboxes = self.invoke("Get-Recipient", {"RecipientTypeDetails": list(MAILBOX_TYPES),
+                                                  "ResultSize": "Unlimited"})
         for mailbox in mailboxes:
             mailbox_address = str(mailbox.get("PrimarySmtpAddress") or "")
             for row in self.invoke("Get-MailboxPermission", {"Identity": mailbox_address}):

@@ -2,9 +2,9 @@
 
 The rendered script runs exactly as rendered. It does not travel on the command line (real Windows limits a command
 line to 8191 characters): the command line carries a short fixed bootstrap as ``-EncodedCommand``, which reads the
-script from standard input (sent base64-encoded, in chunks, over WS-Management ``Send``) and runs it. A script costs
-Command, Send…, Receive…, Signal in a shell (Create … Delete); inside ``session()`` (plan, then apply) the scripts share
-one authenticated connection and one shell.
+script from standard input (sent base64-encoded, in chunks, over WS-Management ``Send``) and runs it. A script
+costs Command, Send…, Receive…, Signal in a shell (Create … Delete); inside ``session()`` (plan, then apply) the
+scripts share one authenticated connection and one shell.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def test_a_worker_process_that_dies_fails_only_its_target(cli, tenants, mocker):
 def test_how_many_worker_processes(tmp_path, monkeypatch):
     from toolkit.fleet import worker_processes
 
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("targets:\n" + "".join(f"  t{i}: {{kind: sandbox, state: t{i}.json}}\n" for i in range(6)) +
                          "  asks: {kind: exchange-server, host: ex01, transport: kerberos, username: u, "

@@ -138,7 +138,7 @@ def worker_processes(targets: list[ResolvedTarget], forks: int, rate: float | No
     elif rate or not sys.platform.startswith("linux") or any(t.target.prompts() for t in targets):
         wanted = 1
     else:
-        wanted = os.cpu_count() or 1
+        wanted = len(os.sched_getaffinity(0))  # the CPUs this process may use (taskset, container cpusets)
     return max(1, min(wanted, forks, len(targets)))
 
 

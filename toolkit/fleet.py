@@ -15,8 +15,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -157,25 +158,63 @@ def run_many(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_
         shared = RateLimiter(rate / count, burst=max(1, min(forks // count, int(rate / count))))
         for target in targets:
             target.target.limiters = (*target.target.limiters, shared)
-    if count > 1:
-        return _run_in_processes(action, playbook, targets, cli_vars, templates, forks, progress, count)
+    ctrl_c = _CtrlC()
+    with ctrl_c.counted():
+        if count > 1:
+            return _run_in_processes(action, playbook, targets, cli_vars, templates, forks, progress, count, ctrl_c)
+        return _run_in_threads(action, playbook, targets, cli_vars, templates, forks, progress, ctrl_c)
+
+
+class _CtrlC:
+    """Ctrl-C during a run: the first asks it to start no more targets (those running finish), a second one
+    interrupts at once. Counted by a signal handler, so it is noticed wherever the main thread is."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+
+    @contextmanager
+    def counted(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # only the main thread receives signals
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self.presses += 1
+            if self.presses > 1:
+                raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run_in_threads(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
+                    templates: Path | None, forks: int, progress: Callable[[TargetOutcome, int, int], None] | None,
+                    ctrl_c: _CtrlC) -> list[TargetOutcome]:
     outcomes: dict[int, TargetOutcome] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, forks), thread_name_prefix="exkit")
-    futures = {pool.submit(_run_one_safely, action, playbook, t, cli_vars, templates): i
-               for i, t in enumerate(targets)}
     try:
-        for done, future in enumerate(as_completed(futures), start=1):
-            outcomes[futures[future]] = outcome = future.result()
-            if progress is not None:
-                progress(outcome, done, len(targets))
-    except KeyboardInterrupt:
-        pool.shutdown(wait=True, cancel_futures=True)  # the running targets finish (and are recorded); no new ones
-        for future, index in futures.items():
-            if index not in outcomes and future.done() and not future.cancelled():
-                outcomes[index] = future.result()
-        raise FleetInterrupted(_with_not_started(targets, outcomes)) from None
+        futures = {pool.submit(_run_one_safely, action, playbook, t, cli_vars, templates): i
+                   for i, t in enumerate(targets)}
+        pending, stopped = set(futures), False
+        while pending:
+            if ctrl_c.presses and not stopped:
+                pool.shutdown(wait=False, cancel_futures=True)  # no new targets; the running ones finish
+                stopped = True
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            pending = {f for f in pending if not f.cancelled()}  # wait() never counts a cancelled future as done
+            for future in done:
+                if future.cancelled():
+                    continue
+                outcomes[futures[future]] = outcome = future.result()
+                if progress is not None:
+                    progress(outcome, len(outcomes), len(targets))
     finally:
         pool.shutdown(wait=True)
+    if ctrl_c.presses:
+        raise FleetInterrupted(_with_not_started(targets, outcomes))
     return [outcomes[i] for i in range(len(targets))]
 
 
@@ -193,8 +232,8 @@ def _with_not_started(targets: list[ResolvedTarget], outcomes: dict[int, TargetO
 
 
 def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
-                      templates: Path | None, forks: int,
-                      progress: Callable[[TargetOutcome, int, int], None] | None, count: int) -> list[TargetOutcome]:
+                      templates: Path | None, forks: int, progress: Callable[[TargetOutcome, int, int], None] | None,
+                      count: int, ctrl_c: _CtrlC) -> list[TargetOutcome]:
     """Forked worker processes, each with its share of the forks as threads, take targets from one queue (a slow
     tenant holds up nobody) and send each outcome back over their own pipe. A worker that dies fails only the
     targets it had started; the others take what is left."""
@@ -228,18 +267,11 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
         return TargetOutcome(targets[index].name, False, "the worker process running this target stopped (exit "
                              f"code {exit_code}); some resources may have been applied: run exkit plan")
 
-    interrupted = False
     try:
         while pipes:
-            try:
-                ready = multiprocessing.connection.wait(list(pipes))
-            except KeyboardInterrupt:
-                if interrupted:
-                    raise  # a second Ctrl-C: stop now (the workers are killed below)
-                interrupted = True
-                stopping.set()
-                continue
-            for pipe in ready:
+            if ctrl_c.presses and not stopping.is_set():
+                stopping.set()  # a second Ctrl-C raises KeyboardInterrupt: the workers are killed below
+            for pipe in multiprocessing.connection.wait(list(pipes), timeout=0.2):
                 try:
                     kind, index, outcome = pipe.recv()  # type: ignore[union-attr]
                 except EOFError:  # the worker is gone: after its stop sign, or killed
@@ -254,7 +286,7 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
                 else:
                     running.pop(index, None)
                     record(index, outcome)
-        if interrupted:
+        if ctrl_c.presses:
             raise FleetInterrupted(_with_not_started(targets, outcomes))
         for index in range(len(targets)):  # taken by a worker that died before saying it started them
             if index not in outcomes:

@@ -61,6 +61,13 @@ def assignment_calls(name: str, create: dict[str, Any], action: str, replace: bo
     return [remove, new] if replace else None
 
 
+def write_scope_call(identity: str, scope: str | None) -> Call:
+    """Set an assignment's write scope: a custom scope, or back to the whole organisation."""
+    if scope:
+        return Call("Set-ManagementRoleAssignment", {"Identity": identity, "CustomRecipientWriteScope": scope})
+    return Call("Set-ManagementRoleAssignment", {"Identity": identity, "RecipientRelativeWriteScope": "Organization"})
+
+
 @dataclass(frozen=True)
 class Resource:
     """One desired Exchange object. ``fields`` are the values rendered into its template and compared for drift."""

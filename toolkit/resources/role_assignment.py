@@ -5,7 +5,9 @@ from __future__ import annotations
 from toolkit.playbook.model import Playbook
 from typing import Any
 
-from toolkit.resources.base import Call, FieldChange, Resource, assignment_calls, assignment_changes
+from toolkit.resources.base import (
+    Call, FieldChange, Resource, assignment_calls, assignment_changes, write_scope_call,
+)
 
 KIND = "ManagementRoleAssignment"
 TEMPLATE = "role_assignment.ps1.j2"
@@ -39,11 +41,8 @@ def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
     parameters: dict[str, Any] = {"Name": fields["name"], "Role": fields["role"], assignee: fields["assignee"]}
     if fields["scope"]:
         parameters["CustomRecipientWriteScope"] = fields["scope"]
-    whole = assignment_calls(fields["name"], parameters, action, replace=not fact.get("assignee_matches"))
+    changed = {c.field for c in compare(resource, fact)} if action == "update" else set()
+    whole = assignment_calls(fields["name"], parameters, action, "role/assignee (replaced)" in changed)
     if whole is not None:
         return whole
-    if (fact.get("scope") or "").lower() != (fields["scope"] or "").lower():
-        return [Call("Set-ManagementRoleAssignment", {"Identity": fields["name"], "CustomRecipientWriteScope":
-                                                      fields["scope"]} if fields["scope"] else
-                     {"Identity": fields["name"], "RecipientRelativeWriteScope": "Organization"})]
-    return []
+    return [write_scope_call(fields["name"], fields["scope"])] if "scope" in changed else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from toolkit.playbook.model import Playbook
 from typing import Any
 
-from toolkit.resources.base import Call, FieldChange, Resource, differs_set
+from toolkit.resources.base import Call, FieldChange, Resource, differs_set, write_scope_call
 
 KIND = "RoleGroup"
 TEMPLATE = "role_group.ps1.j2"
@@ -72,9 +72,7 @@ def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
         if str(assignment.get("role", "")).lower() not in wanted_roles:
             out.append(Call("Remove-ManagementRoleAssignment", {"Identity": identity, "Confirm": False}))
         elif str(assignment.get("scope") or "").lower() != scope:
-            out.append(Call("Set-ManagementRoleAssignment", {"Identity": identity, "CustomRecipientWriteScope":
-                                                             fields["scope"]} if scope else
-                            {"Identity": identity, "RecipientRelativeWriteScope": "Organization"}))
+            out.append(write_scope_call(identity, fields["scope"]))
     have_roles = {str(a.get("role", "")).lower() for a in fact.get("assignments") or []}
     for role in fields["roles"]:
         if role.lower() not in have_roles:

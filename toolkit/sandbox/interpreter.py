@@ -71,7 +71,6 @@ class RunOutcome:
     output: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     exit_code: int = 0
-    changing_commands: int = 0  # commands run that may change the organisation (New-, Set-, Add-, Remove-…)
 
 
 def _line_col(node: Node) -> tuple[int, int]:
@@ -468,8 +467,6 @@ class Interpreter:
             raise PSRuntimeError(str(exc), line, col, "InvalidArgument") from None
         action = to_string(bound.pop("ErrorAction", None) or self.variables.get("erroractionpreference")
                            or "Continue").lower()
-        if command.should_process:
-            self.outcome.changing_commands += 1
         try:
             return list(command.run(bound, pipeline_input))
         except CmdletError as exc:

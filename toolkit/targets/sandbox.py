@@ -36,8 +36,9 @@ class SandboxTarget(Target):
                 # Checked before anything ran: the organisation is untouched.
                 return RunResult(2, "", f"the script cannot run in the sandbox:\n{exc}",
                                  script_sha256=_sha(script))
-            if not read_only and (outcome.changing_commands or loaded is None):
-                # Whatever ran is real, also when the script stopped halfway (as on a real Exchange).
+            if not read_only:
+                # Whatever ran is real, also when the script stopped halfway (as on a real Exchange); an unchanged
+                # organisation is not written again.
                 org_store.save(self.state_path, organisation, unless=loaded)
         stdout = "\n".join(outcome.output) + ("\n" if outcome.output else "")
         results, facts = parse_output(stdout)

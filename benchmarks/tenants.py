@@ -145,7 +145,7 @@ def main() -> None:
             port = port_queue.get(timeout=30)
         existing_tenants(scratch, arguments.tenants)
         inventory(scratch / "tenants.yaml", port, arguments.tenants)
-        from toolkit.fleet import run_many
+        from toolkit.fleet.run import run_many
         from toolkit.inventory import select_targets
 
         targets = select_targets(scratch / "tenants.yaml", "tenants")

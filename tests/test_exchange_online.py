@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 import trustme
-
 from conftest import REPO
 from servers.exchange_online import App, LoopbackExchangeOnline
+
 from toolkit.sandbox import org as store
 from toolkit.sandbox.seed import seed_organisation
 
@@ -182,7 +182,7 @@ def test_script_path_and_rest_path_reach_the_same_state(cli, exo, sandbox_state)
 
 
 def test_rendered_script_connects_with_the_certificate_and_parses(cli, exo, pki):
-    from toolkit.powershell_syntax import parse, syntax_problems
+    from toolkit.render.syntax import parse, syntax_problems
 
     server, inventory = exo
     result = cli("plan", ROOMS, "-i", inventory, "-t", "cert")  # plan renders with the target's connection

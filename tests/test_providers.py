@@ -6,8 +6,8 @@ import json
 import textwrap
 
 import pytest
-
 from conftest import REPO
+
 from toolkit.inventory import resolve_target, select_targets
 
 HOSTED = REPO / "playbooks" / "hosted-tenant.yaml"
@@ -121,7 +121,7 @@ def tenants(tmp_path):
 
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_one_failing_tenant_does_not_stop_the_others(cli, tenants, runs_dir, processes):
-    from toolkit import runs
+    from toolkit.fleet import records as runs
     from toolkit.sandbox import org as store
 
     result = cli("apply", HOSTED, "-i", tenants, "--limit", "hosting", "--forks", "3", "--processes", processes,
@@ -173,7 +173,7 @@ def test_rate_limits_slow_the_run_and_say_so(cli, tenants):
 
 
 def test_per_target_rate_limit(tmp_path):
-    from toolkit.throttle import RateLimiter
+    from toolkit.fleet.throttle import RateLimiter
 
     limiter = RateLimiter(rate=20, burst=1)
     waits = [limiter.acquire() for _ in range(5)]
@@ -186,7 +186,7 @@ def test_per_target_rate_limit(tmp_path):
 def test_a_worker_process_that_dies_fails_only_its_target(cli, tenants, mocker):
     import os
 
-    from toolkit import fleet
+    from toolkit.fleet import run as fleet
 
     parent = os.getpid()
     real = fleet.run_one
@@ -208,7 +208,7 @@ def test_a_worker_process_that_dies_fails_only_its_target(cli, tenants, mocker):
 
 
 def test_how_many_worker_processes(tmp_path, monkeypatch):
-    from toolkit.fleet import worker_processes
+    from toolkit.fleet.run import worker_processes
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
     inventory = tmp_path / "inventory.yaml"

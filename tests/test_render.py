@@ -9,14 +9,20 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import PLAYBOOKS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import PLAYBOOKS
 from toolkit.playbook.validate import require_playbook
-from toolkit.powershell_syntax import parse, syntax_problems, walk
 from toolkit.render.engine import RenderError, render_script
-from toolkit.render.quoting import SINGLE_QUOTES, UnsafeValueError, ps_literal, quote_string, unquote_verbatim
+from toolkit.render.quoting import (
+    SINGLE_QUOTES,
+    UnsafeValueError,
+    ps_literal,
+    quote_string,
+    unquote_verbatim,
+)
+from toolkit.render.syntax import parse, syntax_problems, walk
 from toolkit.resources import Resource, desired_resources
 
 GOLDEN = Path(__file__).parent / "golden"

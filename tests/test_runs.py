@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from conftest import REPO
-from toolkit import runs
+
+from toolkit.fleet import records as runs
 
 CLASSIC = REPO / "playbooks" / "classic.yaml"
 

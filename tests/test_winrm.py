@@ -10,9 +10,9 @@ import textwrap
 import pytest
 import trustme
 import winrm
-
 from conftest import REPO
 from servers.winrm import Fault, LoopbackWinRM
+
 from toolkit.sandbox import org as store
 from toolkit.sandbox.seed import seed_organisation
 from toolkit.targets.winrm import decode_clixml
@@ -138,7 +138,7 @@ def test_fleet_over_winrm_in_worker_processes(cli, tmp_path, monkeypatch, runs_d
     users.write_text(f"CONTOSO:exkit-admin:{PASSWORD}\n", encoding="utf-8")
     monkeypatch.setenv("NTLM_USER_FILE", str(users))
     monkeypatch.setenv("EXKIT_WINRM_PASSWORD", PASSWORD)
-    from toolkit import runs
+    from toolkit.fleet import records as runs
 
     with LoopbackWinRM(tmp_path / "unused.json", {USER: PASSWORD}, state_dir=tmp_path) as server:
         inventory = tmp_path / "inventory.yaml"
@@ -167,7 +167,7 @@ def test_ctrl_c_lets_running_tenants_finish_and_starts_no_more(tmp_path, monkeyp
     import subprocess
     import sys
 
-    from toolkit import runs
+    from toolkit.fleet import records as runs
 
     users = tmp_path / "ntlm-users"
     users.write_text(f"CONTOSO:exkit-admin:{PASSWORD}\n", encoding="utf-8")

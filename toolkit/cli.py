@@ -12,20 +12,19 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.text import Text
 
 from toolkit import __version__
 from toolkit.errors import ExkitError
+from toolkit.inventory import ResolvedTarget, resolve_target
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
-from toolkit.playbook.model import Playbook
 from toolkit.playbook.load import peek_platform
+from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import load_and_validate, require_playbook
 from toolkit.render.engine import RenderError, render_script, write_script
-from toolkit.inventory import ResolvedTarget, resolve_target
-from rich.text import Text
-
-from toolkit import report
 from toolkit.sandbox import org as sandbox_org
 from toolkit.targets.base import TargetError
+from toolkit.verify import report
 from toolkit.workflow import Prepared, execute, load_for_target, prepare, read_snapshot
 
 app = typer.Typer(
@@ -129,7 +128,7 @@ def render(
                                                                     "matching these patterns.")] = None,
 ) -> None:
     """Render playbooks into idempotent Exchange PowerShell scripts (nothing is contacted)."""
-    from toolkit import review
+    from toolkit.render import review
 
     cli_vars = parse_vars(var)
     if out is not None and out.suffix.lower() != ".ps1":
@@ -178,8 +177,8 @@ def diff(
     """Unified diff of the rendered scripts plus a resource-level summary. Exit 1 when they differ (CI gates)."""
     import tempfile
 
-    from toolkit import review
-    from toolkit.report import console
+    from toolkit.render import review
+    from toolkit.verify.report import console
 
     pairs = [(f"{base}:{v}", v) for v in versions] if base else [tuple(versions)] if len(versions) == 2 else None
     if not pairs:
@@ -222,7 +221,7 @@ def check(
     var: VarOption = None,
 ) -> None:
     """For CI: fail when the committed scripts are stale relative to the playbooks. Run from the repository root."""
-    from toolkit import review
+    from toolkit.render import review
 
     with user_errors():
         problems = review.check(folder, parse_vars(var))
@@ -251,7 +250,7 @@ def migrate(
     out: Annotated[Path | None, typer.Option("--out", help="Write the Exchange Online playbook here.")] = None,
 ) -> None:
     """Write the Exchange Online equivalent of a playbook: RBAC for Applications instead of ApplicationImpersonation."""
-    from toolkit.migrate import migrate_text
+    from toolkit.playbook.migrate import migrate_text
 
     try:
         text = migrate_text(playbook.read_text(encoding="utf-8"))
@@ -300,7 +299,7 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
     from rich.progress import Progress
     from rich.table import Table
 
-    from toolkit.fleet import FleetInterrupted, run_many
+    from toolkit.fleet.run import FleetInterrupted, run_many
     from toolkit.inventory import select_targets
 
     if inventory is None:
@@ -397,7 +396,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
     out = report.console()
     reviewed_sha = ""
     if reviewed is not None and playbook_path is not None:
-        from toolkit import review
+        from toolkit.render import review
 
         with user_errors():
             reviewed_sha = review.reviewed_sha(reviewed, playbook_path, prepared.target.name, prepared.script)
@@ -411,7 +410,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
             typer.echo("Nothing changed.", err=True)
             raise typer.Exit(1)
     typer.echo(f"Running script sha256 {prepared.script.sha256} on {prepared.target.target.describe()}", err=True)
-    from toolkit import runs
+    from toolkit.fleet import records as runs
 
     started = time.monotonic()
     record = runs.new_record(command=verb, target=prepared.target.name, platform=prepared.target.target.platform,
@@ -435,7 +434,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
     else:
         report.show_results(out, result)
     if report_path is not None:
-        from toolkit.verify import verify as verify_checks
+        from toolkit.verify.checks import verify as verify_checks
 
         checks = []
         if result.ok and verb == "apply":
@@ -520,7 +519,7 @@ def verify(
     processes: ProcessesOption = None,
 ) -> None:
     """Check the effective result on the target: who holds what, on which scope, and nothing more. Exit 1 on failure."""
-    from toolkit.verify import verify as verify_checks
+    from toolkit.verify.checks import verify as verify_checks
 
     if limit is not None:
         outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate, processes)
@@ -561,7 +560,7 @@ def scope_preview(
 ) -> None:
     """For each scope: the recipients its filter matches, by type, with a sample. A scope matching user or shared
     mailboxes fails (exit 1)."""
-    from toolkit.preview import preview_live, preview_offline, read_recipients
+    from toolkit.verify.preview import preview_live, preview_offline, read_recipients
 
     if recipients is not None:
         model = load_or_exit(playbook, parse_vars(var))
@@ -592,7 +591,7 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the playbook here.")] = None,
 ) -> None:
     """Write a playbook for an existing setup around a principal or a role (applied, it plans as a no-op)."""
-    from toolkit.export import export_playbook
+    from toolkit.verify.export import export_playbook
 
     with user_errors():
         resolved = resolve_target(inventory, target, platform)
@@ -718,7 +717,7 @@ def runs_list(
     """The latest run records: when, who, what, where, and how it ended."""
     from rich.table import Table
 
-    from toolkit import runs
+    from toolkit.fleet import records as runs
 
     records = runs.read_all()[-last:]
     if output == "json":
@@ -740,7 +739,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from exkit runs list.")]) -> None:
     """One run record, whole, as JSON."""
-    from toolkit import runs
+    from toolkit.fleet import records as runs
 
     found = [r for r in runs.read_all() if str(r.get("id", "")).startswith(run_id)]
     if len(found) != 1:

@@ -13,8 +13,8 @@ from toolkit.playbook.diagnostics import Diagnostics
 from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import RenderedScript, render_script, render_snapshot
-from toolkit.snapshot import Snapshot
 from toolkit.targets.base import RunResult
+from toolkit.verify.snapshot import Snapshot
 
 
 class PlatformMismatch(ExkitError):

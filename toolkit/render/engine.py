@@ -19,8 +19,8 @@ import jinja2
 
 import toolkit
 from toolkit.playbook.model import Playbook
-from toolkit.powershell_syntax import parse, syntax_problems
 from toolkit.render.quoting import PowerShell, UnsafeValueError, ps_literal
+from toolkit.render.syntax import parse, syntax_problems
 from toolkit.resources import Resource, desired_resources
 
 State = Literal["present", "absent", "facts"]

@@ -16,10 +16,16 @@ from toolkit.resources import (
     application_access_policy, application_role_assignment, delegate, management_scope, role_assignment, role_group,
     service_principal,
 )
-from toolkit.resources.base import Call, FieldChange, Resource, desired_resources
+from toolkit.playbook.model import Playbook
+from toolkit.resources.base import Call, FieldChange, Resource
 
 KINDS = (management_scope, service_principal, role_group, role_assignment, application_role_assignment,
          application_access_policy, delegate)
 KIND_BY_NAME = {kind.KIND: kind for kind in KINDS}
+
+
+def desired_resources(playbook: Playbook) -> list[Resource]:
+    """Every object the playbook declares, in apply order (scopes before the groups and assignments using them)."""
+    return [resource for kind in KINDS for resource in kind.desired(playbook)]
 
 __all__ = ["KINDS", "KIND_BY_NAME", "Call", "FieldChange", "Resource", "desired_resources"]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from toolkit.playbook.model import Playbook
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -83,10 +80,3 @@ class Resource:
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "fields": self.fields}
-
-
-def desired_resources(playbook: Playbook) -> list[Resource]:
-    """Every object the playbook declares, in apply order (scopes before the groups and assignments using them)."""
-    from toolkit.resources import KINDS
-
-    return [resource for kind in KINDS for resource in kind.desired(playbook)]

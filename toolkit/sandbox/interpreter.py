@@ -18,11 +18,18 @@ from typing import Any
 
 from tree_sitter import Node, Tree
 
-from toolkit.powershell_syntax import parse, syntax_problems, walk
 from toolkit.render.quoting import unquote_verbatim
+from toolkit.render.syntax import parse, syntax_problems, walk
 from toolkit.sandbox.commands import BindingError, CmdletError, Command, convert
 from toolkit.sandbox.values import (
-    Hashtable, PSObject, as_list, collapse, convert_to_json, equals, is_true, to_string,
+    Hashtable,
+    PSObject,
+    as_list,
+    collapse,
+    convert_to_json,
+    equals,
+    is_true,
+    to_string,
 )
 
 # Nodes that only wrap one child in this grammar (precedence levels).

@@ -7,7 +7,7 @@ the room-booking service account) and two hosted tenants under OU=Hosting,DC=hos
 from __future__ import annotations
 
 from toolkit.playbook.model import APPLICATION_ROLES, IMPERSONATION_ROLE, KNOWN_ROLES
-from toolkit.sandbox.org import ManagementScope, Organisation, Recipient, RoleAssignment, RoleGroup
+from toolkit.sandbox.model import ManagementScope, Organisation, Recipient, RoleAssignment, RoleGroup
 
 CONTOSO_USERS = "OU=Users,DC=contoso,DC=com"
 CONTOSO_ROOMS = "OU=Rooms,DC=contoso,DC=com"

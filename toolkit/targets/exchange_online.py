@@ -19,15 +19,20 @@ from typing import Any
 
 import msal
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
 
-from toolkit.inventory import ExchangeOnlineTargetSpec
 from toolkit.plan import make_plan
 from toolkit.render.engine import Connection, RenderedScript
 from toolkit.resources import KIND_BY_NAME, KINDS, Resource
 from toolkit.resources import application_role_assignment as app_assignments
 from toolkit.secrets import resolve
 from toolkit.targets.base import ResourceResult, RunResult, Target, TargetError
+from toolkit.targets.specs import ExchangeOnlineTargetSpec
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,17 @@ from pathlib import Path
 import requests
 import winrm
 from winrm.exceptions import (
-    InvalidCredentialsError, WinRMError, WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError,
+    InvalidCredentialsError,
+    WinRMError,
+    WinRMOperationTimeoutError,
+    WinRMTransportError,
+    WSManFaultError,
 )
 
-from toolkit.inventory import ExchangeServerTargetSpec
 from toolkit.render.engine import Connection
 from toolkit.secrets import resolve
 from toolkit.targets.base import RunResult, Target, TargetError, parse_output
+from toolkit.targets.specs import ExchangeServerTargetSpec
 
 # Reads the base64 script from stdin and runs it. Kept short: it is the only thing on the command line.
 BOOTSTRAP = (

@@ -14,7 +14,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from toolkit.errors import ExkitError
 from toolkit.playbook.model import IMPERSONATION_ROLE
-from toolkit.snapshot import Snapshot
+from toolkit.verify.snapshot import Snapshot
 
 
 class ExportError(ExkitError):

@@ -16,14 +16,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from toolkit import runs
 from toolkit.errors import ExkitError
+from toolkit.fleet import records as runs
 from toolkit.inventory import ResolvedTarget
 from toolkit.playbook.diagnostics import PlaybookError
 from toolkit.render.engine import RenderError
@@ -81,7 +81,7 @@ def _run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: d
 def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
                        templates: Path | None, started: float) -> TargetOutcome:
     if action == "verify":
-        from toolkit.verify import verify
+        from toolkit.verify.checks import verify
         from toolkit.workflow import load_for_target
 
         model, _ = load_for_target(playbook, target, cli_vars)
@@ -152,7 +152,7 @@ def run_many(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_
     worker_processes)."""
     count = worker_processes(targets, forks, rate, processes)
     if rate:
-        from toolkit.throttle import RateLimiter
+        from toolkit.fleet.throttle import RateLimiter
 
         # Each worker process gets a copy of the bucket: with several, each takes its share of the rate.
         shared = RateLimiter(rate / count, burst=max(1, min(forks // count, int(rate / count))))

@@ -11,7 +11,7 @@ from typing import Any
 from toolkit import opath
 from toolkit.errors import ExkitError
 from toolkit.playbook.model import Playbook
-from toolkit.snapshot import Snapshot, beyond_resources, count_types
+from toolkit.verify.snapshot import Snapshot, beyond_resources, count_types
 
 SAMPLE_SIZE = 5
 NOT_IN_EXPORT = {"MemberOfGroup"}  # Get-Recipient's output has no such column

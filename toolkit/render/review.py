@@ -17,7 +17,12 @@ from typing import Any
 
 import toolkit
 from toolkit.errors import ExkitError
-from toolkit.inventory import DEFAULT_TARGET, ResolvedTarget, resolve_target, select_targets
+from toolkit.inventory import (
+    DEFAULT_TARGET,
+    ResolvedTarget,
+    resolve_target,
+    select_targets,
+)
 from toolkit.playbook.load import peek_platform
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import RenderedScript, render_script, write_script

@@ -14,7 +14,7 @@ from typing import Any
 
 from toolkit import opath
 from toolkit.playbook.model import IMPERSONATION_ROLE, Playbook
-from toolkit.snapshot import Snapshot, beyond_resources, count_types
+from toolkit.verify.snapshot import Snapshot, beyond_resources, count_types
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Many targets: the fleet runner, rate limits and run records."""

@@ -138,7 +138,9 @@ def render(
             load_or_exit(path, cli_vars, strict)  # every problem of every playbook, with positions, first
         with user_errors():
             rendered = review.render_set(playbooks, inventory, target, cli_vars, templates, limit)
-            review.write_set(out, rendered, inventory, templates)
+            removed = review.write_set(out, rendered, inventory, templates)
+        for name in removed:
+            typer.echo(f"removed {out / name}: this render no longer produces it", err=True)
         typer.echo(f"wrote {len(rendered)} script(s) and {review.MANIFEST} to {out}", err=True)
         return
     if len(playbooks) != 1 or (target and len(target) > 1):
@@ -159,7 +161,8 @@ def render(
     if out is None:
         sys.stdout.write(script.text)
     else:
-        write_script(out, script)
+        with user_errors():
+            write_script(out, script)
         typer.echo(f"wrote {out} (sha256 {script.sha256})", err=True)
 
 
@@ -658,25 +661,23 @@ PlatformOption = Annotated[str, typer.Option("--platform", help="exchange-server
 
 
 def _builtin_template(name: str, platform: str) -> Path:
-    from toolkit.render.engine import builtin_templates_dir
+    """A built-in template by its exact name (as templates list shows it): never a path."""
+    from toolkit.render.engine import builtin_templates, builtin_templates_dir
 
-    for folder in (platform, "common"):
-        path = builtin_templates_dir() / folder / name
-        if path.is_file():
-            return path
-    _fail(f"no built-in template {name!r} for {platform}: see exkit templates list")
+    if platform not in ("exchange-server", "exchange-online"):
+        _fail(f"unknown platform {platform!r}: use exchange-server or exchange-online", 2)
+    folder = builtin_templates(platform).get(name)
+    if folder is None:
+        _fail(f"no built-in template {name!r} for {platform}: see exkit templates list --platform {platform}")
+    return builtin_templates_dir() / folder / name
 
 
 @templates_app.command("list")
 def templates_list(platform: PlatformOption = "exchange-server") -> None:
     """The built-in templates a platform's scripts are rendered from."""
-    from toolkit.render.engine import builtin_templates_dir
+    from toolkit.render.engine import builtin_templates
 
-    names: dict[str, str] = {}
-    for folder in ("common", platform):
-        for path in sorted((builtin_templates_dir() / folder).glob("*.j2")):
-            names[path.name] = folder
-    for name, folder in sorted(names.items()):
+    for name, folder in sorted(builtin_templates(platform).items()):
         typer.echo(f"{name}\t{folder}")
 
 
@@ -695,12 +696,14 @@ def templates_copy(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing override.")] = False,
 ) -> None:
     """Copy a built-in template into an override folder to change it there."""
+    from toolkit.safe_paths import write_in
+
     source = _builtin_template(name, platform)
     destination = folder / name
-    if destination.exists() and not force:
+    if (destination.exists() or destination.is_symlink()) and not force:
         _fail(f"{destination} exists: pass --force to replace it")
-    folder.mkdir(parents=True, exist_ok=True)
-    destination.write_bytes(source.read_bytes())
+    with user_errors():
+        write_in(folder, name, source.read_bytes())
     typer.echo(f"copied {name} to {destination}; it now replaces the built-in one for targets using {folder}",
                err=True)
 

@@ -7,9 +7,10 @@ Variable precedence (lowest first): the playbook's ``vars:`` → the inventory's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,19 +31,34 @@ from toolkit.targets.specs import TargetSpec
 DEFAULT_TARGET = "sandbox"
 
 
+def _target_name(name: str) -> str:
+    """Target names become parts of script file names (``<playbook>.<target>.ps1``): plain file names only."""
+    from toolkit.safe_paths import file_name_problem
+
+    reason = file_name_problem(name)
+    if reason is not None:
+        raise problem(f"the target name {name[:60]!r} cannot be used: {reason}",
+                      "target names become file names of reviewed scripts: use letters, digits and . _ - @ +, "
+                      "at most 100 characters")
+    return name
+
+
+TargetName = Annotated[str, AfterValidator(_target_name)]
+
+
 class Group(BaseModel):
     """Targets that share variables and template overrides, e.g. a hosting provider's tenants."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     vars: dict[str, VariableValue] = Field(default_factory=dict, description="Variables for the group's targets.")
     templates: str | None = Field(None, description="Template folder layered over the built-in templates.")
-    targets: dict[str, TargetSpec] = Field(default_factory=dict)
+    targets: dict[TargetName, TargetSpec] = Field(default_factory=dict)
 
 
 class Inventory(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     vars: dict[str, VariableValue] = Field(default_factory=dict, description="Variables for every target.")
-    targets: dict[str, TargetSpec] = Field(default_factory=dict)
+    targets: dict[TargetName, TargetSpec] = Field(default_factory=dict)
     groups: dict[str, Group] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import jinja2.sandbox
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
@@ -25,12 +24,13 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from toolkit.playbook.diagnostics import Diagnostics, Position
+from toolkit.render.bounded import BoundedEnvironment, render_text
 
 PathKey = tuple[str | int, ...]
 
 _WHOLE_VARIABLE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_JINJA = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_JINJA = BoundedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 @dataclass
@@ -202,13 +202,14 @@ def _expand(value: Any, path: PathKey, variables: Mapping[str, Any], document: L
         _undefined(name, path, variables, document, diagnostics)
         return value
     try:
-        return _JINJA.from_string(value).render(**variables)
+        return render_text(_JINJA.from_string(value), **variables)
     except jinja2.UndefinedError as exc:
         match = re.search(r"'([^']+)' is undefined", str(exc))
         _undefined(match.group(1) if match else value, path, variables, document, diagnostics)
-    except jinja2.TemplateError as exc:
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
         diagnostics.error("bad-template", f"cannot expand variables in this value: {exc}", document.file,
-                          document.positions.of_value(path), "write variables as {{ name }}")
+                          document.positions.of_value(path), "write variables as {{ name }}; expressions are "
+                          "sandboxed and bounded (no Python, no huge strings or loops)")
     return value
 
 

@@ -145,7 +145,7 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
                           positions.of_value(path[:-1]), f"add '{key}: …' here")
     elif kind == "exkit":
         context = error.get("ctx") or {}
-        position = positions.of_value(path)
+        position = positions.of_key(path) if error["loc"][-1:] == ("[key]",) else positions.of_value(path)
         offset = context.get("offset")
         if offset is not None:
             position = _offset_position(document, path, position, int(offset))

@@ -1,7 +1,8 @@
 """Render desired state into an Exchange PowerShell script through Jinja2 templates.
 
 The environment's ``finalize`` hook passes every ``{{ expression }}`` through :func:`ps_literal`, so templates
-cannot emit a value in any other way. Template search path: the ``--templates`` override directory first
+cannot emit a value in any other way. Templates render in Jinja2's sandbox with bounds (toolkit/render/bounded.py):
+they cannot reach Python, construct the ``PowerShell`` marker type, or run away in time or size. Template search path: the ``--templates`` override directory first
 (by file name, or under a ``<platform>/`` sub-folder), then the built-in templates.
 """
 
@@ -10,15 +11,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import jinja2
+from jinja2.sandbox import SecurityError
 
 import toolkit
 from toolkit.playbook.model import Playbook
+from toolkit.render.bounded import BoundedEnvironment, budget, render_text
 from toolkit.render.quoting import PowerShell, UnsafeValueError, ps_literal
 from toolkit.render.syntax import parse, syntax_problems
 from toolkit.resources import Resource, desired_resources
@@ -39,6 +43,15 @@ def builtin_templates_dir() -> Path:
     return Path(toolkit.__file__).resolve().parent.parent / "templates"
 
 
+def builtin_templates(platform: str) -> dict[str, str]:
+    """The built-in template names of a platform → the folder each comes from (``common`` or the platform)."""
+    names: dict[str, str] = {}
+    for folder in ("common", platform):
+        for path in sorted((builtin_templates_dir() / folder).glob("*.j2")):
+            names[path.name] = folder
+    return names
+
+
 Templates = Path | Sequence[Path] | None
 
 
@@ -48,7 +61,7 @@ def template_layers(templates: Templates) -> list[Path]:
     return [templates] if isinstance(templates, Path) else list(templates)
 
 
-def make_environment(platform: str, override: Templates = None) -> jinja2.Environment:
+def make_environment(platform: str, override: Templates = None) -> BoundedEnvironment:
     """Search order: each override folder, most specific first (its <platform>/ sub-folder, then itself), then the
     built-in templates of the platform, then the built-in common ones.
 
@@ -63,12 +76,12 @@ def make_environment(platform: str, override: Templates = None) -> jinja2.Enviro
 
 
 @functools.lru_cache(maxsize=64)
-def _environment(platform: str, layers: tuple[str, ...]) -> jinja2.Environment:
+def _environment(platform: str, layers: tuple[str, ...]) -> BoundedEnvironment:
     search: list[Path] = []
     for layer in map(Path, layers):
         search += [layer / platform, layer]
     search += [builtin_templates_dir() / platform, builtin_templates_dir() / "common"]
-    return jinja2.Environment(
+    return BoundedEnvironment(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
         undefined=jinja2.StrictUndefined,
         finalize=ps_literal,
@@ -120,28 +133,19 @@ def render_script(playbook: Playbook, *, state: State = "present", templates: Te
     chosen = list(resources if resources is not None else desired_resources(playbook))
     ordered = list(reversed(chosen)) if state == "absent" else chosen
     environment = make_environment(playbook.platform, templates)
-    try:
-        blocks = [PowerShell(environment.get_template(r.template).render(r.fields, state=state, kind=r.kind,
-                                                                         resource_name=r.name))
+    with template_errors(playbook.platform), budget():
+        blocks = [PowerShell(render_text(environment.get_template(r.template), r.fields, state=state, kind=r.kind,
+                                         resource_name=r.name))
                   for r in ordered]
-        text = environment.get_template(SCRIPT_TEMPLATE).render(
-            playbook_name=playbook.name,
-            toolkit_version=toolkit.__version__,
-            digest=desired_state_digest(playbook, chosen),
-            state=state,
-            blocks=blocks,
-            resource_count=len(ordered),
-            connection=connection or Connection(),
-        )
-    except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"template {exc.name!r} not found (searched: override directory, then built-in "
-                          f"{builtin_templates_dir() / playbook.platform})") from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
-    except jinja2.UndefinedError as exc:
-        raise RenderError(f"template uses an undefined value: {exc.message}") from None
-    except UnsafeValueError as exc:
-        raise RenderError(f"unsafe value: {exc}") from None
+        text = render_text(environment.get_template(SCRIPT_TEMPLATE),
+                           playbook_name=playbook.name,
+                           toolkit_version=toolkit.__version__,
+                           digest=desired_state_digest(playbook, chosen),
+                           state=state,
+                           blocks=blocks,
+                           resource_count=len(ordered),
+                           connection=connection or Connection(),
+                           )
     text = text.replace("\r\n", "\n")
     problems = syntax_problems(parse(text))
     if problems:
@@ -150,10 +154,48 @@ def render_script(playbook: Playbook, *, state: State = "present", templates: Te
     return RenderedScript(text, hashlib.sha256(text.encode()).hexdigest(), ordered, state)
 
 
+def _template_position(exc: BaseException) -> str:
+    """``file:line: `` of the innermost template frame of a render error (Jinja2 rewrites tracebacks so template
+    lines appear as frames of the template file), or ``""``."""
+    where = ""
+    trace = exc.__traceback__
+    while trace is not None:
+        filename = trace.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            where = f"{filename}:{trace.tb_lineno}: "
+        trace = trace.tb_next
+    return where
+
+
+@contextmanager
+def template_errors(platform: str) -> Iterator[None]:
+    """Every way a template render can fail becomes one RenderError naming the template file and line."""
+    try:
+        yield
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(f"template {exc.name!r} not found (searched: override directory, then built-in "
+                          f"{builtin_templates_dir() / platform})") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"{_template_position(exc)}template uses an undefined value: {exc.message}") from None
+    except SecurityError as exc:
+        raise RenderError(f"{_template_position(exc)}template refused: {exc}") from None
+    except UnsafeValueError as exc:
+        raise RenderError(f"{_template_position(exc)}unsafe value: {exc}") from None
+    except RecursionError:
+        raise RenderError("template refused: it recurses without end (a macro calling itself?)") from None
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError,
+            ArithmeticError) as exc:
+        raise RenderError(f"{_template_position(exc)}template error: {type(exc).__name__}: {exc}") from None
+
+
 def write_script(path: Path, script: RenderedScript) -> None:
-    """Write a script as UTF-8 with a byte-order mark, so Windows PowerShell 5.1 reads non-ASCII names right."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\xef\xbb\xbf" + script.text.encode("utf-8"))
+    """Write a script as UTF-8 with a byte-order mark, so Windows PowerShell 5.1 reads non-ASCII names right (never
+    through a symbolic link)."""
+    from toolkit.safe_paths import write_file
+
+    write_file(path, b"\xef\xbb\xbf" + script.text.encode("utf-8"))
 
 
 def snapshot_roles(playbook: Playbook, extra_roles: tuple[str, ...] = ()) -> list[str]:
@@ -174,13 +216,12 @@ def render_snapshot(playbook: Playbook, *, templates: Templates = None, connecti
                "recipient_root": s.recipient_root} for s in playbook.scopes]
     authorizations = [{"app_id": app.app_id, "scope": a.scope} for a in playbook.application_role_assignments
                       if a.scope and (app := playbook.application_named(a.application))]
-    try:
-        block = environment.get_template("snapshot.ps1.j2").render(
-            roles=roles, scopes=scopes, permissions=True, platform=playbook.platform, authorizations=authorizations)
-        text = environment.get_template(SCRIPT_TEMPLATE).render(
-            playbook_name=playbook.name, toolkit_version=toolkit.__version__,
-            digest=desired_state_digest(playbook, []), state="facts", blocks=[PowerShell(block)],
-            resource_count=0, connection=connection or Connection())
-    except (jinja2.TemplateError, UnsafeValueError) as exc:
-        raise RenderError(f"cannot render the snapshot script: {exc}") from None
+    with template_errors(playbook.platform), budget():
+        block = render_text(environment.get_template("snapshot.ps1.j2"),
+                            roles=roles, scopes=scopes, permissions=True, platform=playbook.platform,
+                            authorizations=authorizations)
+        text = render_text(environment.get_template(SCRIPT_TEMPLATE),
+                           playbook_name=playbook.name, toolkit_version=toolkit.__version__,
+                           digest=desired_state_digest(playbook, []), state="facts", blocks=[PowerShell(block)],
+                           resource_count=0, connection=connection or Connection())
     return RenderedScript(text, hashlib.sha256(text.encode()).hexdigest(), [], "facts")

@@ -25,8 +25,9 @@ from toolkit.inventory import (
 )
 from toolkit.playbook.load import peek_platform
 from toolkit.playbook.validate import require_playbook
-from toolkit.render.engine import RenderedScript, render_script, write_script
+from toolkit.render.engine import RenderedScript, render_script
 from toolkit.resources import Resource
+from toolkit.safe_paths import remove_in, require_file_name, write_in
 
 MANIFEST = "manifest.json"
 BOM = b"\xef\xbb\xbf"
@@ -63,6 +64,7 @@ def _targets(inventory: Path | None, names: list[str] | None, platform: str,
 
 def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
                templates: Path | None) -> Rendered:
+    require_file_name(target.name, "the target name")
     model, _ = require_playbook(playbook, {**target.variables, **cli_vars})
     script = render_script(model, templates=target.template_layers(templates), connection=target.target.connection())
     return Rendered(f"{playbook.stem}.{target.name}.ps1", _posix(playbook), target.name,
@@ -95,11 +97,17 @@ def manifest_text(rendered: list[Rendered], inventory: Path | None, templates: P
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def write_set(out: Path, rendered: list[Rendered], inventory: Path | None, templates: Path | None) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def write_set(out: Path, rendered: list[Rendered], inventory: Path | None, templates: Path | None) -> list[str]:
+    """Write the scripts and the manifest into ``out`` (only there: no file name leaves it, no symbolic link is
+    followed) and remove the scripts this render no longer produces. Returns the removed file names."""
     for item in rendered:
-        write_script(out / item.file, item.script)
-    (out / MANIFEST).write_bytes(manifest_text(rendered, inventory, templates).encode("utf-8"))
+        write_in(out, item.file, BOM + item.script.text.encode("utf-8"))
+    write_in(out, MANIFEST, manifest_text(rendered, inventory, templates).encode("utf-8"))
+    produced = {item.file for item in rendered}
+    stale = sorted(p.name for p in out.glob("*.ps1") if p.name not in produced)
+    for name in stale:
+        remove_in(out, name)
+    return stale
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -179,7 +187,9 @@ def read_version(spec: str) -> tuple[str, str]:
         return spec, path.read_text(encoding="utf-8")
     if ":" in spec:
         revision, _, file = spec.partition(":")
-        result = subprocess.run(["git", "show", f"{revision}:{file}"], capture_output=True, text=True)
+        # --end-of-options: a revision such as --output=FILE is a revision, never an option of git
+        result = subprocess.run(["git", "show", "--end-of-options", f"{revision}:{file}"], capture_output=True,
+                                text=True)
         if result.returncode == 0:
             return spec, result.stdout
         raise ReviewError(f"cannot read {file} at git revision {revision}: {result.stderr.strip()}")

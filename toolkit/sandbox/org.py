@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from toolkit.errors import ExkitError
 from toolkit.sandbox.model import (  # noqa: F401 - the state's classes, re-exported for callers of this module
     ApplicationAccessPolicy, MailboxPermission, ManagementScope, Organisation, Recipient, RoleAssignment, RoleGroup,
     ServicePrincipal,
@@ -21,7 +22,7 @@ from toolkit.sandbox.model import (  # noqa: F401 - the state's classes, re-expo
 
 
 # ----------------------------------------------------------------------------------------------- persistence
-class StateFileError(Exception):
+class StateFileError(ExkitError):
     pass
 
 
@@ -84,11 +85,19 @@ def save(path: Path, organisation: Organisation, *, unless: str | None = None) -
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Serialise runs against one state file (several exkit processes, or parallel tests)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
+    """Serialise runs against one state file (several exkit processes, or parallel tests). The lock file is opened
+    without truncating it and never through a symbolic link (a link committed as ``<state>.lock`` is refused)."""
+    from toolkit.safe_paths import UnsafePathError, open_lock
+
+    try:
+        lock = open_lock(path.with_name(path.name + ".lock"))
+    except UnsafePathError as exc:
+        raise StateFileError(str(exc)) from None
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)

@@ -24,11 +24,14 @@ class SandboxTarget(Target):
 
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         self.throttle()
+        try:
+            return self._run_locked(script, read_only)
+        except org_store.StateFileError as exc:
+            raise TargetError(str(exc)) from None
+
+    def _run_locked(self, script: str, read_only: bool) -> RunResult:
         with org_store.locked(self.state_path):
-            try:
-                organisation, loaded = org_store.load_with_text(self.state_path, self.platform)
-            except org_store.StateFileError as exc:
-                raise TargetError(str(exc)) from None
+            organisation, loaded = org_store.load_with_text(self.state_path, self.platform)
             interpreter = Interpreter(ExchangeCmdlets(organisation).commands())
             try:
                 outcome = interpreter.run(script)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -66,3 +67,12 @@ def exchange():
             return self.interpreter.run(textwrap.dedent(script))
 
     return Exchange()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A copy of the examples and the inventory, used as the current directory (like a config repository)."""
+    shutil.copytree(REPO / "playbooks", tmp_path / "playbooks")
+    shutil.copy(REPO / "inventory.example.yaml", tmp_path / "inventory.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

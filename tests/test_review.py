@@ -14,15 +14,6 @@ from toolkit.sandbox import org as store
 from toolkit.sandbox.seed import seed_organisation
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A copy of the examples and the inventory, used as the current directory (like a config repository)."""
-    shutil.copytree(REPO / "playbooks", tmp_path / "playbooks")
-    shutil.copy(REPO / "inventory.example.yaml", tmp_path / "inventory.yaml")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def render_set(cli, out, *extra):
     result = cli("render", "playbooks/classic.yaml", "playbooks/direct-assignment.yaml", "-i", "inventory.yaml",
                  "--out", out, *extra)

@@ -5,22 +5,12 @@ are safe; writes stay in the folder given and follow no symbolic link."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from conftest import REPO
 from toolkit.sandbox import org as store
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A copy of the examples and the inventory, used as the current directory (like a config repository)."""
-    shutil.copytree(REPO / "playbooks", tmp_path / "playbooks")
-    shutil.copy(REPO / "inventory.example.yaml", tmp_path / "inventory.yaml")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def override(workdir, name: str, extra: str, where: str = "") -> str:

@@ -9,36 +9,45 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.text import Text
+from typer.core import TyperArgument
 
 from toolkit import __version__
+from toolkit.completion import complete_limit, complete_targets, complete_yaml
 from toolkit.errors import ExkitError
-from toolkit.inventory import ResolvedTarget, resolve_target
+from toolkit.lazy import lazy_module
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
-from toolkit.playbook.load import peek_platform
-from toolkit.playbook.model import Playbook
-from toolkit.playbook.validate import load_and_validate, require_playbook
-from toolkit.render.engine import RenderError, render_script, write_script
-from toolkit.sandbox import org as sandbox_org
 from toolkit.targets.base import TargetError
-from toolkit.verify import report
-from toolkit.workflow import Prepared, execute, load_for_target, prepare, read_snapshot
+
+if TYPE_CHECKING:
+    from toolkit.inventory import ResolvedTarget
+    from toolkit.playbook.model import Playbook
+    from toolkit.workflow import Prepared
+
+# Heavy modules (pydantic models, ruamel/Jinja2, rich tables, tree-sitter, pywinrm, msal, cryptography) are imported
+# inside the commands that use them: `exkit --help` and `exkit validate` start fast (benchmarks/coldstart.py).
+report = lazy_module("toolkit.verify.report")
+sandbox_org = lazy_module("toolkit.sandbox.org")
 
 app = typer.Typer(
     name="exkit",
     help="Declarative Exchange RBAC for room-booking service accounts: validate, render, plan and apply playbooks.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: starts without importing rich, shows no types beside flags
 )
 
-VarOption = Annotated[list[str] | None, typer.Option("--var", "-e", help="Set a variable: NAME=VALUE (repeatable).")]
+# typer prints an argument's Python type beside its name (`PLAYBOOK <path>`, `<list[Path]>`); the metavar says it.
+TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+
+VarOption = Annotated[list[str] | None, typer.Option("--var", "-e", metavar="NAME=VALUE",
+                                                     help="Set a variable: NAME=VALUE (repeatable).")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
-TemplatesOption = Annotated[Path | None, typer.Option("--templates", help="Directory whose templates replace "
-                                                                          "built-in ones by name.")]
+TemplatesOption = Annotated[Path | None, typer.Option("--templates", metavar="FOLDER",
+                                                      help="Directory whose templates replace "
+                                                           "built-in ones by name.")]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -72,11 +81,18 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
     except ExkitError as exc:
         _fail(str(exc), exc.exit_code)
-    except (RenderError, TargetError) as exc:
+    except TargetError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        engine = sys.modules.get("toolkit.render.engine")  # a RenderError exists only once the engine is loaded
+        if engine is None or not isinstance(exc, engine.RenderError):
+            raise
         _fail(str(exc))
 
 
 def load_or_exit(playbook: Path, variables: dict[str, Any], strict: bool = False) -> Playbook:
+    from toolkit.playbook.validate import require_playbook
+
     try:
         model, diagnostics = require_playbook(playbook, variables)
     except PlaybookError as exc:
@@ -90,12 +106,15 @@ def load_or_exit(playbook: Path, variables: dict[str, Any], strict: bool = False
 
 @app.command()
 def validate(
-    playbooks: Annotated[list[Path], typer.Argument(help="Playbook files.")],
+    playbooks: Annotated[list[Path], typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml,
+                                                    help="Playbook files.")],
     var: VarOption = None,
     strict: StrictOption = False,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    output: Annotated[str, typer.Option("--output", "-o", metavar="text|json", help="text or json")] = "text",
 ) -> None:
     """Check playbooks and report every problem with its position. Exit 0 clean, 1 on errors."""
+    from toolkit.playbook.validate import load_and_validate
+
     variables = parse_vars(var)
     diagnostics = Diagnostics()
     for path in playbooks:
@@ -111,24 +130,32 @@ def validate(
 
 @app.command()
 def render(
-    playbooks: Annotated[list[Path], typer.Argument(help="Playbook files.")],
-    out: Annotated[Path | None, typer.Option("--out", help="A .ps1 file for one script; any other path is a "
+    playbooks: Annotated[list[Path], typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml,
+                                                    help="Playbook files.")],
+    out: Annotated[Path | None, typer.Option("--out", metavar="PATH",
+                                             help="A .ps1 file for one script; any other path is a "
                                                             "folder for one script per playbook × target and a "
                                                             "manifest.json (for review in pull requests).")] = None,
     templates: TemplatesOption = None,
     var: VarOption = None,
-    inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Take variables and the connection "
-                                                                             "preamble from targets.")] = None,
-    target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Target name(s); in a folder render, "
-                                                                            "default: every target of the playbook's "
-                                                                            "platform.")] = None,
+    inventory: Annotated[Path | None, typer.Option("--inventory", "-i", metavar="FILE", autocompletion=complete_yaml,
+                                                   help="Take variables and the connection "
+                                                        "preamble from targets.")] = None,
+    target: Annotated[list[str] | None, typer.Option("--target", "-t", metavar="NAME", autocompletion=complete_targets,
+                                                     help="Target name(s); in a folder render, "
+                                                          "default: every target of the playbook's "
+                                                          "platform.")] = None,
     destroy: Annotated[bool, typer.Option("--destroy", help="Render the removal script instead.")] = False,
     strict: StrictOption = False,
-    limit: Annotated[str | None, typer.Option("--limit", "-l", help="Folder render: only targets or groups "
-                                                                    "matching these patterns.")] = None,
+    limit: Annotated[str | None, typer.Option("--limit", "-l", metavar="PATTERNS", autocompletion=complete_limit,
+                                              help="Folder render: only targets or groups "
+                                                   "matching these patterns.")] = None,
 ) -> None:
     """Render playbooks into idempotent Exchange PowerShell scripts (nothing is contacted)."""
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.load import peek_platform
     from toolkit.render import review
+    from toolkit.render.engine import render_script, write_script
 
     cli_vars = parse_vars(var)
     if out is not None and out.suffix.lower() != ".ps1":
@@ -168,10 +195,12 @@ def render(
 
 @app.command()
 def diff(
-    versions: Annotated[list[str], typer.Argument(help="OLD NEW: playbook files or REV:path git versions; with "
+    versions: Annotated[list[str], typer.Argument(metavar="VERSION",
+                                                  help="OLD NEW: playbook files or REV:path git versions; with "
                                                        "--base, the playbooks to compare with that revision.")],
-    base: Annotated[str | None, typer.Option("--base", help="Compare each playbook with its version at this git "
-                                                            "revision.")] = None,
+    base: Annotated[str | None, typer.Option("--base", metavar="REV",
+                                             help="Compare each playbook with its version at this git "
+                                                  "revision.")] = None,
     inventory: InventoryOption = None,
     target: TargetOption = None,
     var: VarOption = None,
@@ -180,7 +209,12 @@ def diff(
     """Unified diff of the rendered scripts plus a resource-level summary. Exit 1 when they differ (CI gates)."""
     import tempfile
 
+    from rich.text import Text
+
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.load import peek_platform
     from toolkit.render import review
+    from toolkit.render.engine import RenderError, render_script
     from toolkit.verify.report import console
 
     pairs = [(f"{base}:{v}", v) for v in versions] if base else [tuple(versions)] if len(versions) == 2 else None
@@ -220,7 +254,7 @@ def diff(
 
 @app.command()
 def check(
-    folder: Annotated[Path, typer.Argument(help="A reviewed folder (scripts + manifest.json).")],
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="A reviewed folder (scripts + manifest.json).")],
     var: VarOption = None,
 ) -> None:
     """For CI: fail when the committed scripts are stale relative to the playbooks. Run from the repository root."""
@@ -237,7 +271,8 @@ def check(
 
 @app.command()
 def schema(
-    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON Schema to this file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE",
+                                             help="Write the JSON Schema to this file.")] = None,
 ) -> None:
     """Print the JSON Schema of the playbook format (for yaml-language-server and other editors)."""
     text = schema_text()
@@ -249,8 +284,10 @@ def schema(
 
 @app.command()
 def migrate(
-    playbook: Annotated[Path, typer.Argument(help="An Exchange Server playbook using ApplicationImpersonation.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write the Exchange Online playbook here.")] = None,
+    playbook: Annotated[Path, typer.Argument(metavar="PLAYBOOK",
+                                             help="An Exchange Server playbook using ApplicationImpersonation.")],
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE",
+                                             help="Write the Exchange Online playbook here.")] = None,
 ) -> None:
     """Write the Exchange Online equivalent of a playbook: RBAC for Applications instead of ApplicationImpersonation."""
     from toolkit.playbook.migrate import migrate_text
@@ -271,27 +308,35 @@ def migrate(
 
 
 def schema_text() -> str:
+    from toolkit.playbook.model import Playbook
+
     return json.dumps(Playbook.model_json_schema(), indent=2, sort_keys=True) + "\n"
 
 
-InventoryOption = Annotated[Path | None, typer.Option("--inventory", "-i", help="Inventory file naming targets.")]
-TargetOption = Annotated[str | None, typer.Option("--target", "-t", help="Target name in the inventory "
-                                                                         "(default: the embedded sandbox).")]
+InventoryOption = Annotated[Path | None, typer.Option("--inventory", "-i", metavar="FILE", autocompletion=complete_yaml,
+                                                      help="Inventory file naming targets.")]
+TargetOption = Annotated[str | None, typer.Option("--target", "-t", metavar="NAME", autocompletion=complete_targets,
+                                                  help="Target name in the inventory "
+                                                       "(default: the embedded sandbox).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-OutputOption = Annotated[str, typer.Option("--output", "-o", help="text or json")]
+OutputOption = Annotated[str, typer.Option("--output", "-o", metavar="text|json", help="text or json")]
 
 
-ForksOption = Annotated[int, typer.Option("--forks", "-f", min=1, max=256, help="With --limit: targets worked on "
-                                                                             "at once.")]
-FleetLimitOption = Annotated[str | None, typer.Option("--limit", "-l", help="Run on every target or group matching "
-                                                                            "these patterns (needs -i).")]
+ForksOption = Annotated[int, typer.Option("--forks", "-f", min=1, max=256, metavar="N",
+                                          help="With --limit: targets worked on at once.")]
+FleetLimitOption = Annotated[str | None, typer.Option("--limit", "-l", metavar="PATTERNS",
+                                                      autocompletion=complete_limit,
+                                                      help="Run on every target or group matching "
+                                                           "these patterns (needs -i).")]
 
 
-RateOption = Annotated[float | None, typer.Option("--rate", min=0.01, help="With --limit: round trips per second "
+RateOption = Annotated[float | None, typer.Option("--rate", min=0.01, metavar="PER_SECOND",
+                                                  help="With --limit: round trips per second "
                                                                          "across all targets at most.")]
 
 
-ProcessesOption = Annotated[int | None, typer.Option("--processes", min=1, max=256, help="With --limit: processes "
+ProcessesOption = Annotated[int | None, typer.Option("--processes", min=1, max=256, metavar="N",
+                                                     help="With --limit: processes "
                                                     "sharing the forks (default: one per CPU on Linux, else 1).")]
 
 
@@ -301,9 +346,11 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
     """Run one playbook on many targets; print progress, a table per target (or JSON); return the outcomes."""
     from rich.progress import Progress
     from rich.table import Table
+    from rich.text import Text
 
     from toolkit.fleet.run import FleetInterrupted, run_many
     from toolkit.inventory import select_targets
+    from toolkit.playbook.load import peek_platform
 
     if inventory is None:
         _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
@@ -349,12 +396,17 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
 
 
 def _resolve(playbook: Path, inventory: Path | None, target: str | None) -> ResolvedTarget:
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.load import peek_platform
+
     with user_errors():
         return resolve_target(inventory, target, peek_platform(playbook))
 
 
 def _prepare(playbook: Path, resolved: ResolvedTarget, var: list[str] | None, destroy: bool,
              templates: Path | None) -> Prepared:
+    from toolkit.workflow import prepare
+
     cli_vars = parse_vars(var)
     with user_errors():
         prepared = prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates)
@@ -364,7 +416,7 @@ def _prepare(playbook: Path, resolved: ResolvedTarget, var: list[str] | None, de
 
 @app.command()
 def plan(
-    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    playbook: Annotated[Path, typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml, help="Playbook file.")],
     inventory: InventoryOption = None,
     target: TargetOption = None,
     var: VarOption = None,
@@ -396,6 +448,9 @@ def plan(
 
 def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
          templates: Path | None = None, reviewed: Path | None = None, playbook_path: Path | None = None) -> None:
+    from toolkit.render.engine import RenderError
+    from toolkit.workflow import execute, read_snapshot
+
     out = report.console()
     reviewed_sha = ""
     if reviewed is not None and playbook_path is not None:
@@ -457,17 +512,19 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
 
 @app.command()
 def apply(
-    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    playbook: Annotated[Path, typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml, help="Playbook file.")],
     inventory: InventoryOption = None,
     target: TargetOption = None,
     var: VarOption = None,
     templates: TemplatesOption = None,
     yes: YesOption = False,
     output: OutputOption = "text",
-    report_file: Annotated[Path | None, typer.Option("--report", help="Write a run report (Markdown, or HTML for "
-                                                                      ".html) with plan, results, verify.")] = None,
-    reviewed: Annotated[Path | None, typer.Option("--reviewed", help="Refuse to run unless the script is the one "
-                                                                     "in this reviewed folder's manifest.")] = None,
+    report_file: Annotated[Path | None, typer.Option("--report", metavar="FILE",
+                                                     help="Write a run report (Markdown, or HTML for "
+                                                          ".html) with plan, results, verify.")] = None,
+    reviewed: Annotated[Path | None, typer.Option("--reviewed", metavar="FOLDER",
+                                                  help="Refuse to run unless the script is the one "
+                                                       "in this reviewed folder's manifest.")] = None,
     limit: FleetLimitOption = None,
     forks: ForksOption = 8,
     rate: RateOption = None,
@@ -494,7 +551,7 @@ def apply(
 
 @app.command()
 def destroy(
-    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    playbook: Annotated[Path, typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml, help="Playbook file.")],
     inventory: InventoryOption = None,
     target: TargetOption = None,
     var: VarOption = None,
@@ -510,7 +567,7 @@ def destroy(
 
 @app.command()
 def verify(
-    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
+    playbook: Annotated[Path, typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml, help="Playbook file.")],
     inventory: InventoryOption = None,
     target: TargetOption = None,
     var: VarOption = None,
@@ -523,6 +580,7 @@ def verify(
 ) -> None:
     """Check the effective result on the target: who holds what, on which scope, and nothing more. Exit 1 on failure."""
     from toolkit.verify.checks import verify as verify_checks
+    from toolkit.workflow import read_snapshot
 
     if limit is not None:
         outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate, processes)
@@ -540,6 +598,10 @@ def verify(
 
 def _target_and_playbook(playbook: Path, inventory: Path | None, target: str | None,
                          var: list[str] | None) -> tuple[Any, Playbook]:
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.load import peek_platform
+    from toolkit.workflow import load_for_target
+
     with user_errors():
         resolved = resolve_target(inventory, target, peek_platform(playbook))
         model, diagnostics = load_for_target(playbook, resolved, parse_vars(var))
@@ -553,9 +615,10 @@ app.add_typer(scope_app, name="scope")
 
 @scope_app.command("preview")
 def scope_preview(
-    playbook: Annotated[Path, typer.Argument(help="Playbook file.")],
-    recipients: Annotated[Path | None, typer.Option("--recipients", help="Offline: a CSV from Get-Recipient "
-                                                                         "-ResultSize Unlimited | Export-Csv.")] = None,
+    playbook: Annotated[Path, typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml, help="Playbook file.")],
+    recipients: Annotated[Path | None, typer.Option("--recipients", metavar="CSV",
+                                                    help="Offline: a CSV from Get-Recipient "
+                                                         "-ResultSize Unlimited | Export-Csv.")] = None,
     inventory: InventoryOption = None,
     target: TargetOption = None,
     var: VarOption = None,
@@ -564,6 +627,7 @@ def scope_preview(
     """For each scope: the recipients its filter matches, by type, with a sample. A scope matching user or shared
     mailboxes fails (exit 1)."""
     from toolkit.verify.preview import preview_live, preview_offline, read_recipients
+    from toolkit.workflow import read_snapshot
 
     if recipients is not None:
         model = load_or_exit(playbook, parse_vars(var))
@@ -586,15 +650,21 @@ def scope_preview(
 def export(
     inventory: InventoryOption = None,
     target: TargetOption = None,
-    principal: Annotated[str | None, typer.Option("--principal", help="A service account's address or name, or "
-                                                                      "an application's id or name.")] = None,
-    role: Annotated[str | None, typer.Option("--role", help="A management role, e.g. ApplicationImpersonation.")] = None,
-    platform: Annotated[str, typer.Option("--platform", help="Without an inventory: which sandbox to read.")] = (
+    principal: Annotated[str | None, typer.Option("--principal", metavar="NAME",
+                                                  help="A service account's address or name, or "
+                                                       "an application's id or name.")] = None,
+    role: Annotated[str | None, typer.Option("--role", metavar="ROLE",
+                                             help="A management role, e.g. ApplicationImpersonation.")] = None,
+    platform: Annotated[str, typer.Option("--platform", metavar="exchange-server|exchange-online",
+                                          help="Without an inventory: which sandbox to read.")] = (
         "exchange-server"),
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the playbook here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write the playbook here.")] = None,
 ) -> None:
     """Write a playbook for an existing setup around a principal or a role (applied, it plans as a no-op)."""
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.model import Playbook
     from toolkit.verify.export import export_playbook
+    from toolkit.workflow import read_snapshot
 
     with user_errors():
         resolved = resolve_target(inventory, target, platform)
@@ -611,18 +681,21 @@ def export(
 
 inventory_app = typer.Typer(help="Targets of an inventory and the values they get.", no_args_is_help=True)
 app.add_typer(inventory_app, name="inventory")
-LimitOption = Annotated[str | None, typer.Option("--limit", "-l", help="Target or group name patterns (fnmatch), "
-                                                                       "comma-separated.")]
+LimitOption = Annotated[str | None, typer.Option("--limit", "-l", metavar="PATTERNS", autocompletion=complete_limit,
+                                                 help="Target or group name patterns (fnmatch), "
+                                                      "comma-separated.")]
 
 
 @inventory_app.command("list")
 def inventory_list(
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Inventory file.")],
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", metavar="FILE", autocompletion=complete_yaml,
+                                            help="Inventory file.")],
     limit: LimitOption = None,
     output: OutputOption = "text",
 ) -> None:
     """The targets (with --limit: the ones it selects), their group, kind and platform."""
     from rich.table import Table
+    from rich.text import Text
 
     from toolkit.inventory import select_targets
 
@@ -641,10 +714,13 @@ def inventory_list(
 
 @inventory_app.command("show")
 def inventory_show(
-    target: Annotated[str, typer.Argument(help="Target name.")],
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Inventory file.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", autocompletion=complete_targets, help="Target name.")],
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", metavar="FILE", autocompletion=complete_yaml,
+                                            help="Inventory file.")],
 ) -> None:
     """One target's merged variables (and where each comes from) and its template layers."""
+    from toolkit.inventory import resolve_target
+
     with user_errors():
         resolved = resolve_target(inventory, target)
     typer.echo(report.as_json({
@@ -657,7 +733,8 @@ def inventory_show(
 
 templates_app = typer.Typer(help="The built-in templates, to read them or start an override.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
-PlatformOption = Annotated[str, typer.Option("--platform", help="exchange-server or exchange-online.")]
+PlatformOption = Annotated[str, typer.Option("--platform", metavar="exchange-server|exchange-online",
+                                             help="exchange-server or exchange-online.")]
 
 
 def _builtin_template(name: str, platform: str) -> Path:
@@ -682,7 +759,7 @@ def templates_list(platform: PlatformOption = "exchange-server") -> None:
 
 
 @templates_app.command("show")
-def templates_show(name: Annotated[str, typer.Argument(help="Template file name.")],
+def templates_show(name: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template file name.")],
                    platform: PlatformOption = "exchange-server") -> None:
     """Print a built-in template."""
     sys.stdout.write(_builtin_template(name, platform).read_text(encoding="utf-8"))
@@ -690,8 +767,9 @@ def templates_show(name: Annotated[str, typer.Argument(help="Template file name.
 
 @templates_app.command("copy")
 def templates_copy(
-    name: Annotated[str, typer.Argument(help="Template file name.")],
-    folder: Annotated[Path, typer.Argument(help="The override folder (a target's or group's templates:).")],
+    name: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template file name.")],
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER",
+                                           help="The override folder (a target's or group's templates:).")],
     platform: PlatformOption = "exchange-server",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing override.")] = False,
 ) -> None:
@@ -714,11 +792,12 @@ app.add_typer(runs_app, name="runs")
 
 @runs_app.command("list")
 def runs_list(
-    last: Annotated[int, typer.Option("--last", help="How many, newest last.")] = 20,
+    last: Annotated[int, typer.Option("--last", metavar="N", help="How many, newest last.")] = 20,
     output: OutputOption = "text",
 ) -> None:
     """The latest run records: when, who, what, where, and how it ended."""
     from rich.table import Table
+    from rich.text import Text
 
     from toolkit.fleet import records as runs
 
@@ -740,7 +819,7 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from exkit runs list.")]) -> None:
+def runs_show(run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id from exkit runs list.")]) -> None:
     """One run record, whole, as JSON."""
     from toolkit.fleet import records as runs
 
@@ -753,8 +832,9 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id from exkit ru
 
 sandbox_app = typer.Typer(help="Inspect or reset the embedded sandbox organisation.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
-StateOption = Annotated[Path | None, typer.Option("--state", help="State file (default: $EXKIT_SANDBOX_STATE or "
-                                                                  "~/.local/state/exkit/sandbox.json).")]
+StateOption = Annotated[Path | None, typer.Option("--state", metavar="FILE",
+                                                  help="State file (default: $EXKIT_SANDBOX_STATE or "
+                                                       "~/.local/state/exkit/sandbox.json).")]
 
 
 @sandbox_app.command("reset")

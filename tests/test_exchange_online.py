@@ -43,7 +43,8 @@ def exo(tmp_path, pki, monkeypatch):
                                     [App(CLIENT_ID, app_cert.cert_chain_pems[0].bytes(), SECRET)])
     server.__enter__()
     common = (f"kind: exchange-online, tenant: {TENANT}, client_id: {CLIENT_ID}, cloud: custom, "
-              f"login_endpoint: '{server.base}', exchange_endpoint: '{server.base}', ca_trust_path: ca.pem, "
+              f"login_endpoint: '{server.base}', exchange_endpoint: '{server.base}', graph_endpoint: '{server.graph_root}', "
+              "ca_trust_path: ca.pem, "
               "max_wait: 0.2")
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(textwrap.dedent(f"""\

@@ -579,6 +579,7 @@ def verify(
     processes: ProcessesOption = None,
 ) -> None:
     """Check the effective result on the target: who holds what, on which scope, and nothing more. Exit 1 on failure."""
+    from toolkit.verify.checks import entra_outcome
     from toolkit.verify.checks import verify as verify_checks
     from toolkit.workflow import read_snapshot
 
@@ -589,8 +590,8 @@ def verify(
     with user_errors():
         checks = verify_checks(model, read_snapshot(model, resolved, templates))
     if output == "json":
-        typer.echo(report.as_json({"playbook": model.name, "target": resolved.name,
-                                   "ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]}))
+        typer.echo(report.as_json({"playbook": model.name, "target": resolved.name, "ok": all(c.ok for c in checks),
+                                   "entra": entra_outcome(checks), "checks": [c.as_dict() for c in checks]}))
     else:
         report.show_checks(report.console(), checks, resolved.target.describe())
     raise typer.Exit(0 if all(c.ok for c in checks) else 1)
@@ -626,9 +627,11 @@ def scope_preview(
 ) -> None:
     """For each scope: the recipients its filter matches, by type, with a sample. A scope matching user or shared
     mailboxes fails (exit 1)."""
+    from toolkit.verify.checks import entra_checks
     from toolkit.verify.preview import preview_live, preview_offline, read_recipients
     from toolkit.workflow import read_snapshot
 
+    entra: list[Any] = []
     if recipients is not None:
         model = load_or_exit(playbook, parse_vars(var))
         with user_errors():
@@ -637,13 +640,15 @@ def scope_preview(
     else:
         resolved, model = _target_and_playbook(playbook, inventory, target, var)
         with user_errors():
-            previews = preview_live(model, read_snapshot(model, resolved))
+            snapshot = read_snapshot(model, resolved)
+            previews, entra = preview_live(model, snapshot), entra_checks(model, snapshot)
         where = resolved.target.describe()
     if output == "json":
-        typer.echo(report.as_json({"playbook": model.name, "source": where, "scopes": [p.as_dict() for p in previews]}))
+        typer.echo(report.as_json({"playbook": model.name, "source": where, "scopes": [p.as_dict() for p in previews],
+                                   "entra": [c.as_dict() for c in entra]}))
     else:
-        report.show_previews(report.console(), previews, where)
-    raise typer.Exit(1 if any(p.problem for p in previews) else 0)
+        report.show_previews(report.console(), previews, where, entra)
+    raise typer.Exit(1 if any(p.problem for p in previews) or not all(c.ok for c in entra) else 0)
 
 
 @app.command()

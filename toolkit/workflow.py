@@ -60,11 +60,13 @@ def load_for_target(playbook_path: Path, target: ResolvedTarget,
 
 def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | None = None,
                   extra_roles: tuple[str, ...] = ()) -> Snapshot:
-    """The target's RBAC state around the playbook (one round trip on script targets)."""
+    """The target's RBAC state around the playbook (one round trip on script targets), and on Exchange Online what
+    Entra ID grants the playbook's applications (read through Microsoft Graph)."""
     script = render_snapshot(playbook, templates=target.template_layers(templates),
                              connection=target.target.connection(),
                              extra_roles=extra_roles)
-    return Snapshot.from_facts(target.target.read_snapshot(script, playbook))
+    facts = target.target.read_snapshot(script, playbook)
+    return Snapshot.from_facts(facts + target.target.read_entra(playbook))  # Entra: Exchange Online only
 
 
 def execute(prepared: Prepared) -> RunResult:

@@ -6,6 +6,8 @@
   or a client secret. Tokens expire (switchable).
 - ``POST /adminapi/beta/{tenant}/InvokeCommand``: one cmdlet per call on the Exchange Online sandbox organisation,
   with paging (@odata.nextLink), throttling (429 + Retry-After), 5xx, and the error body format of the real endpoint.
+- ``GET /graph/v1.0/…``: Microsoft Graph over the tenant's Entra directory (tests/servers/entra.py). Tokens are per
+  resource: scope ``{base}/.default`` for Exchange, ``{base}/graph/.default`` for Graph; one for the other is 401.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+
+from servers.entra import Directory
 
 from toolkit.sandbox import org as store
 from toolkit.sandbox.cmdlets import ExchangeCmdlets
@@ -60,13 +64,17 @@ class Log:
 
 
 class LoopbackExchangeOnline:
-    def __init__(self, state_path: Path, tls: ssl.SSLContext, tenant: str, apps: list[App]) -> None:
+    def __init__(self, state_path: Path, tls: ssl.SSLContext, tenant: str, apps: list[App],
+                 directory: Directory | None = None) -> None:
         self.state_path = state_path
         self.tenant = tenant
         self.apps = {a.client_id: a for a in apps}
+        self.directory = directory or Directory.seeded(list(self.apps))
         self.switches = Switches()
         self.log = Log()
         self.tokens: dict[str, float] = {}
+        self.audiences: dict[str, str] = {}  # token → the resource it was issued for
+        self.graph_roles: dict[str, set[str]] = {}  # Graph token → its roles claim (fixed at issue)
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
@@ -94,7 +102,8 @@ class LoopbackExchangeOnline:
         if form.get("grant_type") != "client_credentials" or app is None:
             return 400, {"error": "unauthorized_client", "error_description": "AADSTS700016: Application with "
                          f"identifier '{form.get('client_id')}' was not found in the directory '{self.tenant}'."}
-        if form.get("scope") != f"{self.base}/.default":
+        resources = {f"{self.base}/.default": self.base, f"{self.graph_root}/.default": self.graph_root}
+        if form.get("scope") not in resources:
             return 400, {"error": "invalid_scope", "error_description": f"AADSTS70011: The provided value for scope "
                          f"{form.get('scope')} is not valid."}
         assertion = form.get("client_assertion")
@@ -108,6 +117,8 @@ class LoopbackExchangeOnline:
         token = secrets.token_urlsafe(32)
         with self.lock:
             self.tokens[token] = time.time() + self.switches.token_lifetime
+            self.audiences[token] = resources[str(form.get("scope"))]
+            self.graph_roles[token] = self.directory.graph_roles(app.client_id)
         return 200, {"token_type": "Bearer", "expires_in": self.switches.token_lifetime, "access_token": token}
 
     def _check_assertion(self, app: App, assertion: str) -> str:
@@ -137,7 +148,7 @@ class LoopbackExchangeOnline:
     def invoke(self, token: str, body: dict[str, Any], skip: int) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self.lock:
             expiry = self.tokens.get(token)
-        if expiry is None or expiry < time.time():
+        if expiry is None or expiry < time.time() or self.audiences.get(token) != self.base:
             self.log.rejected_tokens += 1
             return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired or "
                                    "is not yet valid."}}, {}
@@ -165,6 +176,21 @@ class LoopbackExchangeOnline:
             self.switches.expire_tokens_after_calls = 0
             self.expire_tokens()
         return status, data, {}
+
+    @property
+    def graph_root(self) -> str:
+        return f"{self.base}/graph"
+
+    def graph(self, token: str, path: str, query: str, client_request_id: str) -> tuple[int, dict[str, Any],
+                                                                                       dict[str, str]]:
+        with self.lock:
+            expiry = self.tokens.get(token)
+        if expiry is None or expiry < time.time() or self.audiences.get(token) != self.graph_root:
+            self.log.rejected_tokens += 1
+            return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token validation "
+                                   "failure. Invalid audience."}}, {}
+        return self.directory.handle(self.graph_root, path, query, self.graph_roles.get(token, set()),
+                                     client_request_id)
 
     def _run(self, name: str, parameters: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with store.locked(self.state_path):
@@ -225,8 +251,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        owner, path = self.owner, urlsplit(self.path).path
-        if path == f"/{owner.tenant}/v2.0/.well-known/openid-configuration":
+        owner, parts = self.owner, urlsplit(self.path)
+        path = parts.path
+        if path.startswith("/graph/v1.0/"):
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            self._json(*owner.graph(token, path.removeprefix("/graph"), parts.query,
+                                    self.headers.get("client-request-id", "")))
+        elif path == f"/{owner.tenant}/v2.0/.well-known/openid-configuration":
             base = f"{owner.base}/{owner.tenant}"
             self._json(200, {"token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
                              "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",

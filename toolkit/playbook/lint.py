@@ -96,4 +96,5 @@ def lint_applications(playbook: Playbook, document: LoadedDocument, diagnostics:
             "application-consent", "RBAC for Applications adds to Entra consent: if the app also holds the same "
             "permission tenant-wide (admin-consented Graph Calendars.ReadWrite), the scope restricts nothing",
             file, positions.of_key(("application_role_assignments",)),
-            "remove the tenant-wide grant in Entra; changes take effect after a cache delay (30 minutes to 2 hours)")
+            "exkit verify checks this through Microsoft Graph on an Exchange Online target; remove the tenant-wide "
+            "grant in Entra; changes take effect after a cache delay (30 minutes to 2 hours)")

@@ -15,7 +15,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import msal
 import requests
@@ -40,17 +40,24 @@ class Cloud:
     login: str
     exchange: str
     environment: str  # Connect-ExchangeOnline -ExchangeEnvironmentName
+    graph: str = ""  # Microsoft Graph root ("" with cloud: custom and no graph_endpoint: Entra is not read)
 
 
+# Graph roots: Microsoft Learn, "Microsoft Graph national cloud deployments".
 CLOUDS = {
-    "global": Cloud("https://login.microsoftonline.com", "https://outlook.office365.com", "O365Default"),
-    "gcc-high": Cloud("https://login.microsoftonline.us", "https://outlook.office365.us", "O365USGovGCCHigh"),
-    "dod": Cloud("https://login.microsoftonline.us", "https://outlook-dod.office365.us", "O365USGovDoD"),
-    "china": Cloud("https://login.partner.microsoftonline.cn", "https://partner.outlook.cn", "O365China"),
+    "global": Cloud("https://login.microsoftonline.com", "https://outlook.office365.com", "O365Default",
+                    "https://graph.microsoft.com"),
+    "gcc-high": Cloud("https://login.microsoftonline.us", "https://outlook.office365.us", "O365USGovGCCHigh",
+                      "https://graph.microsoft.us"),
+    "dod": Cloud("https://login.microsoftonline.us", "https://outlook-dod.office365.us", "O365USGovDoD",
+                 "https://dod-graph.microsoft.us"),
+    "china": Cloud("https://login.partner.microsoftonline.cn", "https://partner.outlook.cn", "O365China",
+                   "https://microsoftgraph.chinacloudapi.cn"),
 }
 REST_KINDS = {kind.KIND for kind in KINDS if hasattr(kind, "calls")}  # the kinds that say their cmdlets
 MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+_T = TypeVar("_T")
 APPLIED = {"create": "created", "update": "updated", "delete": "removed"}
 
 
@@ -92,7 +99,7 @@ class ExchangeOnlineTarget(Target):
         self.base_dir = base_dir or Path.cwd()
         self.cloud = (CLOUDS[spec.cloud] if spec.cloud != "custom" else
                       Cloud(str(spec.login_endpoint).rstrip("/"), str(spec.exchange_endpoint).rstrip("/"),
-                            "O365Default"))
+                            "O365Default", str(spec.graph_endpoint or "").rstrip("/")))
         self._application: msal.ConfidentialClientApplication | None = None
         self.http = _Session()
         if spec.ca_trust_path:
@@ -169,12 +176,13 @@ class ExchangeOnlineTarget(Target):
                                   f"{_short(exc)}") from None
         return self._application
 
-    def _token(self, refresh: bool = False) -> str:
+    def _token(self, refresh: bool = False, resource: str = "") -> str:
+        """An app-only token for ``resource`` (default: Exchange; the Graph reader asks for Graph's)."""
         app = self._app()
         if refresh:
             app.token_cache = msal.TokenCache()  # drop the rejected token; msal refreshes before expiry otherwise
         try:
-            result = app.acquire_token_for_client(scopes=[f"{self.cloud.exchange}/.default"])
+            result = app.acquire_token_for_client(scopes=[f"{resource or self.cloud.exchange}/.default"])
         except requests.exceptions.RequestException as exc:
             raise TargetError(f"cannot reach the sign-in endpoint of target {self.name!r}: {_short(exc)}") from None
         if "access_token" not in result:
@@ -196,20 +204,25 @@ class ExchangeOnlineTarget(Target):
         return values
 
     def _post(self, url: str, cmdlet: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.retrying(cmdlet, self._post_once, url, cmdlet, body)
+
+    def retrying(self, label: str, call: Callable[..., _T], *args: Any) -> _T:
+        """Run ``call`` retrying what raises :class:`_Transient` (throttling, 5xx, lost connections) with a capped
+        backoff that honours Retry-After; each retry is recorded under ``label``. The Graph reader uses it too."""
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
             backoff = min(self.spec.max_wait, 0.5 * 2 ** (state.attempt_number - 1))
             if isinstance(error, _Transient) and error.retry_after is not None:
                 backoff = min(self.spec.max_wait, error.retry_after)
-            self.retries.append(f"{cmdlet}: HTTP {getattr(error, 'status', '?')}, retried after {backoff:.2f} s")
+            self.retries.append(f"{label}: HTTP {getattr(error, 'status', '?')}, retried after {backoff:.2f} s")
             return backoff
 
         retrying = Retrying(retry=retry_if_exception_type(_Transient), wait=wait,
                             stop=stop_after_attempt(self.spec.max_retries + 1), reraise=True)
         try:
-            return retrying(self._post_once, url, cmdlet, body)
+            return retrying(call, *args)
         except _Transient as exc:
-            raise TargetError(f"{cmdlet} on tenant {self.spec.tenant} still failed with HTTP {exc.status} after "
+            raise TargetError(f"{label} on tenant {self.spec.tenant} still failed with HTTP {exc.status} after "
                               f"{self.spec.max_retries} retries") from None
 
     def _post_once(self, url: str, cmdlet: str, body: dict[str, Any], refreshed: bool = False) -> dict[str, Any]:
@@ -460,6 +473,11 @@ class ExchangeOnlineTarget(Target):
                                   "declare the application in the playbook")
             return app_assignments.calls(resource, fact, action, object_id)
         return kind.calls(resource, fact, action)
+
+    def read_entra(self, playbook: Any) -> list[dict[str, Any]]:
+        from toolkit.targets.graph import read_entra
+
+        return read_entra(self, [app.app_id for app in playbook.applications])
 
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         raise TargetError("Exchange Online's REST endpoint runs single cmdlets, not scripts: use exkit apply, or "

@@ -112,6 +112,8 @@ class ExchangeOnlineTargetSpec(BaseModel):
     cloud: Literal["global", "gcc-high", "dod", "china", "custom"] = "global"
     login_endpoint: str | None = Field(None, description="cloud: custom only.")
     exchange_endpoint: str | None = Field(None, description="cloud: custom only.")
+    graph_endpoint: str | None = Field(None, description="cloud: custom only: the Microsoft Graph root verify reads "
+                                                          "Entra consent from (without it, that check is not done).")
     ca_trust_path: str | None = Field(None, description="CA bundle for TLS validation (default: the system's).")
     max_retries: int = Field(8, ge=0, description="Retries of a throttled or failed call.")
     max_wait: float = Field(60.0, gt=0, description="Longest single wait between retries, seconds.")
@@ -132,6 +134,9 @@ class ExchangeOnlineTargetSpec(BaseModel):
         if len(given) != 1:
             raise problem("give exactly one credential: certificate, certificate_pfx or client_secret",
                           "a certificate is Microsoft's documented path for app-only Exchange Online")
+        if self.graph_endpoint and self.cloud != "custom":
+            raise problem("graph_endpoint goes with cloud: custom only",
+                          "the clouds global, gcc-high, dod and china know their own Graph endpoint")
         if (self.cloud == "custom") != bool(self.login_endpoint and self.exchange_endpoint):
             raise problem("login_endpoint and exchange_endpoint go with cloud: custom, and only with it",
                           "the clouds global, gcc-high, dod and china know their own endpoints")

@@ -14,17 +14,41 @@ from typing import Any
 
 from toolkit import opath
 from toolkit.playbook.model import IMPERSONATION_ROLE, Playbook
+from toolkit.verify.overlap import MAILBOX_PERMISSIONS, OVERLAP
 from toolkit.verify.snapshot import Snapshot, beyond_resources, count_types
+
+
+PASS, FAIL, WARNING, NOT_CHECKED, INFO = "pass", "fail", "warning", "not checked", "info"
 
 
 @dataclass(frozen=True)
 class Check:
+    """One finding. ``ok`` is False for a failure and for a check that could not be done ("not checked" is never a
+    pass); warnings and information are ok. ``area`` says where it was read: exchange, or entra (Microsoft Graph)."""
+
     subject: str
     ok: bool
     message: str
+    status: str = ""  # pass | fail | warning | not checked | info; by default pass or fail from ok
+    area: str = "exchange"
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            object.__setattr__(self, "status", PASS if self.ok else FAIL)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def entra_outcome(checks: list[Check]) -> str | None:
+    """The Entra check's outcome for -o json: fail, not checked, pass, or None where Entra was not read."""
+    entra = [c for c in checks if c.area == "entra"]
+    if not entra:
+        return None
+    for status in (FAIL, NOT_CHECKED):
+        if any(c.status == status for c in entra):
+            return status
+    return PASS
 
 
 def _names(items: list[str]) -> str:
@@ -52,6 +76,7 @@ def verify(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
             principals.add(assignment.user.lower())
     checks += _other_grants(playbook, snapshot, declared_assignments, principals)
     checks += _applications(playbook, snapshot)
+    checks += entra_checks(playbook, snapshot)
     return checks
 
 
@@ -220,11 +245,8 @@ def _applications(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
                                              f"{'in' if in_scope else 'not in'} scope"))
     declared = {a.assignment_name.lower() for a in playbook.application_role_assignments}
     for app in playbook.applications:
-        principal = snapshot.principal(app.app_id)
-        display = str(principal.get("display_name", "")).lower() if principal else app.name.lower()
-        for assignment in snapshot.assignments:
-            if (str(assignment.get("assignee", "")).lower() == display
-                    and str(assignment.get("name", "")).lower() not in declared):
+        for assignment in _app_assignments(app, snapshot):
+            if str(assignment.get("name", "")).lower() not in declared:
                 checks.append(Check(f"application {app.name!r}", False, f"also holds {assignment.get('role')} through "
                                     f"assignment {assignment.get('name')!r} (scope: "
                                     f"{assignment.get('resource_scope') or 'the whole organisation'}), which the "
@@ -234,4 +256,93 @@ def _applications(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
         found = any(app and str(p.get("app_id", "")).lower() == app.app_id for p in snapshot.policies)
         checks.append(Check(f"application access policy {policy.application!r}", bool(found),
                             f"{policy.access_right} to members of {policy.group}" + ("" if found else " is missing")))
+    for app in playbook.applications:
+        policies = [p for p in snapshot.policies if str(p.get("app_id", "")).lower() == app.app_id]
+        roles = sorted({str(a.get("role")) for a in _app_assignments(app, snapshot)})
+        if policies and roles:
+            checks.append(Check(f"application {app.name!r}", True, "has both an Application Access Policy ("
+                                + ", ".join(f"{p.get('access_right')} to {p.get('scope_name')}" for p in policies)
+                                + f") and RBAC-for-Applications roles ({', '.join(roles)}): Microsoft advises not "
+                                "to combine them (RBAC for Applications replaces Application Access Policies); keep "
+                                "the scoped roles and remove the policy", WARNING))
     return checks
+
+
+def _app_assignments(app: Any, snapshot: Snapshot) -> list[dict[str, Any]]:
+    """The Exchange role assignments held by an application's service principal (assignee: its display name)."""
+    principal = snapshot.principal(app.app_id)
+    display = str(principal.get("display_name", "")).lower() if principal else app.name.lower()
+    return [a for a in snapshot.assignments if str(a.get("assignee", "")).lower() == display]
+
+
+def entra_checks(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
+    """What Entra ID grants each declared application, against the roles the playbook scopes (the overlap table
+    in toolkit/verify/overlap.py): a tenant-wide application permission to mailbox data voids every scope."""
+    if snapshot.entra is None or not playbook.applications:
+        return []
+    if snapshot.entra.get("status") != "read":
+        return [Check("Entra consent", False, f"not checked: {snapshot.entra.get('reason')}", NOT_CHECKED, "entra")]
+    restricted = {str(p.get("app_id", "")).lower(): p for p in snapshot.policies
+                  if str(p.get("access_right", "")) == "RestrictAccess"}
+    checks: list[Check] = []
+    for app in playbook.applications:
+        subject = f"Entra consent of {app.name!r}"
+        found = snapshot.entra_apps.get(app.app_id)
+        if not found or not found.get("found"):
+            checks.append(Check(subject, False, f"Entra ID has no service principal (enterprise application) for app "
+                                                f"{app.app_id}: check app_id, or add the app to the tenant", area="entra"))
+            continue
+        if found.get("object_id") != app.object_id:
+            checks.append(Check(subject, False, f"the enterprise application's object id is {found.get('object_id')}"
+                                                f", declared {app.object_id} (object_id is the service principal's, "
+                                                "not the app registration's)", area="entra"))
+        held = [p for p in snapshot.entra_permissions if str(p.get("app_id")).lower() == app.app_id]
+        mailbox = [p for p in held if (p.get("resource_app_id"), p.get("permission")) in MAILBOX_PERMISSIONS]
+        roles = [a.role for a in playbook.application_role_assignments
+                 if a.scope and a.application.lower() == app.name.lower()]
+        display = found.get("display_name") or app.name
+        failures = []
+        for permission in mailbox:
+            name = f"{permission.get('resource')} application permission {permission.get('permission')}"
+            granted = _date(str(permission.get("granted", "")))
+            fix = (f"fix: remove that admin consent in Entra (Enterprise applications → {display} → Permissions → "
+                   f"{permission.get('permission')} → Revoke permission)")
+            policy = restricted.get(app.app_id)
+            if policy is not None:
+                checks.append(Check(subject, True, f"{name} (granted {granted}) is limited by the Application Access "
+                                                   f"Policy to members of {policy.get('scope_name')}", INFO, "entra"))
+                continue
+            overlapping = [r for r in roles if (permission.get("resource_app_id"), permission.get("permission"))
+                           in OVERLAP.get(r, frozenset())]
+            if overlapping:
+                failures.append(f"{name} is granted tenant-wide (admin consent, {granted}): it reaches every mailbox, "
+                                f"so the scope of {', '.join(overlapping)} restricts nothing; {fix} — the scoped "
+                                "Exchange role keeps the access the app needs")
+            elif roles:
+                failures.append(f"{name} is granted tenant-wide (admin consent, {granted}): it reaches every mailbox, "
+                                f"which none of the declared roles ({', '.join(roles)}) allows; {fix}")
+        checks += [Check(subject, False, text, area="entra") for text in failures]
+        if not failures and roles:
+            names = ", ".join(f"{p.get('resource')} {p.get('permission')}" for p in held) or "none"
+            checks.append(Check(subject, True, f"no tenant-wide application permission reaches mailboxes, so the "
+                                               f"scope of {', '.join(roles)} holds (application permissions in Entra: "
+                                               f"{names})", area="entra"))
+        if not mailbox and not _app_assignments(app, snapshot):
+            checks.append(Check(subject, True, "the app holds neither an Exchange application role nor an Entra "
+                                               "application permission to mailbox data: the integration cannot "
+                                               "reach any mailbox", WARNING, "entra"))
+        for grant in snapshot.entra_grants:
+            if str(grant.get("app_id")).lower() == app.app_id:
+                who = "all users (admin consent)" if grant.get("consent_type") == "AllPrincipals" else "one user"
+                checks.append(Check(subject, True, f"delegated grant {grant.get('resource')} "
+                                                   f"{' '.join(grant.get('scopes') or [])} for {who}: it acts only for "
+                                                   "a signed-in user, within that user's own access", INFO, "entra"))
+        if app.app_id in snapshot.entra_grants_unread:
+            checks.append(Check(subject, True, f"delegated grants not read ({snapshot.entra_grants_unread[app.app_id]}"
+                                               "; optional, they are information only)", INFO, "entra"))
+    return checks
+
+
+def _date(value: str) -> str:
+    """Graph's createdDateTime (2026-11-30T13:05:07.1234567Z) as '2026-11-30 13:05 UTC'."""
+    return f"{value[:10]} {value[11:16]} UTC" if len(value) >= 16 else (value or "date unknown")

@@ -86,20 +86,34 @@ def as_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
 
 
-def show_checks(out: Console, checks: list[Any], where: str) -> None:
-    table = Table(title=f"Verify on {where}", title_justify="left", show_edge=False)
+_STATUS_STYLE = {"pass": "green", "fail": "bold red", "not checked": "bold magenta", "warning": "yellow",
+                 "info": "dim"}
+
+
+def check_summary(checks: list[Any]) -> str:
+    """'3 passed, 1 failed' plus, when there are any, not checked / warnings / information."""
+    counts = {status: sum(c.status == status for c in checks) for status in _STATUS_STYLE}
+    text = f"{counts['pass']} passed, {counts['fail']} failed"
+    for status, label in (("not checked", "not checked"), ("warning", "warning(s)"), ("info", "note(s)")):
+        if counts[status]:
+            text += f", {counts[status]} {label}"
+    return text
+
+
+def show_checks(out: Console, checks: list[Any], where: str, title: str = "Verify") -> None:
+    table = Table(title=f"{title} on {where}", title_justify="left", show_edge=False)
     table.add_column("result")
     table.add_column("subject")
     table.add_column("detail")
     for check in checks:
-        table.add_row(Text("PASS" if check.ok else "FAIL", style="green" if check.ok else "bold red"),
+        table.add_row(Text(check.status.upper(), style=_STATUS_STYLE.get(check.status, "")),
                       Text(check.subject), Text(check.message))
     out.print(table)
-    failed = sum(not c.ok for c in checks)
-    out.print(Text(f"Verify: {len(checks) - failed} passed, {failed} failed.", style="bold"))
+    out.print(Text(f"{title}: {check_summary(checks)}.", style="bold"))
 
 
-def show_previews(out: Console, previews: list[Any], where: str) -> None:
+def show_previews(out: Console, previews: list[Any], where: str, entra: list[Any] | None = None) -> None:
+    """The scopes' matches, then (Exchange Online) whether Entra consent lets the apps past them."""
     table = Table(title=f"Scope preview ({where})", title_justify="left", show_edge=False)
     for column in ("result", "scope", "matches", "sample"):
         table.add_column(column)
@@ -108,6 +122,8 @@ def show_previews(out: Console, previews: list[Any], where: str) -> None:
         table.add_row(Text("FAIL" if preview.problem else "ok", style="bold red" if preview.problem else "green"),
                       Text(preview.scope), Text(counts), Text(preview.problem or ", ".join(preview.samples)))
     out.print(table)
+    if entra:
+        show_checks(out, entra, where, "Entra consent (Microsoft Graph)")
 
 
 def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, checks: list[Any], html: bool,
@@ -116,16 +132,18 @@ def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, che
     rows_plan = [(c.action, c.kind, c.name, "; ".join(f"{f.field}: {_value(f.before)} → {_value(f.after)}"
                                                      for f in c.fields)) for c in plan.changes]
     rows_results = [(r.kind, r.name, r.action, r.error) for r in result.results]
-    rows_checks = [("PASS" if c.ok else "FAIL", c.subject, c.message) for c in checks]
-    failed = sum(not c.ok for c in checks)
+    rows_checks = [(c.status.upper(), c.subject, c.message) for c in checks if c.area != "entra"]
+    rows_entra = [(c.status.upper(), c.subject, c.message) for c in checks if c.area == "entra"]
     title = f"exkit run report: {playbook} on {target}"
     facts = [("Playbook", playbook), ("Target", target), ("Script sha256", result.script_sha256),
              ("Reviewed sha256", reviewed_sha256 or "(not pinned to a review)"),
              ("Outcome", "applied" if result.ok else "FAILED"),
-             ("Verify", f"{len(checks) - failed} passed, {failed} failed")]
+             ("Verify", check_summary(checks))]
     sections = [("Plan", ("action", "kind", "name", "changes"), rows_plan),
                 ("Results", ("kind", "name", "result", "error"), rows_results),
                 ("Verify", ("result", "subject", "detail"), rows_checks)]
+    if rows_entra:  # Exchange Online: what Entra ID grants the apps, read through Microsoft Graph
+        sections.append(("Entra consent (Microsoft Graph)", ("result", "subject", "detail"), rows_entra))
     if html:
         import html as escape
 

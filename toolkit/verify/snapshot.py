@@ -24,6 +24,13 @@ class Snapshot:
     principals: list[dict[str, Any]] = field(default_factory=list)
     policies: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[dict[str, Any]] = field(default_factory=list)
+    # Entra ID (Exchange Online through Microsoft Graph; toolkit/targets/graph.py). entra is None where there is no
+    # Entra to read (the sandbox, Exchange Server); else {"status": "read" | "not checked", "reason", "calls", …}.
+    entra: dict[str, Any] | None = None
+    entra_apps: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower-case app id → service principal
+    entra_permissions: list[dict[str, Any]] = field(default_factory=list)  # application permissions (tenant-wide)
+    entra_grants: list[dict[str, Any]] = field(default_factory=list)  # delegated grants (information)
+    entra_grants_unread: dict[str, str] = field(default_factory=dict)  # lower-case app id → why not read
 
     @classmethod
     def from_facts(cls, facts: list[dict[str, Any]]) -> Snapshot:
@@ -52,6 +59,16 @@ class Snapshot:
                 snapshot.policies.append(fact)
             elif kind == "authorization":
                 snapshot.authorizations.append(fact)
+            elif kind == "entra":
+                snapshot.entra = fact
+            elif kind == "entra_app":
+                snapshot.entra_apps[str(fact["app_id"]).lower()] = fact
+            elif kind == "entra_permission":
+                snapshot.entra_permissions.append(fact)
+            elif kind == "entra_grant":
+                snapshot.entra_grants.append(fact)
+            elif kind == "entra_grants_unread":
+                snapshot.entra_grants_unread[str(fact["app_id"]).lower()] = str(fact.get("reason", ""))
         return snapshot
 
     def assignments_of(self, assignee: str) -> list[dict[str, Any]]:

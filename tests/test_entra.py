@@ -9,6 +9,8 @@ import pytest
 from servers.entra import EXCHANGE_APP_ID, GRAPH_APP_ID, ROOM_APP_ID, ROOM_SP_ID
 from test_exchange_online import CLIENT_ID, POLICY, ROOMS, exo, pki  # noqa: F401 (fixtures)
 
+from conftest import REPO
+
 from toolkit.playbook.model import APPLICATION_ROLES
 from toolkit.verify.overlap import EXCHANGE, GRAPH, MAILBOX_PERMISSIONS, OVERLAP
 
@@ -73,6 +75,12 @@ def test_tenant_wide_calendars_readwrite_fails_naming_it(cli, applied, tmp_path)
         report = (tmp_path / name).read_text()
         assert "Entra consent (Microsoft Graph)" in report and "3 passed, 1 failed, 1 note(s)" in report
         assert "Calendars.ReadWrite is granted tenant-wide" in report
+    # the README shows this output: its table wraps the same text
+    readme = " ".join((REPO / "README.md").read_text().split())
+    table = [line.split("│")[-1].strip() for line in text.stdout.splitlines() if "│" in line]
+    assert " ".join(" ".join(table).split()) in " ".join(
+        line.split("│")[-1].strip() for line in (REPO / "README.md").read_text().splitlines() if "│" in line)
+    assert "Verify: 3 passed, 1 failed, 1 note(s)." in readme
     # the admin follows the fix: verify is green again
     server.directory.revoke(ROOM_APP_ID, GRAPH_APP_ID, "Calendars.ReadWrite")
     assert verify(cli, inventory)[0] == 0

@@ -66,7 +66,11 @@ def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | 
                              connection=target.target.connection(),
                              extra_roles=extra_roles)
     facts = target.target.read_snapshot(script, playbook)
-    return Snapshot.from_facts(facts + target.target.read_entra(playbook))  # Entra: Exchange Online only
+    if target.target.platform == "exchange-online" and playbook.applications:
+        from toolkit.targets.graph import read_entra
+
+        facts += read_entra(target.target, [app.app_id for app in playbook.applications])
+    return Snapshot.from_facts(facts)
 
 
 def execute(prepared: Prepared) -> RunResult:

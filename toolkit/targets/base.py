@@ -108,11 +108,6 @@ class Target(ABC):
         """The facts of the snapshot script (see toolkit/snapshot.py); by default, run it (one round trip)."""
         return self.read_facts(script)
 
-    def read_entra(self, playbook: Any) -> list[dict[str, Any]]:
-        """Facts about the playbook's applications in Microsoft Entra ID (see toolkit/targets/graph.py): only an
-        Exchange Online tenant has an Entra directory to read; elsewhere there is nothing."""
-        return []
-
     def read_facts(self, script: RenderedScript) -> list[dict[str, Any]]:
         """The current state of the script's resources: by default, run the facts script (one round trip)."""
         result = self.run_script(script.text, read_only=True)

@@ -474,11 +474,6 @@ class ExchangeOnlineTarget(Target):
             return app_assignments.calls(resource, fact, action, object_id)
         return kind.calls(resource, fact, action)
 
-    def read_entra(self, playbook: Any) -> list[dict[str, Any]]:
-        from toolkit.targets.graph import read_entra
-
-        return read_entra(self, [app.app_id for app in playbook.applications])
-
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         raise TargetError("Exchange Online's REST endpoint runs single cmdlets, not scripts: use exkit apply, or "
                           "render the script and run it in pwsh")

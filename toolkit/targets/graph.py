@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import requests
 
-from toolkit.targets.base import TargetError
+from toolkit.targets.base import Target, TargetError
 from toolkit.targets.exchange_online import RETRY_STATUS, ExchangeOnlineTarget, _short, _Transient
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph
@@ -147,12 +147,13 @@ class GraphReader:
         return facts
 
 
-def read_entra(target: ExchangeOnlineTarget, app_ids: list[str]) -> list[dict[str, Any]]:
+def read_entra(target: Target, app_ids: list[str]) -> list[dict[str, Any]]:
     """Facts about each app in Entra, headed by one ``entra`` fact: status ``read`` or ``not checked`` (+ reason).
+    Only an Exchange Online tenant has an Entra directory to read: for other targets (the sandbox) there is nothing.
 
     Nothing here fails the whole verify: what stops the read (no permission, Graph unreachable or still throttled
     after the retries) becomes the reason the Entra check was not done."""
-    if not app_ids:
+    if not app_ids or not isinstance(target, ExchangeOnlineTarget):
         return []
     if not target.cloud.graph:
         return [{"type": "entra", "status": "not checked",

@@ -11,6 +11,9 @@ from toolkit.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
+# The values an example playbook without defaults gets from an inventory (here: Fabrikam's of inventory.example.yaml).
+EXAMPLE_VARS = {"hosted-tenant": {"tenant": "fabrikam", "tenant_ou": "OU=Fabrikam,OU=Hosting,DC=hoster,DC=local",
+                                  "service_account": "svc-rooms@fabrikam.example"}}
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import PLAYBOOKS
+from conftest import EXAMPLE_VARS, PLAYBOOKS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +29,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def rendered(path: Path, state: str = "present") -> str:
-    playbook, _ = require_playbook(path)
+    playbook, _ = require_playbook(path, EXAMPLE_VARS.get(path.stem))
     return render_script(playbook, state=state).text
 
 

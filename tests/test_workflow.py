@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import PLAYBOOKS, REPO
+from conftest import EXAMPLE_VARS, PLAYBOOKS, REPO
 from toolkit.sandbox import org as store
 from toolkit.sandbox.seed import seed_organisation
 
@@ -20,18 +20,19 @@ def test_apply_again_unchanged_destroy_back_to_seed(cli, sandbox_state, playbook
     platform = "exchange-online" if "platform: exchange-online" in playbook.read_text() else "exchange-server"
     sandbox_state = store.default_state_path(platform)  # the default target is the playbook platform's sandbox
     seed = seed_organisation(platform).to_json()
-    first = cli("apply", playbook, "--yes", "--output", "json")
+    values = [f"--var={k}={v}" for k, v in EXAMPLE_VARS.get(playbook.stem, {}).items()]
+    first = cli("apply", playbook, "--yes", "--output", "json", *values)
     assert first.exit_code == 0, first.stderr
     assert {action for _, action in results(first.stdout)} == {"created"}
     assert store.load(sandbox_state, platform).to_json() != seed
 
-    plan = cli("plan", playbook, "--detailed-exitcode")
+    plan = cli("plan", playbook, "--detailed-exitcode", *values)
     assert plan.exit_code == 0, plan.stdout
-    second = cli("apply", playbook, "--yes", "--output", "json")
+    second = cli("apply", playbook, "--yes", "--output", "json", *values)
     assert second.exit_code == 0
     assert {action for _, action in results(second.stdout)} == {"unchanged"}
 
-    destroy = cli("destroy", playbook, "--yes", "--output", "json")
+    destroy = cli("destroy", playbook, "--yes", "--output", "json", *values)
     assert destroy.exit_code == 0, destroy.stderr
     assert {action for _, action in results(destroy.stdout)} == {"removed"}
     assert sandbox_state.read_text() == seed
@@ -132,7 +133,7 @@ def test_inventory_targets_and_variables(cli, tmp_path):
     hosted = REPO / "playbooks" / "hosted-tenant.yaml"
     result = cli("apply", hosted, "-i", inventory, "-t", "sandbox-fabrikam", "--yes", "--output", "json")
     assert result.exit_code == 0, result.stderr
-    state = store.load(tmp_path / ".exkit" / "fabrikam-sandbox.json")
+    state = store.load(tmp_path / ".exkit" / "hosting-sandbox.json")
     assert state.role_group("fabrikam room booking").members == ["svc-rooms@fabrikam.example"]
     assert cli("plan", hosted, "-i", inventory).exit_code == 1  # two targets: which one?
     unknown = cli("plan", hosted, "-i", inventory, "-t", "sandbox-fabrikm")

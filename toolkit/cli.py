@@ -104,6 +104,36 @@ def load_or_exit(playbook: Path, variables: dict[str, Any], strict: bool = False
     return model
 
 
+TargetsOption = Annotated[list[str] | None, typer.Option("--target", "-t", metavar="NAME",
+                                                         autocompletion=complete_targets,
+                                                         help="Target name(s) of the inventory (default: every "
+                                                              "target of the playbook's platform).")]
+SelectOption = Annotated[str | None, typer.Option("--limit", "-l", metavar="PATTERNS", autocompletion=complete_limit,
+                                                  help="Only targets or groups matching these patterns (fnmatch, "
+                                                       "comma-separated).")]
+
+
+def validate_each(playbooks: list[Path], inventory: Path | None, target: list[str] | None, limit: str | None,
+                  cli_vars: dict[str, Any], placeholders: bool = True) -> Diagnostics:
+    """Every playbook checked with each chosen target's values; without an inventory (and ``placeholders``), with
+    its defaults alone, the values each target must supply left open."""
+    from toolkit.playbook.validate import load_and_validate
+
+    diagnostics = Diagnostics()
+    for path in playbooks:
+        if inventory is None and placeholders:
+            load_and_validate(path, cli_vars, diagnostics, placeholders=True)
+            continue
+        from toolkit.inventory import choose_targets
+        from toolkit.playbook.load import peek_platform
+        from toolkit.workflow import validate_on_targets
+
+        with user_errors():
+            validate_on_targets(path, choose_targets(inventory, target, peek_platform(path), limit), cli_vars,
+                                diagnostics)
+    return diagnostics
+
+
 @app.command()
 def validate(
     playbooks: Annotated[list[Path], typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml,
@@ -111,14 +141,13 @@ def validate(
     var: VarOption = None,
     strict: StrictOption = False,
     output: Annotated[str, typer.Option("--output", "-o", metavar="text|json", help="text or json")] = "text",
+    inventory: Annotated[Path | None, typer.Option("--inventory", "-i", metavar="FILE", autocompletion=complete_yaml,
+                                                   help="Check with each target's values and boundary.")] = None,
+    target: TargetsOption = None,
+    limit: SelectOption = None,
 ) -> None:
     """Check playbooks and report every problem with its position. Exit 0 clean, 1 on errors."""
-    from toolkit.playbook.validate import load_and_validate
-
-    variables = parse_vars(var)
-    diagnostics = Diagnostics()
-    for path in playbooks:
-        load_and_validate(path, variables, diagnostics)
+    diagnostics = validate_each(playbooks, inventory, target, limit, parse_vars(var))
     if output == "json":
         typer.echo(json.dumps([d.as_dict() for d in diagnostics.sorted()], indent=2))
     else:
@@ -161,8 +190,11 @@ def render(
     if out is not None and out.suffix.lower() != ".ps1":
         if destroy:
             _fail("a reviewed folder holds apply scripts: render --destroy to a .ps1 file or standard output", 2)
-        for path in playbooks:
-            load_or_exit(path, cli_vars, strict)  # every problem of every playbook, with positions, first
+        diagnostics = validate_each(playbooks, inventory, target, limit, cli_vars, placeholders=False)
+        print_diagnostics(diagnostics)  # every problem of every playbook on every target, with positions, first
+        if diagnostics.failed(strict):
+            _fail("warnings are errors under --strict" if not diagnostics.errors else
+                  f"{len(diagnostics.errors)} error(s): nothing was written")
         with user_errors():
             rendered = review.render_set(playbooks, inventory, target, cli_vars, templates, limit)
             removed = review.write_set(out, rendered, inventory, templates)
@@ -172,19 +204,19 @@ def render(
         return
     if len(playbooks) != 1 or (target and len(target) > 1):
         _fail("one playbook and one target render to a file or standard output; use --out FOLDER for several", 2)
-    connection = None
-    variables: dict[str, Any] = {}
-    layers: list[Path] = [templates] if templates else []
-    if inventory is not None:
-        with user_errors():
-            resolved = resolve_target(inventory, target[0] if target else None, peek_platform(playbooks[0]))
-            connection = resolved.target.connection()
-            layers = resolved.template_layers(templates)
-        variables = resolved.variables
-    model = load_or_exit(playbooks[0], {**variables, **cli_vars}, strict)
+    from toolkit.workflow import load_for_target, template_context
+
     with user_errors():
-        script = render_script(model, state="absent" if destroy else "present", templates=layers,
-                               connection=connection)
+        resolved = resolve_target(inventory, target[0] if target else None, peek_platform(playbooks[0]))
+        connection = resolved.target.connection() if inventory is not None else None
+        model, diagnostics = load_for_target(playbooks[0], resolved, cli_vars)
+    print_diagnostics(diagnostics)
+    if diagnostics.failed(strict):
+        _fail("warnings are errors under --strict")
+    with user_errors():
+        script = render_script(model, state="absent" if destroy else "present",
+                               templates=resolved.template_layers(templates), connection=connection,
+                               target=template_context(model, resolved, cli_vars))
     if out is None:
         sys.stdout.write(script.text)
     else:
@@ -216,6 +248,7 @@ def diff(
     from toolkit.render import review
     from toolkit.render.engine import RenderError, render_script
     from toolkit.verify.report import console
+    from toolkit.workflow import template_context
 
     pairs = [(f"{base}:{v}", v) for v in versions] if base else [tuple(versions)] if len(versions) == 2 else None
     if not pairs:
@@ -236,7 +269,8 @@ def diff(
                     resolved = resolve_target(inventory, target, peek_platform(copy))
                     model = load_or_exit(copy, {**resolved.variables, **cli_vars})
                     scripts.append((label, render_script(model, templates=resolved.template_layers(templates),
-                                                         connection=resolved.target.connection())))
+                                                         connection=resolved.target.connection(),
+                                                         target=template_context(model, resolved, cli_vars))))
                 except (ExkitError, RenderError, TargetError) as exc:
                     _fail(f"{spec}: {exc}")
             (old_label, old), (new_label, new) = scripts
@@ -385,6 +419,8 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
                                                      style="green" if outcome.ok else "bold red"),
                           Text(outcome.summary), Text(f"{outcome.duration_s:.2f}"))
         report.console().print(table)
+        if action in ("plan", "plan-destroy"):
+            show_fleet_changes(outcomes, {t.name: {**t.variables, **cli_vars} for t in targets})
         failed = sum(not o.ok for o in outcomes)
         report.console().print(Text(f"{len(outcomes) - failed} target(s) ok, {failed} failed.", style="bold"))
     if interrupted:
@@ -393,6 +429,36 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
                    f"{len(outcomes) - started} did not start", err=True)
         raise typer.Exit(130)
     return outcomes
+
+
+def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int,
+                     var: list[str] | None, templates: Path | None, output: str, rate: float | None,
+                     processes: int | None, yes: bool) -> NoReturn:
+    """apply / destroy on many targets: every target's plan and the fleet's changes first, one confirmation."""
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(f"refusing to {action} on several targets without confirmation on a non-interactive terminal: "
+                  "pass --yes")
+        _fleet("plan" if action == "apply" else "plan-destroy", playbook, inventory, limit, forks, var, templates,
+               "text", rate, processes)
+        if not typer.confirm(f"{action.capitalize()} these changes on these targets?", default=False):
+            raise typer.Exit(1)
+    outcomes = _fleet(action, playbook, inventory, limit, forks, var, templates, output, rate, processes)
+    raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
+
+
+def show_fleet_changes(outcomes: list[Any], variables: dict[str, dict[str, Any]]) -> None:
+    """The resource-level changes of a fleet plan, identical ones folded across targets."""
+    from rich.text import Text
+
+    from toolkit.fleet.summary import fold
+
+    plans = {o.target: o.details["plan"] for o in outcomes if o.ok and "plan" in o.details}
+    out = report.console()
+    for line in fold(plans, variables):
+        style = {"+": "green", "-": "red", "~": "yellow"}.get(line.strip()[:1], "bold" if line.startswith("on ")
+                                                                                 else "")
+        out.print(Text(line, style=style))
 
 
 def _resolve(playbook: Path, inventory: Path | None, target: str | None) -> ResolvedTarget:
@@ -432,9 +498,7 @@ def plan(
 ) -> None:
     """Show what apply would create, change or remove, with before → after values."""
     if limit is not None:
-        if destroy:
-            _fail("--destroy plans one target at a time", 2)
-        outcomes = _fleet("plan", playbook, inventory, limit, forks, var, templates, output, rate, processes)
+        outcomes = _fleet("plan-destroy" if destroy else "plan", playbook, inventory, limit, forks, var, templates, output, rate, processes)
         failed = any(not o.ok for o in outcomes)
         raise typer.Exit(1 if failed else 2 if detailed_exitcode and any(o.pending for o in outcomes) else 0)
     prepared = _prepare(playbook, _resolve(playbook, inventory, target), var, destroy, templates)
@@ -492,12 +556,12 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
     else:
         report.show_results(out, result)
     if report_path is not None:
-        from toolkit.verify.checks import verify as verify_checks
+        from toolkit.workflow import verify_target
 
         checks = []
         if result.ok and verb == "apply":
             try:
-                checks = verify_checks(prepared.playbook, read_snapshot(prepared.playbook, prepared.target, templates))
+                checks = verify_target(prepared.playbook, prepared.target, templates)
             except (TargetError, RenderError) as exc:
                 typer.echo(f"exkit: warning: verify for the report failed: {exc}", err=True)
         report_path.write_text(report.run_report(
@@ -534,15 +598,7 @@ def apply(
     if limit is not None:
         if reviewed is not None or report_file is not None:
             _fail("--reviewed and --report work on one target (-t) at a time", 2)
-        if not yes:
-            if not sys.stdin.isatty():
-                _fail("refusing to apply to several targets without confirmation on a non-interactive terminal: "
-                      "pass --yes")
-            _fleet("plan", playbook, inventory, limit, forks, var, templates, "text", rate, processes)
-            if not typer.confirm("Apply to these targets?", default=False):
-                raise typer.Exit(1)
-        outcomes = _fleet("apply", playbook, inventory, limit, forks, var, templates, output, rate, processes)
-        raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
+        _fleet_confirmed("apply", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes)
     resolved = _resolve(playbook, inventory, target)
     with resolved.target.session():  # the facts script, the apply script (and the report's snapshot): one connection
         _run(_prepare(playbook, resolved, var, False, templates), yes, output, "apply", report_file, templates,
@@ -558,8 +614,14 @@ def destroy(
     templates: TemplatesOption = None,
     yes: YesOption = False,
     output: OutputOption = "text",
+    limit: FleetLimitOption = None,
+    forks: ForksOption = 8,
+    rate: RateOption = None,
+    processes: ProcessesOption = None,
 ) -> None:
     """Remove what the playbook declares (plan, confirm, run the removal script)."""
+    if limit is not None:
+        _fleet_confirmed("destroy", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes)
     resolved = _resolve(playbook, inventory, target)
     with resolved.target.session():
         _run(_prepare(playbook, resolved, var, True, templates), yes, output, "destroy", playbook_path=playbook)
@@ -578,17 +640,17 @@ def verify(
     rate: RateOption = None,
     processes: ProcessesOption = None,
 ) -> None:
-    """Check the effective result on the target: who holds what, on which scope, and nothing more. Exit 1 on failure."""
+    """Check the effective result on the target: who holds what, on which scope, and nothing more; with a boundary in
+    the inventory, that the tenant's grants reach nothing outside it. Exit 1 on failure."""
     from toolkit.verify.checks import entra_outcome
-    from toolkit.verify.checks import verify as verify_checks
-    from toolkit.workflow import read_snapshot
+    from toolkit.workflow import verify_target
 
     if limit is not None:
         outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate, processes)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     resolved, model = _target_and_playbook(playbook, inventory, target, var)
     with user_errors():
-        checks = verify_checks(model, read_snapshot(model, resolved, templates))
+        checks = verify_target(model, resolved, templates)
     if output == "json":
         typer.echo(report.as_json({"playbook": model.name, "target": resolved.name, "ok": all(c.ok for c in checks),
                                    "entra": entra_outcome(checks), "checks": [c.as_dict() for c in checks]}))
@@ -624,31 +686,38 @@ def scope_preview(
     target: TargetOption = None,
     var: VarOption = None,
     output: OutputOption = "text",
+    limit: SelectOption = None,
 ) -> None:
     """For each scope: the recipients its filter matches, by type, with a sample. A scope matching user or shared
-    mailboxes fails (exit 1)."""
-    from toolkit.verify.checks import entra_checks
-    from toolkit.verify.preview import preview_live, preview_offline, read_recipients
-    from toolkit.workflow import read_snapshot
+    mailboxes, or (with a boundary in the inventory) anything outside the tenant's boundary, fails (exit 1). With
+    -i, each target's values; with --recipients, offline."""
+    from toolkit.workflow import preview_targets
 
-    entra: list[Any] = []
-    if recipients is not None:
-        model = load_or_exit(playbook, parse_vars(var))
-        with user_errors():
-            previews = preview_offline(model, read_recipients(recipients))
-        where = f"offline, {recipients}"
-    else:
-        resolved, model = _target_and_playbook(playbook, inventory, target, var)
-        with user_errors():
-            snapshot = read_snapshot(model, resolved)
-            previews, entra = preview_live(model, snapshot), entra_checks(model, snapshot)
-        where = resolved.target.describe()
+    with user_errors():
+        results = preview_targets(playbook, _chosen(playbook, inventory, target, limit), parse_vars(var), recipients)
+    failed = any(any(p.problem for p in r.previews) or not all(c.ok for c in r.entra) for r in results)
     if output == "json":
-        typer.echo(report.as_json({"playbook": model.name, "source": where, "scopes": [p.as_dict() for p in previews],
-                                   "entra": [c.as_dict() for c in entra]}))
+        entries = [{"target": r.target, "source": r.where, "scopes": [p.as_dict() for p in r.previews],
+                    "entra": [c.as_dict() for c in r.entra]} for r in results]
+        typer.echo(report.as_json({"playbook": results[0].playbook, **entries[0]} if limit is None else
+                                  {"playbook": results[0].playbook, "targets": entries}))
     else:
-        report.show_previews(report.console(), previews, where, entra)
-    raise typer.Exit(1 if any(p.problem for p in previews) or not all(c.ok for c in entra) else 0)
+        for r in results:
+            report.show_previews(report.console(), r.previews, r.where if limit is None else f"{r.target}: {r.where}",
+                                 r.entra)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _chosen(playbook: Path, inventory: Path | None, target: str | None, limit: str | None) -> list[ResolvedTarget]:
+    """-t NAME (or the inventory's only target, or the sandbox), or every target --limit selects (needs -i)."""
+    from toolkit.inventory import resolve_target, select_targets
+    from toolkit.playbook.load import peek_platform
+
+    if limit is None:
+        return [resolve_target(inventory, target, peek_platform(playbook))]
+    if inventory is None:
+        _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
+    return select_targets(inventory, limit, peek_platform(playbook))
 
 
 @app.command()

@@ -17,7 +17,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from toolkit.boundary import Boundary
 from toolkit.errors import ExkitError
 from toolkit.fleet.throttle import RateLimiter
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
@@ -52,6 +54,8 @@ class Group(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     vars: dict[str, VariableValue] = Field(default_factory=dict, description="Variables for the group's targets.")
     templates: str | None = Field(None, description="Template folder layered over the built-in templates.")
+    boundary: Boundary | None = Field(None, description="Each target's boundary (a target's own replaces it); "
+                                                        "values may use {{ target }} and inventory variables.")
     targets: dict[TargetName, TargetSpec] = Field(default_factory=dict)
 
 
@@ -101,16 +105,19 @@ def load_inventory(path: Path) -> Inventory:
 
 class ResolvedTarget:
     """A chosen target: its connector, the variables it supplies (with where each came from), its template layers
-    (most specific first) and its group."""
+    (most specific first), its group, its boundary and the boundaries of the other targets of its organisation."""
 
     def __init__(self, name: str, target: Target, variables: dict[str, Any], *, group: str | None = None,
-                 templates: list[Path] | None = None, sources: dict[str, str] | None = None) -> None:
+                 templates: list[Path] | None = None, sources: dict[str, str] | None = None,
+                 boundary: Boundary | None = None, neighbours: dict[str, Boundary] | None = None) -> None:
         self.name = name
         self.target = target
         self.variables = variables
         self.group = group
         self.templates = templates or []
         self.sources = sources or {}
+        self.boundary = boundary
+        self.neighbours = neighbours or {}
 
     def template_layers(self, cli_templates: Path | None) -> list[Path]:
         """--templates (most specific), then the target's folder, then its group's; the built-ins come last."""
@@ -140,12 +147,12 @@ def resolve_target(inventory_path: Path | None, target_name: str | None,
         close = difflib.get_close_matches(target_name, list(entries), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" (targets: {', '.join(entries)})"
         raise InventoryError(f"no target {target_name!r} in {inventory_path}{hint}")
-    return _resolve(inventory, inventory_path, target_name, *entries[target_name])
+    return _resolve(inventory, inventory_path, target_name, *entries[target_name],
+                    boundaries=boundaries(inventory, inventory_path))
 
 
-def _resolve(inventory: Inventory, inventory_path: Path, name: str, group_name: str | None,
-             spec: Any) -> ResolvedTarget:
-    base = inventory_path.parent
+def _variables(inventory: Inventory, name: str, group_name: str | None,
+               spec: Any) -> tuple[dict[str, Any], dict[str, str]]:
     group = inventory.groups.get(group_name) if group_name else None
     layers = [("inventory", inventory.vars), (f"group {group_name}", group.vars if group else {}),
               (f"target {name}", spec.vars)]
@@ -155,8 +162,62 @@ def _resolve(inventory: Inventory, inventory_path: Path, name: str, group_name: 
         for key, value in values.items():
             variables[key] = value
             sources[key] = source
+    return variables, sources
+
+
+def boundaries(inventory: Inventory, inventory_path: Path) -> dict[str, tuple[str, Boundary]]:
+    """Every target with a boundary: (its organisation, its boundary with {{ target }} and the inventory's
+    variables expanded)."""
+    import jinja2.sandbox
+
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    found: dict[str, tuple[str, Boundary]] = {}
+    for name, (group_name, spec) in inventory.entries().items():
+        group = inventory.groups.get(group_name) if group_name else None
+        declared = spec.boundary or (group.boundary if group else None)
+        if declared is None:
+            continue
+        values = {**_variables(inventory, name, group_name, spec)[0], "target": name}
+
+        def expand(text: str, _values: dict[str, Any] = values, _name: str = name) -> str:
+            try:
+                return environment.from_string(text).render(**_values) if "{" in text else text
+            except jinja2.TemplateError as exc:
+                raise InventoryError(f"{inventory_path}: the boundary of target {_name!r}: {exc}") from None
+
+        try:
+            boundary = Boundary(recipient_root=expand(declared.recipient_root) if declared.recipient_root else None,
+                                domains=[expand(d) for d in declared.domains],
+                                organisation=declared.organisation).checked()
+        except PydanticCustomError as exc:
+            raise InventoryError(f"{inventory_path}: the boundary of target {name!r}: {exc.message()}") from None
+        found[name] = (boundary.organisation or _organisation(spec, inventory_path.parent), boundary)
+    return found
+
+
+def _organisation(spec: Any, base: Path) -> str:
+    """Which Exchange organisation a target reaches: targets with the same key share one."""
+    kind = getattr(spec, "kind", "")
+    if kind == "exchange-server":
+        return f"exchange-server:{spec.host.lower()}"
+    if kind == "exchange-online":
+        return f"exchange-online:{spec.tenant.lower()}"
+    from toolkit.sandbox.org import default_state_path
+
+    state = Path(spec.state) if spec.state else default_state_path(spec.platform)
+    return f"sandbox:{(state if state.is_absolute() else base / state).resolve()}"
+
+
+def _resolve(inventory: Inventory, inventory_path: Path, name: str, group_name: str | None,
+             spec: Any, boundaries: dict[str, tuple[str, Boundary]]) -> ResolvedTarget:
+    base = inventory_path.parent
+    group = inventory.groups.get(group_name) if group_name else None
+    variables, sources = _variables(inventory, name, group_name, spec)
     templates = [base / t for t in (spec.templates, group.templates if group else None) if t]
-    extra = {"group": group_name, "templates": templates, "sources": sources}
+    organisation, boundary = boundaries.get(name, ("", None))
+    neighbours = {other: b for other, (org, b) in boundaries.items() if org == organisation and other != name}
+    extra = {"group": group_name, "templates": templates, "sources": sources, "boundary": boundary,
+             "neighbours": neighbours}
     limiters = (RateLimiter(spec.rate_limit),) if spec.rate_limit else ()
     return _limited(ResolvedTarget(name, build_target(spec, name, base), variables, **extra), limiters)
 
@@ -174,12 +235,28 @@ def select_targets(inventory_path: Path, limit: str | None = None, platform: str
     inventory = load_inventory(inventory_path)
     patterns = [p.strip() for p in (limit or "*").split(",") if p.strip()]
     chosen = []
+    bounds = boundaries(inventory, inventory_path)
     for name, (group, spec) in inventory.entries().items():
         if any(fnmatch.fnmatchcase(name, p) or (group and fnmatch.fnmatchcase(group, p)) for p in patterns):
-            resolved = _resolve(inventory, inventory_path, name, group, spec)
+            resolved = _resolve(inventory, inventory_path, name, group, spec, bounds)
             if platform is None or resolved.target.platform == platform:
                 chosen.append(resolved)
     if not chosen:
         raise InventoryError(f"no target of {inventory_path} matches --limit {limit!r}"
                              + (f" on platform {platform}" if platform else ""))
     return chosen
+
+
+def choose_targets(inventory_path: Path | None, names: list[str] | None, platform: str,
+                   limit: str | None = None) -> list[ResolvedTarget]:
+    """The targets a command works on: -t NAME… (each must exist), else --limit (default every target) of the
+    playbook's platform, possibly none; without an inventory, the sandbox."""
+    if inventory_path is None:
+        return [resolve_target(None, None, platform)]
+    if names:
+        return [resolve_target(inventory_path, name, platform) for name in names]
+    try:
+        return select_targets(inventory_path, limit, platform)
+    except InventoryError:
+        load_inventory(inventory_path)  # a broken inventory is reported, not taken for an empty selection
+        return []

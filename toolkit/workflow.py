@@ -9,11 +9,14 @@ from typing import Any
 from toolkit.errors import ExkitError
 from toolkit.inventory import ResolvedTarget
 from toolkit.plan import Plan, make_plan
-from toolkit.playbook.diagnostics import Diagnostics
+from toolkit.boundary import check_playbook
+from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
 from toolkit.playbook.model import Playbook
-from toolkit.playbook.validate import require_playbook
-from toolkit.render.engine import RenderedScript, render_script, render_snapshot
+from toolkit.playbook.validate import load_and_validate, require_document
+from toolkit.render.engine import RenderedScript, TargetContext, render_script, render_snapshot
 from toolkit.targets.base import RunResult
+from toolkit.verify.checks import Check
+from toolkit.verify.preview import ScopePreview
 from toolkit.verify.snapshot import Snapshot
 
 
@@ -39,22 +42,36 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
     playbook, diagnostics = load_for_target(playbook_path, target, cli_vars)
     templates = target.template_layers(templates)  # type: ignore[assignment]
     connection = target.target.connection()
-    facts_script = render_script(playbook, state="facts", templates=templates, connection=connection)
+    context = template_context(playbook, target, cli_vars)
+    facts_script = render_script(playbook, state="facts", templates=templates, connection=connection,
+                                 target=context)
     facts = target.target.read_facts(facts_script)
     script = render_script(playbook, state="absent" if destroy else "present", templates=templates,
-                           connection=connection)
+                           connection=connection, target=context)
     plan = make_plan(facts_script.resources, facts, destroy=destroy)
     return Prepared(playbook, diagnostics, target, plan, script)
 
 
+def template_context(playbook: Playbook, target: ResolvedTarget, cli_vars: dict[str, Any]) -> TargetContext:
+    """The target as templates see it: its name, platform, and the variables the playbook was loaded with."""
+    return TargetContext(target.name, target.target.platform, {**playbook.vars, **target.variables, **cli_vars})
+
+
 def load_for_target(playbook_path: Path, target: ResolvedTarget,
                     cli_vars: dict[str, Any]) -> tuple[Playbook, Diagnostics]:
-    """Validate a playbook with the target's variables, and check it is for the target's platform."""
-    playbook, diagnostics = require_playbook(playbook_path, {**target.variables, **cli_vars})
+    """Validate a playbook with the target's variables, check it is for the target's platform and, when the
+    target has a boundary, that everything it grants stays inside it (nothing has been contacted yet)."""
+    playbook, document, diagnostics = require_document(playbook_path, {**target.variables, **cli_vars},
+                                                       target=target.name)
     if playbook.platform != target.target.platform:
         raise PlatformMismatch(f"playbook {playbook.name!r} is for {playbook.platform}, but target "
                                f"{target.name!r} is {target.target.platform}: choose a target of the playbook's "
                                "platform" + (" (or run exkit migrate)" if playbook.platform == "exchange-server" else ""))
+    if target.boundary is not None:
+        outside = check_playbook(document, playbook, target.boundary, target.name, target.neighbours)
+        if outside.errors:
+            diagnostics.extend(outside)
+            raise PlaybookError(diagnostics)
     return playbook, diagnostics
 
 
@@ -73,6 +90,76 @@ def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | 
     return Snapshot.from_facts(facts)
 
 
+def verify_target(playbook: Playbook, target: ResolvedTarget, templates: Path | None = None) -> list[Check]:
+    """verify's checks on one target, and its boundary checks when the inventory gives it one."""
+    from toolkit.verify.checks import boundary_checks, verify
+
+    snapshot = read_snapshot(playbook, target, templates)
+    checks = verify(playbook, snapshot)
+    if target.boundary is not None:
+        checks += boundary_checks(playbook, snapshot, target.name, target.boundary, target.neighbours)
+    return checks
+
+
 def execute(prepared: Prepared) -> RunResult:
     """Run the rendered script on the target (the script itself is idempotent)."""
     return prepared.target.target.apply(prepared.script)
+
+
+def validate_on_targets(playbook_path: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
+                        diagnostics: Diagnostics) -> None:
+    """Validate a playbook once per target with that target's values (and boundary). A problem every target shares
+    is reported once; one that only some have names the target. No target: the playbook alone, its required
+    variables left open."""
+    if not targets:
+        load_and_validate(playbook_path, cli_vars, diagnostics, placeholders=True)
+        return
+    found: list[tuple[str, Diagnostics]] = []
+    for target in targets:
+        try:
+            found.append((target.name, load_for_target(playbook_path, target, cli_vars)[1]))
+        except PlaybookError as exc:
+            found.append((target.name, exc.diagnostics))
+    shared = set.intersection(*(set(d.items) for _, d in found))
+    for name, each in found:
+        for item in each.items:
+            if item in shared or f"target {name!r}" in item.message:
+                diagnostics.add(item.severity, item.code, item.message, item.file, item.position, item.hint)
+            else:
+                diagnostics.add(item.severity, item.code, f"target {name!r}: {item.message}", item.file,
+                                item.position, item.hint)
+
+
+@dataclass
+class TargetPreview:
+    """scope preview on one target: its previews and, live on Exchange Online, what Entra grants the apps."""
+
+    target: str
+    where: str
+    playbook: str
+    previews: list[ScopePreview]
+    entra: list[Check]
+
+
+def preview_targets(playbook_path: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
+                    recipients: Path | None = None) -> list[TargetPreview]:
+    """scope preview on each target with its values. Offline from ``recipients`` (a Get-Recipient export) or live
+    from the target; a target with a boundary fails a scope that leaves it."""
+    from toolkit.verify.checks import entra_checks
+    from toolkit.verify.preview import check_boundary, preview_live, preview_offline, read_recipients
+
+    rows = read_recipients(recipients) if recipients is not None else None
+    results = []
+    for target in targets:
+        playbook, _ = load_for_target(playbook_path, target, cli_vars)
+        entra: list[Check] = []
+        if rows is not None:
+            previews, where = preview_offline(playbook, rows), f"offline, {recipients}"
+        else:
+            snapshot = read_snapshot(playbook, target)
+            previews, where = preview_live(playbook, snapshot), target.target.describe()
+            entra = entra_checks(playbook, snapshot)
+        if target.boundary is not None:
+            check_boundary(previews, target.name, target.boundary, target.neighbours)
+        results.append(TargetPreview(target.name, where, playbook.name, previews, entra))
+    return results

@@ -28,9 +28,9 @@ from toolkit.inventory import ResolvedTarget
 from toolkit.playbook.diagnostics import PlaybookError
 from toolkit.render.engine import RenderError
 from toolkit.targets.base import TargetError
-from toolkit.workflow import execute, prepare, read_snapshot
+from toolkit.workflow import execute, prepare
 
-Action = Literal["plan", "apply", "verify"]
+Action = Literal["plan", "plan-destroy", "apply", "destroy", "verify"]
 
 
 @dataclass
@@ -71,9 +71,15 @@ def _run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: d
         with target.target.session():  # plan's facts script and apply's script share one connection
             return _plan_apply_verify(action, playbook, target, cli_vars, templates, started)
     except PlaybookError as exc:
-        first = exc.diagnostics.sorted()[0] if exc.diagnostics.items else None
-        message = first.format().splitlines()[0] if first else "invalid playbook"
-        return TargetOutcome(target.name, False, message, duration_s=round(time.monotonic() - started, 3))
+        errors = sorted(exc.diagnostics.errors, key=lambda d: (d.file, d.position))
+        message = errors[0].format().splitlines()[0] if errors else "invalid playbook"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more: exkit validate -i INVENTORY -t {target.name})"
+        details: dict[str, Any] = {"diagnostics": [d.as_dict() for d in errors]}
+        if any(d.code == "outside-boundary" for d in errors):
+            details["boundary"] = "violated"
+        return TargetOutcome(target.name, False, message, duration_s=round(time.monotonic() - started, 3),
+                             details=details)
     except (ExkitError, TargetError, RenderError) as exc:
         return TargetOutcome(target.name, False, str(exc), duration_s=round(time.monotonic() - started, 3))
 
@@ -81,24 +87,31 @@ def _run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: d
 def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
                        templates: Path | None, started: float) -> TargetOutcome:
     if action == "verify":
-        from toolkit.verify.checks import verify
-        from toolkit.workflow import load_for_target
+        from toolkit.workflow import load_for_target, verify_target
 
         model, _ = load_for_target(playbook, target, cli_vars)
-        checks = verify(model, read_snapshot(model, target, templates))
+        checks = verify_target(model, target, templates)
         failed = [c for c in checks if not c.ok]
-        summary = f"{len(checks) - len(failed)} passed, {len(failed)} failed" + (
+        failed.sort(key=lambda c: c.subject != "boundary")  # a boundary crossed is what the summary shows first
+        summary = _boundary_word(target, not any(c.subject == "boundary" for c in failed)) + (
+            f"{len(checks) - len(failed)} passed, {len(failed)} failed") + (
             f": {failed[0].subject}: {failed[0].message}" if failed else "")
+        details: dict[str, Any] = {"checks": [c.as_dict() for c in checks]}
+        if target.boundary is not None:
+            details["boundary"] = "violated" if any(c.subject == "boundary" for c in failed) else "ok"
         return TargetOutcome(target.name, not failed, summary, duration_s=round(time.monotonic() - started, 3),
-                             details={"checks": [c.as_dict() for c in checks]})
-    prepared = prepare(playbook, target, cli_vars, templates=templates)
+                             details=details)
+    prepared = prepare(playbook, target, cli_vars, templates=templates, destroy=action in ("destroy", "plan-destroy"))
     pending = len(prepared.plan.pending)
-    if action == "plan":
+    checked = {"boundary": "ok"} if target.boundary is not None else {}
+    if action in ("plan", "plan-destroy"):
         counts = prepared.plan.counts()
-        return TargetOutcome(target.name, True, f"{counts['create']} to create, {counts['update']} to update, "
-                             f"{counts['noop']} unchanged", pending, round(time.monotonic() - started, 3),
-                             {"plan": prepared.plan.as_dict()})
-    record = runs.new_record(command="apply", target=target.name, platform=target.target.platform,
+        verb = "to remove" if prepared.plan.destroy else "to create"
+        number = counts["delete"] if prepared.plan.destroy else counts["create"]
+        return TargetOutcome(target.name, True, _boundary_word(target, True) + f"{number} {verb}, {counts['update']} "
+                             f"to update, {counts['noop']} unchanged", pending, round(time.monotonic() - started, 3),
+                             {"plan": prepared.plan.as_dict(), **checked})
+    record = runs.new_record(command=action, target=target.name, platform=target.target.platform,
                              playbook=str(playbook), playbook_name=prepared.playbook.name,
                              playbook_sha256=hashlib.sha256(playbook.read_bytes()).hexdigest(),
                              script_sha256=prepared.script.sha256, reviewed_sha256=None)
@@ -111,13 +124,20 @@ def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, c
     runs.append({**record, "duration_s": round(time.monotonic() - started, 3),
                  "exit_code": 0 if result.ok else 1, "results": [r.__dict__ for r in result.results],
                  "notices": result.notices})
-    summary = _count([r.action for r in result.results])
+    summary = _boundary_word(target, True) + _count([r.action for r in result.results])
     if not result.ok:
         failed = result.failed[0] if result.failed else None
         summary += f": {failed.kind} {failed.name!r} failed: {failed.error}" if failed else f": {result.stderr}"
     return TargetOutcome(target.name, result.ok, summary, pending, round(time.monotonic() - started, 3),
                          {"results": [r.__dict__ for r in result.results], "notices": result.notices,
-                          "script_sha256": result.script_sha256})
+                          "script_sha256": result.script_sha256, "plan": prepared.plan.as_dict(), **checked})
+
+
+def _boundary_word(target: ResolvedTarget, ok: bool) -> str:
+    """How a bounded tenant's summary starts ('boundary ok: …'); nothing for a target without a boundary."""
+    if target.boundary is None:
+        return ""
+    return "boundary ok: " if ok else "BOUNDARY CROSSED: "
 
 
 def _run_one_safely(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],

@@ -144,9 +144,13 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
-def load_playbook(path: str | Path, diagnostics: Diagnostics,
-                  supplied_vars: Mapping[str, Any] | None = None) -> LoadedDocument | None:
-    """Read and parse a playbook file and expand its variables. Problems go to ``diagnostics``."""
+def load_playbook(path: str | Path, diagnostics: Diagnostics, supplied_vars: Mapping[str, Any] | None = None, *,
+                  target: str | None = None, placeholders: bool = False) -> LoadedDocument | None:
+    """Read and parse a playbook file and expand its variables. Problems go to ``diagnostics``.
+
+    ``target`` names the target whose values are supplied (for messages). ``placeholders``: no target is chosen
+    (``validate`` without an inventory): a required variable without a value is not an error, and the values that
+    use it are left unchecked."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -165,33 +169,56 @@ def load_playbook(path: str | Path, diagnostics: Diagnostics,
         diagnostics.error("not-a-mapping", "a playbook must be a YAML mapping (key: value pairs)", file,
                           Position(1, 1), "start with 'exkit: 1' and 'name: …'")
         return None
-    expand_variables(document, diagnostics, supplied_vars or {})
+    expand_variables(document, diagnostics, supplied_vars or {}, target=target, placeholders=placeholders)
     return document
 
 
-def expand_variables(document: LoadedDocument, diagnostics: Diagnostics, supplied: Mapping[str, Any]) -> None:
-    """Replace ``{{ name }}`` in every value outside ``vars:`` (in place)."""
+def _mapping(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    return value if isinstance(value, dict) else {}
+
+
+def expand_variables(document: LoadedDocument, diagnostics: Diagnostics, supplied: Mapping[str, Any], *,
+                     target: str | None = None, placeholders: bool = False) -> None:
+    """Replace ``{{ name }}`` in every value outside ``vars:`` and ``requires:`` (in place).
+
+    A variable named under ``requires:`` has no default: each target supplies it. Missing, it is one error (at its
+    entry under ``requires:``, naming the target) and the values using it are left unchecked; under
+    ``placeholders`` it is not an error at all."""
     data = document.data
-    declared = data.get("vars") or {}
-    if not isinstance(declared, dict):
-        declared = {}
-    for name in declared:
-        if not _VARIABLE_NAME.match(name):
-            diagnostics.error("bad-variable-name", f"invalid variable name {name!r}", document.file,
-                              document.positions.of_key(("vars", name)),
-                              "variable names are letters, digits and underscores, not starting with a digit")
+    declared = _mapping(data, "vars")
+    required = _mapping(data, "requires")
+    for section, names in (("vars", declared), ("requires", required)):
+        for name in names:
+            if not _VARIABLE_NAME.match(name):
+                diagnostics.error("bad-variable-name", f"invalid variable name {name!r}", document.file,
+                                  document.positions.of_key((section, name)),
+                                  "variable names are letters, digits and underscores, not starting with a digit")
+    for name in required:
+        if name in declared:
+            diagnostics.error("required-with-default", f"required variable {name!r} also has a default under "
+                              "'vars:'", document.file, document.positions.of_key(("vars", name)),
+                              "a required variable has no default: each target supplies it; remove it from "
+                              "'vars:' (or from 'requires:' to keep the default)")
+        elif name not in supplied and not placeholders:
+            where = f" for target {target!r}" if target else ""
+            diagnostics.error("missing-required-variable", f"required variable {name!r} has no value{where}",
+                              document.file, document.positions.of_key(("requires", name)),
+                              f"{required[name]} — set it in the inventory (the target's or its group's vars:) "
+                              f"or with --var {name}=VALUE")
+    missing = {n for n in required if n not in declared and n not in supplied}
     variables = {**declared, **supplied}
     for key in list(data):
-        if key != "vars":
-            data[key] = _expand(data[key], (key,), variables, document, diagnostics)
+        if key not in ("vars", "requires"):
+            data[key] = _expand(data[key], (key,), variables, document, diagnostics, missing)
 
 
 def _expand(value: Any, path: PathKey, variables: Mapping[str, Any], document: LoadedDocument,
-            diagnostics: Diagnostics) -> Any:
+            diagnostics: Diagnostics, missing: set[str]) -> Any:
     if isinstance(value, dict):
-        return {k: _expand(v, (*path, k), variables, document, diagnostics) for k, v in value.items()}
+        return {k: _expand(v, (*path, k), variables, document, diagnostics, missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, (*path, i), variables, document, diagnostics) for i, v in enumerate(value)]
+        return [_expand(v, (*path, i), variables, document, diagnostics, missing) for i, v in enumerate(value)]
     if not isinstance(value, str) or "{{" not in value and "{%" not in value:
         return value
     whole = _WHOLE_VARIABLE.match(value)
@@ -199,13 +226,13 @@ def _expand(value: Any, path: PathKey, variables: Mapping[str, Any], document: L
         name = whole.group(1)
         if name in variables:
             return variables[name]
-        _undefined(name, path, variables, document, diagnostics)
+        _undefined(name, path, variables, document, diagnostics, missing)
         return value
     try:
         return render_text(_JINJA.from_string(value), **variables)
     except jinja2.UndefinedError as exc:
         match = re.search(r"'([^']+)' is undefined", str(exc))
-        _undefined(match.group(1) if match else value, path, variables, document, diagnostics)
+        _undefined(match.group(1) if match else value, path, variables, document, diagnostics, missing)
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
         diagnostics.error("bad-template", f"cannot expand variables in this value: {exc}", document.file,
                           document.positions.of_value(path), "write variables as {{ name }}; expressions are "
@@ -214,9 +241,10 @@ def _expand(value: Any, path: PathKey, variables: Mapping[str, Any], document: L
 
 
 def _undefined(name: str, path: PathKey, variables: Mapping[str, Any], document: LoadedDocument,
-               diagnostics: Diagnostics) -> None:
+               diagnostics: Diagnostics, missing: set[str]) -> None:
     document.unresolved.add(path)
-
+    if name in missing:
+        return  # a required variable without a value: reported once, at its entry under 'requires:'
     close = difflib.get_close_matches(name, list(variables), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     hint += f"define it under 'vars:', in the inventory, or with --var {name}=VALUE"

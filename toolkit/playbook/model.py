@@ -343,6 +343,9 @@ class Playbook(_Model):
     platform: Literal["exchange-server", "exchange-online"] = Field(
         "exchange-server", description="exchange-server (2016/2019/SE, hosted Exchange) or exchange-online.")
     vars: dict[str, VariableValue] = Field(default_factory=dict, description="Default values for {{ variables }}.")
+    requires: dict[str, str] = Field(
+        default_factory=dict, description="Variables each target must supply (from the inventory or --var), with no "
+                                          "default: name → what it is. A target without one is an error.")
     scopes: list[ManagementScope] = Field(default_factory=list)
     role_groups: list[RoleGroup] = Field(default_factory=list)
     role_assignments: list[RoleAssignment] = Field(default_factory=list)

@@ -32,21 +32,40 @@ def validate_document(document: LoadedDocument, diagnostics: Diagnostics) -> Pla
     return playbook if len(diagnostics.errors) == before else None
 
 
+def load_document(path: str | Path, supplied_vars: Mapping[str, Any] | None, diagnostics: Diagnostics, *,
+                  target: str | None = None,
+                  placeholders: bool = False) -> tuple[Playbook | None, LoadedDocument | None]:
+    """Load + validate one playbook file with one target's values: the model (None on errors) and the document
+    (positions for later checks, None when unreadable)."""
+    document = load_playbook(path, diagnostics, supplied_vars, target=target, placeholders=placeholders)
+    if document is None:
+        return None, None
+    return validate_document(document, diagnostics), document
+
+
 def load_and_validate(path: str | Path, supplied_vars: Mapping[str, Any] | None = None,
-                      diagnostics: Diagnostics | None = None) -> tuple[Playbook | None, Diagnostics]:
+                      diagnostics: Diagnostics | None = None, *, target: str | None = None,
+                      placeholders: bool = False) -> tuple[Playbook | None, Diagnostics]:
     """Load + validate one playbook file. Returns the model (None on errors) and all diagnostics."""
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
-    document = load_playbook(path, diagnostics, supplied_vars)
-    if document is None:
-        return None, diagnostics
-    return validate_document(document, diagnostics), diagnostics
+    playbook, _ = load_document(path, supplied_vars, diagnostics, target=target, placeholders=placeholders)
+    return playbook, diagnostics
 
 
-def require_playbook(path: str | Path, supplied_vars: Mapping[str, Any] | None = None) -> tuple[Playbook, Diagnostics]:
-    """Like :func:`load_and_validate`, but raise :class:`PlaybookError` when there are errors."""
-    playbook, diagnostics = load_and_validate(path, supplied_vars)
-    if playbook is None:
+def require_document(path: str | Path, supplied_vars: Mapping[str, Any] | None = None, *,
+                     target: str | None = None) -> tuple[Playbook, LoadedDocument, Diagnostics]:
+    """Like :func:`load_document`, but raise :class:`PlaybookError` when there are errors."""
+    diagnostics = Diagnostics()
+    playbook, document = load_document(path, supplied_vars, diagnostics, target=target)
+    if playbook is None or document is None:
         raise PlaybookError(diagnostics)
+    return playbook, document, diagnostics
+
+
+def require_playbook(path: str | Path, supplied_vars: Mapping[str, Any] | None = None, *,
+                     target: str | None = None) -> tuple[Playbook, Diagnostics]:
+    """Like :func:`load_and_validate`, but raise :class:`PlaybookError` when there are errors."""
+    playbook, _, diagnostics = require_document(path, supplied_vars, target=target)
     return playbook, diagnostics
 
 

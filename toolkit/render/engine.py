@@ -84,12 +84,30 @@ def _environment(platform: str, layers: tuple[str, ...]) -> BoundedEnvironment:
     return BoundedEnvironment(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
         undefined=jinja2.StrictUndefined,
-        finalize=ps_literal,
+        finalize=_finalize,
         autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def _finalize(value: object) -> PowerShell:
+    """Every ``{{ expression }}`` becomes a PowerShell literal; an undefined one is an error naming it."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()  # raises UndefinedError: "'tenant' is undefined"
+    return ps_literal(value)
+
+
+@dataclass(frozen=True)
+class TargetContext:
+    """What templates know of the target they render for: ``target.name``, ``target.platform`` and
+    ``target.vars`` (the variables the playbook was loaded with: its defaults, the inventory's, --var). Values
+    reach the script only as PowerShell literals, like every other ``{{ expression }}``."""
+
+    name: str = "sandbox"
+    platform: str = "exchange-server"
+    vars: dict[str, object] | None = None
 
 
 def desired_state_digest(playbook: Playbook, resources: list[Resource]) -> str:
@@ -125,17 +143,22 @@ class RenderedScript:
 
 
 def render_script(playbook: Playbook, *, state: State = "present", templates: Templates = None,
-                  resources: list[Resource] | None = None, connection: Connection | None = None) -> RenderedScript:
+                  resources: list[Resource] | None = None, connection: Connection | None = None,
+                  target: TargetContext | None = None) -> RenderedScript:
     """Render the apply (``present``), destroy (``absent``) or read-only ``facts`` script for a playbook.
 
-    Destroy removes in reverse order: assignments and groups before the scopes they use.
+    Destroy removes in reverse order: assignments and groups before the scopes they use. Every template also gets
+    ``target`` (see :class:`TargetContext`; without one, the playbook's own defaults).
     """
     chosen = list(resources if resources is not None else desired_resources(playbook))
     ordered = list(reversed(chosen)) if state == "absent" else chosen
     environment = make_environment(playbook.platform, templates)
+    context = target or TargetContext(platform=playbook.platform)
+    about = {"target": {"name": context.name, "platform": context.platform,
+                        "vars": dict(context.vars if context.vars is not None else playbook.vars)}}
     with template_errors(playbook.platform), budget():
         blocks = [PowerShell(render_text(environment.get_template(r.template), r.fields, state=state, kind=r.kind,
-                                         resource_name=r.name))
+                                         resource_name=r.name, **about))
                   for r in ordered]
         text = render_text(environment.get_template(SCRIPT_TEMPLATE),
                            playbook_name=playbook.name,
@@ -145,6 +168,7 @@ def render_script(playbook: Playbook, *, state: State = "present", templates: Te
                            blocks=blocks,
                            resource_count=len(ordered),
                            connection=connection or Connection(),
+                           **about,
                            )
     text = text.replace("\r\n", "\n")
     problems = syntax_problems(parse(text))
@@ -178,7 +202,9 @@ def template_errors(platform: str) -> Iterator[None]:
     except jinja2.TemplateSyntaxError as exc:
         raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
     except jinja2.UndefinedError as exc:
-        raise RenderError(f"{_template_position(exc)}template uses an undefined value: {exc.message}") from None
+        raise RenderError(f"{_template_position(exc)}template uses an undefined value: {exc.message} (a template "
+                          "knows its resource's fields, state, kind, resource_name, and target.name, "
+                          "target.platform, target.vars.NAME)") from None
     except SecurityError as exc:
         raise RenderError(f"{_template_position(exc)}template refused: {exc}") from None
     except UnsafeValueError as exc:

@@ -17,17 +17,12 @@ from typing import Any
 
 import toolkit
 from toolkit.errors import ExkitError
-from toolkit.inventory import (
-    DEFAULT_TARGET,
-    ResolvedTarget,
-    resolve_target,
-    select_targets,
-)
+from toolkit.inventory import DEFAULT_TARGET, ResolvedTarget, choose_targets, resolve_target
 from toolkit.playbook.load import peek_platform
-from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import RenderedScript, render_script
 from toolkit.resources import Resource
 from toolkit.safe_paths import remove_in, require_file_name, write_in
+from toolkit.workflow import load_for_target, template_context
 
 MANIFEST = "manifest.json"
 BOM = b"\xef\xbb\xbf"
@@ -50,23 +45,12 @@ def _posix(path: Path) -> str:
     return str(PurePosixPath(*path.parts)) if not path.is_absolute() else path.as_posix()
 
 
-def _targets(inventory: Path | None, names: list[str] | None, platform: str,
-             limit: str | None = None) -> list[ResolvedTarget]:
-    if inventory is None:
-        return [resolve_target(None, None, platform)]
-    if names:
-        return [resolve_target(inventory, name, platform) for name in names]
-    try:
-        return select_targets(inventory, limit, platform)
-    except ExkitError:
-        return []
-
-
 def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
                templates: Path | None) -> Rendered:
     require_file_name(target.name, "the target name")
-    model, _ = require_playbook(playbook, {**target.variables, **cli_vars})
-    script = render_script(model, templates=target.template_layers(templates), connection=target.target.connection())
+    model, _ = load_for_target(playbook, target, cli_vars)
+    script = render_script(model, templates=target.template_layers(templates), connection=target.target.connection(),
+                           target=template_context(model, target, cli_vars))
     return Rendered(f"{playbook.stem}.{target.name}.ps1", _posix(playbook), target.name,
                     hashlib.sha256(playbook.read_bytes()).hexdigest(), script)
 
@@ -79,7 +63,7 @@ def render_set(playbooks: list[Path], inventory: Path | None, target_names: list
         raise ReviewError(f"playbooks with the same file name would share script names: {', '.join(duplicates)}")
     rendered = []
     for playbook in playbooks:
-        targets = _targets(inventory, target_names, peek_platform(playbook), limit)
+        targets = choose_targets(inventory, target_names, peek_platform(playbook), limit)
         if not targets:
             raise ReviewError(f"no target in {inventory} is of the platform of {playbook}")
         rendered += [render_one(playbook, t, cli_vars, templates) for t in targets]

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from toolkit.boundary import Boundary
 from toolkit.playbook.model import VariableValue, problem
 from toolkit.secrets import REFERENCE_HINT, is_reference
 
@@ -25,6 +26,7 @@ class SandboxTargetSpec(BaseModel):
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
     rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
+    boundary: Boundary | None = Field(None, description="What this tenant may reach (replaces its group's).")
 
 
 class ExchangeServerTargetSpec(BaseModel):
@@ -57,6 +59,7 @@ class ExchangeServerTargetSpec(BaseModel):
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
     rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
+    boundary: Boundary | None = Field(None, description="What this tenant may reach (replaces its group's).")
 
     @field_validator("password")
     @classmethod
@@ -120,6 +123,7 @@ class ExchangeOnlineTargetSpec(BaseModel):
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
     rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
+    boundary: Boundary | None = Field(None, description="What this tenant may reach (replaces its group's).")
 
     @field_validator("client_secret", "certificate_password")
     @classmethod

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from toolkit import opath
+from toolkit.boundary import Boundary, check_reach, normalise_dn
 from toolkit.playbook.model import IMPERSONATION_ROLE, Playbook
 from toolkit.verify.overlap import MAILBOX_PERMISSIONS, OVERLAP
 from toolkit.verify.snapshot import Snapshot, beyond_resources, count_types
@@ -91,6 +92,10 @@ def _scopes(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
         wanted = opath.to_text(scope.filter_tree())
         if _canonical(str(found.get("filter", ""))) != wanted:
             checks.append(Check(subject, False, f"filter is {found.get('filter')!r}, declared {wanted!r}"))
+        root = str(found.get("recipient_root") or "")
+        if normalise_dn(root) != normalise_dn(scope.recipient_root or ""):
+            checks.append(Check(subject, False, f"recipient root is {root or '(none)'!r}, declared "
+                                                f"{scope.recipient_root or '(none)'!r}"))
         recipients = snapshot.live_previews.get(scope.name.lower(), [])
         outside = beyond_resources(recipients)
         if outside:
@@ -346,3 +351,26 @@ def entra_checks(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
 def _date(value: str) -> str:
     """Graph's createdDateTime (2026-11-30T13:05:07.1234567Z) as '2026-11-30 13:05 UTC'."""
     return f"{value[:10]} {value[11:16]} UTC" if len(value) >= 16 else (value or "date unknown")
+
+
+def boundary_checks(playbook: Playbook, snapshot: Snapshot, target: str, boundary: Boundary,
+                    neighbours: dict[str, Boundary]) -> list[Check]:
+    """What the tenant's grants actually reach on the target (each scope's stored filter and root) and who actually
+    holds them, against its boundary; something inside another tenant's boundary names both tenants."""
+    reached = {s.name: snapshot.live_previews.get(s.name.lower(), []) for s in playbook.scopes}
+    holders: dict[str, list[str]] = {}
+    for group in playbook.role_groups:
+        found = snapshot.groups.get(group.name.lower())
+        names = {str(a["name"]).lower() for a in snapshot.assignments
+                 if str(a.get("assignee", "")).lower() == group.name.lower()}
+        holders[f"role group {group.name!r}"] = sorted(set(found["members"] if found else [])
+                                                       | _effective_users(snapshot, names))
+    for assignment in playbook.role_assignments:
+        holders[f"role assignment {assignment.assignment_name!r}"] = sorted(
+            _effective_users(snapshot, {assignment.assignment_name.lower()}))
+    violations = check_reach(boundary, reached, holders, neighbours)
+    if violations:
+        return [Check("boundary", False, v.message(target)) for v in violations]
+    count = len({str(r.get("address") or r.get("name")) for recipients in reached.values() for r in recipients})
+    return [Check("boundary", True, f"boundary ok: the grants reach {count} recipient(s), all inside "
+                                    f"{boundary.describe()}")]

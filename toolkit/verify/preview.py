@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import opath
+from toolkit.boundary import Boundary, check_reach
 from toolkit.errors import ExkitError
 from toolkit.playbook.model import Playbook
 from toolkit.verify.snapshot import Snapshot, beyond_resources, count_types
@@ -24,6 +25,7 @@ class ScopePreview:
     counts: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
     problem: str = ""
+    matched: list[dict[str, Any]] = field(default_factory=list, repr=False)  # every recipient (for boundary checks)
 
     def as_dict(self) -> dict[str, Any]:
         return {"scope": self.scope, "filter": self.filter, "counts": self.counts, "samples": self.samples,
@@ -32,7 +34,7 @@ class ScopePreview:
 
 def _preview(scope_name: str, filter_text: str, recipients: list[dict[str, Any]]) -> ScopePreview:
     result = ScopePreview(scope_name, filter_text, count_types(recipients),
-                          [str(r.get("name")) for r in recipients[:SAMPLE_SIZE]])
+                          [str(r.get("name")) for r in recipients[:SAMPLE_SIZE]], matched=list(recipients))
     outside = beyond_resources(recipients)
     if outside:
         kinds = count_types(outside)
@@ -77,7 +79,8 @@ def preview_offline(playbook: Playbook, rows: list[dict[str, Any]]) -> list[Scop
                                         + ", which a Get-Recipient export does not contain: preview it live"))
             continue
         root = (scope.recipient_root or "").lower()
-        matched = [{"name": r.get("Name"), "type": r.get("RecipientTypeDetails"), "address": r.get("PrimarySmtpAddress")}
+        matched = [{"name": r.get("Name"), "type": r.get("RecipientTypeDetails"), "address": r.get("PrimarySmtpAddress"),
+                    "dn": r.get("DistinguishedName") or ""}
                    for r in rows if opath.evaluate(tree, r)
                    and (not root or str(r.get("DistinguishedName", "")).lower().endswith("," + root))]
         results.append(_preview(scope.name, text, matched))
@@ -90,3 +93,13 @@ def _comparisons(node: opath.Node) -> list[opath.Comparison]:
     if isinstance(node, opath.Not):
         return _comparisons(node.item)
     return [c for item in node.items for c in _comparisons(item)]
+
+
+def check_boundary(previews: list[ScopePreview], target: str, boundary: Boundary,
+                   neighbours: dict[str, Boundary]) -> None:
+    """A scope whose matches leave the tenant's boundary fails, naming the other tenant they belong to."""
+    for preview in previews:
+        violations = check_reach(boundary, {preview.scope: preview.matched}, neighbours=neighbours)
+        if violations:
+            crossed = "; ".join(v.message(target) for v in violations)
+            preview.problem = f"{preview.problem}; {crossed}" if preview.problem else crossed

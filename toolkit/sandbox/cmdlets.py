@@ -380,6 +380,12 @@ class ExchangeCmdlets:
         if bound.get("CustomRecipientWriteScope") and bound.get("RecipientOrganizationalUnitScope"):
             raise CmdletError("The parameters CustomRecipientWriteScope and RecipientOrganizationalUnitScope can't "
                               "be used together.", "InvalidArgument")
+        exclusive = bound.get("ExclusiveRecipientWriteScope")
+        if exclusive and (bound.get("CustomRecipientWriteScope") or bound.get("RecipientOrganizationalUnitScope")):
+            raise CmdletError("The parameter ExclusiveRecipientWriteScope can't be used with other recipient write "
+                              "scopes.", "InvalidArgument")
+        if exclusive and not (self.org.scope(exclusive) and self.org.scope(exclusive).exclusive):  # type: ignore[union-attr]
+            raise CmdletError(f"The management scope '{exclusive}' isn't an exclusive scope.", "InvalidArgument")
         if bound.get("User"):
             recipient = self.org.recipient(bound["User"])
             if recipient is None or not recipient.is_mailbox:
@@ -405,7 +411,7 @@ class ExchangeCmdlets:
         ou = bound.get("RecipientOrganizationalUnitScope")
         assignment = RoleAssignment(
             name=name, role=role, role_assignee=assignee, role_assignee_type=assignee_type,
-            custom_recipient_write_scope=self._scope_name(bound.get("CustomRecipientWriteScope")),
+            custom_recipient_write_scope=self._scope_name(bound.get("CustomRecipientWriteScope") or exclusive),
             recipient_organizational_unit_scope=self._check_root(ou) if ou else None,
             delegating=bool(bound.get("Delegating")))
         self.org.role_assignments.append(assignment)
@@ -429,22 +435,44 @@ class ExchangeCmdlets:
         return [self._assignment_object(assignment)]
 
     def _effective_users(self, assignment: RoleAssignment) -> list[str]:
+        """-GetEffectiveUsers: a role group's or security group's members, nested groups expanded (cmdlet reference;
+        ../shared/reference/exchange.md "Effective access")."""
         if assignment.role_assignee_type == "RoleGroup":
             group = self.org.role_group(assignment.role_assignee)
-            return list(group.members) if group else []
+            members: list[str] = []
+            for member in group.members if group else []:
+                recipient = self.org.recipient(member)
+                members += self._group_users(recipient) if recipient and recipient.is_group else [member]
+            return sorted(set(members))
         if assignment.role_assignee_type == "SecurityGroup":
             group = self.org.recipient(assignment.role_assignee)
-            return [r.primary_smtp_address for r in self.org.group_members(group.distinguished_name)] if group else []
+            return self._group_users(group) if group else []
         return [assignment.role_assignee]
 
+    def _group_users(self, group: Recipient, seen: frozenset[str] = frozenset()) -> list[str]:
+        if group.distinguished_name.lower() in seen:
+            return []
+        users: list[str] = []
+        for member in self.org.group_members(group.distinguished_name):
+            users += (self._group_users(member, seen | {group.distinguished_name.lower()}) if member.is_group
+                      else [member.primary_smtp_address])
+        return sorted(set(users))
+
+    def _in_scope(self, scope: ManagementScope, recipient: Recipient) -> bool:
+        root_ok = (not scope.recipient_root or
+                   recipient.distinguished_name.lower().endswith("," + scope.recipient_root.lower()))
+        return root_ok and opath.evaluate(opath.parse(scope.recipient_filter), recipient.filter_properties())
+
     def _can_write(self, assignment: RoleAssignment, recipient: Recipient) -> bool:
-        if assignment.custom_recipient_write_scope:
-            scope = self.org.scope(assignment.custom_recipient_write_scope)
-            if scope is None:
-                return False
-            root_ok = (not scope.recipient_root or
-                       recipient.distinguished_name.lower().endswith("," + scope.recipient_root.lower()))
-            return root_ok and opath.evaluate(opath.parse(scope.recipient_filter), recipient.filter_properties())
+        """Regular scopes add up; a recipient matched by an exclusive scope is writable only through assignments
+        whose scope is exclusive and matches it (learn.microsoft.com "Understanding exclusive scopes")."""
+        scope = self.org.scope(assignment.custom_recipient_write_scope or "")
+        if assignment.custom_recipient_write_scope and scope is None:
+            return False
+        if any(s.exclusive and self._in_scope(s, recipient) for s in self.org.management_scopes):
+            return scope is not None and scope.exclusive and self._in_scope(scope, recipient)
+        if scope is not None:
+            return self._in_scope(scope, recipient)
         if assignment.recipient_organizational_unit_scope:
             return recipient.distinguished_name.lower().endswith(
                 "," + assignment.recipient_organizational_unit_scope.lower())
@@ -778,7 +806,7 @@ class ExchangeCmdlets:
             if resource is not None:
                 scope = self.org.scope(assignment.custom_resource_scope or "")
                 in_scope = scope is None and not assignment.custom_resource_scope or bool(
-                    scope and opath.evaluate(opath.parse(scope.recipient_filter), resource.filter_properties()))
+                    scope and self._in_scope(scope, resource))
             rows.append(PSObject("Microsoft.Exchange.Management.RbacTasks.ServicePrincipalAuthorization", {
                 "RoleName": assignment.role, "GrantedPermissions": assignment.role.removeprefix("Application "),
                 "AllowedResourceScope": assignment.custom_resource_scope or "Organization",

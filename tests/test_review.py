@@ -86,10 +86,11 @@ def edit(path, old, new):
     (("roles: [ApplicationImpersonation]", "roles: [ApplicationImpersonation, View-Only Recipients]"),
      ["~ RoleGroup 'Room booking service accounts': role added: View-Only Recipients"]),
     (("    scope: Room mailboxes\n", "    all_mailboxes: true\n"),
-     ["~ RoleGroup 'Room booking service accounts': scope changed: 'Room mailboxes' → None"]),
+     ["~ RoleGroup 'Room booking service accounts': scope changed: 'Room mailboxes' → ALL MAILBOXES"]),
     (("role_groups:", "delegates:\n  - {user: svc-rooms@contoso.com, mailboxes: [room-berlin-1@contoso.com]}\n"
                       "role_groups:"),
-     ["+ MailboxPermission 'room-berlin-1@contoso.com:svc-rooms@contoso.com' added"]),
+     ["+ MailboxPermission 'room-berlin-1@contoso.com:svc-rooms@contoso.com' added: FullAccess on "
+      "room-berlin-1@contoso.com for svc-rooms@contoso.com"]),
     (("scopes:\n  - name: Room mailboxes\n    rooms: true\n",
       "scopes:\n  - name: Room mailboxes\n    rooms: true\n  - {name: Equipment, equipment: true}\n"),
      ["+ ManagementScope 'Equipment' added"]),
@@ -116,7 +117,8 @@ def test_diff_removed_resource_and_identical(cli, workdir):
     smaller.write_text(full.read_text().split("role_groups:")[0])
     result = cli("diff", full, smaller)
     assert result.exit_code == 1
-    assert "- RoleGroup 'Room booking service accounts' removed" in result.stdout.splitlines()
+    assert ("- RoleGroup 'Room booking service accounts' removed: ApplicationImpersonation for svc-rooms@contoso.com "
+            "on scope 'Room mailboxes'") in result.stdout.splitlines()
 
 
 def test_diff_against_git_revisions(cli, workdir):
@@ -137,7 +139,7 @@ def test_diff_against_git_revisions(cli, workdir):
     assert revisions.exit_code == 1
     assert "member added: info@contoso.com" in revisions.stdout
     missing = cli("diff", "nope:playbooks/classic.yaml", "playbooks/classic.yaml")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2  # an error, never the "they differ" code
     assert "cannot read playbooks/classic.yaml at git revision nope" in missing.stderr
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -225,65 +227,95 @@ def render(
         typer.echo(f"wrote {out} (sha256 {script.sha256})", err=True)
 
 
+RecipientsOption = Annotated[Path | None, typer.Option("--recipients", metavar="FILE.csv", help="Access impact offline: a CSV from "
+                                                    "Get-Recipient -ResultSize Unlimited | Export-Csv.")]
+FailOnWideningOption = Annotated[bool, typer.Option("--fail-on-widening", help="Exit 1 when a principal gains a "
+                                                    "mailbox outside the playbooks' intent (rooms), else 0.")]
+
+
 @app.command()
 def diff(
     versions: Annotated[list[str], typer.Argument(metavar="VERSION",
                                                   help="OLD NEW: playbook files or REV:path git versions; with "
                                                        "--base, the playbooks to compare with that revision.")],
     base: Annotated[str | None, typer.Option("--base", metavar="REV",
-                                             help="Compare each playbook with its version at this git "
-                                                  "revision.")] = None,
+                                             help="Compare each playbook with its version at this git revision "
+                                                  "(rendered with that revision's inventory, variables and "
+                                                  "templates).")] = None,
     inventory: InventoryOption = None,
     target: TargetOption = None,
     var: VarOption = None,
     templates: TemplatesOption = None,
+    recipients: RecipientsOption = None,
+    fail_on_widening: FailOnWideningOption = False,
+    output: Annotated[str, typer.Option("--format", "--output", "-o", metavar="text|markdown|json",
+                                        help="text, markdown (a pull-request "
+                                                                           "comment) or json")] = "text",
 ) -> None:
-    """Unified diff of the rendered scripts plus a resource-level summary. Exit 1 when they differ (CI gates)."""
-    import tempfile
+    """Resource summary, access impact and unified diff of the rendered scripts. Exit 0 same, 1 differ, 2 error; with
+    --fail-on-widening: 1 on a widening, else 0."""
+    from toolkit.render.compare import DiffError, base_pairs, base_tree, compare, file_pair, markdown
+    from toolkit.verify.impact import text_lines
 
     from rich.text import Text
 
-    from toolkit.inventory import resolve_target
-    from toolkit.playbook.load import peek_platform
-    from toolkit.render import review
-    from toolkit.render.engine import RenderError, render_script
-    from toolkit.verify.report import console
-    from toolkit.workflow import template_context
-
-    pairs = [(f"{base}:{v}", v) for v in versions] if base else [tuple(versions)] if len(versions) == 2 else None
-    if not pairs:
+    if output not in ("text", "markdown", "json"):
+        _fail("--format is text, markdown or json", 2)
+    if not base and len(versions) != 2:
         _fail("give OLD and NEW (files or REV:path), or --base REV and playbooks", 2)
-    out = console()
-    differ = False
+    if fail_on_widening and recipients is None:
+        _fail("--fail-on-widening needs --recipients FILE.csv (the mailboxes the impact is computed over)", 2)
     cli_vars = parse_vars(var)
-    with tempfile.TemporaryDirectory() as scratch:
-        for old_spec, new_spec in pairs:  # type: ignore[union-attr]
-            scripts = []
-            for index, spec in enumerate((old_spec, new_spec)):
-                with user_errors():
-                    label, text = review.read_version(spec)
-                copy = Path(scratch) / str(index) / Path(spec.rpartition(":")[2] or spec).name
-                copy.parent.mkdir(exist_ok=True)
-                copy.write_text(text, encoding="utf-8")
-                try:
-                    resolved = resolve_target(inventory, target, peek_platform(copy))
-                    model = load_or_exit(copy, {**resolved.variables, **cli_vars})
-                    scripts.append((label, render_script(model, templates=resolved.template_layers(templates),
-                                                         connection=resolved.target.connection(),
-                                                         target=template_context(model, resolved, cli_vars))))
-                except (ExkitError, RenderError, TargetError) as exc:
-                    _fail(f"{spec}: {exc}")
-            (old_label, old), (new_label, new) = scripts
-            if old.text == new.text:
+    try:
+        org = _recipients_org(recipients)
+        with contextlib.ExitStack() as stack:
+            if base:
+                tree = stack.enter_context(base_tree(base))
+                pairs = base_pairs(tree, base, [Path(v) for v in versions], inventory, templates)
+            else:
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                pairs = [file_pair(versions[0], versions[1], scratch, inventory, templates)]
+            results = [compare(old, new, target, cli_vars, org) for old, new in pairs]
+    except PlaybookError as exc:
+        print_diagnostics(exc.diagnostics)
+        raise typer.Exit(2) from None
+    except (DiffError, ExkitError) as exc:
+        _fail(str(exc), 2)
+    widening = any(r.impact and r.impact.widening for r in results)
+    if output == "json":
+        typer.echo(report.as_json({"differ": any(r.differ for r in results), "widening": widening,
+                                   "playbooks": [r.as_dict() for r in results]}))
+    elif output == "markdown":
+        sys.stdout.write(markdown(results))
+    else:
+        out = report.console()
+        for result in results:
+            if not result.differ and not (result.impact and result.impact.changed):
                 continue
-            differ = True
-            for line in review.summarize(old.resources, new.resources):
+            for line in result.summary:
                 out.print(Text(line, style={"+": "green", "-": "red", "~": "yellow"}[line[0]]))
-            for line in review.unified(old_label, old.text, new_label, new.text):
+            if result.impact is not None:
+                for line, style in text_lines(result.impact, f"Access impact of {result.title}"):
+                    out.print(Text(line, style=style))
+            for line in result.diff:
                 style = ("bold" if line.startswith(("+++", "---")) else "cyan" if line.startswith("@@")
                          else "green" if line.startswith("+") else "red" if line.startswith("-") else "")
                 out.print(Text(line.rstrip("\n"), style=style))
-    raise typer.Exit(1 if differ else 0)
+        if recipients is None and any(r.differ for r in results):
+            typer.echo("exkit: access impact not computed: pass --recipients FILE.csv (Get-Recipient -ResultSize "
+                       "Unlimited | Export-Csv) to see who gains or loses which mailboxes", err=True)
+    if fail_on_widening:
+        raise typer.Exit(1 if widening else 0)
+    raise typer.Exit(1 if any(r.differ for r in results) else 0)
+
+
+def _recipients_org(path: Path | None) -> Any:
+    """The organisation an offline impact is computed over: the recipients of a Get-Recipient CSV."""
+    if path is None:
+        return None
+    from toolkit.verify import access, impact
+
+    return access.from_recipients(access.read_recipients_csv(path), impact.offline_source(path))
 
 
 @app.command()

@@ -23,6 +23,7 @@ from toolkit.render.engine import RenderedScript, render_script
 from toolkit.resources import Resource
 from toolkit.safe_paths import remove_in, require_file_name, write_in
 from toolkit.workflow import load_for_target, template_context
+from toolkit.verify.access import ALL_MAILBOXES
 
 MANIFEST = "manifest.json"
 BOM = b"\xef\xbb\xbf"
@@ -185,21 +186,50 @@ def unified(old_label: str, old: str, new_label: str, new: str) -> list[str]:
                                      fromfile=old_label, tofile=new_label))
 
 
+GRANT_KINDS = ("RoleGroup", "ManagementRoleAssignment", "ApplicationRoleAssignment")
+
+
+def grant_text(resource: Resource) -> str:
+    """What a grant gives to whom, where: role, assignee and scope; an organisation-wide one as ALL MAILBOXES."""
+    f = resource.fields
+    where = f"scope {f['scope']!r}" if f.get("scope") else ALL_MAILBOXES
+    if resource.kind == "RoleGroup":
+        members = ", ".join(f["members"]) or "no members"
+        return f"{', '.join(f['roles'])} for {members} on {where}"
+    if resource.kind == "ManagementRoleAssignment":
+        kind = "user" if f["assignee_kind"] == "User" else "group"
+        return f"{f['role']} for {kind} {f['assignee']} on {where}"
+    if resource.kind == "ApplicationRoleAssignment":
+        return f"{f['role']} for application {f['application']} on {where}"
+    if resource.kind == "MailboxPermission":
+        return f"{', '.join(f['access_rights'])} on {f['mailbox']} for {f['user']}"
+    if resource.kind == "ApplicationAccessPolicy":
+        return f"{f['access_right']} for app {f['app_id']} to members of {f['group']}"
+    return ""
+
+
 def summarize(old: list[Resource], new: list[Resource]) -> list[str]:
-    """Resource-level changes between two desired states, in words a reviewer reads first."""
+    """Resource-level changes between two desired states, in words a reviewer reads first. Every grant added or
+    removed says its role, assignee and scope; an organisation-wide scope reads ALL MAILBOXES."""
     before = {r.key: r for r in old}
     after = {r.key: r for r in new}
     lines = []
     for key in list(dict.fromkeys([*before, *after])):
         a, b = before.get(key), after.get(key)
         if a is None and b is not None:
-            lines.append(f"+ {b.kind} {b.name!r} added")
+            detail = grant_text(b)
+            lines.append(f"+ {b.kind} {b.name!r} added" + (f": {detail}" if detail else ""))
         elif b is None and a is not None:
-            lines.append(f"- {a.kind} {a.name!r} removed")
+            detail = grant_text(a)
+            lines.append(f"- {a.kind} {a.name!r} removed" + (f": {detail}" if detail else ""))
         elif a is not None and b is not None and a.fields != b.fields:
             for field in sorted(set(a.fields) | set(b.fields)):
                 x, y = a.fields.get(field), b.fields.get(field)
                 if x == y:
+                    continue
+                if field == "scope" and b.kind in GRANT_KINDS:
+                    lines.append(f"~ {b.kind} {b.name!r}: scope changed: {repr(x) if x else ALL_MAILBOXES} → "
+                                 f"{repr(y) if y else ALL_MAILBOXES}")
                     continue
                 if isinstance(x, list) or isinstance(y, list):
                     added = [v for v in (y or []) if v not in (x or [])]

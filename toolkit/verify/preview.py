@@ -3,16 +3,17 @@ export (``Get-Recipient -ResultSize Unlimited | Export-Csv``)."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from toolkit import opath
 from toolkit.boundary import Boundary, check_reach
-from toolkit.errors import ExkitError
 from toolkit.playbook.model import Playbook
+from toolkit.verify import access
+from toolkit.verify.access import RecipientsFileError, read_recipients_csv as read_recipients
 from toolkit.verify.snapshot import Snapshot, beyond_resources, count_types
+
+__all__ = ["RecipientsFileError", "ScopePreview", "preview_live", "preview_offline", "read_recipients"]
 
 SAMPLE_SIZE = 5
 NOT_IN_EXPORT = {"MemberOfGroup"}  # Get-Recipient's output has no such column
@@ -49,26 +50,8 @@ def preview_live(playbook: Playbook, snapshot: Snapshot) -> list[ScopePreview]:
             for s in playbook.scopes]
 
 
-class RecipientsFileError(ExkitError):
-    pass
-
-
-def read_recipients(path: Path) -> list[dict[str, Any]]:
-    """Rows of an Export-Csv file (a leading '#TYPE …' line is skipped)."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except OSError as exc:
-        raise RecipientsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if lines and lines[0].startswith("#TYPE"):
-        lines = lines[1:]
-    rows = list(csv.DictReader(lines))
-    if not rows or "RecipientTypeDetails" not in rows[0]:
-        raise RecipientsFileError(f"{path} is not a Get-Recipient export: it needs a RecipientTypeDetails column "
-                                  "(Get-Recipient -ResultSize Unlimited | Export-Csv -NoTypeInformation FILE)")
-    return rows
-
-
 def preview_offline(playbook: Playbook, rows: list[dict[str, Any]]) -> list[ScopePreview]:
+    """What each scope contains among a CSV's recipients: decided by the access evaluator's scope test."""
     results = []
     for scope in playbook.scopes:
         tree = scope.filter_tree()
@@ -78,11 +61,9 @@ def preview_offline(playbook: Playbook, rows: list[dict[str, Any]]) -> list[Scop
             results.append(ScopePreview(scope.name, text, problem="uses " + ", ".join(sorted(used & NOT_IN_EXPORT))
                                         + ", which a Get-Recipient export does not contain: preview it live"))
             continue
-        root = (scope.recipient_root or "").lower()
-        matched = [{"name": r.get("Name"), "type": r.get("RecipientTypeDetails"), "address": r.get("PrimarySmtpAddress"),
-                    "dn": r.get("DistinguishedName") or ""}
-                   for r in rows if opath.evaluate(tree, r)
-                   and (not root or str(r.get("DistinguishedName", "")).lower().endswith("," + root))]
+        org = access.from_recipients(rows)
+        matched = [{"name": r.name, "type": r.type, "address": r.address, "dn": r.distinguished_name}
+                   for r in org.recipients if access.in_scope(tree, scope.recipient_root, r)]
         results.append(_preview(scope.name, text, matched))
     return results
 

@@ -11,20 +11,13 @@ import pytest
 from markdown_it import MarkdownIt
 
 from conftest import REPO
+from test_review import workdir  # noqa: F401  (the examples and inventory copied into a current directory)
 
 SAMPLE = REPO / "playbooks" / "recipients.sample.csv"
 ROOMS = "    rooms: true\n"
 WIDER = "    filter: \"RecipientTypeDetails -eq 'RoomMailbox' -or RecipientTypeDetails -eq 'UserMailbox'\"\n"
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com"}
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    shutil.copytree(REPO / "playbooks", tmp_path / "playbooks")
-    shutil.copy(REPO / "inventory.example.yaml", tmp_path / "inventory.yaml")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def variant(workdir, name, old, new, source="classic.yaml"):

@@ -11,7 +11,6 @@ import pytest
 from markdown_it import MarkdownIt
 
 from conftest import REPO
-from test_review import workdir  # noqa: F401  (the examples and inventory copied into a current directory)
 
 SAMPLE = REPO / "playbooks" / "recipients.sample.csv"
 ROOMS = "    rooms: true\n"

@@ -175,5 +175,5 @@ def test_diff_passes_revisions_after_end_of_options(cli, workdir):
     subprocess.run(["git", "add", "."], check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "x"], check=True)
     result = cli("diff", "--base=--output=written.txt", "playbooks/classic.yaml")
-    assert result.exit_code == 1 and "cannot read" in result.stderr
+    assert result.exit_code == 2 and "'--output=written.txt' is not a git revision" in result.stderr  # an error
     assert not (workdir / "written.txt").exists()

@@ -231,3 +231,13 @@ def test_graph_endpoint_only_with_custom_cloud(cli, tmp_path):
     result = cli("plan", ROOMS, "-i", inventory, "-t", "t")
     assert result.exit_code == 1
     assert "graph_endpoint goes with cloud: custom only" in result.stderr
+
+
+def test_fleet_verify_carries_the_entra_outcome(cli, applied):
+    server, inventory = applied
+    server.directory.grant(ROOM_APP_ID, GRAPH_APP_ID, "Calendars.ReadWrite", "2026-11-02T09:14:03.1234567Z")
+    result = cli("verify", ROOMS, "-i", inventory, "--limit", "cert", "--output", "json")
+    assert result.exit_code == 1
+    outcome = next(o for o in json.loads(result.stdout)["targets"] if o["target"] == "cert")
+    assert outcome["summary"] == ("3 passed, 1 failed, 1 note(s): Entra consent of 'Room booking app': "
+                                  + CALENDARS_FAILURE)

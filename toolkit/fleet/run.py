@@ -87,14 +87,15 @@ def _run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: d
 def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
                        templates: Path | None, started: float) -> TargetOutcome:
     if action == "verify":
+        from toolkit.verify.checks import check_summary
         from toolkit.workflow import load_for_target, verify_target
 
         model, _ = load_for_target(playbook, target, cli_vars)
         checks = verify_target(model, target, templates)
-        failed = [c for c in checks if not c.ok]
+        failed = [c for c in checks if not c.ok]  # failures and checks not done
         failed.sort(key=lambda c: c.subject != "boundary")  # a boundary crossed is what the summary shows first
         summary = _boundary_word(target, not any(c.subject == "boundary" for c in failed)) + (
-            f"{len(checks) - len(failed)} passed, {len(failed)} failed") + (
+            check_summary(checks)) + (
             f": {failed[0].subject}: {failed[0].message}" if failed else "")
         details: dict[str, Any] = {"checks": [c.as_dict() for c in checks]}
         if target.boundary is not None:

@@ -41,6 +41,16 @@ class Check:
         return asdict(self)
 
 
+def check_summary(checks: list[Check]) -> str:
+    """'3 passed, 1 failed' plus, when there are any, not checked / warnings / information."""
+    counts = {status: sum(c.status == status for c in checks) for status in (PASS, FAIL, NOT_CHECKED, WARNING, INFO)}
+    text = f"{counts[PASS]} passed, {counts[FAIL]} failed"
+    for status, label in ((NOT_CHECKED, "not checked"), (WARNING, "warning(s)"), (INFO, "note(s)")):
+        if counts[status]:
+            text += f", {counts[status]} {label}"
+    return text
+
+
 def entra_outcome(checks: list[Check]) -> str | None:
     """The Entra check's outcome for -o json: fail, not checked, pass, or None where Entra was not read."""
     entra = [c for c in checks if c.area == "entra"]

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from toolkit.plan import Plan
+from toolkit.verify.checks import check_summary
 from toolkit.targets.base import RunResult
 
 _SYMBOLS = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red"), "noop": ("=", "dim")}
@@ -88,16 +89,6 @@ def as_json(data: Any) -> str:
 
 _STATUS_STYLE = {"pass": "green", "fail": "bold red", "not checked": "bold magenta", "warning": "yellow",
                  "info": "dim"}
-
-
-def check_summary(checks: list[Any]) -> str:
-    """'3 passed, 1 failed' plus, when there are any, not checked / warnings / information."""
-    counts = {status: sum(c.status == status for c in checks) for status in _STATUS_STYLE}
-    text = f"{counts['pass']} passed, {counts['fail']} failed"
-    for status, label in (("not checked", "not checked"), ("warning", "warning(s)"), ("info", "note(s)")):
-        if counts[status]:
-            text += f", {counts[status]} {label}"
-    return text
 
 
 def show_checks(out: Console, checks: list[Any], where: str, title: str = "Verify") -> None:

@@ -162,6 +162,8 @@ def test_throttling_is_retried(cli, applied):
     code, data = verify(cli, inventory)
     assert code == 0 and data["entra"] == "pass"
     assert server.directory.throttled == 3
+    assert entra(data)[0][1].endswith("(application permissions in Entra: none); 3 Graph call(s) retried after "
+                                      "throttling")
     # still throttled after every retry (max_retries 8): not checked, with the reason; never passed
     server.directory.switches.throttle_next = 100
     code, data = verify(cli, inventory)
@@ -241,3 +243,12 @@ def test_fleet_verify_carries_the_entra_outcome(cli, applied):
     outcome = next(o for o in json.loads(result.stdout)["targets"] if o["target"] == "cert")
     assert outcome["summary"] == ("3 passed, 1 failed, 1 note(s): Entra consent of 'Room booking app': "
                                   + CALENDARS_FAILURE)
+
+
+def test_policy_and_rbac_on_one_app_is_a_validate_warning(cli, write_playbook):
+    path = write_playbook(ROOMS.read_text() + "application_access_policies:\n"
+                          "  - {application: Room booking app, group: bookable-rooms@contoso.com}\n")
+    result = cli("validate", path, "--strict")
+    assert result.exit_code == 1
+    assert (f"{path}:24:19: warning: application 'Room booking app' has both an Application Access Policy and "
+            "RBAC-for-Applications roles") in result.stderr

@@ -91,6 +91,15 @@ def lint_applications(playbook: Playbook, document: LoadedDocument, diagnostics:
                 "unscoped-application", f"application role assignment {name!r} has no scope (every mailbox)",
                 file, positions.of_value(("application_role_assignments", index, "application")),
                 "add 'scope: <a scope with rooms: true>'; set 'all_mailboxes: true' only if every mailbox is meant")
+    with_roles = {a.application.lower() for a in playbook.application_role_assignments}
+    for index, policy in enumerate(playbook.application_access_policies):
+        if policy.application.lower() in with_roles:
+            diagnostics.warning(
+                "policy-and-rbac", f"application {policy.application!r} has both an Application Access Policy and "
+                "RBAC-for-Applications roles", file,
+                positions.of_value(("application_access_policies", index, "application")),
+                "Microsoft advises not to combine them (RBAC for Applications replaces Application Access Policies): "
+                "keep the scoped roles and drop the policy")
     if playbook.application_role_assignments:
         diagnostics.note(
             "application-consent", "RBAC for Applications adds to Entra consent: if the app also holds the same "

@@ -339,9 +339,11 @@ def entra_checks(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
         checks += [Check(subject, False, text, area="entra") for text in failures]
         if not failures and roles:
             names = ", ".join(f"{p.get('resource')} {p.get('permission')}" for p in held) or "none"
+            retried = int(snapshot.entra.get("retried") or 0)
             checks.append(Check(subject, True, f"no tenant-wide application permission reaches mailboxes, so the "
                                                f"scope of {', '.join(roles)} holds (application permissions in Entra: "
-                                               f"{names})", area="entra"))
+                                               f"{names})" + (f"; {retried} Graph call(s) retried after throttling"
+                                                              if retried else ""), area="entra"))
         if not mailbox and not _app_assignments(app, snapshot):
             checks.append(Check(subject, True, "the app holds neither an Exchange application role nor an Entra "
                                                "application permission to mailbox data: the integration cannot "

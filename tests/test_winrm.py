@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import ssl
@@ -38,7 +40,7 @@ def winrm_lab(tmp_path, monkeypatch, ca):
     ca.cert_pem.write_to_path(str(ca_file))
     servers = []
 
-    def start(scheme="http", auth=("ntlm",), transport="ntlm", trust=True, extra=""):
+    def start(scheme="http", auth=("ntlm",), transport="ntlm", trust=True, extra="", connect="snapin"):
         tls = None
         if scheme == "https":
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -58,7 +60,8 @@ def winrm_lab(tmp_path, monkeypatch, ca):
                 transport: {transport}
                 username: '{username}'
                 password: env:EXKIT_WINRM_PASSWORD
-                connect: snapin
+                connect: {connect}
+                exchange_uri: http://ex01.contoso.com/PowerShell/
                 operation_timeout: 1
                 read_timeout: 10
             """) + (f"    ca_trust_path: {ca_file}\n" if trust and scheme == "https" else "") + extra)
@@ -354,8 +357,10 @@ def test_plaintext_password_is_an_error_that_does_not_echo_it(cli, tmp_path):
      "connect: snapin}", "transport basic sends the password in clear"),
     ("{kind: exchange-server, host: h, scheme: http, transport: ntlm, message_encryption: never, username: u, "
      "password: 'env:P', connect: snapin}", "scheme http is allowed only with WinRM message encryption"),
-    ("{kind: exchange-server, host: h, transport: ntlm, username: u, password: 'env:P'}",
-     "connect: remote-session is a second hop"),
+    ("{kind: exchange-server, host: h, transport: certificate, cert_pem: c, cert_key_pem: k}",
+     "connect: remote-session is a second hop, which needs the account's password"),
+    ("{kind: exchange-server, host: h, transport: ntlm, username: u, password: 'env:P', kerberos_delegation: true}",
+     "kerberos_delegation goes with transport kerberos only"),
     ("{kind: exchange-server, host: h, transport: certificate, connect: snapin}", "needs cert_pem and cert_key_pem"),
     ("{kind: exchange-server, host: h, transport: kerberos, operation_timeout: 30}",
      "read_timeout must be greater than operation_timeout"),
@@ -389,6 +394,49 @@ def test_remote_session_preamble_runs_and_always_closes_the_session(sandbox_stat
     assert script.text.rstrip().endswith("} finally {\n    Remove-PSSession -Session $exkitSession\n}")
     result = SandboxTarget().run_script(script.text)
     assert result.exit_code == 0 and [r.action for r in result.results] == ["created", "created"]
+
+
+@pytest.mark.parametrize("scheme, auth, transport", [
+    ("http", ("ntlm",), "ntlm"), ("https", ("basic",), "basic"),
+], ids=["ntlm-http-encrypted", "basic-https"])
+def test_remote_session_gets_the_credential_at_run_time(cli, winrm_lab, scheme, auth, transport):
+    """connect: remote-session (the default) over a transport that cannot delegate: the bootstrap hands the
+    account's credential to New-PSSession; the script text and its hash are the reviewed ones."""
+    server, inventory = winrm_lab(scheme, auth, transport, connect="remote-session")
+    rendered = cli("render", CLASSIC, "-i", inventory, "-t", "lab").stdout
+    assert "-Credential $exkitCredential" in rendered and PASSWORD not in rendered
+    first = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert first.exit_code == 0, first.stderr
+    assert actions(first.stdout) == [("ManagementScope", "created"), ("RoleGroup", "created")]
+    assert server.scripts_run[-1] == rendered
+    assert f"Running script sha256 {hashlib.sha256(rendered.encode()).hexdigest()}" in first.stderr
+    assert {logon.delegated for logon in server.logons} == {False}  # it worked with the credential alone
+    second = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert actions(second.stdout) == [("ManagementScope", "unchanged"), ("RoleGroup", "unchanged")]
+    assert PASSWORD not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+def test_remote_session_without_credential_fails_as_exchange_does(cli, winrm_lab, monkeypatch):
+    """What exkit did before: New-PSSession without -Credential from an NTLM session is refused."""
+    from toolkit.targets.winrm import WinRMTarget
+
+    monkeypatch.setattr(WinRMTarget, "_second_hop_credential", lambda self: None)
+    server, inventory = winrm_lab(connect="remote-session")
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert result.exit_code == 1
+    assert ("Connecting to remote server ex01.contoso.com failed with the following error message : Access is "
+            "denied.") in result.stderr
+
+
+def test_a_bug_in_the_bootstrap_fails_over_winrm(cli, winrm_lab, monkeypatch):
+    import toolkit.targets.winrm as connector
+
+    broken = connector.BOOTSTRAP.replace("$exkitIn[0]", "$exkitIn[1]")
+    monkeypatch.setattr(connector, "BOOTSTRAP_ARGUMENTS", connector.BOOTSTRAP_ARGUMENTS[:-1] + (
+        base64.b64encode(broken.encode("utf-16-le")).decode(),))
+    server, inventory = winrm_lab(connect="remote-session")
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert result.exit_code == 1 and PASSWORD not in result.stderr + result.stdout
 
 
 def test_decode_clixml():

@@ -2,9 +2,11 @@
 acceptor) with WinRM message encryption, basic auth, HTTPS with a trustme CA, the 8191-character command line of
 real Windows, and switchable faults. Commands run on the sandbox organisation with exkit's interpreter.
 
-What PowerShell does with exkit's bootstrap (decode the base64 script on stdin and run it) is done here directly:
-the bootstrap's .NET calls are outside the sandbox's PowerShell subset. Any other ``-EncodedCommand`` text is run
-by the interpreter as it is.
+``powershell -EncodedCommand <text>`` runs <text> in the interpreter, as PowerShell would, with the command's
+standard input as ``[System.Console]::In``: exkit's bootstrap (read stdin, decode, build the second-hop credential,
+run the script block) is executed, not recognised. A command whose text reads ``[System.Console]::In`` starts when
+its standard input has ended (ReadToEnd blocks until then). The script runs with the WinRM session's logon, so an
+Exchange remote session it opens succeeds only with a credential or a delegated logon (toolkit/sandbox/remoting.py).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from xml.sax.saxutils import escape
 
 import spnego
 
+from toolkit.sandbox.remoting import RemoteLogon
 from toolkit.targets.sandbox import SandboxTarget
-from toolkit.targets.winrm import BOOTSTRAP
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -67,6 +69,7 @@ class _Command:
     command_line: str
     script: str | None
     needs_stdin: bool
+    logon: RemoteLogon | None = None
     state_path: Path | None = None
     stdin: bytearray = field(default_factory=bytearray)
     stdin_closed: bool = False
@@ -88,6 +91,8 @@ class LoopbackWinRM:
         self.state_dir = state_dir
         self.delay_ms = delay_ms  # an injected round-trip time, slept before every reply
         self.users = {k.lower(): v for k, v in users.items()}  # "DOMAIN\\user" → password
+        # What a second-hop -Credential is checked against: DOMAIN\user, and the bare user name (basic auth's).
+        self.accounts = {**{k.split("\\")[-1]: v for k, v in self.users.items()}, **self.users}
         self.auth = auth
         self.tls = tls
         self.require_encryption_over_http = require_encryption_over_http
@@ -98,7 +103,8 @@ class LoopbackWinRM:
         self.encrypted_requests = 0
         self.authentications = 0  # completed NTLM handshakes
         self.shells: dict[str, dict[str, _Command]] = {}
-        self.scripts_run: list[str] = []
+        self.scripts_run: list[str] = []  # the scripts clients sent (stdin's first part, or the command text)
+        self.logons: list[RemoteLogon] = []  # the logon each command ran with
         self.lock = threading.Lock()
         # reuse_port: several server processes share one port (the kernel spreads the connections over them).
         self.httpd = (_SharedPortServer if reuse_port else ThreadingHTTPServer)(("127.0.0.1", port), _Handler)
@@ -124,7 +130,7 @@ class LoopbackWinRM:
         return next((f for f in self.faults if f.action == action and f.occurrence == count), None)
 
     # ------------------------------------------------------------------------------------------- commands
-    def start_command(self, command: str, arguments: str) -> _Command:
+    def start_command(self, command: str, arguments: str, logon: RemoteLogon | None = None) -> _Command:
         line = f"{command} {arguments}".strip()
         if len(line) > COMMAND_LINE_LIMIT:
             return _Command(line, None, False, result=(b"", b"The command line is too long.\r\n", 1))
@@ -133,17 +139,19 @@ class LoopbackWinRM:
             return _Command(line, None, False, result=(b"", b"'" + command.encode() + b"' is not supported by the "
                                                        b"loopback server.\r\n", 1))
         text = base64.b64decode(match.group(1)).decode("utf-16-le")
-        if text == BOOTSTRAP:
-            return _Command(line, None, True)
-        return _Command(line, text, False)
+        return _Command(line, text, "[system.console]::in" in text.lower(), logon)
 
     def execute(self, command: _Command) -> tuple[bytes, bytes, int]:
         if command.result is None:
-            script = command.script
-            if script is None:
-                script = base64.b64decode(bytes(command.stdin)).decode("utf-8")
-            self.scripts_run.append(script)
-            result = SandboxTarget(command.state_path or self.state_path).run_script(script)
+            assert command.script is not None
+            stdin = bytes(command.stdin).decode("utf-8", "replace")
+            sent = stdin.split(".")[0] if command.needs_stdin else ""
+            # Recorded for the tests only; what runs is the command text, executed by the interpreter.
+            self.scripts_run.append(base64.b64decode(sent).decode("utf-8", "replace") if sent else command.script)
+            if command.logon is not None:
+                self.logons.append(command.logon)
+            result = SandboxTarget(command.state_path or self.state_path, logon=command.logon).run_script(
+                command.script, stdin=stdin)
             stderr = _clixml(result.stderr) if result.stderr else b""
             command.result = (result.stdout.replace("\n", "\r\n").encode("utf-8"), stderr, result.exit_code)
         return command.result
@@ -181,6 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.ntlm: spnego.ContextProxy | None = None
         self.authenticated = False
+        self.logon: RemoteLogon | None = None
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
@@ -230,6 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
             user, _, password = decoded.partition(":")
             known = {k.split("\\")[-1]: v for k, v in owner.users.items()}
             if known.get(user.lower()) == password:
+                self.logon = RemoteLogon(user, False, owner.accounts)  # a network logon: no second hop
                 return True
             self._challenge()
             return False
@@ -248,6 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._challenge(out, scheme)
                 return False
             self.authenticated = True
+            # NTLM proves the password without handing it over: the session cannot authenticate onward.
+            self.logon = RemoteLogon(str(self.ntlm.client_principal), False, owner.accounts)
             with owner.lock:
                 owner.authentications += 1
             return True
@@ -340,7 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
             command = root.findtext("s:Body/rsp:CommandLine/rsp:Command", namespaces=NS) or ""
             arguments = root.findtext("s:Body/rsp:CommandLine/rsp:Arguments", namespaces=NS) or ""
             command_id = str(uuid.uuid4()).upper()
-            commands[command_id] = owner.start_command(command, arguments)
+            commands[command_id] = owner.start_command(command, arguments, self.logon)
             if owner.state_dir is not None:
                 name = urlsplit(self.path).path.rstrip("/").rsplit("/", 1)[-1]
                 commands[command_id].state_path = owner.state_dir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.json"

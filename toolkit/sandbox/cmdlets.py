@@ -16,6 +16,7 @@ from toolkit.sandbox.org import (
     ApplicationAccessPolicy, ManagementScope, MailboxPermission, Organisation, Recipient, RoleAssignment, RoleGroup,
     ServicePrincipal,
 )
+from toolkit.sandbox.remoting import RemoteLogon, check_second_hop
 from toolkit.sandbox.values import PSObject
 
 Run = Callable[[dict[str, Any], list[Any]], list[Any]]
@@ -33,8 +34,9 @@ def _exists(what: str) -> CmdletError:
 class ExchangeCmdlets:
     """The cmdlet table for one organisation."""
 
-    def __init__(self, org: Organisation) -> None:
+    def __init__(self, org: Organisation, logon: RemoteLogon | None = None) -> None:
         self.org = org
+        self.logon = logon  # a WinRM session's logon (the second hop's check); None: an interactive one
 
     def commands(self) -> dict[str, Command]:
         table: list[tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]] = [
@@ -664,6 +666,7 @@ class ExchangeCmdlets:
         if (bound.get("Authentication") or "Default").lower() not in ("kerberos", "credssp", "default", "negotiate"):
             raise CmdletError(f"Cannot convert value \"{bound['Authentication']}\" to type "
                               "\"System.Management.Automation.Runspaces.AuthenticationMechanism\".", "InvalidArgument")
+        check_second_hop(self.logon, bound["ConnectionUri"], bound.get("Credential"))
         self.sessions = getattr(self, "sessions", 0) + 1
         return [PSObject("System.Management.Automation.Runspaces.PSSession", {
             "Id": self.sessions, "Name": f"WinRM{self.sessions}", "ComputerName": bound["ConnectionUri"],

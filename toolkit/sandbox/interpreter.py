@@ -20,6 +20,7 @@ from tree_sitter import Node, Tree
 
 from toolkit.render.quoting import unquote_verbatim
 from toolkit.render.syntax import parse, syntax_problems, walk
+from toolkit.sandbox import dotnet
 from toolkit.sandbox.commands import BindingError, CmdletError, Command, convert
 from toolkit.sandbox.values import (
     Hashtable,
@@ -35,7 +36,11 @@ from toolkit.sandbox.values import (
 # Nodes that only wrap one child in this grammar (precedence levels).
 _WRAPPERS = {"pipeline", "pipeline_chain", "logical_expression", "bitwise_expression", "comparison_expression",
              "additive_expression", "multiplicative_expression", "format_expression", "range_expression",
-             "array_literal_expression", "unary_expression", "left_assignment_expression"}
+             "array_literal_expression", "unary_expression", "left_assignment_expression",
+             # method arguments: the same precedence levels inside an argument list
+             "argument_expression", "logical_argument_expression", "bitwise_argument_expression",
+             "comparison_argument_expression", "additive_argument_expression", "multiplicative_argument_expression",
+             "format_argument_expression", "range_argument_expression"}
 _ALLOWED = _WRAPPERS | {
     "program", "statement_list", "comment", "empty_statement", "command", "command_name", "command_elements",
     "command_parameter", "command_argument_sep", "generic_token", "assignment_expression", "assignement_operator",
@@ -46,6 +51,9 @@ _ALLOWED = _WRAPPERS | {
     "string_literal", "verbatim_string_characters", "expandable_string_literal", "integer_literal",
     "decimal_integer_literal", "array_expression", "hash_literal_expression", "hash_literal_body", "hash_entry",
     "key_expression", "parenthesized_expression",
+    # .NET member calls (toolkit/sandbox/dotnet.py says which) and the call operator & on a script block
+    "invokation_expression", "argument_list", "argument_expression_list", "command_invokation_operator",
+    "command_name_expr",
 }
 _COMPARISONS = {"-eq", "-ne", "-like", "-notlike", "-contains", "-notcontains", "-in", "-notin", "-lt", "-le",
                 "-gt", "-ge", "-ieq", "-ine", "-ilike", "-inotlike", "-icontains", "-inotcontains"}
@@ -133,6 +141,11 @@ def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
             if any(c in node.text.decode() for c in "$`"):
                 found.append(_unsupported(node, "expandable string with variables or escapes (use single quotes "
                                                 "and +)"))
+        elif kind == "type_literal" and node.parent is not None and node.parent.type != "cast_expression":
+            if dotnet.type_name(node.text.decode()) is None:
+                found.append(_unsupported(node, f"type {node.text.decode()}"))
+        elif kind == "command_invokation_operator" and node.text.decode() != "&":
+            found.append(_unsupported(node, f"operator {node.text.decode()} (dot-sourcing)"))
         elif kind == "assignement_operator" and node.text.decode() not in _ASSIGNMENT_OPERATORS:
             found.append(_unsupported(node, f"assignment operator {node.text.decode()}"))
     return tree, tuple(found), tuple(commands)
@@ -159,11 +172,12 @@ def _check_operator(node: Node) -> list[str]:
 class Interpreter:
     """Runs scripts against a command table (built-ins plus the sandbox organisation's cmdlets)."""
 
-    def __init__(self, commands: Mapping[str, Command]) -> None:
+    def __init__(self, commands: Mapping[str, Command], stdin: str = "") -> None:
         builtins = _builtin_commands(self)
         self.commands: dict[str, Command] = {name.lower(): cmd for name, cmd in {**builtins, **commands}.items()}
         self.variables: dict[str, Any] = {}
         self.outcome = RunOutcome()
+        self.stdin = dotnet.TextReader(stdin)  # [System.Console]::In
 
     # ------------------------------------------------------------------------------------------- checking
     def check(self, text: str) -> Node:
@@ -176,6 +190,10 @@ class Interpreter:
         return tree.root_node
 
     def _check_command(self, node: Node) -> list[str]:
+        if node.named_children[0].type == "command_invokation_operator":
+            if self._elements(node):
+                return [_unsupported(node, "arguments to a script block")]
+            return []
         name_node = node.child_by_field_name("command_name") or node.named_children[0]
         name = name_node.text.decode()
         command = self.commands.get(name.lower())
@@ -391,9 +409,57 @@ class Interpreter:
         return table
 
     def eval_member_access(self, node: Node) -> Any:
-        target = self.evaluate(_named(node)[0])
         name = _named(node)[1].text.decode()
-        return member(target, name)
+        if node.children[1].type == "::":
+            return self._dotnet(node, lambda: dotnet.static_member(self._type(node), name, self.stdin))
+        target = self.evaluate(_named(node)[0])
+        found, value = dotnet.instance_member(target, name)
+        return value if found else member(target, name)
+
+    # ------------------------------------------------------------------------------------------- .NET members
+    def eval_invokation_expression(self, node: Node) -> Any:
+        """``[Type]::Method(args)`` or ``$value.Method(args)``: the members toolkit/sandbox/dotnet.py implements."""
+        children = _named(node)
+        name = children[1].text.decode()
+        arguments_node = children[2] if len(children) > 2 else None
+        arguments = [self.evaluate(a) for list_node in (_named(arguments_node) if arguments_node else [])
+                     for a in _named(list_node)]
+        if node.children[1].type == "::":
+            return self._dotnet(node, lambda: dotnet.static_call(self._type(node), name, arguments,
+                                                                 self._create_script_block))
+        target = self.evaluate(children[0])
+        return self._dotnet(node, lambda: dotnet.instance_call(target, name, arguments))
+
+    def _type(self, node: Node) -> str:
+        full = dotnet.type_name(_named(node)[0].text.decode())
+        assert full is not None  # checked before the script ran
+        return full
+
+    def _dotnet(self, node: Node, call: Any) -> Any:
+        try:
+            return call()
+        except dotnet.DotNetError as exc:
+            line, col = _line_col(node)
+            raise PSRuntimeError(exc.message, line, col, exc.category) from None
+
+    def _create_script_block(self, text: str) -> dotnet.ScriptBlock:
+        """ScriptBlock.Create: parsed and checked now; a script outside the subset fails here (ScriptError)."""
+        return dotnet.ScriptBlock(text, self.check(text))
+
+    def run_script_block(self, node: Node) -> Iterator[Any]:
+        """``& <script block>``: its statements run in a child scope (reads see the caller's variables, writes
+        stay in the block: about_Scopes); its output is the caller's."""
+        block = self.evaluate(_named(_named(node)[1])[0])
+        if not isinstance(block, dotnet.ScriptBlock):
+            line, col = _line_col(node)
+            raise PSRuntimeError(f"The term '{to_string(block)}' is not recognized as the name of a cmdlet, "
+                                 "function, script file, or operable program.", line, col, "ObjectNotFound")
+        caller = self.variables
+        self.variables = dict(caller)
+        try:
+            yield from self.run_statements(block.root)
+        finally:
+            self.variables = caller
 
     def eval_element_access(self, node: Node) -> Any:
         container = self.evaluate(_named(node)[0])
@@ -458,7 +524,12 @@ class Interpreter:
         items: list[Any] | None = None
         for stage in stages:
             stage = _unwrap(stage)
-            if stage.type == "command":
+            if stage.type == "command" and stage.named_children[0].type == "command_invokation_operator":
+                if len(stages) == 1:  # its output streams out: lines written before an error are kept
+                    yield from self.run_script_block(stage)
+                    return
+                items = list(self.run_script_block(stage))
+            elif stage.type == "command":
                 items = self.invoke(stage, items or [])
             else:
                 items = as_list_output(self.evaluate(stage))

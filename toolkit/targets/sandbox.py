@@ -8,12 +8,14 @@ from pathlib import Path
 from toolkit.sandbox import org as org_store
 from toolkit.sandbox.cmdlets import ExchangeCmdlets
 from toolkit.sandbox.interpreter import Interpreter, ScriptError
+from toolkit.sandbox.remoting import RemoteLogon
 from toolkit.targets.base import RunResult, Target, TargetError, parse_output
 
 
 class SandboxTarget(Target):
     def __init__(self, state_path: Path | None = None, name: str = "sandbox",
-                 platform: str = "exchange-server") -> None:
+                 platform: str = "exchange-server", logon: RemoteLogon | None = None) -> None:
+        self.logon = logon  # set by the loopback WinRM server: the WinRM session's logon
         self.name = name
         self.platform = platform
         self.state_path = state_path or org_store.default_state_path(platform)
@@ -22,17 +24,17 @@ class SandboxTarget(Target):
         online = " (Exchange Online)" if self.platform == "exchange-online" else ""
         return f"sandbox organisation{online} {self.state_path}"
 
-    def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
+    def run_script(self, script: str, *, read_only: bool = False, stdin: str = "") -> RunResult:
         self.throttle()
         try:
-            return self._run_locked(script, read_only)
+            return self._run_locked(script, read_only, stdin)
         except org_store.StateFileError as exc:
             raise TargetError(str(exc)) from None
 
-    def _run_locked(self, script: str, read_only: bool) -> RunResult:
+    def _run_locked(self, script: str, read_only: bool, stdin: str) -> RunResult:
         with org_store.locked(self.state_path):
             organisation, loaded = org_store.load_with_text(self.state_path, self.platform)
-            interpreter = Interpreter(ExchangeCmdlets(organisation).commands())
+            interpreter = Interpreter(ExchangeCmdlets(organisation, self.logon).commands(), stdin=stdin)
             try:
                 outcome = interpreter.run(script)
             except ScriptError as exc:

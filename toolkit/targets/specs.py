@@ -56,6 +56,9 @@ class ExchangeServerTargetSpec(BaseModel):
         "remote-session", description="How the script loads the Exchange cmdlets: an Exchange remote session "
                                       "(supported; a second hop) or the snap-in on the Exchange server itself.")
     exchange_uri: str | None = Field(None, description="Exchange PowerShell URI; default http://<host>/PowerShell/.")
+    kerberos_delegation: bool = Field(False, description="transport kerberos: forward the account's ticket-granting "
+                                                         "ticket, which the remote session then uses instead of a "
+                                                         "passed credential.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
     rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
@@ -85,11 +88,12 @@ class ExchangeServerTargetSpec(BaseModel):
                 not self.username or not self.password):
             raise problem(f"transport {self.transport} needs username and password (a reference)",
                           "e.g. username: CONTOSO\\exkit-admin, password: env:EXKIT_WINRM_PASSWORD")
-        if self.connect == "remote-session" and self.transport not in ("kerberos", "credssp"):
-            raise problem(f"connect: remote-session is a second hop, which transport {self.transport} cannot make "
-                          "(no credentials to delegate)",
-                          "use transport kerberos (with delegation) or credssp, or connect: snapin on the Exchange "
-                          "server itself")
+        if self.kerberos_delegation and self.transport != "kerberos":
+            raise problem("kerberos_delegation goes with transport kerberos only", "remove it, or use kerberos")
+        if self.connect == "remote-session" and self.transport == "certificate":
+            raise problem("connect: remote-session is a second hop, which needs the account's password (passed to "
+                          "the remote session) or a delegated ticket: a client certificate gives neither",
+                          "use connect: snapin on the Exchange server itself, or another transport")
         if self.read_timeout <= self.operation_timeout:
             raise problem("read_timeout must be greater than operation_timeout", "e.g. 20 and 30")
         return self

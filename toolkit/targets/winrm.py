@@ -34,11 +34,22 @@ from toolkit.secrets import resolve
 from toolkit.targets.base import RunResult, Target, TargetError, parse_output
 from toolkit.targets.specs import ExchangeServerTargetSpec
 
-# Reads the base64 script from stdin and runs it. Kept short: it is the only thing on the command line.
+# The only thing on the command line. Standard input is "<script>" or "<script>.<user>.<password>", each part Base64
+# of UTF-8 ('.' is not in the Base64 alphabet). The optional part becomes $exkitCredential, a PSCredential the
+# script's remote session uses (the second hop): the credential never enters the script text, so the reviewed
+# script and its sha256 are the same with or without it, and PowerShell's script block logging records no password.
 BOOTSTRAP = (
     "$ErrorActionPreference = 'Stop'\n"
-    "$exkitScript = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String("
-    "[System.Console]::In.ReadToEnd()))\n"
+    "$exkitIn = [System.Console]::In.ReadToEnd().Split('.')\n"
+    "$exkitUtf8 = [System.Text.Encoding]::UTF8\n"
+    "$exkitCredential = $null\n"
+    "if ($exkitIn.Count -eq 3) {\n"
+    "    $exkitCredential = [System.Management.Automation.PSCredential]::new("
+    "$exkitUtf8.GetString([System.Convert]::FromBase64String($exkitIn[1])), [System.Net.NetworkCredential]::new("
+    "'', $exkitUtf8.GetString([System.Convert]::FromBase64String($exkitIn[2]))).SecurePassword)\n"
+    "}\n"
+    "$exkitScript = $exkitUtf8.GetString([System.Convert]::FromBase64String($exkitIn[0]))\n"
+    "$exkitIn = $null\n"
     "& ([scriptblock]::Create($exkitScript))\n"
 )
 BOOTSTRAP_ARGUMENTS = ("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand",
@@ -47,6 +58,12 @@ STDIN_CHUNK = 64 * 1024  # well under pywinrm's MaxEnvelopeSize of 150 KB
 # A kept shell idle longer than this is not reused: HTTP.sys closes idle connections after 120 s by default, and
 # winrs shells time out after IdleTimeout (2 hours by default).
 SHELL_REUSE_S = 60.0
+
+
+def stdin_payload(script: str, credential: tuple[str, str] | None = None) -> bytes:
+    """What the bootstrap reads from standard input: the script, then the optional second-hop credential."""
+    parts = [script] + (list(credential) if credential else [])
+    return b".".join(base64.b64encode(part.encode("utf-8")) for part in parts)
 
 
 def decode_clixml(data: str) -> str:
@@ -99,6 +116,7 @@ class WinRMTarget(Target):
         self.base_dir = base_dir or Path.cwd()
         self._keep_shell = False  # inside session()
         self._kept: _Shell | None = None
+        self._resolved_password: str | None = None  # in memory only, resolved once (a prompt asks once)
 
     def describe(self) -> str:
         return f"Exchange Server {self.spec.endpoint} ({self.spec.transport})"
@@ -110,7 +128,23 @@ class WinRMTarget(Target):
         if self.spec.connect == "snapin":
             return Connection("snapin")
         uri = self.spec.exchange_uri or f"http://{self.spec.host}/PowerShell/"
-        return Connection("remote-session", uri, "CredSSP" if self.spec.transport == "credssp" else "Kerberos")
+        # Exchange's /PowerShell/ virtual directory authenticates with Kerberos whatever the outer transport: the
+        # credential comes from the bootstrap ($exkitCredential), a delegated ticket, or CredSSP's delegated logon.
+        return Connection("remote-session", uri, "Kerberos")
+
+    def _password(self) -> str | None:
+        if self.spec.password and self._resolved_password is None:
+            self._resolved_password = resolve(self.spec.password, f"password of target {self.name!r}")
+        return self._resolved_password
+
+    def _second_hop_credential(self) -> tuple[str, str] | None:
+        """The account's credential for the script's remote session, handed over on standard input at run time;
+        none with snapin, with kerberos_delegation (the forwarded ticket serves), or without a password."""
+        spec = self.spec
+        if spec.connect != "remote-session" or spec.kerberos_delegation or not spec.username:
+            return None
+        password = self._password()
+        return (spec.username, password) if password else None
 
     def _path(self, value: str | None) -> str | None:
         if value is None:
@@ -120,7 +154,7 @@ class WinRMTarget(Target):
 
     def _protocol(self) -> winrm.Protocol:
         spec = self.spec
-        password = resolve(spec.password, f"password of target {self.name!r}") if spec.password else None
+        password = self._password()
         transport = {"certificate": "certificate", "basic": "basic", "ntlm": "ntlm", "kerberos": "kerberos",
                      "credssp": "credssp"}[spec.transport]
         try:
@@ -131,6 +165,7 @@ class WinRMTarget(Target):
                 cert_pem=self._path(spec.cert_pem), cert_key_pem=self._path(spec.cert_key_pem),
                 read_timeout_sec=spec.read_timeout, operation_timeout_sec=spec.operation_timeout,
                 message_encryption=spec.message_encryption, proxy=spec.proxy,
+                kerberos_delegation=spec.kerberos_delegation,
             )
         except (WinRMError, ValueError) as exc:
             raise TargetError(f"cannot set up WinRM for target {self.name!r}: {exc}") from None
@@ -200,7 +235,7 @@ class WinRMTarget(Target):
                 stage = "start"
             protocol, shell_id = shell.protocol, shell.shell_id
             command_id = protocol.run_command(shell_id, "powershell.exe", BOOTSTRAP_ARGUMENTS)
-            payload = base64.b64encode(script.encode("utf-8"))
+            payload = stdin_payload(script, self._second_hop_credential())
             chunks = [payload[i:i + STDIN_CHUNK] for i in range(0, len(payload), STDIN_CHUNK)] or [b""]
             for index, chunk in enumerate(chunks):
                 protocol.send_command_input(shell_id, command_id, chunk, end=index == len(chunks) - 1)

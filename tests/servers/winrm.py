@@ -157,6 +157,20 @@ class LoopbackWinRM:
         return command.result
 
 
+def _kdc_accepts(user: str, password: str) -> bool:
+    """Whether the realm's KDC accepts this password (an AS exchange, as the second hop's Kerberos logon does)."""
+    import krb5
+
+    context = krb5.init_context()
+    try:
+        principal = krb5.parse_name_flags(context, user.encode())
+        krb5.get_init_creds_password(context, principal, krb5.get_init_creds_opt_alloc(context),
+                                     password=password.encode())
+    except krb5.Krb5Error:
+        return False
+    return True
+
+
 def _clixml(text: str) -> bytes:
     """PowerShell's error stream as WinRM delivers it: CLIXML with _x000D__x000A_ line breaks."""
     encoded = escape(text.replace("\r\n", "\n")).replace("\n", "_x000D__x000A_")
@@ -188,6 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.ntlm: spnego.ContextProxy | None = None
+        self.security: spnego.ContextProxy | None = None  # the completed context that seals messages (NTLM, Kerberos)
+        self.auth_reply: str | None = None  # Kerberos mutual authentication: the AP-REP, sent with the next reply
         self.authenticated = False
         self.logon: RemoteLogon | None = None
 
@@ -203,6 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
+        if self.auth_reply is not None:
+            self.send_header("WWW-Authenticate", self.auth_reply)
+            self.auth_reply = None
         if body:
             self.send_header("Content-Type", content_type)
         if self.close_connection:
@@ -216,8 +235,11 @@ class _Handler(BaseHTTPRequestHandler):
         if token is not None:
             self.send_header("WWW-Authenticate", f"{scheme} {base64.b64encode(token).decode()}")
         else:
-            if "ntlm" in self.owner.auth:
+            if "ntlm" in self.owner.auth or "kerberos" in self.owner.auth:
                 self.send_header("WWW-Authenticate", "Negotiate")
+            if "kerberos" in self.owner.auth:
+                self.send_header("WWW-Authenticate", "Kerberos")
+            if "ntlm" in self.owner.auth:
                 self.send_header("WWW-Authenticate", "NTLM")
             if "basic" in self.owner.auth:
                 self.send_header("WWW-Authenticate", 'Basic realm="WSMAN"')
@@ -244,6 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._challenge()
             return False
         scheme, _, token = header.partition(" ")
+        if scheme in ("Negotiate", "Kerberos") and "kerberos" in owner.auth and token.startswith("YI"):
+            return self._kerberos(base64.b64decode(token))  # a GSS-API initial token (0x60): Kerberos AP-REQ
         if scheme in ("Negotiate", "NTLM") and "ntlm" in owner.auth and token:
             if self.ntlm is None or self.ntlm.complete:
                 self.ntlm = spnego.server(protocol="ntlm")
@@ -258,6 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._challenge(out, scheme)
                 return False
             self.authenticated = True
+            self.security = self.ntlm
             # NTLM proves the password without handing it over: the session cannot authenticate onward.
             self.logon = RemoteLogon(str(self.ntlm.client_principal), False, owner.accounts)
             with owner.lock:
@@ -267,6 +292,36 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         self._challenge()
         return False
+
+    def _kerberos(self, token: bytes) -> bool:
+        """A Kerberos AP-REQ, accepted with the service key from the keytab (KRB5_KTNAME) by MIT krb5 (gssapi via
+        pyspnego). The logon can make a second hop only when the client forwarded its ticket-granting ticket: the
+        delegated credential must be the client's own (gss_accept_sec_context's delegated_cred_handle)."""
+        import gssapi
+
+        owner = self.owner
+        # python-gssapi's raw call, not pyspnego, accepts: on a failure it hands back MIT's KRB-ERROR token (clock
+        # skew, …), which goes to the client in the 401 as [MS-KILE] 3.4.5 says; pyspnego's proxy then seals.
+        try:
+            accepted = gssapi.raw.accept_sec_context(token)
+        except gssapi.raw.GSSError as exc:
+            self.authenticated = False
+            self._challenge(getattr(exc, "token", None) or None)
+            return False
+        out = accepted.token
+        gss = gssapi.SecurityContext(base=accepted.context)
+        context = spnego.server(protocol="kerberos")
+        context._context, context._context_attr = gss, int(accepted.flags)  # type: ignore[attr-defined]
+        self.authenticated = True
+        self.security = context
+        self.auth_reply = "Negotiate " + base64.b64encode(out).decode()
+        principal = str(gssapi.Name(base=accepted.initiator_name))
+        delegated = accepted.delegated_creds
+        forwarded = delegated is not None and str(gssapi.Credentials(base=delegated).name) == principal
+        self.logon = RemoteLogon(principal, forwarded, verify=_kdc_accepts)
+        with owner.lock:
+            owner.authentications += 1
+        return True
 
     def do_POST(self) -> None:
         owner = self.owner
@@ -282,7 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._decrypt(body)
             with owner.lock:
                 owner.encrypted_requests += 1
-        elif body and owner.tls is None and owner.require_encryption_over_http and "ntlm" in owner.auth:
+        elif body and owner.tls is None and owner.require_encryption_over_http and (
+                "ntlm" in owner.auth or "kerberos" in owner.auth):
             self._reply(401)  # WinRM refuses unencrypted messages over http (AllowUnencrypted = false)
             return
         if not body:
@@ -306,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if encrypted:
-            wrapped = self.ntlm.wrap_winrm(reply)  # type: ignore[union-attr]
+            wrapped = self.security.wrap_winrm(reply)  # type: ignore[union-attr]
             payload = struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data
             framed = (BOUNDARY + b"\r\n\tContent-Type: " + PROTOCOL.encode() + b"\r\n\tOriginalContent: "
                       b"type=application/soap+xml;charset=UTF-8;Length=" + str(len(reply)).encode() + b"\r\n" +
@@ -324,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = payload[: -len(BOUNDARY + b"--\r\n")]
         payload = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
         signature_length = struct.unpack("<i", payload[:4])[0]
-        plain = self.ntlm.unwrap_winrm(payload[4:4 + signature_length], payload[4 + signature_length:])  # type: ignore[union-attr]
+        plain = self.security.unwrap_winrm(payload[4:4 + signature_length], payload[4 + signature_length:])  # type: ignore[union-attr]
         assert len(plain) == length
         return plain
 

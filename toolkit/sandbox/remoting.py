@@ -15,7 +15,7 @@ learn.microsoft.com/powershell/exchange/connect-to-exchange-servers-using-remote
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,11 +29,13 @@ from toolkit.sandbox.values import PSObject
 class RemoteLogon:
     """Who a WinRM session runs as, and whether its logon can make a second hop (a delegated ticket or CredSSP's
     delegated password). ``accounts`` are the domain's accounts (``DOMAIN\\user`` or ``user@REALM``, lower case →
-    password) against which an explicit ``-Credential`` is checked."""
+    password) against which an explicit ``-Credential`` is checked, unless ``verify`` checks it (a Kerberos
+    domain: the KDC decides)."""
 
     user: str
     delegated: bool
     accounts: Mapping[str, str] = field(default_factory=dict, repr=False)
+    verify: Callable[[str, str], bool] | None = field(default=None, repr=False, compare=False)
 
 
 def check_second_hop(logon: RemoteLogon | None, uri: str, credential: Any) -> None:
@@ -48,9 +50,13 @@ def check_second_hop(logon: RemoteLogon | None, uri: str, credential: Any) -> No
         if logon is None:
             return
         password = credential.get("Password")
-        known = logon.accounts.get(str(credential.get("UserName")).lower())
-        if isinstance(password, SecureString) and known is not None and known == password.reveal():
-            return
+        user = str(credential.get("UserName"))
+        if isinstance(password, SecureString):
+            if logon.verify is not None and logon.verify(user, password.reveal()):
+                return
+            known = logon.accounts.get(user.lower())
+            if logon.verify is None and known is not None and known == password.reveal():
+                return
         raise CmdletError(_denied(host, "The user name or password is incorrect."), "OpenError")
     if logon is None or logon.delegated:
         return

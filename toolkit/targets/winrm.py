@@ -32,6 +32,7 @@ from winrm.exceptions import (
 from toolkit.render.engine import Connection
 from toolkit.secrets import resolve
 from toolkit.targets.base import RunResult, Target, TargetError, parse_output
+from toolkit.targets.kerberos import KerberosAuth, KerberosError, KerberosTransport, is_available
 from toolkit.targets.specs import ExchangeServerTargetSpec
 
 # The only thing on the command line. Standard input is "<script>" or "<script>.<user>.<password>", each part Base64
@@ -169,6 +170,16 @@ class WinRMTarget(Target):
             )
         except (WinRMError, ValueError) as exc:
             raise TargetError(f"cannot set up WinRM for target {self.name!r}: {exc}") from None
+        if spec.transport == "kerberos":
+            if not is_available():
+                raise TargetError("transport kerberos needs MIT Kerberos and exkit's kerberos extra: apt-get install "
+                                  "libkrb5-dev (or your system's MIT krb5 development package), then pip install "
+                                  "'exkit[kerberos]'")
+            auth = KerberosAuth(spec.username, password, spec.host, delegate=spec.kerberos_delegation)
+            protocol.transport = KerberosTransport(
+                auth, endpoint=spec.endpoint, server_cert_validation=spec.server_cert_validation,
+                ca_trust_path=self._path(spec.ca_trust_path), read_timeout_sec=spec.read_timeout,
+                message_encryption=spec.message_encryption, proxy=spec.proxy)
         return protocol
 
     @contextmanager
@@ -243,6 +254,8 @@ class WinRMTarget(Target):
             stdout, stderr, exit_code = protocol.get_command_output(shell_id, command_id)
             stage = "close"
             self._finish(shell, command_id)
+        except KerberosError as exc:
+            raise TargetError(exc.message) from None
         except (requests.exceptions.RequestException, WinRMError, WinRMOperationTimeoutError,
                 WinRMTransportError) as exc:
             stale = isinstance(exc, (requests.exceptions.ConnectionError, InvalidCredentialsError, WSManFaultError))

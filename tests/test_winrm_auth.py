@@ -1,0 +1,180 @@
+"""WinRM transports beyond NTLM, end to end: Kerberos against a real MIT KDC on loopback (k5test + krb5kdc), with
+message encryption over http, over https, with delegation and from a ticket cache; the classic Kerberos failures
+as one-line errors. The loopback WinRM server accepts with the service key from a keytab (MIT krb5 via gssapi).
+
+Without MIT Kerberos on the machine these tests are skipped, saying the one command that enables them; in CI
+(CI=true) a missing KDC fails them instead: .ci/run installs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import textwrap
+from pathlib import Path
+
+import pytest
+import trustme
+from conftest import REPO
+from servers import kdc as kdc_module
+from servers.winrm import LoopbackWinRM
+
+PASSWORD = "Kerb3ros!pässwort"
+CLASSIC = REPO / "playbooks" / "classic.yaml"
+
+
+@pytest.fixture(scope="session")
+def realm():
+    """One throw-away realm for the whole test session."""
+    reason = kdc_module.missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the Kerberos tests (.ci/run installs MIT Kerberos)")
+        pytest.skip(f"{reason}; enable with: {kdc_module.ENABLE}")
+    realm = kdc_module.Realm("exkit", PASSWORD)
+    yield realm
+    realm.stop()
+
+
+@pytest.fixture
+def krb(realm, tmp_path, monkeypatch):
+    """This test's view of the realm: its krb5.conf and keytab, and a ticket cache path of its own (empty)."""
+    ccache = tmp_path / "krb5cc"
+    for key, value in realm.env(ccache).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("EXKIT_KRB_PASSWORD", PASSWORD)
+    realm.ccache = ccache
+    return realm
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """Start a loopback WinRM server accepting ``auth`` and write an inventory with one target 'lab' for it."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    servers = []
+
+    def start(scheme="http", extra="", password=True, auth=("kerberos",)):
+        tls = None
+        if scheme == "https":
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("localhost", "127.0.0.1").configure_cert(tls)
+        server = LoopbackWinRM(tmp_path / "exchange.json", {}, auth=auth, tls=tls)
+        server.__enter__()
+        servers.append(server)
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text(textwrap.dedent(f"""\
+            targets:
+              lab:
+                kind: exchange-server
+                host: localhost
+                port: {server.port}
+                scheme: {scheme}
+                transport: kerberos
+                username: exkit@{kdc_module.REALM}
+                exchange_uri: http://ex01.contoso.com/PowerShell/
+                operation_timeout: 1
+                read_timeout: 10
+                ca_trust_path: {ca_file}
+            """) + ("    password: env:EXKIT_KRB_PASSWORD\n" if password else "") + extra)
+        return server, inventory
+
+    yield start
+    for server in servers:
+        server.__exit__()
+
+
+def actions(output):
+    return [(r["kind"], r["action"]) for r in json.loads(output)["results"]]
+
+
+def cycle(cli, inventory):
+    """plan → apply → plan (no changes) → verify of the classic playbook; returns every output."""
+    target = ("-i", inventory, "-t", "lab")
+    plan = cli("plan", CLASSIC, *target, "--detailed-exitcode")
+    assert plan.exit_code == 2, plan.stderr
+    apply = cli("apply", CLASSIC, *target, "--yes", "--output", "json")
+    assert apply.exit_code == 0, apply.stderr
+    assert actions(apply.stdout) == [("ManagementScope", "created"), ("RoleGroup", "created")]
+    again = cli("plan", CLASSIC, *target, "--detailed-exitcode")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    verify = cli("verify", CLASSIC, *target)
+    assert verify.exit_code == 0, verify.stdout + verify.stderr
+    return "".join(r.stdout + r.stderr for r in (plan, apply, again, verify))
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"], ids=["http-encrypted", "https"])
+def test_kerberos_with_a_password_reference(cli, krb, lab, scheme, tmp_path):
+    server, inventory = lab(scheme)
+    before = set(Path("/tmp").glob("krb5cc*"))
+    text = cycle(cli, inventory)
+    assert {logon.user for logon in server.logons} == {f"exkit@{kdc_module.REALM}"}
+    if scheme == "http":
+        assert server.encrypted_requests > 0 and server.encrypted_requests == sum(server.counts.values())
+    # The ticket was acquired in memory: no cache file appeared (neither KRB5CCNAME's nor a default one).
+    assert not krb.ccache.exists() and set(Path("/tmp").glob("krb5cc*")) == before
+    assert PASSWORD not in text
+    # remote-session over a logon without delegation: the credential on stdin made the second hop
+    assert {logon.delegated for logon in server.logons} == {False}
+
+
+def test_kerberos_delegation_forwards_the_ticket(cli, krb, lab):
+    server, inventory = lab(extra="    kerberos_delegation: true\n")
+    cycle(cli, inventory)
+    assert server.logons and all(logon.delegated for logon in server.logons)
+
+
+def test_kerberos_from_the_users_ticket_cache(cli, krb, lab):
+    krb.kinit(krb.ccache, forwardable=True)
+    server, inventory = lab(password=False, extra="    kerberos_delegation: true\n")
+    cycle(cli, inventory)
+    assert server.logons and all(logon.delegated for logon in server.logons)
+
+
+def test_without_delegation_or_password_the_second_hop_is_refused(cli, krb, lab):
+    krb.kinit(krb.ccache)
+    server, inventory = lab(password=False)
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    assert result.exit_code == 1
+    assert "Connecting to remote server ex01.contoso.com failed" in result.stderr and "Access is denied" in result.stderr
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("wrong-password", "the KDC refused the password of exkit@EXKIT.TEST (pre-authentication failed)"),
+    ("unknown-spn", "the KDC does not know the service principal HTTP/127.0.0.1"),
+    ("kdc-unreachable", "cannot reach a KDC of EXKIT.TEST"),
+    ("no-ticket-cache", "no ticket for exkit@EXKIT.TEST in the credential cache"),
+    ("clock-skew", "the clocks of this machine and the KDC differ by more than the allowed skew"),
+])
+def test_kerberos_failures_are_one_line(cli, krb, lab, monkeypatch, case, expected):
+    server, inventory = lab()
+    text = inventory.read_text()
+    if case == "wrong-password":
+        monkeypatch.setenv("EXKIT_KRB_PASSWORD", PASSWORD + "-wrong")
+    elif case == "unknown-spn":
+        text = text.replace("host: localhost", "host: 127.0.0.1")
+    elif case == "kdc-unreachable":
+        import socket
+
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        monkeypatch.setenv("KRB5_CONFIG", str(krb.config_with_kdc(port, "krb5-unreachable.conf")))
+    elif case == "no-ticket-cache":
+        text = text.replace("    password: env:EXKIT_KRB_PASSWORD\n", "")
+    elif case == "clock-skew":
+        monkeypatch.setenv("KRB5_CONFIG", str(krb.skewed_kdc(-3600)))
+    inventory.write_text(text)
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    line = _one_line_error(result)
+    assert expected in line, line
+    assert server.scripts_run == []  # nothing ran

@@ -42,25 +42,29 @@ def krb(realm, tmp_path, monkeypatch):
     ccache = tmp_path / "krb5cc"
     for key, value in realm.env(ccache).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("EXKIT_KRB_PASSWORD", PASSWORD)
+    monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD)
     realm.ccache = ccache
     return realm
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, monkeypatch):
     """Start a loopback WinRM server accepting ``auth`` and write an inventory with one target 'lab' for it."""
     ca = trustme.CA()
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     servers = []
 
-    def start(scheme="http", extra="", password=True, auth=("kerberos",)):
+    def start(scheme="http", extra="", password=True, auth=("kerberos",), transport="kerberos",
+              username=f"exkit@{kdc_module.REALM}"):
         tls = None
         if scheme == "https":
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ca.issue_cert("localhost", "127.0.0.1").configure_cert(tls)
-        server = LoopbackWinRM(tmp_path / "exchange.json", {}, auth=auth, tls=tls)
+        users = tmp_path / "ntlm-users"  # the NTLM accounts (inside CredSSP) of the server's domain
+        users.write_text(f"CONTOSO:exkit-admin:{PASSWORD}\n", encoding="utf-8")
+        monkeypatch.setenv("NTLM_USER_FILE", str(users))
+        server = LoopbackWinRM(tmp_path / "exchange.json", {"CONTOSO\\exkit-admin": PASSWORD}, auth=auth, tls=tls)
         server.__enter__()
         servers.append(server)
         inventory = tmp_path / "inventory.yaml"
@@ -71,13 +75,13 @@ def lab(tmp_path):
                 host: localhost
                 port: {server.port}
                 scheme: {scheme}
-                transport: kerberos
-                username: exkit@{kdc_module.REALM}
+                transport: {transport}
+                username: '{username}'
                 exchange_uri: http://ex01.contoso.com/PowerShell/
                 operation_timeout: 1
                 read_timeout: 10
                 ca_trust_path: {ca_file}
-            """) + ("    password: env:EXKIT_KRB_PASSWORD\n" if password else "") + extra)
+            """) + ("    password: env:EXKIT_PASSWORD\n" if password else "") + extra)
         return server, inventory
 
     yield start
@@ -159,7 +163,7 @@ def test_kerberos_failures_are_one_line(cli, krb, lab, monkeypatch, case, expect
     server, inventory = lab()
     text = inventory.read_text()
     if case == "wrong-password":
-        monkeypatch.setenv("EXKIT_KRB_PASSWORD", PASSWORD + "-wrong")
+        monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD + "-wrong")
     elif case == "unknown-spn":
         text = text.replace("host: localhost", "host: 127.0.0.1")
     elif case == "kdc-unreachable":
@@ -170,7 +174,7 @@ def test_kerberos_failures_are_one_line(cli, krb, lab, monkeypatch, case, expect
             port = closed.getsockname()[1]
         monkeypatch.setenv("KRB5_CONFIG", str(krb.config_with_kdc(port, "krb5-unreachable.conf")))
     elif case == "no-ticket-cache":
-        text = text.replace("    password: env:EXKIT_KRB_PASSWORD\n", "")
+        text = text.replace("    password: env:EXKIT_PASSWORD\n", "")
     elif case == "clock-skew":
         monkeypatch.setenv("KRB5_CONFIG", str(krb.skewed_kdc(-3600)))
     inventory.write_text(text)
@@ -178,3 +182,92 @@ def test_kerberos_failures_are_one_line(cli, krb, lab, monkeypatch, case, expect
     line = _one_line_error(result)
     assert expected in line, line
     assert server.scripts_run == []  # nothing ran
+
+
+def test_credssp_over_https_delegates_the_password(cli, lab, monkeypatch):
+    """CredSSP: TLS inside HTTP, NTLM inside TLS, then the password is delegated to the server, which checks it and
+    logs on with it: a logon that can make the second hop."""
+    monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD)
+    server, inventory = lab("https", auth=("credssp",), transport="credssp", username="CONTOSO\\exkit-admin")
+    text = cycle(cli, inventory)
+    assert server.logons and {(logon.user, logon.delegated) for logon in server.logons} == {
+        ("contoso\\exkit-admin", True)}
+    assert PASSWORD not in text
+
+
+def test_credssp_with_a_wrong_password_is_refused(cli, lab, monkeypatch):
+    monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD + "-wrong")
+    server, inventory = lab("https", auth=("credssp",), transport="credssp", username="CONTOSO\\exkit-admin")
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab")
+    line = _one_line_error(result)
+    assert "refused the credentials of CONTOSO\\exkit-admin" in line, line
+    assert server.scripts_run == []
+
+
+def _client_certificate(ca, directory: Path, upn: str) -> tuple[Path, Path]:
+    """A client certificate as a Windows CA issues it for WinRM: the UPN in the subject alternative name
+    (otherName szOID_NT_PRINCIPAL_NAME) and the Client Authentication usage, signed by the test CA."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    encoded = upn.encode()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, upn.partition("@")[0])]))
+        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.OtherName(
+            ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), b"\x0c" + bytes([len(encoded)]) + encoded)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+    cert_path, key_path = directory / "client.pem", directory / "client.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("upn, mapped", [("exkit-admin@contoso.com", True), ("someone@contoso.com", False)],
+                         ids=["mapped", "not-mapped"])
+def test_certificate_transport_maps_the_client_certificate(cli, tmp_path, upn, mapped):
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(tls)
+    tls.verify_mode = ssl.CERT_OPTIONAL  # WinRM asks for a client certificate; TLS checks it against the CA
+    ca.configure_trust(tls)
+    cert, key = _client_certificate(ca, tmp_path, upn)
+    with LoopbackWinRM(tmp_path / "exchange.json", {}, auth=("certificate",), tls=tls,
+                       certificates={"exkit-admin@contoso.com": "CONTOSO\\exkit-admin"}) as server:
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text(textwrap.dedent(f"""\
+            targets:
+              lab:
+                kind: exchange-server
+                host: localhost
+                port: {server.port}
+                transport: certificate
+                cert_pem: {cert}
+                cert_key_pem: {key}
+                ca_trust_path: {ca_file}
+                connect: snapin
+                operation_timeout: 1
+                read_timeout: 10
+            """))
+        if mapped:
+            cycle(cli, inventory)
+            assert {logon.user for logon in server.logons} == {"CONTOSO\\exkit-admin"}
+        else:
+            line = _one_line_error(cli("plan", CLASSIC, "-i", inventory, "-t", "lab"))
+            assert "refused the credentials of the client certificate" in line
+            assert server.scripts_run == []

@@ -48,6 +48,8 @@ ACTIONS = {
 BOUNDARY = b"--Encrypted Boundary"
 PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 COMMAND_LINE_LIMIT = 8191
+CERTIFICATE_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
+UPN_OID = "1.3.6.1.4.1.311.20.2.3"  # szOID_NT_PRINCIPAL_NAME
 OPERATION_TIMEOUT_CODE = 2150858793
 
 
@@ -85,7 +87,7 @@ class LoopbackWinRM:
     def __init__(self, state_path: Path, users: dict[str, str], *, auth: tuple[str, ...] = ("ntlm",),
                  tls: ssl.SSLContext | None = None, require_encryption_over_http: bool = True,
                  port: int = 0, state_dir: Path | None = None, delay_ms: float = 0.0,
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, certificates: dict[str, str] | None = None) -> None:
         self.state_path = state_path
         # With state_dir, each endpoint path (/wsman/<name>) is its own organisation: <state_dir>/<name>.json.
         self.state_dir = state_dir
@@ -95,6 +97,9 @@ class LoopbackWinRM:
         self.accounts = {**{k.split("\\")[-1]: v for k, v in self.users.items()}, **self.users}
         self.auth = auth
         self.tls = tls
+        # Client certificate mappings, as WSMan:\localhost\ClientCertificate holds them: the UPN in the
+        # certificate's subject alternative name → the account it logs on as ("certificate" in auth).
+        self.certificates = {k.lower(): v for k, v in (certificates or {}).items()}
         self.require_encryption_over_http = require_encryption_over_http
         self.faults: list[Fault] = []
         self.refuse_credentials = False
@@ -157,6 +162,17 @@ class LoopbackWinRM:
         return command.result
 
 
+def _der_utf8(value: bytes) -> str:
+    """An otherName's value: a DER UTF8String (tag 0x0C, short or long length)."""
+    if not value or value[0] != 0x0C:
+        return ""
+    length, start = value[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        length, start = int.from_bytes(value[2:2 + count], "big"), 2 + count
+    return value[start:start + length].decode("utf-8", "replace")
+
+
 def _kdc_accepts(user: str, password: str) -> bool:
     """Whether the realm's KDC accepts this password (an AS exchange, as the second hop's Kerberos logon does)."""
     import krb5
@@ -202,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.ntlm: spnego.ContextProxy | None = None
+        self.credssp: spnego.ContextProxy | None = None
         self.security: spnego.ContextProxy | None = None  # the completed context that seals messages (NTLM, Kerberos)
         self.auth_reply: str | None = None  # Kerberos mutual authentication: the AP-REP, sent with the next reply
         self.authenticated = False
@@ -241,6 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("WWW-Authenticate", "Kerberos")
             if "ntlm" in self.owner.auth:
                 self.send_header("WWW-Authenticate", "NTLM")
+            if "credssp" in self.owner.auth:
+                self.send_header("WWW-Authenticate", "CredSSP")
             if "basic" in self.owner.auth:
                 self.send_header("WWW-Authenticate", 'Basic realm="WSMAN"')
         self.send_header("Content-Length", "0")
@@ -266,6 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._challenge()
             return False
         scheme, _, token = header.partition(" ")
+        if header == CERTIFICATE_AUTH and "certificate" in owner.auth and owner.tls is not None:
+            return self._certificate()
+        if scheme == "CredSSP" and "credssp" in owner.auth and token:
+            return self._credssp(base64.b64decode(token))
         if scheme in ("Negotiate", "Kerberos") and "kerberos" in owner.auth and token.startswith("YI"):
             return self._kerberos(base64.b64decode(token))  # a GSS-API initial token (0x60): Kerberos AP-REQ
         if scheme in ("Negotiate", "NTLM") and "ntlm" in owner.auth and token:
@@ -292,6 +315,68 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         self._challenge()
         return False
+
+    def _certificate(self) -> bool:
+        """Certificate authentication ([MS-WSMV] 2.2.9.3, Authorization: …/secprofile/https/mutual): TLS verified
+        the client certificate against the trusted CA; WinRM then maps it to an account by the user principal name
+        in its subject alternative name (otherName UPN) and requires the Client Authentication usage
+        (learn.microsoft.com/windows/win32/winrm/authentication-for-remote-connections, "Certificate-based
+        authentication"; New-Item WSMan:\\localhost\\ClientCertificate -Subject <UPN> -Credential …)."""
+        from cryptography import x509
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        owner = self.owner
+        der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        account = None
+        if der:
+            certificate = x509.load_der_x509_certificate(der)
+            try:
+                names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            except x509.ExtensionNotFound:
+                names, usages = None, None
+            if names is not None and usages is not None and ExtendedKeyUsageOID.CLIENT_AUTH in usages:
+                upns = [_der_utf8(n.value) for n in names.get_values_for_type(x509.OtherName)
+                        if n.type_id.dotted_string == UPN_OID]
+                account = next((owner.certificates[u.lower()] for u in upns if u.lower() in owner.certificates),
+                               None)
+        if account is None:
+            self._challenge()
+            return False
+        self.authenticated = True
+        self.logon = RemoteLogon(account, False, owner.accounts)  # a mapped logon: no credential to pass on
+        with owner.lock:
+            owner.authentications += 1
+        return True
+
+    def _credssp(self, token: bytes) -> bool:
+        """CredSSP ([MS-CSSP]) with pyspnego's acceptor: TLS inside HTTP, NTLM inside TLS (NTLM_USER_FILE), then the
+        client delegates its password (TSPasswordCreds). Like Windows, the logon is the delegated credential's: it
+        must be a valid account, and it can make a second hop."""
+        owner = self.owner
+        if self.credssp is None or self.credssp.complete:
+            self.credssp = spnego.server(protocol="credssp")
+            self.authenticated = False
+        try:
+            out = self.credssp.step(token)
+        except spnego.exceptions.SpnegoError:
+            self.credssp = None
+            self._challenge()
+            return False
+        if not self.credssp.complete:
+            self._challenge(out or None, "CredSSP")
+            return False
+        delegated = self.credssp.get_extra_info("client_credential")
+        user = f"{delegated.domain_name}\\{delegated.username}".lower()
+        if owner.users.get(user) != delegated.password:
+            self.credssp = None
+            self._challenge()  # Windows refuses a logon with a delegated credential that does not authenticate
+            return False
+        self.authenticated = True
+        self.logon = RemoteLogon(user, True, owner.accounts)
+        with owner.lock:
+            owner.authentications += 1
+        return True
 
     def _kerberos(self, token: bytes) -> bool:
         """A Kerberos AP-REQ, accepted with the service key from the keytab (KRB5_KTNAME) by MIT krb5 (gssapi via

@@ -35,6 +35,13 @@ from toolkit.targets.base import RunResult, Target, TargetError, parse_output
 from toolkit.targets.kerberos import KerberosAuth, KerberosError, KerberosTransport, is_available
 from toolkit.targets.specs import ExchangeServerTargetSpec
 
+try:
+    from requests_credssp.exceptions import AuthenticationException, NTStatusException
+
+    _CREDSSP_ERRORS: tuple[type[Exception], ...] = (AuthenticationException, NTStatusException)
+except ImportError:  # the credssp extra is not installed: transport credssp says so before connecting
+    _CREDSSP_ERRORS = ()
+
 # The only thing on the command line. Standard input is "<script>" or "<script>.<user>.<password>", each part Base64
 # of UTF-8 ('.' is not in the Base64 alphabet). The optional part becomes $exkitCredential, a PSCredential the
 # script's remote session uses (the second hop): the credential never enters the script text, so the reviewed
@@ -170,6 +177,8 @@ class WinRMTarget(Target):
             )
         except (WinRMError, ValueError) as exc:
             raise TargetError(f"cannot set up WinRM for target {self.name!r}: {exc}") from None
+        if spec.transport == "credssp" and not winrm.transport.HAVE_CREDSSP:
+            raise TargetError("transport credssp needs exkit's credssp extra: pip install 'exkit[credssp]'")
         if spec.transport == "kerberos":
             if not is_available():
                 raise TargetError("transport kerberos needs MIT Kerberos and exkit's kerberos extra: apt-get install "
@@ -256,6 +265,13 @@ class WinRMTarget(Target):
             self._finish(shell, command_id)
         except KerberosError as exc:
             raise TargetError(exc.message) from None
+        except _CREDSSP_ERRORS as exc:
+            # requests-credssp: the server refused the logon inside CredSSP (e.g. SEC_E_LOGON_DENIED), or the
+            # exchange failed; its text names NT status codes, never the password.
+            denied = "0x8009030c" in str(exc).lower()  # SEC_E_LOGON_DENIED
+            reason = "the logon was denied" if denied else type(exc).__name__
+            raise TargetError(f"{self.spec.endpoint} refused the credentials of {self.spec.username} (CredSSP: "
+                              f"{reason}): check the username and the password reference") from None
         except (requests.exceptions.RequestException, WinRMError, WinRMOperationTimeoutError,
                 WinRMTransportError) as exc:
             stale = isinstance(exc, (requests.exceptions.ConnectionError, InvalidCredentialsError, WSManFaultError))

@@ -444,3 +444,46 @@ def test_role_groups_and_assignments_over_rest_match_the_script(cli, exo, write_
     assert actions(run(cli, inventory, "destroy", playbook, "--yes")) == [
         ("ManagementRoleAssignment", "removed"), ("RoleGroup", "removed"), ("ManagementScope", "removed")]
     assert server.state_path.read_text() == seed_organisation("exchange-online").to_json()
+
+
+def test_the_bearer_token_never_follows_a_next_link_to_another_host(cli, exo, sandbox_state):
+    """Issue 19 item 6: the connector followed @odata.nextLink to any host, with the bearer token."""
+    import socket
+
+    server, inventory = exo
+    from toolkit.targets.sandbox import SandboxTarget
+
+    extra = "".join(f"New-ManagementScope -Name 'Scope {i}' -RecipientRestrictionFilter \"Office -eq 'O{i}'\"\n"
+                    for i in range(4))
+    assert SandboxTarget(server.state_path, platform="exchange-online").run_script(extra).exit_code == 0
+    with socket.socket() as elsewhere:  # a listener that would see any connection
+        elsewhere.bind(("127.0.0.1", 0))
+        elsewhere.listen()
+        elsewhere.setblocking(False)
+        server.switches.page_size = 2
+        server.switches.next_link_base = f"https://localhost:{elsewhere.getsockname()[1]}"
+        result = run(cli, inventory, "plan", ROOMS)
+        assert result.exit_code == 1
+        assert "next page link points to another host (https://localhost:" in result.stderr
+        with pytest.raises(BlockingIOError):
+            elsewhere.accept()  # nobody connected: the token went nowhere else
+    assert server.log.invocations == ["Get-ManagementScope"]
+
+
+def test_retry_after_in_both_forms(cli, exo):
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from toolkit.targets.http_rules import retry_after_seconds
+
+    now = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("2.5", now) == 2.5
+    assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
+    assert retry_after_seconds("Mon, 30 Nov 2026 11:00:00 GMT", now) == 0.0  # in the past: no wait
+    assert retry_after_seconds("soon", now) is None and retry_after_seconds(None, now) is None
+    server, inventory = exo
+    server.switches.throttle_next = 2
+    server.switches.retry_after = format_datetime(datetime.now(UTC) - timedelta(seconds=5), usegmt=True)
+    result = cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert server.log.throttled == 2 and "HTTP 429, retried after 0.00 s" in result.stdout

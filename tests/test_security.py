@@ -4,7 +4,10 @@ are safe; writes stay in the folder given and follow no symbolic link."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -133,7 +136,9 @@ def test_render_removes_scripts_it_no_longer_produces(cli, workdir):
     assert result.exit_code == 0
     assert "removed" in result.stderr and "direct-assignment.sandbox.ps1" in result.stderr
     assert not (out / "direct-assignment.sandbox.ps1").exists() and (out / "classic.sandbox.ps1").exists()
-    assert cli("check", out).exit_code == 0
+    result = cli("check", out)  # a playbook of the folder's scope without a reviewed script fails check
+    assert result.exit_code == 1
+    assert "playbooks/direct-assignment.yaml: a playbook with no reviewed script" in result.stderr
 
 
 def test_templates_copy_and_show_take_only_builtin_names(cli, workdir):
@@ -177,3 +182,286 @@ def test_diff_passes_revisions_after_end_of_options(cli, workdir):
     result = cli("diff", "--base=--output=written.txt", "playbooks/classic.yaml")
     assert result.exit_code == 2 and "'--output=written.txt' is not a git revision" in result.stderr  # an error
     assert not (workdir / "written.txt").exists()
+
+
+# ------------------------------------------------------------------------------------------ pinning (--reviewed)
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def commit(message: str = "reviewed") -> str:
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", "add", "-A"], check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", message], check=True, env=env)
+    return subprocess.run(["git", "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(workdir, cli):
+    """A config repository: playbooks, an inventory of sandbox targets (each its own state file, the override
+    templates of a group), a reviewed folder rendered from them and committed."""
+    (workdir / "overrides").mkdir()
+    for name in ("role_group.ps1.j2", "snapshot.ps1.j2"):
+        shutil.copy(REPO / "templates" / "common" / name, workdir / "overrides")
+    (workdir / "inventory.yaml").write_text(
+        "targets:\n"
+        "  prod:\n    kind: sandbox\n    state: state/prod.json\n"
+        "groups:\n"
+        "  hosting:\n    templates: overrides\n    targets:\n"
+        "      fabrikam: {kind: sandbox, state: state/fabrikam.json, vars: {service_account: svc-rooms@contoso.com}}\n"
+        "      tailspin: {kind: sandbox, state: state/tailspin.json, vars: {service_account: admin@contoso.com}}\n")
+    for online in (workdir / "playbooks").glob("online-*.yaml"):
+        online.unlink()
+    subprocess.run(["git", "init", "-q", "-b", "main"], check=True)
+    result = cli("render", *sorted(str(p) for p in (workdir / "playbooks").glob("*.yaml")), "-i",
+                        "inventory.yaml", "--out", "reviewed")
+    assert result.exit_code == 0, result.stderr
+    commit()
+    return workdir
+
+
+def state(workdir, target: str) -> str | None:
+    path = workdir / "state" / f"{target}.json"
+    return path.read_text() if path.exists() else None
+
+
+def test_the_sneaky_facts_line_is_refused_before_any_connection(cli, repo):
+    """Issue 19 item 1: a line added to the facts branch of an override ran during plan, unreviewed."""
+    template = repo / "overrides" / "role_group.ps1.j2"
+    template.write_text(template.read_text().replace(
+        "{% if state == 'facts' %}\n", "{% if state == 'facts' %}\nNew-ManagementRoleAssignment -Name 'sneaky' "
+        "-Role 'ApplicationImpersonation' -User 'admin@contoso.com' | Out-Null\n", 1))
+    commit("template change, not re-rendered")
+    result = cli("check", "reviewed")
+    assert result.exit_code == 1
+    assert "reviewed/classic.fabrikam.facts.ps1: stale" in result.stderr and "the templates" in result.stderr
+    for command in (["apply", "-t", "fabrikam", "--yes"], ["apply", "--limit", "hosting", "--yes"],
+                    ["destroy", "-t", "fabrikam", "--yes"]):
+        result = cli(*command[:1], "playbooks/classic.yaml", "-i", "inventory.yaml", *command[1:],
+                     "--reviewed", "reviewed")
+        assert result.exit_code == 3, result.output
+        assert "facts script" in result.stderr and "changed since review: the templates" in result.stderr
+    assert state(repo, "fabrikam") is None and state(repo, "tailspin") is None  # nothing ran, anywhere
+    # the target outside the group (no override) is unaffected and its scripts are still the reviewed ones
+    assert cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+               "--yes").exit_code == 0
+    assert "sneaky" not in state(repo, "prod")
+
+
+def test_a_copied_manifest_and_hand_edited_scripts_are_refused(cli, repo):
+    """Issue 19 item 2: apply trusted manifest.json, not the reviewed .ps1 files."""
+    playbook = repo / "playbooks" / "classic.yaml"
+    original = playbook.read_text()
+    playbook.write_text(original.replace("    rooms: true", "    rooms: true\n    equipment: true"))
+    assert cli("render", "playbooks/classic.yaml", "-i", "inventory.yaml", "--out", "changed").exit_code == 0
+    shutil.copy(repo / "changed" / "manifest.json", repo / "reviewed" / "manifest.json")
+    shutil.rmtree(repo / "changed")
+    commit("a manifest from elsewhere")
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+                 "--yes")
+    assert result.exit_code == 3 and "the manifest does not belong to the reviewed scripts" in result.stderr
+    assert state(repo, "prod") is None
+    # a hand-edited script whose manifest entry was edited to match: the script exkit renders is not that one
+    subprocess.run(["git", "checkout", "-q", "HEAD~1", "--", "reviewed"], check=True)
+    script = repo / "reviewed" / "classic.prod.ps1"
+    edited = script.read_bytes().replace(b"'RoomMailbox'", b"'UserMailbox'")
+    script.write_bytes(edited)
+    data = json.loads((repo / "reviewed" / "manifest.json").read_text())
+    data["scripts"]["classic.prod.ps1"]["sha256"] = hashlib.sha256(edited.removeprefix(b"\xef\xbb\xbf")).hexdigest()
+    (repo / "reviewed" / "manifest.json").write_text(json.dumps(data))
+    commit("hand edit")
+    for text in (original, playbook.read_text()):
+        playbook.write_text(text)
+        result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed",
+                     "reviewed", "--yes")
+        assert result.exit_code == 3 and "is not the reviewed one" in result.stderr
+    assert state(repo, "prod") is None
+
+
+def test_a_folder_reviewed_for_one_target_is_refused_for_another(cli, repo):
+    """Issue 19 item 2: 'prod' of another inventory pointing elsewhere was accepted."""
+    (repo / "elsewhere").mkdir()
+    (repo / "elsewhere" / "inventory.yaml").write_text(
+        "targets:\n  prod:\n    kind: sandbox\n    state: ../state/other.json\n")
+    commit("another inventory")
+    result = cli("apply", "playbooks/classic.yaml", "-i", "elsewhere/inventory.yaml", "-t", "prod", "--reviewed",
+                 "reviewed", "--yes")
+    assert result.exit_code == 3
+    assert "was reviewed for target 'prod' at sandbox:state/prod.json" in result.stderr
+    assert "not sandbox:../state/other.json" in result.stderr
+    assert state(repo, "other") is None
+
+
+def test_reviewed_means_committed_and_the_commit_is_recorded(cli, repo, runs_dir):
+    """Issue 19 item 5: an uncommitted re-render was 'the reviewed one'; records kept no commit."""
+    playbook = repo / "playbooks" / "classic.yaml"
+    playbook.write_text(playbook.read_text().replace("    rooms: true", "    rooms: true\n    equipment: true"))
+    assert cli("render", *sorted(str(p) for p in (repo / "playbooks").glob("*.yaml")), "-i", "inventory.yaml",
+               "--out", "reviewed").exit_code == 0
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+                 "--yes")
+    assert result.exit_code == 3 and "has uncommitted changes (reviewed/classic." in result.stderr
+    assert state(repo, "prod") is None
+    head = commit("render")
+    # --reviewed-ref: the reviewed scripts must equal the protected branch's (main is one commit behind here)
+    subprocess.run(["git", "branch", "-q", "protected", "HEAD~1"], check=True)
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+                 "--reviewed-ref", "protected", "--yes")
+    assert result.exit_code == 3 and "is not the same as in protected" in result.stderr
+    assert state(repo, "prod") is None
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+                 "--reviewed-ref", "main", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    from toolkit.fleet import records
+
+    record = records.read_all()[-1]
+    assert record["reviewed_commit"] == head and record["pin"]["status"] == "verified"
+    assert record["pin"]["ref"] == "main" and set(record["pin"]["scripts"]) == {"facts", "apply"}
+
+
+def test_refusals_name_what_changed(cli, repo):
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+                 "--yes", "--var", "service_account=info@contoso.com")
+    assert result.exit_code == 3 and "changed since review: the variables)" in result.stderr
+    playbook = repo / "playbooks" / "classic.yaml"
+    playbook.write_text(playbook.read_text().replace("    rooms: true", "    rooms: true\n    equipment: true"))
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+                 "--yes")
+    assert result.exit_code == 3 and "changed since review: the playbook)" in result.stderr
+    assert state(repo, "prod") is None
+
+
+def test_destroy_and_verify_take_reviewed(cli, repo):
+    args = ["playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed"]
+    assert cli("apply", *args, "--yes").exit_code == 0
+    assert cli("verify", *args).exit_code == 0
+    snapshot = repo / "overrides" / "snapshot.ps1.j2"  # the group's, not prod's
+    snapshot.write_text("# a comment nobody reviewed\n" + snapshot.read_text())
+    commit("template")
+    result = cli("verify", "playbooks/classic.yaml", "-i", "inventory.yaml", "--limit", "hosting", "--reviewed",
+                 "reviewed")
+    assert result.exit_code == 3 and "snapshot script" in result.stderr, result.output
+    result = cli("destroy", *args, "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "Room booking service accounts" not in state(repo, "prod")
+
+
+def test_check_and_apply_from_any_directory(cli, repo, monkeypatch):
+    """Issue 19 item 5: from another directory check said the playbook no longer exists; absolute paths were
+    'never reviewed'."""
+    (repo / "sub").mkdir()
+    monkeypatch.chdir(repo / "sub")
+    result = cli("check", "../reviewed")
+    assert result.exit_code == 0, result.stderr
+    result = cli("apply", repo / "playbooks" / "classic.yaml", "-i", repo / "inventory.yaml", "-t", "prod",
+                 "--reviewed", repo / "reviewed", "--yes")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_fleet_apply_with_one_reviewed_folder(cli, repo, runs_dir):
+    """Issue 23: --reviewed with --limit, each script pinned to its target; one refusal stops every target."""
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "--limit", "hosting", "--reviewed",
+                 "reviewed", "--yes", "--processes", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "svc-rooms@contoso.com" in state(repo, "fabrikam") and "admin@contoso.com" in state(repo, "tailspin")
+    from toolkit.fleet import records
+
+    assert {r["target"]: r["pin"]["status"] for r in records.read_all()} == {"fabrikam": "verified",
+                                                                               "tailspin": "verified"}
+    # a script reviewed for fabrikam is not tailspin's: swapping a target's values refuses the whole run
+    inventory = repo / "inventory.yaml"
+    inventory.write_text(inventory.read_text().replace("admin@contoso.com", "svc-rooms@contoso.com"))
+    for path in (repo / "state").iterdir():
+        path.unlink()
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "--limit", "hosting", "--reviewed",
+                 "reviewed", "--yes")
+    assert result.exit_code == 3
+    assert "tailspin: refusing to apply" in result.stderr and "nothing ran anywhere" in result.stderr
+    assert state(repo, "fabrikam") is None and state(repo, "tailspin") is None
+
+
+def test_manifest_paths_are_relative_to_the_repository_root(repo):
+    data = json.loads((repo / "reviewed" / "manifest.json").read_text())
+    assert data["root"] == "repository" and data["inventory"] == "inventory.yaml"
+    assert data["scripts"]["classic.prod.ps1"]["playbook"] == "playbooks/classic.yaml"
+    assert data["scripts"]["classic.prod.facts.ps1"]["endpoint"] == "sandbox:state/prod.json"
+
+
+# ------------------------------------------------------------------------------------------ secrets and reviewers' eyes
+def test_secret_fields_are_never_echoed_whatever_their_type(cli, workdir):
+    (workdir / "inventory.yaml").write_text(
+        "targets:\n  x:\n    kind: exchange-server\n    host: h\n    transport: ntlm\n    username: u\n"
+        "    password: 98765432101234\n")
+    result = cli("inventory", "list", "-i", "inventory.yaml")
+    assert result.exit_code == 1 and "inventory.yaml:7:15:" in result.stderr
+    assert "98765432101234" not in result.output and "not shown" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["exchange_uri", "proxy"])
+def test_urls_with_credentials_are_refused(cli, workdir, key):
+    (workdir / "inventory.yaml").write_text(
+        "targets:\n  x:\n    kind: exchange-server\n    host: h\n    transport: kerberos\n"
+        f"    {key}: http://bob:Hunter2@h/PowerShell/\n")
+    result = cli("render", "playbooks/classic.yaml", "-i", "inventory.yaml")
+    assert result.exit_code == 1 and "inventory.yaml:6:" in result.stderr and "user name or password" in result.stderr
+    assert "Hunter2" not in result.output
+
+
+@pytest.mark.parametrize("field, value", [("name", "Rooms\\u202e"), ("description", "Impersonation\\u200b of rooms"),
+                                          ("name", "\\u2066Rooms\\u2069")])
+def test_bidi_and_zero_width_characters_are_refused(cli, write_playbook, field, value):
+    playbook = write_playbook(f"""
+        exkit: 1
+        name: trojan
+        description: d
+        role_groups:
+          - {field}: "{value}"
+            {"description" if field == "name" else "name"}: Booking
+            roles: [ApplicationImpersonation]
+        """)
+    result = cli("validate", playbook)
+    assert result.exit_code == 1 and f"{playbook}:5:" in result.stderr
+    assert "invisible character" in result.stderr and "shown escaped" in result.stderr and "\\u2" in result.stderr
+    from toolkit.render.quoting import UnsafeValueError, ps_literal
+
+    with pytest.raises(UnsafeValueError):  # and a value reaching a script any other way is refused there
+        ps_literal(value.encode().decode("unicode_escape"))
+
+
+def test_typographic_quotes_in_opath_values_are_refused(cli, write_playbook):
+    playbook = write_playbook("""
+        exkit: 1
+        name: quotes
+        description: d
+        scopes:
+          - name: Bookable
+            rooms: true
+            custom_attributes: {CustomAttribute1: "bookable’ -or Name -like ’*"}
+          - name: Raw
+            filter: "CustomAttribute1 -eq 'bookable’ -or Name -like ’*'"
+        """)
+    result = cli("validate", "--strict", playbook)
+    assert result.exit_code == 1
+    assert f"{playbook}:5:" in result.stderr and f"{playbook}:9:" in result.stderr
+    assert result.stderr.count("typographic quote ’ (U+2019)") == 2
+
+
+def test_markdown_report_escapes_html_and_reports_are_private(cli, write_playbook, sandbox_state, tmp_path,
+                                                              runs_dir):
+    playbook = write_playbook("""
+        exkit: 1
+        name: report
+        description: d
+        scopes:
+          - name: "<img src=x onerror=alert(1)> | [link](http://evil)"
+            rooms: true
+        """)
+    report = tmp_path / "report.md"
+    report.write_text("old\n")
+    os.chmod(report, 0o644)
+    result = cli("apply", playbook, "--yes", "--report", report)
+    assert result.exit_code == 0, result.stderr
+    text = report.read_text()
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text and "\\[link\\]" in text
+    assert os.stat(report).st_mode & 0o777 == 0o600
+    assert [os.stat(p).st_mode & 0o777 for p in runs_dir.iterdir()] == [0o600]

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -191,14 +192,15 @@ def render(
     cli_vars = parse_vars(var)
     if out is not None and out.suffix.lower() != ".ps1":
         if destroy:
-            _fail("a reviewed folder holds apply scripts: render --destroy to a .ps1 file or standard output", 2)
+            _fail("a reviewed folder already holds every mode's script (<playbook>.<target>.destroy.ps1 too): drop "
+                  "--destroy, or render --destroy to a .ps1 file or standard output", 2)
         diagnostics = validate_each(playbooks, inventory, target, limit, cli_vars, placeholders=False)
         print_diagnostics(diagnostics)  # every problem of every playbook on every target, with positions, first
         if diagnostics.failed(strict):
             _fail("warnings are errors under --strict" if not diagnostics.errors else
                   f"{len(diagnostics.errors)} error(s): nothing was written")
         with user_errors():
-            rendered = review.render_set(playbooks, inventory, target, cli_vars, templates, limit)
+            rendered = review.render_set(playbooks, inventory, target, cli_vars, templates, limit, out)
             removed = review.write_set(out, rendered, inventory, templates)
         for name in removed:
             typer.echo(f"removed {out / name}: this render no longer produces it", err=True)
@@ -329,9 +331,10 @@ def check(
     with user_errors():
         problems = review.check(folder, parse_vars(var))
     for problem in problems:
-        typer.echo(f"{folder}/{problem}", err=True)
+        typer.echo(problem, err=True)
     if problems:
-        _fail(f"{len(problems)} reviewed script(s) are stale: run exkit render … --out {folder}, review, commit")
+        _fail(f"{len(problems)} problem(s): the reviewed folder does not match the playbooks: run exkit render … "
+              f"--out {folder}, review, commit")
     typer.echo(f"{folder}: the reviewed scripts match the playbooks", err=True)
 
 
@@ -408,7 +411,7 @@ ProcessesOption = Annotated[int | None, typer.Option("--processes", min=1, max=2
 
 def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int, var: list[str] | None,
            templates: Path | None, output: str, rate: float | None = None,
-           processes: int | None = None) -> list[Any]:
+           processes: int | None = None, reviewed: Review | None = None) -> list[Any]:
     """Run one playbook on many targets; print progress, a table per target (or JSON); return the outcomes."""
     from rich.progress import Progress
     from rich.table import Table
@@ -422,6 +425,8 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
         _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
     with user_errors():
         targets = select_targets(inventory, limit, peek_platform(playbook))
+    if reviewed is not None:
+        _pin(reviewed, playbook, targets, var, templates)
     err = report.console(stderr=True)
     cli_vars = parse_vars(var)
     interrupted = False
@@ -465,17 +470,17 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
 
 def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int,
                      var: list[str] | None, templates: Path | None, output: str, rate: float | None,
-                     processes: int | None, yes: bool) -> NoReturn:
+                     processes: int | None, yes: bool, reviewed: Review | None = None) -> NoReturn:
     """apply / destroy on many targets: every target's plan and the fleet's changes first, one confirmation."""
     if not yes:
         if not sys.stdin.isatty():
             _fail(f"refusing to {action} on several targets without confirmation on a non-interactive terminal: "
                   "pass --yes")
         _fleet("plan" if action == "apply" else "plan-destroy", playbook, inventory, limit, forks, var, templates,
-               "text", rate, processes)
+               "text", rate, processes, reviewed)  # plan's facts scripts are pinned too
         if not typer.confirm(f"{action.capitalize()} these changes on these targets?", default=False):
             raise typer.Exit(1)
-    outcomes = _fleet(action, playbook, inventory, limit, forks, var, templates, output, rate, processes)
+    outcomes = _fleet(action, playbook, inventory, limit, forks, var, templates, output, rate, processes, reviewed)
     raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
 
 
@@ -491,6 +496,46 @@ def show_fleet_changes(outcomes: list[Any], variables: dict[str, dict[str, Any]]
         style = {"+": "green", "-": "red", "~": "yellow"}.get(line.strip()[:1], "bold" if line.startswith("on ")
                                                                                  else "")
         out.print(Text(line, style=style))
+
+
+@dataclass(frozen=True)
+class Review:
+    """--reviewed FOLDER [--reviewed-ref REF] and the command whose scripts it pins."""
+
+    folder: Path
+    ref: str | None
+    verb: str
+    report: bool = False
+
+
+def _review(folder: Path | None, ref: str | None, verb: str, report_file: Path | None = None) -> Review | None:
+    if folder is None:
+        if ref is not None:
+            _fail("--reviewed-ref needs --reviewed FOLDER", 2)
+        return None
+    return Review(folder, ref, verb, report_file is not None)
+
+
+def _pin(reviewed: Review, playbook: Path, targets: list[ResolvedTarget], var: list[str] | None,
+         templates: Path | None) -> None:
+    """Compare every script the command will send with the reviewed folder, before the first connection."""
+    from toolkit.render.pin import pin_targets
+
+    with user_errors():
+        pin_targets(reviewed.folder, playbook, targets, parse_vars(var), templates, reviewed.verb, ref=reviewed.ref,
+                    report=reviewed.report)
+    commit = targets[0].pin.commit if targets and targets[0].pin else None
+    typer.echo(f"The scripts are the reviewed ones ({reviewed.folder}"
+               + (f", commit {commit[:12]}" if commit else "") + (f", equal to {reviewed.ref}" if reviewed.ref else "")
+               + f"; {len(targets)} target(s))", err=True)
+
+
+ReviewedOption = Annotated[Path | None, typer.Option("--reviewed", metavar="FOLDER", help="Refuse to run (exit 3, "
+                                                     "before any connection) unless every script sent is the one in "
+                                                     "this reviewed, committed folder.")]
+ReviewedRefOption = Annotated[str | None, typer.Option("--reviewed-ref", metavar="REF", help="With --reviewed: the "
+                                                       "reviewed scripts must also equal this git ref's (e.g. the "
+                                                       "protected branch).")]
 
 
 def _resolve(playbook: Path, inventory: Path | None, target: str | None) -> ResolvedTarget:
@@ -543,18 +588,13 @@ def plan(
 
 
 def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
-         templates: Path | None = None, reviewed: Path | None = None, playbook_path: Path | None = None) -> None:
+         templates: Path | None = None, playbook_path: Path | None = None) -> None:
     from toolkit.render.engine import RenderError
     from toolkit.workflow import execute, read_snapshot
 
     out = report.console()
-    reviewed_sha = ""
-    if reviewed is not None and playbook_path is not None:
-        from toolkit.render import review
-
-        with user_errors():
-            reviewed_sha = review.reviewed_sha(reviewed, playbook_path, prepared.target.name, prepared.script)
-        typer.echo(f"The script is the reviewed one (sha256 {reviewed_sha}, {reviewed})", err=True)
+    pin = prepared.target.pin  # with --reviewed: every script of this run was compared before connecting
+    reviewed_sha = pin.scripts[verb] if pin else ""
     if output != "json":
         report.show_plan(out, prepared.plan, prepared.playbook.name, prepared.target.target.describe())
     if prepared.plan.pending and not yes:
@@ -571,7 +611,8 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
                              playbook=str(playbook_path) if playbook_path else "", playbook_name=prepared.playbook.name,
                              playbook_sha256=(hashlib.sha256(playbook_path.read_bytes()).hexdigest()
                                               if playbook_path else ""),
-                             script_sha256=prepared.script.sha256, reviewed_sha256=reviewed_sha or None)
+                             script_sha256=prepared.script.sha256, reviewed_sha256=reviewed_sha or None,
+                             **(pin.record() if pin else {}))
     try:
         result = execute(prepared)
     except TargetError as exc:
@@ -596,10 +637,13 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
                 checks = verify_target(prepared.playbook, prepared.target, templates)
             except (TargetError, RenderError) as exc:
                 typer.echo(f"exkit: warning: verify for the report failed: {exc}", err=True)
-        report_path.write_text(report.run_report(
-            playbook=prepared.playbook.name, target=prepared.target.name, plan=prepared.plan, result=result,
-            checks=checks, html=report_path.suffix.lower() in (".html", ".htm"), reviewed_sha256=reviewed_sha),
-            encoding="utf-8")
+        from toolkit.safe_paths import write_file
+
+        with user_errors():  # 0600 and never through a symbolic link
+            write_file(report_path, report.run_report(
+                playbook=prepared.playbook.name, target=prepared.target.name, plan=prepared.plan, result=result,
+                checks=checks, html=report_path.suffix.lower() in (".html", ".htm"),
+                reviewed_sha256=reviewed_sha).encode("utf-8"), mode=0o600)
         typer.echo(f"wrote the run report {report_path}", err=True)
     if not result.ok:
         typer.echo("exkit: error: " + report.failure_message(result), err=True)
@@ -618,23 +662,26 @@ def apply(
     report_file: Annotated[Path | None, typer.Option("--report", metavar="FILE",
                                                      help="Write a run report (Markdown, or HTML for "
                                                           ".html) with plan, results, verify.")] = None,
-    reviewed: Annotated[Path | None, typer.Option("--reviewed", metavar="FOLDER",
-                                                  help="Refuse to run unless the script is the one "
-                                                       "in this reviewed folder's manifest.")] = None,
+    reviewed: ReviewedOption = None,
+    reviewed_ref: ReviewedRefOption = None,
     limit: FleetLimitOption = None,
     forks: ForksOption = 8,
     rate: RateOption = None,
     processes: ProcessesOption = None,
 ) -> None:
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
+    pins = _review(reviewed, reviewed_ref, "apply", report_file)
     if limit is not None:
-        if reviewed is not None or report_file is not None:
-            _fail("--reviewed and --report work on one target (-t) at a time", 2)
-        _fleet_confirmed("apply", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes)
+        if report_file is not None:
+            _fail("--report works on one target (-t) at a time", 2)
+        _fleet_confirmed("apply", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes,
+                         pins)
     resolved = _resolve(playbook, inventory, target)
+    if pins is not None:
+        _pin(pins, playbook, [resolved], var, templates)
     with resolved.target.session():  # the facts script, the apply script (and the report's snapshot): one connection
         _run(_prepare(playbook, resolved, var, False, templates), yes, output, "apply", report_file, templates,
-             reviewed, playbook)
+             playbook)
 
 
 @app.command()
@@ -650,11 +697,17 @@ def destroy(
     forks: ForksOption = 8,
     rate: RateOption = None,
     processes: ProcessesOption = None,
+    reviewed: ReviewedOption = None,
+    reviewed_ref: ReviewedRefOption = None,
 ) -> None:
     """Remove what the playbook declares (plan, confirm, run the removal script)."""
+    pins = _review(reviewed, reviewed_ref, "destroy")
     if limit is not None:
-        _fleet_confirmed("destroy", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes)
+        _fleet_confirmed("destroy", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes,
+                         pins)
     resolved = _resolve(playbook, inventory, target)
+    if pins is not None:
+        _pin(pins, playbook, [resolved], var, templates)
     with resolved.target.session():
         _run(_prepare(playbook, resolved, var, True, templates), yes, output, "destroy", playbook_path=playbook)
 
@@ -671,16 +724,22 @@ def verify(
     forks: ForksOption = 8,
     rate: RateOption = None,
     processes: ProcessesOption = None,
+    reviewed: ReviewedOption = None,
+    reviewed_ref: ReviewedRefOption = None,
 ) -> None:
     """Check the effective result on the target: who holds what, on which scope, and nothing more; with a boundary in
     the inventory, that the tenant's grants reach nothing outside it. Exit 1 on failure."""
     from toolkit.verify.checks import entra_outcome
     from toolkit.workflow import verify_target
 
+    pins = _review(reviewed, reviewed_ref, "verify")
     if limit is not None:
-        outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate, processes)
+        outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate, processes,
+                          pins)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     resolved, model = _target_and_playbook(playbook, inventory, target, var)
+    if pins is not None:
+        _pin(pins, playbook, [resolved], var, templates)
     with user_errors():
         checks = verify_target(model, resolved, templates)
     if output == "json":

@@ -109,8 +109,12 @@ class ResolvedTarget:
 
     def __init__(self, name: str, target: Target, variables: dict[str, Any], *, group: str | None = None,
                  templates: list[Path] | None = None, sources: dict[str, str] | None = None,
-                 boundary: Boundary | None = None, neighbours: dict[str, Boundary] | None = None) -> None:
+                 boundary: Boundary | None = None, neighbours: dict[str, Boundary] | None = None,
+                 endpoint: str = "sandbox:(default state)", inventory: Path | None = None) -> None:
         self.name = name
+        self.endpoint = endpoint  # where it points, as the inventory says (reviewed scripts are bound to it)
+        self.inventory = inventory
+        self.pin: Any = None  # with --reviewed: the reviewed scripts every script sent here must equal
         self.target = target
         self.variables = variables
         self.group = group
@@ -217,9 +221,18 @@ def _resolve(inventory: Inventory, inventory_path: Path, name: str, group_name: 
     organisation, boundary = boundaries.get(name, ("", None))
     neighbours = {other: b for other, (org, b) in boundaries.items() if org == organisation and other != name}
     extra = {"group": group_name, "templates": templates, "sources": sources, "boundary": boundary,
-             "neighbours": neighbours}
+             "neighbours": neighbours, "endpoint": _endpoint(spec), "inventory": inventory_path}
     limiters = (RateLimiter(spec.rate_limit),) if spec.rate_limit else ()
     return _limited(ResolvedTarget(name, build_target(spec, name, base), variables, **extra), limiters)
+
+
+def _endpoint(spec: Any) -> str:
+    """Where a target points, in the inventory's words (no secrets: hosts, tenants and state files only)."""
+    if spec.kind == "exchange-server":
+        return str(spec.endpoint)
+    if spec.kind == "exchange-online":
+        return f"exchange-online:{spec.tenant}@{spec.exchange_endpoint or spec.cloud}"
+    return f"sandbox:{spec.state or '(default state)'}"
 
 
 def _limited(resolved: ResolvedTarget, limiters: tuple[RateLimiter, ...]) -> ResolvedTarget:

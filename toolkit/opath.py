@@ -39,6 +39,19 @@ FILTERABLE_PROPERTIES = tuple(
 _PROPERTY_BY_LOWER = {p.lower(): p for p in FILTERABLE_PROPERTIES}
 
 
+# PowerShell reads these as single quotes too; if Exchange's OPATH parser does the same, a value holding one could end
+# early and the rest of it become filter syntax (a scope that matches everyone). exkit refuses them in values.
+TYPOGRAPHIC_QUOTES = frozenset("\u2018\u2019\u201a\u201b\u201c\u201d\u201e")
+
+
+def _typographic_quote(value: str, offset: int) -> None:
+    for index, char in enumerate(value):
+        if char in TYPOGRAPHIC_QUOTES:
+            raise OpathError(f"the value holds the typographic quote {char} (U+{ord(char):04X}), which Exchange may "
+                             "read as the end of the value", offset + index,
+                             "use a plain apostrophe (') instead, or leave it out")
+
+
 class OpathError(ValueError):
     """A filter does not parse. ``offset`` is the 0-based character offset of the problem in the filter."""
 
@@ -113,8 +126,10 @@ def _tokenize(text: str) -> list[_Token]:
         kind = match.lastgroup or ""
         raw = match.group()
         if kind == "squote":
+            _typographic_quote(raw, pos)
             tokens.append(_Token("value", raw, raw[1:-1].replace("''", "'"), pos))
         elif kind == "dquote":
+            _typographic_quote(raw, pos)
             tokens.append(_Token("value", raw, raw[1:-1].replace('""', '"'), pos))
         elif kind == "variable":
             constants = {"$null": None, "$true": True, "$false": False}
@@ -232,6 +247,7 @@ def quote_value(value: str | bool | int | None) -> str:
         return "$true" if value else "$false"
     if isinstance(value, int):
         return str(value)
+    _typographic_quote(value, 0)
     return "'" + value.replace("'", "''") + "'"
 
 

@@ -96,6 +96,8 @@ def write_file(path: Path, data: bytes, mode: int = 0o644) -> Path:
             raise UnsafePathError(f"refusing to write {path}: it is a symbolic link") from None
         raise UnsafePathError(f"cannot write {path}: {exc.strerror}") from None
     with os.fdopen(handle, "wb") as stream:
+        if mode & 0o077 == 0:
+            os.fchmod(handle, mode)  # a private file stays private also when it existed before
         stream.write(data)
     return path
 

@@ -43,11 +43,12 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
     templates = target.template_layers(templates)  # type: ignore[assignment]
     connection = target.target.connection()
     context = template_context(playbook, target, cli_vars)
-    facts_script = render_script(playbook, state="facts", templates=templates, connection=connection,
-                                 target=context)
+    facts_script = pinned(target, "facts", render_script(playbook, state="facts", templates=templates,
+                                                         connection=connection, target=context))
+    script = pinned(target, "destroy" if destroy else "apply",
+                    render_script(playbook, state="absent" if destroy else "present", templates=templates,
+                                  connection=connection, target=context))
     facts = target.target.read_facts(facts_script)
-    script = render_script(playbook, state="absent" if destroy else "present", templates=templates,
-                           connection=connection, target=context)
     plan = make_plan(facts_script.resources, facts, destroy=destroy)
     return Prepared(playbook, diagnostics, target, plan, script)
 
@@ -55,6 +56,14 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
 def template_context(playbook: Playbook, target: ResolvedTarget, cli_vars: dict[str, Any]) -> TargetContext:
     """The target as templates see it: its name, platform, and the variables the playbook was loaded with."""
     return TargetContext(target.name, target.target.platform, {**playbook.vars, **target.variables, **cli_vars})
+
+
+def pinned(target: ResolvedTarget, mode: str, script: RenderedScript) -> RenderedScript:
+    """With --reviewed (the target carries a pin, see toolkit/render/pin.py): refuse a script that is not the
+    reviewed one of its mode, before it is sent."""
+    if target.pin is not None:
+        target.pin.require(mode, script)
+    return script
 
 
 def load_for_target(playbook_path: Path, target: ResolvedTarget,
@@ -79,9 +88,9 @@ def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | 
                   extra_roles: tuple[str, ...] = ()) -> Snapshot:
     """The target's RBAC state around the playbook (one round trip on script targets), and on Exchange Online what
     Entra ID grants the playbook's applications (read through Microsoft Graph)."""
-    script = render_snapshot(playbook, templates=target.template_layers(templates),
-                             connection=target.target.connection(),
-                             extra_roles=extra_roles)
+    script = pinned(target, "snapshot", render_snapshot(playbook, templates=target.template_layers(templates),
+                                                        connection=target.target.connection(),
+                                                        extra_roles=extra_roles))
     facts = target.target.read_snapshot(script, playbook)
     if target.target.platform == "exchange-online" and playbook.applications:
         from toolkit.targets.graph import read_entra

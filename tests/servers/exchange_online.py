@@ -52,6 +52,7 @@ class Switches:
     fail_next: int = 0  # answer this many InvokeCommand calls with 503
     expire_tokens_after_calls: int = 0  # after this many successful calls, every issued token expires
     token_lifetime: int = 3600
+    next_link_base: str = ""  # the base URL @odata.nextLink names (default: this server's)
 
 
 @dataclass
@@ -169,7 +170,8 @@ class LoopbackExchangeOnline:
             values, size = data["value"], self.switches.page_size
             data["value"] = values[skip:skip + size]
             if skip + size < len(values):
-                data["@odata.nextLink"] = (f"{self.base}/adminapi/beta/{self.tenant}/InvokeCommand"
+                data["@odata.nextLink"] = (f"{self.switches.next_link_base or self.base}/adminapi/beta/"
+                                           f"{self.tenant}/InvokeCommand"
                                            f"?$skiptoken={skip + size}")
         if self.switches.expire_tokens_after_calls and len(self.log.invocations) >= \
                 self.switches.expire_tokens_after_calls:

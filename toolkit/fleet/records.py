@@ -40,10 +40,11 @@ def new_record(**fields: Any) -> dict[str, Any]:
 def append(record: dict[str, Any]) -> Path:
     """Append one record (one line, under an exclusive lock so parallel runs never interleave)."""
     directory = runs_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"runs-{str(record['started'])[:7]}.jsonl"
     line = json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
-    with open(path, "a", encoding="utf-8") as stream:
+    # 0600: no secrets are in records, but operator, host and errors are nobody else's business; no link following
+    with open(path, "a", encoding="utf-8", opener=_private) as stream:
         fcntl.flock(stream, fcntl.LOCK_EX)
         try:
             stream.write(line)
@@ -52,6 +53,10 @@ def append(record: dict[str, Any]) -> Path:
             fcntl.flock(stream, fcntl.LOCK_UN)
         os.fdatasync(stream.fileno())  # on disk before the run is reported; outside the lock, so writers overlap
     return path
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW, 0o600)
 
 
 def read_all() -> list[dict[str, Any]]:

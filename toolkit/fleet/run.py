@@ -115,7 +115,9 @@ def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, c
     record = runs.new_record(command=action, target=target.name, platform=target.target.platform,
                              playbook=str(playbook), playbook_name=prepared.playbook.name,
                              playbook_sha256=hashlib.sha256(playbook.read_bytes()).hexdigest(),
-                             script_sha256=prepared.script.sha256, reviewed_sha256=None)
+                             script_sha256=prepared.script.sha256,
+                             reviewed_sha256=target.pin.scripts.get(action) if target.pin else None,
+                             **(target.pin.record() if target.pin else {}))
     try:
         result = execute(prepared)
     except TargetError as exc:

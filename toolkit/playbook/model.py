@@ -143,6 +143,11 @@ class ManagementScope(_Model):
         if self.filter is None and not structured:
             raise problem("the scope selects nothing: it has no selector and no filter",
                           "add 'rooms: true' to limit the scope to room mailboxes")
+        if self.filter is None:
+            try:
+                self.filter_text()
+            except opath.OpathError as exc:
+                raise problem(f"scope {self.name!r}: {exc.message}", exc.hint) from None
         return self
 
     def filter_tree(self) -> opath.Node:

@@ -14,7 +14,7 @@ from toolkit.playbook import lint
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError, Position
 from toolkit.playbook.load import LoadedDocument, PathKey, load_playbook
 from toolkit.playbook.model import EXCHANGE_ONLINE_SECTIONS, IMPERSONATION_ROLE, KNOWN_ROLES, SECTION_NOUNS, Playbook
-from toolkit.render.quoting import find_unsafe_character
+from toolkit.render.quoting import INVISIBLE, find_unsafe_character
 
 
 def validate_document(document: LoadedDocument, diagnostics: Diagnostics) -> Playbook | None:
@@ -83,7 +83,14 @@ def _walk_strings(value: Any, path: PathKey) -> Iterator[tuple[PathKey, str]]:
 def _check_characters(document: LoadedDocument, diagnostics: Diagnostics) -> None:
     for path, text in _walk_strings(document.data, ()):
         found = find_unsafe_character(text)
-        if found is not None:
+        if found is not None and text[found[0]] in INVISIBLE:
+            shown = text.encode("unicode_escape").decode()
+            diagnostics.error(
+                "invisible-character", f"value contains the invisible character {found[1]} at character "
+                f"{found[0] + 1} (shown escaped: {shown[:80]})", document.file, document.positions.of_value(path),
+                "remove it: bidirectional controls and zero-width characters make a script read differently from "
+                "what runs (\"Trojan Source\")")
+        elif found is not None:
             diagnostics.error(
                 "control-character", f"value contains the control character {found[1]}", document.file,
                 document.positions.of_value(path),
@@ -172,7 +179,8 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
                           str(context.get("hint", "")))
     elif kind == "literal_error":
         expected = (error.get("ctx") or {}).get("expected", "")
-        diagnostics.error("invalid-value", f"{_describe_key(path)} must be {expected}, not {error['input']!r}",
+        shown = _describe_input(error["input"], secret=_is_secret(path))
+        diagnostics.error("invalid-value", f"{_describe_key(path)} must be {expected}, not {shown}",
                           file, positions.of_value(path), f"use {expected}")
     elif kind == "too_short":
         diagnostics.error("empty-list", f"{_describe_key(path)} needs at least one entry", file,
@@ -183,7 +191,8 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
                     "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
                     "int_type": "a whole number", "int_parsing": "a whole number"}.get(kind)
         if expected:
-            message = f"{_describe_key(path)} must be {expected}, not {_describe_input(error.get('input'))}"
+            message = (f"{_describe_key(path)} must be {expected}, not "
+                       f"{_describe_input(error.get('input'), secret=_is_secret(path))}")
         diagnostics.error("wrong-type", message, file, positions.of_value(path), _type_hint(kind))
 
 
@@ -211,7 +220,17 @@ def _describe_key(path: PathKey) -> str:
     return f"'{names[-1]}' in {_where(path)}" if names else "the playbook"
 
 
-def _describe_input(value: Any) -> str:
+_SECRET_WORDS = ("password", "secret", "token", "key", "credential")
+
+
+def _is_secret(path: PathKey) -> bool:
+    """A key whose value may be a secret (password, client_secret, cert_key_pem…): its value is never echoed."""
+    return any(isinstance(part, str) and any(word in part.lower() for word in _SECRET_WORDS) for part in path[-1:])
+
+
+def _describe_input(value: Any, secret: bool = False) -> str:
+    if secret and value is not None:
+        return f"a value of type {type(value).__name__} (not shown: this key may hold a secret)"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):

@@ -224,6 +224,31 @@ def write_script(path: Path, script: RenderedScript) -> None:
     write_file(path, b"\xef\xbb\xbf" + script.text.encode("utf-8"))
 
 
+Mode = Literal["facts", "apply", "destroy", "snapshot"]
+MODES: tuple[Mode, ...] = ("facts", "apply", "destroy", "snapshot")
+
+
+def render_mode(playbook: Playbook, mode: Mode, *, templates: Templates = None,
+                connection: Connection | None = None, target: TargetContext | None = None) -> RenderedScript:
+    """The script of one mode, exactly as plan/apply/destroy/verify send it: ``facts`` (plan reads the current
+    state), ``apply``, ``destroy``, ``snapshot`` (verify, scope preview, the report after apply)."""
+    if mode == "snapshot":
+        return render_snapshot(playbook, templates=templates, connection=connection)
+    state: State = {"facts": "facts", "apply": "present", "destroy": "absent"}[mode]  # type: ignore[assignment]
+    return render_script(playbook, state=state, templates=templates, connection=connection, target=target)
+
+
+def templates_digest(platform: str, templates: Templates = None) -> str:
+    """sha256 over every template file a platform's render can read (override layers, then the built-ins), so a
+    refusal can say "a template changed"."""
+    digest = hashlib.sha256()
+    folders = [folder for layer in template_layers(templates) for folder in (layer / platform, layer)]
+    for index, folder in enumerate([*folders, builtin_templates_dir() / platform, builtin_templates_dir() / "common"]):
+        for path in sorted(folder.glob("*.j2")) if folder.is_dir() else []:
+            digest.update(f"{index}/{path.name}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def snapshot_roles(playbook: Playbook, extra_roles: tuple[str, ...] = ()) -> list[str]:
     """The roles whose effective users a snapshot reads: the playbook's, ApplicationImpersonation on Exchange Server
     (wherever it is granted), and any asked for."""

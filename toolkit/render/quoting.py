@@ -19,6 +19,11 @@ SINGLE_QUOTES = frozenset("'\u2018\u2019\u201a\u201b")
 
 # Line and paragraph separators are not category Cc but PowerShell treats U+0085, U+2028 and U+2029 as newlines.
 _EXTRA_FORBIDDEN = frozenset("\u2028\u2029")
+# Bidirectional controls and zero-width characters make a script read differently from what runs ("Trojan Source",
+# CVE-2021-42574): a reviewer must see every character. Validation refuses them with a position (playbook/load.py);
+# this is the last line of defence for values reaching a script any other way.
+INVISIBLE = frozenset("\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062"
+                      "\u2063\u2064\u2066\u2067\u2068\u2069\ufeff")
 
 
 class UnsafeValueError(ValueError):
@@ -37,7 +42,7 @@ class PowerShell(str):
 def find_unsafe_character(text: str) -> tuple[int, str] | None:
     """Return (index, description) of the first character that may not appear in a literal, or None."""
     for index, char in enumerate(text):
-        if unicodedata.category(char) == "Cc" or char in _EXTRA_FORBIDDEN:
+        if unicodedata.category(char) == "Cc" or char in _EXTRA_FORBIDDEN or char in INVISIBLE:
             return index, f"U+{ord(char):04X} ({unicodedata.name(char, 'control character')})"
     return None
 

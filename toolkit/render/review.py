@@ -1,8 +1,11 @@
 """The reviewer workflow: rendered scripts as committed artifacts, their diffs, and applies pinned to what was reviewed.
 
-A render set is one script per playbook × target, named ``<playbook stem>.<target>.ps1``, and a ``manifest.json``
-(script → sha256, playbook and its sha256, target; the toolkit version; sorted keys, LF line ends, paths as given),
-so the same inputs give the same bytes on any machine and committing the folder gives clean diffs.
+A render set holds every script exkit can send for each playbook × target: ``<playbook>.<target>.ps1`` (apply) and
+``.facts.ps1`` (plan's read), ``.destroy.ps1``, ``.snapshot.ps1`` (verify, scope preview, the report). Its
+``manifest.json`` lists each script's sha256, mode, playbook, the target it is bound to (name, platform, endpoint,
+inventory) and the hash of each input (playbook, variables, templates, inventory, target); paths are relative to the
+repository root. Sorted keys and LF line ends: the same inputs give the same bytes on any machine, and committing
+the folder gives clean diffs. Applying pinned to a reviewed folder: toolkit/render/pin.py.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -17,15 +21,16 @@ from typing import Any
 
 import toolkit
 from toolkit.errors import ExkitError
-from toolkit.inventory import DEFAULT_TARGET, ResolvedTarget, choose_targets, resolve_target
+from toolkit.inventory import DEFAULT_TARGET, InventoryError, ResolvedTarget, choose_targets, resolve_target
 from toolkit.playbook.load import peek_platform
-from toolkit.render.engine import RenderedScript, render_script
+from toolkit.render.engine import MODES, Mode, RenderedScript, render_mode, templates_digest
 from toolkit.resources import Resource
-from toolkit.safe_paths import remove_in, require_file_name, write_in
+from toolkit.safe_paths import file_name_problem, remove_in, require_file_name, write_in
 from toolkit.workflow import load_for_target, template_context
 from toolkit.verify.access import ALL_MAILBOXES
 
 MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 2
 BOM = b"\xef\xbb\xbf"
 
 
@@ -33,53 +38,156 @@ class ReviewError(ExkitError):
     pass
 
 
+class PinningError(ReviewError):
+    exit_code = 3
+
+
 @dataclass(frozen=True)
 class Rendered:
+    """One reviewed script: which mode of which playbook for which target (bound by name, platform, endpoint and
+    inventory), the hash of each input it was rendered from, and the script."""
+
     file: str
-    playbook: str
+    mode: Mode
+    playbook: str  # relative to the manifest's root
     target: str
+    platform: str
+    endpoint: str
+    inventory: str | None
     playbook_sha256: str
+    inputs: dict[str, str]
     script: RenderedScript
 
+    def entry(self) -> dict[str, Any]:
+        return {"mode": self.mode, "playbook": self.playbook, "playbook_sha256": self.playbook_sha256,
+                "target": self.target, "platform": self.platform, "endpoint": self.endpoint,
+                "inventory": self.inventory, "inputs": self.inputs, "sha256": self.script.sha256}
 
-def _posix(path: Path) -> str:
-    return str(PurePosixPath(*path.parts)) if not path.is_absolute() else path.as_posix()
+
+def script_file(stem: str, target: str, mode: str) -> str:
+    """``<playbook>.<target>.ps1`` for the apply script a reviewer reads first; ``.<mode>.ps1`` for the others."""
+    return f"{stem}.{target}.ps1" if mode == "apply" else f"{stem}.{target}.{mode}.ps1"
 
 
-def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
-               templates: Path | None) -> Rendered:
+# ------------------------------------------------------------------------------------------ paths and git
+def git(folder: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True)
+
+
+def repository_root(path: Path) -> Path | None:
+    """The git work tree holding ``path`` (or its nearest existing parent), or None."""
+    probe = path.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    result = git(probe if probe.is_dir() else probe.parent, "rev-parse", "--show-toplevel")
+    return Path(result.stdout.decode().strip()).resolve() if result.returncode == 0 else None
+
+
+def root_for(folder: Path) -> tuple[Path, str]:
+    """Paths in a manifest are relative to the repository root (or, outside git, to the reviewed folder), so
+    check and apply give the same answer from any working directory."""
+    repository = repository_root(folder)
+    return (repository, "repository") if repository else (folder.resolve(), "folder")
+
+
+def manifest_root(folder: Path, manifest: dict[str, Any]) -> Path:
+    if manifest.get("root") == "repository":
+        repository = repository_root(folder)
+        if repository is None:
+            raise ReviewError(f"{folder / MANIFEST} has paths relative to a git repository, but {folder} is not in "
+                              "one")
+        return repository
+    return folder.resolve()
+
+
+def relative(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), root)).as_posix()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_sha256(value: Any) -> str:
+    return _sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode())
+
+
+def inputs_of(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any], layers: list[Path],
+              platform: str) -> dict[str, str]:
+    """The hash of each input of a render, so that a refusal names what changed."""
+    return {
+        "playbook": _sha256(playbook.read_bytes()),
+        "variables": _json_sha256({**target.variables, **cli_vars}),
+        "templates": templates_digest(platform, layers),
+        "inventory": _sha256(target.inventory.read_bytes()) if target.inventory else "none",
+        "target": _json_sha256({"name": target.name, "platform": target.target.platform, "endpoint": target.endpoint,
+                                "group": target.group}),
+    }
+
+
+def changed_inputs(reviewed: dict[str, Any], now: dict[str, str]) -> str:
+    differing = [name for name in ("playbook", "variables", "templates", "inventory", "target")
+                 if (reviewed or {}).get(name) != now.get(name)]
+    return ("changed since review: " + ", ".join(f"the {name}" for name in differing) if differing
+            else "no input changed: this exkit renders differently from the one that rendered the reviewed folder")
+
+
+# ------------------------------------------------------------------------------------------ render sets
+def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any], templates: Path | None,
+               root: Path, modes: tuple[Mode, ...] = MODES) -> list[Rendered]:
+    """The scripts of ``modes`` for one playbook × target, rendered exactly as the commands send them."""
     require_file_name(target.name, "the target name")
     model, _ = load_for_target(playbook, target, cli_vars)
-    script = render_script(model, templates=target.template_layers(templates), connection=target.target.connection(),
-                           target=template_context(model, target, cli_vars))
-    return Rendered(f"{playbook.stem}.{target.name}.ps1", _posix(playbook), target.name,
-                    hashlib.sha256(playbook.read_bytes()).hexdigest(), script)
+    layers = target.template_layers(templates)
+    context = template_context(model, target, cli_vars)
+    inputs = inputs_of(playbook, target, cli_vars, layers, model.platform)
+    inventory = relative(target.inventory, root) if target.inventory else None
+    return [Rendered(script_file(playbook.stem, target.name, mode), mode, relative(playbook, root), target.name,
+                     target.target.platform, target.endpoint, inventory, inputs["playbook"], inputs,
+                     render_mode(model, mode, templates=layers, connection=target.target.connection(),
+                                 target=context))
+            for mode in modes]
 
 
 def render_set(playbooks: list[Path], inventory: Path | None, target_names: list[str] | None,
-               cli_vars: dict[str, Any], templates: Path | None, limit: str | None = None) -> list[Rendered]:
+               cli_vars: dict[str, Any], templates: Path | None, limit: str | None = None,
+               out: Path | None = None) -> list[Rendered]:
+    """Every mode's script of every playbook × target (``out``: the reviewed folder, whose root paths are relative
+    to)."""
+    root = root_for(out)[0] if out is not None else Path.cwd()
     stems = [p.stem for p in playbooks]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise ReviewError(f"playbooks with the same file name would share script names: {', '.join(duplicates)}")
-    rendered = []
+    rendered: list[Rendered] = []
     for playbook in playbooks:
         targets = choose_targets(inventory, target_names, peek_platform(playbook), limit)
         if not targets:
             raise ReviewError(f"no target in {inventory} is of the platform of {playbook}")
-        rendered += [render_one(playbook, t, cli_vars, templates) for t in targets]
+        for target in targets:
+            rendered += render_one(playbook, target, cli_vars, templates, root)
+    files: dict[str, Rendered] = {}
+    for item in rendered:
+        if item.file in files:
+            raise ReviewError(f"two scripts would be named {item.file} (target {files[item.file].target!r}, mode "
+                              f"{files[item.file].mode}, and target {item.target!r}, mode {item.mode}): rename "
+                              "one of the targets")
+        files[item.file] = item
     return sorted(rendered, key=lambda r: r.file)
 
 
-def manifest_text(rendered: list[Rendered], inventory: Path | None, templates: Path | None) -> str:
+def manifest_text(rendered: list[Rendered], inventory: Path | None, templates: Path | None, out: Path) -> str:
+    root, kind = root_for(out)
     data = {
+        "format": MANIFEST_FORMAT,
         "toolkit_version": toolkit.__version__,
-        "inventory": _posix(inventory) if inventory else None,
-        "templates": _posix(templates) if templates else None,
-        "scripts": {r.file: {"playbook": r.playbook, "playbook_sha256": r.playbook_sha256, "target": r.target,
-                             "sha256": r.script.sha256} for r in rendered},
+        "root": kind,
+        "inventory": relative(inventory, root) if inventory else None,
+        "templates": relative(templates, root) if templates else None,
+        "playbook_folders": sorted({PurePosixPath(r.playbook).parent.as_posix() for r in rendered}),
+        "scripts": {r.file: r.entry() for r in rendered},
     }
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write_set(out: Path, rendered: list[Rendered], inventory: Path | None, templates: Path | None) -> list[str]:
@@ -87,7 +195,7 @@ def write_set(out: Path, rendered: list[Rendered], inventory: Path | None, templ
     followed) and remove the scripts this render no longer produces. Returns the removed file names."""
     for item in rendered:
         write_in(out, item.file, BOM + item.script.text.encode("utf-8"))
-    write_in(out, MANIFEST, manifest_text(rendered, inventory, templates).encode("utf-8"))
+    write_in(out, MANIFEST, manifest_text(rendered, inventory, templates, out).encode("utf-8"))
     produced = {item.file for item in rendered}
     stale = sorted(p.name for p in out.glob("*.ps1") if p.name not in produced)
     for name in stale:
@@ -106,62 +214,86 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ReviewError(f"{path} is not valid JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("scripts"), dict):
         raise ReviewError(f"{path} is not an exkit manifest")
+    if data.get("format") != MANIFEST_FORMAT:
+        raise ReviewError(f"{path} is from an older exkit (it pins apply scripts only): render it again with "
+                          f"exkit render … --out {directory}, review and commit")
     return data
 
 
+def reviewed_bytes(directory: Path, file: str) -> bytes | None:
+    """A reviewed script's bytes as they would run (the byte-order mark dropped), or None when it is missing."""
+    if file_name_problem(file) is not None:
+        return None
+    path = directory / file
+    if path.is_symlink() or not path.is_file():
+        return None
+    return path.read_bytes().removeprefix(BOM)
+
+
 def check(directory: Path, cli_vars: dict[str, Any]) -> list[str]:
-    """Problems that make the committed scripts stale relative to the playbooks (empty: up to date)."""
+    """Problems that make the committed scripts stale relative to the playbooks (empty: up to date), each starting
+    with the file it is about."""
     manifest = read_manifest(directory)
-    inventory = Path(manifest["inventory"]) if manifest.get("inventory") else None
-    templates = Path(manifest["templates"]) if manifest.get("templates") else None
+    root = manifest_root(directory, manifest)
+    inventory = root / manifest["inventory"] if manifest.get("inventory") else None
+    templates = root / manifest["templates"] if manifest.get("templates") else None
     problems = []
     by_playbook: dict[str, list[str]] = {}
     for file, entry in sorted(manifest["scripts"].items()):
-        by_playbook.setdefault(entry["playbook"], []).append(entry["target"])
+        targets = by_playbook.setdefault(entry["playbook"], [])
+        if entry["target"] not in targets:
+            targets.append(entry["target"])
     expected: dict[str, Rendered] = {}
     for playbook, targets in sorted(by_playbook.items()):
-        if not Path(playbook).exists():
-            problems.append(f"{playbook}: the playbook no longer exists")
+        path = root / playbook
+        if not path.exists():
+            problems.append(f"{_shown(path)}: the playbook no longer exists")
             continue
-        names = None if inventory is None else targets
-        for item in render_set([Path(playbook)], inventory, names, cli_vars, templates):
-            expected[item.file] = item
+        for name in targets if inventory is not None else [None]:
+            try:
+                for item in render_set([path], inventory, [name] if name else None, cli_vars, templates,
+                                       out=directory):
+                    expected[item.file] = item
+            except InventoryError as exc:
+                problems.append(f"{directory / script_file(path.stem, str(name), 'apply')}: {exc}")
     for file, item in sorted(expected.items()):
-        committed = directory / file
-        entry = manifest["scripts"].get(file, {})
-        if not committed.exists():
-            problems.append(f"{file}: missing; render it again")
-        elif committed.read_bytes().removeprefix(BOM) != item.script.text.encode("utf-8"):
-            problems.append(f"{file}: stale — {item.playbook} renders differently now (sha256 "
-                            f"{item.script.sha256}, committed {hashlib.sha256(committed.read_bytes().removeprefix(BOM)).hexdigest()})")
+        entry = manifest["scripts"].get(file) or {}
+        committed = reviewed_bytes(directory, file)
+        if committed is None:
+            problems.append(f"{directory / file}: missing; render it again")
+        elif committed != item.script.text.encode("utf-8"):
+            problems.append(f"{directory / file}: stale — {_shown(root / item.playbook)} renders differently now (sha256 "
+                            f"{item.script.sha256}, committed {_sha256(committed)}; "
+                            f"{changed_inputs(entry.get('inputs', {}), item.inputs)})")
         elif entry.get("sha256") != item.script.sha256:
-            problems.append(f"{file}: the manifest's sha256 does not match the script")
+            problems.append(f"{directory / file}: the manifest's sha256 does not match the script")
+        elif (entry.get("platform"), entry.get("endpoint")) != (item.platform, item.endpoint):
+            problems.append(f"{directory / file}: reviewed for {entry.get('target')!r} at {entry.get('endpoint')}, which now "
+                            f"is {item.endpoint}")
     extra = sorted(p.name for p in directory.glob("*.ps1") if p.name not in expected)
-    problems += [f"{name}: not in the manifest" for name in extra]
+    problems += [f"{directory / name}: not in the manifest" for name in extra if name not in manifest["scripts"]]
+    covered = {(root / p).resolve() for p in by_playbook}
+    for folder in manifest.get("playbook_folders") or []:
+        for path in sorted((root / folder).glob("*.y*ml")):
+            if path.suffix in (".yaml", ".yml") and path.resolve() not in covered and _is_playbook(path):
+                problems.append(f"{_shown(path)}: a playbook with no reviewed script: render it into {directory}")
     if manifest.get("toolkit_version") != toolkit.__version__:
-        problems.append(f"manifest.json: rendered by exkit {manifest.get('toolkit_version')}, this is "
+        problems.append(f"{directory / MANIFEST}: rendered by exkit {manifest.get('toolkit_version')}, this is "
                         f"{toolkit.__version__}")
     return problems
 
 
-def reviewed_sha(directory: Path, playbook: Path, target: str, script: RenderedScript) -> str:
-    """The reviewed sha256 for this playbook × target; refuse when the script about to run differs from it."""
-    manifest = read_manifest(directory)
-    wanted = playbook.resolve()
-    entry = next((e for e in manifest["scripts"].values()
-                  if Path(e["playbook"]).resolve() == wanted and e["target"] == target), None)
-    if entry is None:
-        raise PinningError(f"{directory / MANIFEST} has no reviewed script for {playbook} on target {target!r}: "
-                           "render it into the reviewed folder and have it reviewed")
-    if entry["sha256"] != script.sha256:
-        raise PinningError(f"refusing to apply: the script for {playbook} on {target!r} is not the reviewed one "
-                           f"(reviewed sha256 {entry['sha256']}, now {script.sha256}). The playbook, a template or "
-                           "a variable changed since review: render, review and commit again")
-    return str(entry["sha256"])
+def _shown(path: Path) -> str:
+    """A path as a user in the current directory would type it."""
+    return os.path.relpath(path) if path.is_absolute() else str(path)
 
 
-class PinningError(ReviewError):
-    exit_code = 3
+def _is_playbook(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith("exkit:") for line in text.splitlines())
 
 
 # ----------------------------------------------------------------------------------------------------- diff

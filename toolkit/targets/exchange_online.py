@@ -31,6 +31,7 @@ from toolkit.render.engine import Connection, RenderedScript
 from toolkit.resources import KIND_BY_NAME, KINDS, Resource
 from toolkit.resources import application_role_assignment as app_assignments
 from toolkit.secrets import resolve
+from toolkit.targets import http_rules
 from toolkit.targets.base import ResourceResult, RunResult, Target, TargetError
 from toolkit.targets.specs import ExchangeOnlineTargetSpec
 
@@ -201,6 +202,10 @@ class ExchangeOnlineTarget(Target):
             page = self._post(url, cmdlet, body)
             values += page.get("value") or []
             url = page.get("@odata.nextLink") or ""
+            if url and not http_rules.same_origin(url, self.cloud.exchange):
+                # the bearer token goes to the configured endpoint only, never where a response points
+                raise TargetError(f"{cmdlet} on tenant {self.spec.tenant}: the next page link points to another "
+                                  f"host ({http_rules.origin(url)}); refused")
         return values
 
     def _post(self, url: str, cmdlet: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -244,8 +249,8 @@ class ExchangeOnlineTarget(Target):
             return self._post_once(url, cmdlet, body, refreshed=True)
         text = response.text
         if response.status_code in RETRY_STATUS or "maximum number of concurrent requests" in text:
-            retry_after = response.headers.get("Retry-After")
-            raise _Transient(response.status_code, float(retry_after) if retry_after else None)
+            wait = http_rules.retry_after_seconds(response.headers.get("Retry-After"))  # seconds or an HTTP-date
+            raise _Transient(response.status_code, wait)
         try:
             data = json.loads(text) if text else {}
         except ValueError:

@@ -14,6 +14,24 @@ from toolkit.playbook.model import VariableValue, problem
 from toolkit.secrets import REFERENCE_HINT, is_reference
 
 
+def _no_credentials_in_url(value: str | None) -> str | None:
+    """A URL with user:password@ would put the secret into rendered scripts, logs and records: refused (without
+    echoing it)."""
+    from urllib.parse import urlsplit
+
+    if value is not None:
+        try:
+            parts = urlsplit(value)
+            has_credentials = parts.username is not None or parts.password is not None
+        except ValueError:
+            has_credentials = "@" in value
+        if has_credentials:
+            raise problem("a URL with a user name or password in it is not allowed (the value is not shown)",
+                          "give the URL without user:password@; credentials are references: "
+                          "username + password: env:NAME")
+    return value
+
+
 class SandboxTargetSpec(BaseModel):
     """The embedded sandbox organisation."""
 
@@ -63,6 +81,8 @@ class ExchangeServerTargetSpec(BaseModel):
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
     rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
     boundary: Boundary | None = Field(None, description="What this tenant may reach (replaces its group's).")
+
+    _urls = field_validator("exchange_uri", "proxy")(_no_credentials_in_url)
 
     @field_validator("password")
     @classmethod
@@ -128,6 +148,8 @@ class ExchangeOnlineTargetSpec(BaseModel):
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
     rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")
     boundary: Boundary | None = Field(None, description="What this tenant may reach (replaces its group's).")
+
+    _urls = field_validator("login_endpoint", "exchange_endpoint")(_no_credentials_in_url)
 
     @field_validator("client_secret", "certificate_password")
     @classmethod

@@ -150,9 +150,15 @@ def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, che
         return "".join(parts) + "</body></html>\n"
 
     def cell(value: object) -> str:
-        return str(value).replace("|", "\\|") or " "
+        """Names come from playbooks and targets: no raw HTML, no table breaks, no Markdown links or emphasis."""
+        import html
 
-    lines = [f"# {title}", ""] + [f"- **{k}**: {cell(v)}" for k, v in facts]
+        text = html.escape(str(value), quote=False).replace("\n", " ").replace("\r", " ")
+        for char in "\\|`*_[]":
+            text = text.replace(char, "\\" + char)
+        return text or " "
+
+    lines = [f"# {cell(title)}", ""] + [f"- **{k}**: {cell(v)}" for k, v in facts]
     for name, header, rows in sections:
         lines += ["", f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]

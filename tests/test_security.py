@@ -136,9 +136,19 @@ def test_render_removes_scripts_it_no_longer_produces(cli, workdir):
     assert result.exit_code == 0
     assert "removed" in result.stderr and "direct-assignment.sandbox.ps1" in result.stderr
     assert not (out / "direct-assignment.sandbox.ps1").exists() and (out / "classic.sandbox.ps1").exists()
-    result = cli("check", out)  # a playbook of the folder's scope without a reviewed script fails check
+    assert cli("check", out).exit_code == 0  # a deliberate subset of the folder: no scope recorded
+
+
+def test_check_fails_for_a_playbook_added_without_a_reviewed_script(cli, workdir):
+    for other in [*(workdir / "playbooks").glob("online-*.yaml"), workdir / "playbooks" / "hosted-tenant.yaml"]:
+        other.unlink()
+    out = workdir / "reviewed"
+    assert cli("render", *sorted((workdir / "playbooks").glob("*.yaml")), "--out", out).exit_code == 0
+    assert cli("check", out).exit_code == 0
+    shutil.copy(workdir / "playbooks" / "classic.yaml", workdir / "playbooks" / "new.yaml")
+    result = cli("check", out)
     assert result.exit_code == 1
-    assert "playbooks/direct-assignment.yaml: a playbook with no reviewed script" in result.stderr
+    assert "playbooks/new.yaml: a playbook with no reviewed script" in result.stderr
 
 
 def test_templates_copy_and_show_take_only_builtin_names(cli, workdir):
@@ -465,3 +475,12 @@ def test_markdown_report_escapes_html_and_reports_are_private(cli, write_playboo
     assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text and "\\[link\\]" in text
     assert os.stat(report).st_mode & 0o777 == 0o600
     assert [os.stat(p).st_mode & 0o777 for p in runs_dir.iterdir()] == [0o600]
+
+
+def test_inventory_boundary_expressions_are_sandboxed_and_bounded(cli, workdir):
+    for expression, message in (("{{ 'x' * 1500000000 }}", "'*' would build"),
+                                ("{{ cycler.__init__.__globals__ }}", "unsafe")):
+        (workdir / "inventory.yaml").write_text(
+            f"targets:\n  t: {{kind: sandbox, boundary: {{recipient_root: \"{expression}\"}}}}\n")
+        result = cli("plan", "playbooks/classic.yaml", "-i", "inventory.yaml")
+        assert result.exit_code == 1 and "the boundary of target 't'" in result.stderr and message in result.stderr

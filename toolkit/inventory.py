@@ -172,9 +172,11 @@ def _variables(inventory: Inventory, name: str, group_name: str | None,
 def boundaries(inventory: Inventory, inventory_path: Path) -> dict[str, tuple[str, Boundary]]:
     """Every target with a boundary: (its organisation, its boundary with {{ target }} and the inventory's
     variables expanded)."""
-    import jinja2.sandbox
+    import jinja2
 
-    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    from toolkit.render.bounded import BoundedEnvironment, render_text
+
+    environment = BoundedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)  # sandboxed and bounded
     found: dict[str, tuple[str, Boundary]] = {}
     for name, (group_name, spec) in inventory.entries().items():
         group = inventory.groups.get(group_name) if group_name else None
@@ -185,8 +187,8 @@ def boundaries(inventory: Inventory, inventory_path: Path) -> dict[str, tuple[st
 
         def expand(text: str, _values: dict[str, Any] = values, _name: str = name) -> str:
             try:
-                return environment.from_string(text).render(**_values) if "{" in text else text
-            except jinja2.TemplateError as exc:
+                return render_text(environment.from_string(text), **_values) if "{" in text else text
+            except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
                 raise InventoryError(f"{inventory_path}: the boundary of target {_name!r}: {exc}") from None
 
         try:

@@ -184,10 +184,23 @@ def manifest_text(rendered: list[Rendered], inventory: Path | None, templates: P
         "root": kind,
         "inventory": relative(inventory, root) if inventory else None,
         "templates": relative(templates, root) if templates else None,
-        "playbook_folders": sorted({PurePosixPath(r.playbook).parent.as_posix() for r in rendered}),
+        "playbook_folders": complete_folders(rendered, root),
         "scripts": {r.file: r.entry() for r in rendered},
     }
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def complete_folders(rendered: list[Rendered], root: Path) -> list[str]:
+    """The folders every playbook of which this render covers (``render playbooks/*.yaml``): check then fails for a
+    playbook added there later without a reviewed script. A deliberate subset records no folder."""
+    covered = {(root / r.playbook).resolve() for r in rendered}
+    folders = sorted({PurePosixPath(r.playbook).parent.as_posix() for r in rendered})
+    return [folder for folder in folders
+            if all(path.resolve() in covered for path in _playbooks_in(root / folder))]
+
+
+def _playbooks_in(folder: Path) -> list[Path]:
+    return [path for path in sorted(folder.glob("*.y*ml")) if path.suffix in (".yaml", ".yml") and _is_playbook(path)]
 
 
 def write_set(out: Path, rendered: list[Rendered], inventory: Path | None, templates: Path | None) -> list[str]:
@@ -274,8 +287,8 @@ def check(directory: Path, cli_vars: dict[str, Any]) -> list[str]:
     problems += [f"{directory / name}: not in the manifest" for name in extra if name not in manifest["scripts"]]
     covered = {(root / p).resolve() for p in by_playbook}
     for folder in manifest.get("playbook_folders") or []:
-        for path in sorted((root / folder).glob("*.y*ml")):
-            if path.suffix in (".yaml", ".yml") and path.resolve() not in covered and _is_playbook(path):
+        for path in _playbooks_in(root / folder):
+            if path.resolve() not in covered:
                 problems.append(f"{_shown(path)}: a playbook with no reviewed script: render it into {directory}")
     if manifest.get("toolkit_version") != toolkit.__version__:
         problems.append(f"{directory / MANIFEST}: rendered by exkit {manifest.get('toolkit_version')}, this is "

@@ -79,3 +79,12 @@ def workdir(tmp_path, monkeypatch):
     shutil.copy(REPO / "inventory.example.yaml", tmp_path / "inventory.yaml")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def refuse_writes(state_path: Path, identity: str, message: str, platform: str = "exchange-server") -> None:
+    """Make the organisation in ``state_path`` refuse changes to ``identity`` (see Organisation.failing_writes)."""
+    from toolkit.sandbox import org as store
+
+    organisation = store.load(state_path, platform)
+    organisation.failing_writes[identity.lower()] = message
+    store.save(state_path, organisation)

@@ -111,8 +111,10 @@ def test_reads_are_one_call_per_cmdlet_and_follow_paging(cli, exo, sandbox_state
     result = run(cli, inventory, "plan", ROOMS)
     assert result.exit_code == 0, result.stderr
     # 7 scopes over pages of 3: three HTTP calls for Get-ManagementScope; one each for the empty collections.
-    assert server.log.invocations == ["Get-ManagementScope"] * 3 + ["Get-ServicePrincipal",
-                                                                    "Get-ManagementRoleAssignment"]
+    # 7 scopes over pages of 3: three calls; the 10 role assignments of the seed tenant: four (the whole collection is
+    # read once, and -RoleAssigneeType has no ServicePrincipal value to narrow it on the server).
+    assert server.log.invocations == (["Get-ManagementScope"] * 3 + ["Get-ServicePrincipal"]
+                                      + ["Get-ManagementRoleAssignment"] * 4)
     assert actions(run(cli, inventory, "apply", ROOMS, "--yes"))[0] == ("ManagementScope", "created")
 
 
@@ -150,10 +152,12 @@ def test_cmdlet_errors_are_readable(cli, exo, write_playbook):
     path = write_playbook(POLICY.read_text().replace("bookable-rooms@contoso.com", "room-berlin-1@contoso.com"))
     result = cli("apply", path, "-i", inventory, "-t", "cert", "--yes")
     assert result.exit_code == 1
-    assert ("ApplicationAccessPolicy 'Room booking app:room-berlin-1@contoso.com' failed: New-ApplicationAccessPolicy: "
-            "The PolicyScopeGroupId 'room-berlin-1@contoso.com' must be a mail-enabled security group, a user mailbox "
-            "or a mail user; it is a RoomMailbox.") in result.stderr
-    assert "changed before the failure: ServicePrincipal 'Room booking app' (created)" in result.stderr
+    # The plan runs the script against the tenant's objects first: Exchange's refusal is known before anything runs.
+    assert ("the target would refuse 1 change(s), first ApplicationAccessPolicy 'Room booking app:room-berlin-1@contoso"
+            ".com' would fail: The PolicyScopeGroupId 'room-berlin-1@contoso.com' must be a mail-enabled security group, a user "
+            "mailbox or a mail user; it is a RoomMailbox.") in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert server.state_path.read_text() == seed_organisation("exchange-online").to_json()  # only read
 
 
 def test_secrets_never_appear(cli, exo, caplog, runs_dir):

@@ -60,7 +60,7 @@ def test_try_catch_throw_and_error_record(exchange):
     script = """
     $ErrorActionPreference = 'Stop'
     try {
-        Get-ManagementScope -Identity 'Nope'
+        Get-ManagementScope -Identity 'Nope' -ErrorAction Stop
         Write-Output 'not reached'
     } catch {
         Write-Output ('caught: ' + $_.Exception.Message)
@@ -73,12 +73,32 @@ def test_try_catch_throw_and_error_record(exchange):
 
 
 def test_rethrow_stops_the_script(exchange):
-    outcome = exchange.run("$ErrorActionPreference = 'Stop'\ntry { Get-RoleGroup -Identity 'x' } catch { "
+    outcome = exchange.run("$ErrorActionPreference = 'Stop'\ntry { Get-RoleGroup -Identity 'x' -ErrorAction Stop } catch { "
                            "Write-Output 'failing'; throw }\nWrite-Output 'not reached'")
     assert outcome.exit_code == 1
     assert outcome.output == ["failing"]
     assert "couldn't be found" in outcome.errors[0]
     assert "At line:2 char:7" in outcome.errors[0]
+
+
+def test_exchange_cmdlets_do_not_see_a_script_scope_preference(exchange):
+    """Imported Exchange cmdlets (Import-PSSession proxies, the ExchangeOnlineManagement module) are functions of a
+    script module: a script-scope $ErrorActionPreference = 'Stop' does not reach them (PowerShell issue #4568), so
+    their errors stay non-terminating unless the call says -ErrorAction Stop. A failed change must say so itself."""
+    script = """
+    $ErrorActionPreference = 'Stop'
+    try {
+        Add-RoleGroupMember -Identity 'Organization Management' -Member 'nobody@contoso.com'
+        Write-Output 'went on'
+        Add-RoleGroupMember -Identity 'Organization Management' -Member 'nobody@contoso.com' -ErrorAction Stop
+        Write-Output 'not reached'
+    } catch {
+        Write-Output ('caught: ' + [string]$_.CategoryInfo.Reason)
+    }
+    """
+    outcome = exchange.run(script)
+    assert outcome.output == ["went on", "caught: ManagementObjectNotFoundException"]
+    assert "couldn't be found" in outcome.errors[0]  # the first call's error was written, not thrown
 
 
 def test_error_action(exchange):
@@ -104,7 +124,7 @@ def test_pipelines_and_convert_to_json(exchange):
     """
     first, second = output(exchange, script)
     assert json.loads(first) == {"kind": "K", "list": ["a"], "n": 1, "ok": True, "none": None}
-    assert json.loads(second)["RecipientFilter"] == "RecipientTypeDetails -eq 'RoomMailbox'"
+    assert json.loads(second)["RecipientFilter"] == "(RecipientTypeDetails -eq 'RoomMailbox')"  # stored form
 
 
 def test_switch_with_explicit_value_and_positional_identity(exchange):

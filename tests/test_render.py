@@ -150,6 +150,8 @@ user_text = st.text(
 TEMPLATE_VARIABLES = {"$ErrorActionPreference", "$exkitCounts", "$exkitKind", "$exkitName", "$exkitAction",
                       "$exkitCurrent", "$exkitWanted", "$exkitHave", "$exkitMember", "$exkitAssignments",
                       "$exkitHaveRoles", "$exkitAssignment", "$exkitHas", "$exkitPermission", "$exkitFact", "$exkitSame",
+                      "$exkitObject", "$exkitPrincipal", "$exkitRoot", "$exkitFound", "$exkitIdentity",
+                      "$exkitDeclared",
                       "$_", "$false",
                       "$true", "$null"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO
+from conftest import REPO, refuse_writes
 
 from toolkit.fleet import records as runs
 
@@ -27,12 +27,13 @@ def test_apply_and_destroy_are_recorded(cli, sandbox_state, runs_dir):
 
 def test_failed_run_is_recorded(cli, sandbox_state, write_playbook):
     path = write_playbook("exkit: 1\nname: f\nscopes: [{name: R, rooms: true}]\nrole_groups:\n"
-                          "  - {name: G, roles: [ApplicationImpersonation], members: [ghost@contoso.com], scope: R}\n")
+                          "  - {name: G, roles: [ApplicationImpersonation], members: [svc-rooms@contoso.com], scope: R}\n")
+    refuse_writes(sandbox_state, "G", "Access is denied.")  # a refusal no plan can see coming
     assert cli("apply", path, "--yes").exit_code == 1
     record = runs.read_all()[-1]
     assert record["exit_code"] == 1
     assert [r["action"] for r in record["results"]] == ["created", "failed"]
-    assert "ghost@contoso.com" in record["results"][1]["error"]
+    assert "Access is denied." in record["results"][1]["error"]
 
 
 def test_reviewed_hash_is_recorded(cli, sandbox_state, tmp_path):

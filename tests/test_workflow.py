@@ -79,9 +79,9 @@ def test_deleted_object_and_extra_role_show_as_drift(cli, sandbox_state):
     run_in_sandbox("New-ManagementRoleAssignment -SecurityGroup 'Room booking service accounts' -Role 'Mail Recipients' "
                    "-CustomRecipientWriteScope 'Room mailboxes' | Out-Null")
     plan = json.loads(cli("plan", classic, "--output", "json").stdout)
-    assert plan["changes"][1]["fields"] == [{"field": "roles", "before": ["applicationimpersonation",
-                                                                          "mail recipients"],
-                                             "after": ["applicationimpersonation"]}]
+    assert plan["changes"][1]["fields"] == [{"field": "roles", "before": ["ApplicationImpersonation",
+                                                                          "Mail Recipients"],
+                                             "after": ["ApplicationImpersonation"]}]
     run_in_sandbox("Remove-RoleGroup -Identity 'Room booking service accounts' -Confirm:$false")
     plan = json.loads(cli("plan", classic, "--output", "json").stdout)
     assert [c["action"] for c in plan["changes"]] == ["noop", "create"]
@@ -102,13 +102,14 @@ def test_failure_halfway_reports_and_a_corrected_run_converges(cli, sandbox_stat
     path = write_playbook(text)
     failed = cli("apply", path, "--yes", "--var", "who=nobody@contoso.com")
     assert failed.exit_code == 1
-    assert ("RoleGroup 'Room bookers' failed: The operation couldn't be performed because object "
-            "'nobody@contoso.com' couldn't be found on 'DC01.contoso.com'.") in failed.stderr
-    assert "changed before the failure: ManagementScope 'Rooms' (created)" in failed.stderr
+    # The plan runs the script against the organisation's objects: the missing member is found before anything runs.
+    assert ("RoleGroup 'Room bookers' would fail: The operation couldn't be performed because object "
+            "'nobody@contoso.com' couldn't be found") in failed.stderr
+    assert "nothing was changed" in failed.stderr
     assert "Traceback" not in failed.stderr
     fixed = cli("apply", path, "--yes", "--var", "who=svc-rooms@contoso.com", "--output", "json")
     assert fixed.exit_code == 0
-    assert results(fixed.stdout) == [("ManagementScope", "unchanged"), ("RoleGroup", "created")]
+    assert results(fixed.stdout) == [("ManagementScope", "created"), ("RoleGroup", "created")]
 
 
 def test_confirmation_is_required_without_yes(cli, sandbox_state):

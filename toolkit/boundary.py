@@ -68,6 +68,17 @@ def _dn_parts(dn: str) -> list[str]:
     return [re.sub(r"\s*=\s*", "=", part.strip()).lower() for part in re.split(r"(?<!\\),", dn) if part.strip()]
 
 
+def canonical_name(dn: str) -> str:
+    """An AD object reference as Exchange prints it: the canonical name (``OU=Fabrikam,OU=Hosting,DC=hoster,
+    DC=local`` → ``hoster.local/Hosting/Fabrikam``), the form the cmdlet reference uses for -RecipientRoot."""
+    if "=" not in dn:
+        return dn  # already a canonical name
+    parts = [p.split("=", 1) for p in dn.split(",") if "=" in p]
+    domain = ".".join(v for k, v in parts if k.strip().upper() == "DC")
+    path = [v for k, v in parts if k.strip().upper() != "DC"]
+    return "/".join([domain, *reversed(path)])
+
+
 def normalise_dn(dn: str) -> str:
     return ",".join(_dn_parts(dn))
 

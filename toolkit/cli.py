@@ -584,7 +584,15 @@ def plan(
                                    **prepared.plan.as_dict()}))
     else:
         report.show_plan(report.console(), prepared.plan, prepared.playbook.name, prepared.target.target.describe())
+    if prepared.plan.errors:
+        _fail(_plan_errors(prepared))
     raise typer.Exit(2 if detailed_exitcode and prepared.plan.pending else 0)
+
+
+def _plan_errors(prepared: Prepared) -> str:
+    first = prepared.plan.errors[0]
+    return (f"the target would refuse {len(prepared.plan.errors)} change(s), first {first.kind} {first.name!r} would fail: "
+            f"{first.error} — fix the playbook or the target; nothing was changed")
 
 
 def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
@@ -597,6 +605,8 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
     reviewed_sha = pin.scripts[verb] if pin else ""
     if output != "json":
         report.show_plan(out, prepared.plan, prepared.playbook.name, prepared.target.target.describe())
+    if prepared.plan.errors:
+        _fail(_plan_errors(prepared))
     if prepared.plan.pending and not yes:
         if not sys.stdin.isatty():
             _fail(f"refusing to {verb} without confirmation on a non-interactive terminal: pass --yes")

@@ -262,6 +262,19 @@ def to_text(node: Node, _nested: bool = False) -> str:
     return f"({text})" if _nested else text
 
 
+def to_stored_text(node: Node) -> str:
+    """A filter as Exchange stores and prints it back: every comparison and every -and/-or group in its own
+    parentheses (the form dynamic distribution group fixtures show: ``((((Title -eq 'Architect') -or …)))``).
+    For management scopes Microsoft does not say; /work/shared/reference/exchange.md "Stored filters". Scripts must
+    accept both this and :func:`to_text` as "unchanged"."""
+    if isinstance(node, Comparison):
+        return f"({to_text(node)})"
+    if isinstance(node, Not):
+        return f"(-not {to_stored_text(node.item)})"
+    joiner = " -and " if isinstance(node, And) else " -or "
+    return "(" + joiner.join(to_stored_text(item) for item in node.items) + ")"
+
+
 def conjunction(nodes: Iterable[Node]) -> Node:
     items = tuple(nodes)
     return items[0] if len(items) == 1 else And(items)

@@ -1,4 +1,11 @@
-"""Plan: compare the desired resources with facts read from a target → an ordered list of changes."""
+"""Plan: run the apply (or destroy) script against what the target has, in the sandbox, and report what it did.
+
+The script is the only place that decides what must change. A plan does not compare fields itself: it takes the
+organisation rebuilt from the target's objects (toolkit/sandbox/mirror.py, or the sandbox itself), runs the rendered
+script against a copy of it in exkit's PowerShell interpreter — cmdlets and all, with Exchange's semantics — and
+reads the script's own per-resource results (``created``, ``updated``, …), the state-changing calls it made, and
+each resource's view before and after (for the before → after lines a reviewer reads).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from toolkit.resources import KIND_BY_NAME, FieldChange, Resource
+from toolkit.sandbox.cmdlets import ExchangeCmdlets
+from toolkit.sandbox.commands import Command
+from toolkit.sandbox.interpreter import Interpreter, ScriptError
+from toolkit.sandbox.model import Organisation
+from toolkit.sandbox.values import to_string
+from toolkit.targets.base import ResourceResult, parse_output
 
-Action = Literal["create", "update", "delete", "noop"]
+Action = Literal["create", "update", "delete", "noop", "error"]
+_ACTIONS: dict[str, Action] = {"created": "create", "updated": "update", "removed": "delete", "unchanged": "noop",
+                               "absent": "noop", "failed": "error"}
 
 
 @dataclass(frozen=True)
@@ -15,6 +30,8 @@ class Change:
     resource: Resource
     action: Action
     fields: list[FieldChange] = field(default_factory=list)
+    calls: tuple[str, ...] = ()  # the state-changing cmdlets the script runs for it, as a reviewer reads them
+    error: str = ""
 
     @property
     def kind(self) -> str:
@@ -26,7 +43,8 @@ class Change:
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "action": self.action,
-                "fields": [{"field": f.field, "before": f.before, "after": f.after} for f in self.fields]}
+                "fields": [{"field": f.field, "before": f.before, "after": f.after} for f in self.fields],
+                "calls": list(self.calls), **({"error": self.error} if self.error else {})}
 
 
 @dataclass(frozen=True)
@@ -36,10 +54,15 @@ class Plan:
 
     @property
     def pending(self) -> list[Change]:
-        return [c for c in self.changes if c.action != "noop"]
+        return [c for c in self.changes if c.action not in ("noop", "error")]
+
+    @property
+    def errors(self) -> list[Change]:
+        """Changes Exchange would refuse (a member that does not exist, …): apply must not start."""
+        return [c for c in self.changes if c.action == "error"]
 
     def counts(self) -> dict[str, int]:
-        counts = {"create": 0, "update": 0, "delete": 0, "noop": 0}
+        counts = {"create": 0, "update": 0, "delete": 0, "noop": 0, "error": 0}
         for change in self.changes:
             counts[change.action] += 1
         return counts
@@ -48,20 +71,83 @@ class Plan:
         return {"destroy": self.destroy, "counts": self.counts(), "changes": [c.as_dict() for c in self.changes]}
 
 
-def make_plan(resources: list[Resource], facts: list[dict[str, Any]], destroy: bool = False) -> Plan:
-    """``resources`` in apply order; for a destroy plan the changes come in removal (reverse) order."""
-    by_key = {(str(f.get("kind")), str(f.get("name", "")).lower()): f for f in facts}
+@dataclass
+class WhatIf:
+    """What a script did to a copy of an organisation."""
+
+    results: list[ResourceResult]
+    before: Organisation
+    after: Organisation
+    calls: dict[tuple[str, str], list[str]]
+    error: str = ""
+
+
+def what_if(script: str, organisation: Organisation) -> WhatIf:
+    """Run ``script`` against a copy of ``organisation``; ``organisation`` itself is not changed."""
+    after = organisation.model_copy(deep=True)
+    interpreter = Interpreter({})
+    calls: dict[tuple[str, str], list[str]] = {}
+    interpreter.commands.update({name.lower(): _recording(command, interpreter, calls)
+                                 for name, command in ExchangeCmdlets(after).commands().items()})
+    try:
+        outcome = interpreter.run(script)
+    except ScriptError as exc:
+        return WhatIf([], organisation, after, calls, "the script cannot run in the sandbox: "
+                      + "; ".join(str(exc).splitlines()))
+    results, _ = parse_output("\n".join(outcome.output))
+    return WhatIf(results, organisation, after, calls, "\n".join(outcome.errors) if outcome.exit_code else "")
+
+
+def _recording(command: Command, interpreter: Interpreter, calls: dict[tuple[str, str], list[str]]) -> Command:
+    """The command, noting each state-changing call under the resource whose block is running."""
+    if not command.should_process:
+        return command
+
+    def run(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        key = (to_string(interpreter.variables.get("exkitkind")),
+               to_string(interpreter.variables.get("exkitname")).lower())
+        calls.setdefault(key, []).append(describe_call(command.name, bound))
+        return command.run(bound, pipeline)
+
+    return Command(command.name, command.parameters, run, command.positional, command.should_process,
+                   command.mandatory, command.remaining, command.module_function)
+
+
+def describe_call(cmdlet: str, bound: dict[str, Any]) -> str:
+    """A call as PowerShell text (values quoted by the one quoting function), for people to read."""
+    from toolkit.render.quoting import ps_literal
+
+    parts = [cmdlet]
+    for name, value in bound.items():
+        if name in ("ErrorAction", "Confirm"):
+            continue
+        parts.append(f"-{name}" if value is True else f"-{name} {ps_literal(value)}")
+    return " ".join(parts)
+
+
+def make_plan(resources: list[Resource], outcome: WhatIf, destroy: bool = False) -> Plan:
+    """``resources`` in the order the script handles them; one change per resource, from the script's result."""
+    by_key = {(r.kind, r.name.lower()): r for r in outcome.results}
     changes = []
-    for resource in (reversed(resources) if destroy else resources):
-        fact = by_key.get(resource.key) or {"exists": False}
-        exists = bool(fact.get("exists"))
-        if destroy:
-            changes.append(Change(resource, "delete" if exists else "noop"))
-        elif not exists:
-            created = [FieldChange(k, None, v) for k, v in resource.fields.items()
-                       if k != "name" and v not in (None, [], "", False)]
-            changes.append(Change(resource, "create", created))
-        else:
-            differences = KIND_BY_NAME[resource.kind].compare(resource, fact)
-            changes.append(Change(resource, "update" if differences else "noop", differences))
+    stopped = ""
+    for resource in resources:
+        result = by_key.get(resource.key)
+        calls = tuple(outcome.calls.get(resource.key, []))
+        if result is None:
+            stopped = stopped or outcome.error or "the script stopped before this resource"
+            changes.append(Change(resource, "error", calls=calls,
+                                  error=f"not planned: {stopped.splitlines()[0]}"))
+            continue
+        action = _ACTIONS.get(result.action, "error")
+        kind = KIND_BY_NAME[resource.kind]
+        before, after = kind.view(outcome.before, resource), kind.view(outcome.after, resource)
+        fields = _differences(before, after) if action in ("create", "update") else []
+        changes.append(Change(resource, action, fields, calls, result.error))
     return Plan(changes, destroy)
+
+
+def _differences(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[FieldChange]:
+    before, after = before or {}, after or {}
+    return [FieldChange(key, before.get(key), after.get(key)) for key in after | before
+            if before.get(key) != after.get(key) and not (before.get(key) in (None, [], "", False)
+                                                           and after.get(key) in (None, [], "", False))]

@@ -8,8 +8,8 @@ from typing import Any
 
 from toolkit.errors import ExkitError
 from toolkit.inventory import ResolvedTarget
-from toolkit.plan import Plan, make_plan
 from toolkit.boundary import check_playbook
+from toolkit.plan import Plan, make_plan, what_if
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
 from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import load_and_validate, require_document
@@ -37,8 +37,9 @@ class Prepared:
 
 def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any], *, destroy: bool = False,
             templates: Path | None = None) -> Prepared:
-    """``templates`` is the --templates folder; the target's and its group's folders are layered under it."""
-    """Validate, read the target's current state (one facts script), plan, and render the script to run."""
+    """Validate, render the script to run, read what the target has of the objects it reads (one facts script), and
+    plan by running the script against that in the sandbox. ``templates`` is the --templates folder; the target's
+    and its group's folders are layered under it."""
     playbook, diagnostics = load_for_target(playbook_path, target, cli_vars)
     templates = target.template_layers(templates)  # type: ignore[assignment]
     connection = target.target.connection()
@@ -48,8 +49,9 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
     script = pinned(target, "destroy" if destroy else "apply",
                     render_script(playbook, state="absent" if destroy else "present", templates=templates,
                                   connection=connection, target=context))
-    facts = target.target.read_facts(facts_script)
-    plan = make_plan(facts_script.resources, facts, destroy=destroy)
+    # The plan is the script's own verdict: it runs against what the target has, in the sandbox.
+    outcome = what_if(script.text, target.target.observe(facts_script, script))
+    plan = make_plan(script.resources, outcome, destroy=destroy)
     return Prepared(playbook, diagnostics, target, plan, script)
 
 

@@ -4,7 +4,7 @@
 # Each resource prints one line 'EXKIT-RESULT {json}'; the last line is 'EXKIT-SUMMARY {json}'.
 $ErrorActionPreference = 'Stop'
 if (-not (Get-Command -Name 'Get-ManagementScope' -ErrorAction SilentlyContinue)) {
-    Add-PSSnapin -Name 'Microsoft.Exchange.Management.PowerShell.SnapIn'
+    throw 'Run this in the Exchange Management Shell, or connect first: $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://<server>/PowerShell/ -Authentication Kerberos -Credential (Get-Credential); Import-PSSession $s -DisableNameChecking'
 }
 $exkitCounts = @{created = 0; updated = 0; unchanged = 0; removed = 0; absent = 0}
 
@@ -13,13 +13,16 @@ $exkitKind = 'ManagementScope'
 $exkitName = 'Room mailboxes'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if (-not $exkitCurrent) {
-        New-ManagementScope -Name 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox''' | Out-Null
+        New-ManagementScope -Name 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox''' -ErrorAction Stop | Out-Null
         $exkitAction = 'created'
     } else {
-        if ([string]$exkitCurrent.RecipientFilter -ne 'RecipientTypeDetails -eq ''RoomMailbox''') {
-            Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox'''
+        # Exchange prints a stored filter in its own parenthesised form: either spelling means "unchanged".
+        if (@('RecipientTypeDetails -eq ''RoomMailbox''', '(RecipientTypeDetails -eq ''RoomMailbox'')') -notcontains [string]$exkitCurrent.RecipientFilter) {
+            Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox''' -ErrorAction Stop
             $exkitAction = 'updated'
         }
     }
@@ -35,49 +38,60 @@ $exkitKind = 'RoleGroup'
 $exkitName = 'Room booking service accounts'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-RoleGroup -Identity 'Room booking service accounts' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-RoleGroup -Identity 'Room booking service accounts' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if (-not $exkitCurrent) {
-        New-RoleGroup -Name 'Room booking service accounts' -Roles @('ApplicationImpersonation') -Members @('svc-rooms@contoso.com') -CustomRecipientWriteScope 'Room mailboxes' -Description 'Impersonation of room mailboxes for the room-booking system.' | Out-Null
+        New-RoleGroup -Name 'Room booking service accounts' -Roles @('ApplicationImpersonation') -Members @('svc-rooms@contoso.com') -CustomRecipientWriteScope 'Room mailboxes' -Description 'Impersonation of room mailboxes for the room-booking system.' -ErrorAction Stop | Out-Null
         $exkitAction = 'created'
     } else {
         if ([string]$exkitCurrent.Description -ne 'Impersonation of room mailboxes for the room-booking system.') {
-            Set-RoleGroup -Identity 'Room booking service accounts' -Description 'Impersonation of room mailboxes for the room-booking system.'
+            Set-RoleGroup -Identity 'Room booking service accounts' -Description 'Impersonation of room mailboxes for the room-booking system.' -ErrorAction Stop
             $exkitAction = 'updated'
         }
-        # Members: add the missing ones, remove the ones the playbook does not declare.
+        # Members are security principals, with or without an address: a member is the declared one when any of
+        # its identities (address, name, distinguished name, Guid) is what the playbook names.
         $exkitWanted = @('svc-rooms@contoso.com')
-        $exkitHave = @()
-        foreach ($exkitMember in @(Get-RoleGroupMember -Identity 'Room booking service accounts' -ResultSize 'Unlimited')) {
-            $exkitHave += [string]$exkitMember.PrimarySmtpAddress
-        }
-        foreach ($exkitMember in $exkitWanted) {
-            if ($exkitHave -notcontains $exkitMember) {
-                Add-RoleGroupMember -Identity 'Room booking service accounts' -Member $exkitMember -BypassSecurityGroupManagerCheck
+        $exkitHave = @(Get-RoleGroupMember -Identity 'Room booking service accounts' -ResultSize 'Unlimited' -ErrorAction Stop)
+        foreach ($exkitIdentity in $exkitWanted) {
+            $exkitFound = $false
+            foreach ($exkitMember in $exkitHave) {
+                if (@([string]$exkitMember.PrimarySmtpAddress, [string]$exkitMember.Name, [string]$exkitMember.DistinguishedName, [string]$exkitMember.Guid) -contains $exkitIdentity) {
+                    $exkitFound = $true
+                }
+            }
+            if (-not $exkitFound) {
+                Add-RoleGroupMember -Identity 'Room booking service accounts' -Member $exkitIdentity -BypassSecurityGroupManagerCheck -ErrorAction Stop
                 $exkitAction = 'updated'
             }
         }
         foreach ($exkitMember in $exkitHave) {
-            if ($exkitWanted -notcontains $exkitMember) {
-                Remove-RoleGroupMember -Identity 'Room booking service accounts' -Member $exkitMember -BypassSecurityGroupManagerCheck -Confirm:$false
+            $exkitDeclared = $false
+            foreach ($exkitIdentity in @([string]$exkitMember.PrimarySmtpAddress, [string]$exkitMember.Name, [string]$exkitMember.DistinguishedName, [string]$exkitMember.Guid)) {
+                if ($exkitIdentity -and $exkitWanted -contains $exkitIdentity) {
+                    $exkitDeclared = $true
+                }
+            }
+            if (-not $exkitDeclared) {
+                Remove-RoleGroupMember -Identity 'Room booking service accounts' -Member ([string]$exkitMember.DistinguishedName) -BypassSecurityGroupManagerCheck -Confirm:$false -ErrorAction Stop
                 $exkitAction = 'updated'
             }
         }
         # Roles and write scope live on the group's role assignments.
-        $exkitAssignments = @(Get-ManagementRoleAssignment -RoleAssignee 'Room booking service accounts' -Delegating $false)
+        $exkitAssignments = @(Get-ManagementRoleAssignment -RoleAssignee 'Room booking service accounts' -Delegating $false -ErrorAction Stop)
         $exkitHaveRoles = @()
         foreach ($exkitAssignment in $exkitAssignments) {
             $exkitHaveRoles += [string]$exkitAssignment.Role
-            if ([string]$exkitAssignment.CustomRecipientWriteScope -ne 'Room mailboxes') {
-                Set-ManagementRoleAssignment -Identity $exkitAssignment.Identity -CustomRecipientWriteScope 'Room mailboxes'
-                $exkitAction = 'updated'
-            }
             if (@('ApplicationImpersonation') -notcontains [string]$exkitAssignment.Role) {
-                Remove-ManagementRoleAssignment -Identity $exkitAssignment.Identity -Confirm:$false
+                Remove-ManagementRoleAssignment -Identity ([string]$exkitAssignment.Name) -Confirm:$false -ErrorAction Stop
+                $exkitAction = 'updated'
+            } elseif ([string]$exkitAssignment.CustomRecipientWriteScope -ne 'Room mailboxes') {
+                Set-ManagementRoleAssignment -Identity ([string]$exkitAssignment.Name) -CustomRecipientWriteScope 'Room mailboxes' -ErrorAction Stop
                 $exkitAction = 'updated'
             }
         }
         if ($exkitHaveRoles -notcontains 'ApplicationImpersonation') {
-            New-ManagementRoleAssignment -SecurityGroup 'Room booking service accounts' -Role 'ApplicationImpersonation' -CustomRecipientWriteScope 'Room mailboxes' | Out-Null
+            New-ManagementRoleAssignment -SecurityGroup 'Room booking service accounts' -Role 'ApplicationImpersonation' -CustomRecipientWriteScope 'Room mailboxes' -ErrorAction Stop | Out-Null
             $exkitAction = 'updated'
         }
     }

@@ -4,7 +4,7 @@
 # Each resource prints one line 'EXKIT-RESULT {json}'; the last line is 'EXKIT-SUMMARY {json}'.
 $ErrorActionPreference = 'Stop'
 if (-not (Get-Command -Name 'Get-ManagementScope' -ErrorAction SilentlyContinue)) {
-    Add-PSSnapin -Name 'Microsoft.Exchange.Management.PowerShell.SnapIn'
+    throw 'Run this in the Exchange Management Shell, or connect first: $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://<server>/PowerShell/ -Authentication Kerberos -Credential (Get-Credential); Import-PSSession $s -DisableNameChecking'
 }
 $exkitCounts = @{created = 0; updated = 0; unchanged = 0; removed = 0; absent = 0}
 
@@ -14,13 +14,13 @@ $exkitName = 'room-munich-1@contoso.com:svc-rooms@contoso.com'
 $exkitAction = 'unchanged'
 try {
     $exkitHas = $false
-    foreach ($exkitPermission in @(Get-MailboxPermission -Identity 'room-munich-1@contoso.com' -User 'svc-rooms@contoso.com' -ErrorAction SilentlyContinue)) {
+    foreach ($exkitPermission in @(Get-MailboxPermission -Identity 'room-munich-1@contoso.com' -User 'svc-rooms@contoso.com' -ErrorAction Stop)) {
         if (-not $exkitPermission.IsInherited -and -not $exkitPermission.Deny -and [string]$exkitPermission.AccessRights -like '*FullAccess*') {
             $exkitHas = $true
         }
     }
     if ($exkitHas) {
-        Remove-MailboxPermission -Identity 'room-munich-1@contoso.com' -User 'svc-rooms@contoso.com' -AccessRights @('FullAccess') -InheritanceType 'All' -Confirm:$false
+        Remove-MailboxPermission -Identity 'room-munich-1@contoso.com' -User 'svc-rooms@contoso.com' -AccessRights @('FullAccess') -InheritanceType 'All' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'
@@ -38,13 +38,13 @@ $exkitName = 'room-berlin-2@contoso.com:svc-rooms@contoso.com'
 $exkitAction = 'unchanged'
 try {
     $exkitHas = $false
-    foreach ($exkitPermission in @(Get-MailboxPermission -Identity 'room-berlin-2@contoso.com' -User 'svc-rooms@contoso.com' -ErrorAction SilentlyContinue)) {
+    foreach ($exkitPermission in @(Get-MailboxPermission -Identity 'room-berlin-2@contoso.com' -User 'svc-rooms@contoso.com' -ErrorAction Stop)) {
         if (-not $exkitPermission.IsInherited -and -not $exkitPermission.Deny -and [string]$exkitPermission.AccessRights -like '*FullAccess*') {
             $exkitHas = $true
         }
     }
     if ($exkitHas) {
-        Remove-MailboxPermission -Identity 'room-berlin-2@contoso.com' -User 'svc-rooms@contoso.com' -AccessRights @('FullAccess') -InheritanceType 'All' -Confirm:$false
+        Remove-MailboxPermission -Identity 'room-berlin-2@contoso.com' -User 'svc-rooms@contoso.com' -AccessRights @('FullAccess') -InheritanceType 'All' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'
@@ -62,13 +62,13 @@ $exkitName = 'room-berlin-1@contoso.com:svc-rooms@contoso.com'
 $exkitAction = 'unchanged'
 try {
     $exkitHas = $false
-    foreach ($exkitPermission in @(Get-MailboxPermission -Identity 'room-berlin-1@contoso.com' -User 'svc-rooms@contoso.com' -ErrorAction SilentlyContinue)) {
+    foreach ($exkitPermission in @(Get-MailboxPermission -Identity 'room-berlin-1@contoso.com' -User 'svc-rooms@contoso.com' -ErrorAction Stop)) {
         if (-not $exkitPermission.IsInherited -and -not $exkitPermission.Deny -and [string]$exkitPermission.AccessRights -like '*FullAccess*') {
             $exkitHas = $true
         }
     }
     if ($exkitHas) {
-        Remove-MailboxPermission -Identity 'room-berlin-1@contoso.com' -User 'svc-rooms@contoso.com' -AccessRights @('FullAccess') -InheritanceType 'All' -Confirm:$false
+        Remove-MailboxPermission -Identity 'room-berlin-1@contoso.com' -User 'svc-rooms@contoso.com' -AccessRights @('FullAccess') -InheritanceType 'All' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'

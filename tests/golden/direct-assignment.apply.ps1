@@ -4,7 +4,7 @@
 # Each resource prints one line 'EXKIT-RESULT {json}'; the last line is 'EXKIT-SUMMARY {json}'.
 $ErrorActionPreference = 'Stop'
 if (-not (Get-Command -Name 'Get-ManagementScope' -ErrorAction SilentlyContinue)) {
-    Add-PSSnapin -Name 'Microsoft.Exchange.Management.PowerShell.SnapIn'
+    throw 'Run this in the Exchange Management Shell, or connect first: $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://<server>/PowerShell/ -Authentication Kerberos -Credential (Get-Credential); Import-PSSession $s -DisableNameChecking'
 }
 $exkitCounts = @{created = 0; updated = 0; unchanged = 0; removed = 0; absent = 0}
 
@@ -13,13 +13,16 @@ $exkitKind = 'ManagementScope'
 $exkitName = 'Berlin and Munich resources'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementScope -Identity 'Berlin and Munich resources' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementScope -Identity 'Berlin and Munich resources' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if (-not $exkitCurrent) {
-        New-ManagementScope -Name 'Berlin and Munich resources' -RecipientRestrictionFilter '(RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox'') -and (Office -eq ''Berlin'' -or Office -eq ''Munich'')' | Out-Null
+        New-ManagementScope -Name 'Berlin and Munich resources' -RecipientRestrictionFilter '(RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox'') -and (Office -eq ''Berlin'' -or Office -eq ''Munich'')' -ErrorAction Stop | Out-Null
         $exkitAction = 'created'
     } else {
-        if ([string]$exkitCurrent.RecipientFilter -ne '(RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox'') -and (Office -eq ''Berlin'' -or Office -eq ''Munich'')') {
-            Set-ManagementScope -Identity 'Berlin and Munich resources' -RecipientRestrictionFilter '(RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox'') -and (Office -eq ''Berlin'' -or Office -eq ''Munich'')'
+        # Exchange prints a stored filter in its own parenthesised form: either spelling means "unchanged".
+        if (@('(RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox'') -and (Office -eq ''Berlin'' -or Office -eq ''Munich'')', '(((RecipientTypeDetails -eq ''RoomMailbox'') -or (RecipientTypeDetails -eq ''EquipmentMailbox'')) -and ((Office -eq ''Berlin'') -or (Office -eq ''Munich'')))') -notcontains [string]$exkitCurrent.RecipientFilter) {
+            Set-ManagementScope -Identity 'Berlin and Munich resources' -RecipientRestrictionFilter '(RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox'') -and (Office -eq ''Berlin'' -or Office -eq ''Munich'')' -ErrorAction Stop
             $exkitAction = 'updated'
         }
     }
@@ -35,28 +38,31 @@ $exkitKind = 'ManagementRoleAssignment'
 $exkitName = 'Room booking impersonation'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Room booking impersonation' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Room booking impersonation' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
         # Role and assignee cannot be changed in place: an assignment of another role or assignee is replaced.
+        # Exchange reports the assignee by name, so ask it for this assignee's assignments of the role.
         $exkitSame = $false
-        foreach ($exkitAssignment in @(Get-ManagementRoleAssignment -RoleAssignee 'svc-rooms@contoso.com' -Role 'ApplicationImpersonation' -Delegating $false -ErrorAction SilentlyContinue)) {
+        foreach ($exkitAssignment in @(Get-ManagementRoleAssignment -RoleAssignee 'svc-rooms@contoso.com' -Role 'ApplicationImpersonation' -Delegating $false -ErrorAction Stop)) {
             if ([string]$exkitAssignment.Name -eq 'Room booking impersonation') {
                 $exkitSame = $true
             }
         }
         if (-not $exkitSame) {
-            Remove-ManagementRoleAssignment -Identity 'Room booking impersonation' -Confirm:$false
+            Remove-ManagementRoleAssignment -Identity 'Room booking impersonation' -Confirm:$false -ErrorAction Stop
             $exkitCurrent = $null
             $exkitAction = 'updated'
         }
     }
     if (-not $exkitCurrent) {
-        New-ManagementRoleAssignment -Name 'Room booking impersonation' -Role 'ApplicationImpersonation' -User 'svc-rooms@contoso.com' -CustomRecipientWriteScope 'Berlin and Munich resources' | Out-Null
+        New-ManagementRoleAssignment -Name 'Room booking impersonation' -Role 'ApplicationImpersonation' -User 'svc-rooms@contoso.com' -CustomRecipientWriteScope 'Berlin and Munich resources' -ErrorAction Stop | Out-Null
         if ($exkitAction -ne 'updated') {
             $exkitAction = 'created'
         }
     } elseif ([string]$exkitCurrent.CustomRecipientWriteScope -ne 'Berlin and Munich resources') {
-        Set-ManagementRoleAssignment -Identity 'Room booking impersonation' -CustomRecipientWriteScope 'Berlin and Munich resources'
+        Set-ManagementRoleAssignment -Identity 'Room booking impersonation' -CustomRecipientWriteScope 'Berlin and Munich resources' -ErrorAction Stop
         $exkitAction = 'updated'
     }
 } catch {

@@ -4,7 +4,7 @@
 # Each resource prints one line 'EXKIT-RESULT {json}'; the last line is 'EXKIT-SUMMARY {json}'.
 $ErrorActionPreference = 'Stop'
 if (-not (Get-Command -Name 'Get-ManagementScope' -ErrorAction SilentlyContinue)) {
-    Add-PSSnapin -Name 'Microsoft.Exchange.Management.PowerShell.SnapIn'
+    throw 'Run this in the Exchange Management Shell, or connect first: $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://<server>/PowerShell/ -Authentication Kerberos -Credential (Get-Credential); Import-PSSession $s -DisableNameChecking'
 }
 $exkitCounts = @{created = 0; updated = 0; unchanged = 0; removed = 0; absent = 0}
 
@@ -13,9 +13,11 @@ $exkitKind = 'ManagementRoleAssignment'
 $exkitName = 'Room booking impersonation'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Room booking impersonation' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Room booking impersonation' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
-        Remove-ManagementRoleAssignment -Identity 'Room booking impersonation' -Confirm:$false
+        Remove-ManagementRoleAssignment -Identity 'Room booking impersonation' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'
@@ -32,9 +34,11 @@ $exkitKind = 'ManagementScope'
 $exkitName = 'Berlin and Munich resources'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementScope -Identity 'Berlin and Munich resources' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementScope -Identity 'Berlin and Munich resources' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
-        Remove-ManagementScope -Identity 'Berlin and Munich resources' -Confirm:$false
+        Remove-ManagementScope -Identity 'Berlin and Munich resources' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'

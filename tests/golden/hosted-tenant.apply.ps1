@@ -4,7 +4,7 @@
 # Each resource prints one line 'EXKIT-RESULT {json}'; the last line is 'EXKIT-SUMMARY {json}'.
 $ErrorActionPreference = 'Stop'
 if (-not (Get-Command -Name 'Get-ManagementScope' -ErrorAction SilentlyContinue)) {
-    Add-PSSnapin -Name 'Microsoft.Exchange.Management.PowerShell.SnapIn'
+    throw 'Run this in the Exchange Management Shell, or connect first: $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://<server>/PowerShell/ -Authentication Kerberos -Credential (Get-Credential); Import-PSSession $s -DisableNameChecking'
 }
 $exkitCounts = @{created = 0; updated = 0; unchanged = 0; removed = 0; absent = 0}
 
@@ -13,17 +13,22 @@ $exkitKind = 'ManagementScope'
 $exkitName = 'fabrikam room mailboxes'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementScope -Identity 'fabrikam room mailboxes' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementScope -Identity 'fabrikam room mailboxes' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
+    $exkitRoot = Get-OrganizationalUnit -Identity 'OU=Fabrikam,OU=Hosting,DC=hoster,DC=local' -ErrorAction Stop
     if (-not $exkitCurrent) {
-        New-ManagementScope -Name 'fabrikam room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox''' -RecipientRoot 'OU=Fabrikam,OU=Hosting,DC=hoster,DC=local' | Out-Null
+        New-ManagementScope -Name 'fabrikam room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox''' -RecipientRoot 'OU=Fabrikam,OU=Hosting,DC=hoster,DC=local' -ErrorAction Stop | Out-Null
         $exkitAction = 'created'
     } else {
-        if ([string]$exkitCurrent.RecipientFilter -ne 'RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox''') {
-            Set-ManagementScope -Identity 'fabrikam room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox'''
+        # Exchange prints a stored filter in its own parenthesised form: either spelling means "unchanged".
+        if (@('RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox''', '((RecipientTypeDetails -eq ''RoomMailbox'') -or (RecipientTypeDetails -eq ''EquipmentMailbox''))') -notcontains [string]$exkitCurrent.RecipientFilter) {
+            Set-ManagementScope -Identity 'fabrikam room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox'' -or RecipientTypeDetails -eq ''EquipmentMailbox''' -ErrorAction Stop
             $exkitAction = 'updated'
         }
-        if ([string]$exkitCurrent.RecipientRoot -ne 'OU=Fabrikam,OU=Hosting,DC=hoster,DC=local') {
-            Set-ManagementScope -Identity 'fabrikam room mailboxes' -RecipientRoot 'OU=Fabrikam,OU=Hosting,DC=hoster,DC=local'
+        # RecipientRoot prints as the OU's canonical name: compare it with the OU as Exchange names it.
+        if ([string]$exkitCurrent.RecipientRoot -ne [string]$exkitRoot.Identity) {
+            Set-ManagementScope -Identity 'fabrikam room mailboxes' -RecipientRoot 'OU=Fabrikam,OU=Hosting,DC=hoster,DC=local' -ErrorAction Stop
             $exkitAction = 'updated'
         }
     }
@@ -39,49 +44,60 @@ $exkitKind = 'RoleGroup'
 $exkitName = 'fabrikam room booking'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-RoleGroup -Identity 'fabrikam room booking' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-RoleGroup -Identity 'fabrikam room booking' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if (-not $exkitCurrent) {
-        New-RoleGroup -Name 'fabrikam room booking' -Roles @('ApplicationImpersonation') -Members @('svc-rooms@fabrikam.example') -CustomRecipientWriteScope 'fabrikam room mailboxes' -Description 'Room-booking impersonation for tenant fabrikam.' | Out-Null
+        New-RoleGroup -Name 'fabrikam room booking' -Roles @('ApplicationImpersonation') -Members @('svc-rooms@fabrikam.example') -CustomRecipientWriteScope 'fabrikam room mailboxes' -Description 'Room-booking impersonation for tenant fabrikam.' -ErrorAction Stop | Out-Null
         $exkitAction = 'created'
     } else {
         if ([string]$exkitCurrent.Description -ne 'Room-booking impersonation for tenant fabrikam.') {
-            Set-RoleGroup -Identity 'fabrikam room booking' -Description 'Room-booking impersonation for tenant fabrikam.'
+            Set-RoleGroup -Identity 'fabrikam room booking' -Description 'Room-booking impersonation for tenant fabrikam.' -ErrorAction Stop
             $exkitAction = 'updated'
         }
-        # Members: add the missing ones, remove the ones the playbook does not declare.
+        # Members are security principals, with or without an address: a member is the declared one when any of
+        # its identities (address, name, distinguished name, Guid) is what the playbook names.
         $exkitWanted = @('svc-rooms@fabrikam.example')
-        $exkitHave = @()
-        foreach ($exkitMember in @(Get-RoleGroupMember -Identity 'fabrikam room booking' -ResultSize 'Unlimited')) {
-            $exkitHave += [string]$exkitMember.PrimarySmtpAddress
-        }
-        foreach ($exkitMember in $exkitWanted) {
-            if ($exkitHave -notcontains $exkitMember) {
-                Add-RoleGroupMember -Identity 'fabrikam room booking' -Member $exkitMember -BypassSecurityGroupManagerCheck
+        $exkitHave = @(Get-RoleGroupMember -Identity 'fabrikam room booking' -ResultSize 'Unlimited' -ErrorAction Stop)
+        foreach ($exkitIdentity in $exkitWanted) {
+            $exkitFound = $false
+            foreach ($exkitMember in $exkitHave) {
+                if (@([string]$exkitMember.PrimarySmtpAddress, [string]$exkitMember.Name, [string]$exkitMember.DistinguishedName, [string]$exkitMember.Guid) -contains $exkitIdentity) {
+                    $exkitFound = $true
+                }
+            }
+            if (-not $exkitFound) {
+                Add-RoleGroupMember -Identity 'fabrikam room booking' -Member $exkitIdentity -BypassSecurityGroupManagerCheck -ErrorAction Stop
                 $exkitAction = 'updated'
             }
         }
         foreach ($exkitMember in $exkitHave) {
-            if ($exkitWanted -notcontains $exkitMember) {
-                Remove-RoleGroupMember -Identity 'fabrikam room booking' -Member $exkitMember -BypassSecurityGroupManagerCheck -Confirm:$false
+            $exkitDeclared = $false
+            foreach ($exkitIdentity in @([string]$exkitMember.PrimarySmtpAddress, [string]$exkitMember.Name, [string]$exkitMember.DistinguishedName, [string]$exkitMember.Guid)) {
+                if ($exkitIdentity -and $exkitWanted -contains $exkitIdentity) {
+                    $exkitDeclared = $true
+                }
+            }
+            if (-not $exkitDeclared) {
+                Remove-RoleGroupMember -Identity 'fabrikam room booking' -Member ([string]$exkitMember.DistinguishedName) -BypassSecurityGroupManagerCheck -Confirm:$false -ErrorAction Stop
                 $exkitAction = 'updated'
             }
         }
         # Roles and write scope live on the group's role assignments.
-        $exkitAssignments = @(Get-ManagementRoleAssignment -RoleAssignee 'fabrikam room booking' -Delegating $false)
+        $exkitAssignments = @(Get-ManagementRoleAssignment -RoleAssignee 'fabrikam room booking' -Delegating $false -ErrorAction Stop)
         $exkitHaveRoles = @()
         foreach ($exkitAssignment in $exkitAssignments) {
             $exkitHaveRoles += [string]$exkitAssignment.Role
-            if ([string]$exkitAssignment.CustomRecipientWriteScope -ne 'fabrikam room mailboxes') {
-                Set-ManagementRoleAssignment -Identity $exkitAssignment.Identity -CustomRecipientWriteScope 'fabrikam room mailboxes'
-                $exkitAction = 'updated'
-            }
             if (@('ApplicationImpersonation') -notcontains [string]$exkitAssignment.Role) {
-                Remove-ManagementRoleAssignment -Identity $exkitAssignment.Identity -Confirm:$false
+                Remove-ManagementRoleAssignment -Identity ([string]$exkitAssignment.Name) -Confirm:$false -ErrorAction Stop
+                $exkitAction = 'updated'
+            } elseif ([string]$exkitAssignment.CustomRecipientWriteScope -ne 'fabrikam room mailboxes') {
+                Set-ManagementRoleAssignment -Identity ([string]$exkitAssignment.Name) -CustomRecipientWriteScope 'fabrikam room mailboxes' -ErrorAction Stop
                 $exkitAction = 'updated'
             }
         }
         if ($exkitHaveRoles -notcontains 'ApplicationImpersonation') {
-            New-ManagementRoleAssignment -SecurityGroup 'fabrikam room booking' -Role 'ApplicationImpersonation' -CustomRecipientWriteScope 'fabrikam room mailboxes' | Out-Null
+            New-ManagementRoleAssignment -SecurityGroup 'fabrikam room booking' -Role 'ApplicationImpersonation' -CustomRecipientWriteScope 'fabrikam room mailboxes' -ErrorAction Stop | Out-Null
             $exkitAction = 'updated'
         }
     }

@@ -4,7 +4,7 @@
 # Each resource prints one line 'EXKIT-RESULT {json}'; the last line is 'EXKIT-SUMMARY {json}'.
 $ErrorActionPreference = 'Stop'
 if (-not (Get-Command -Name 'Get-ManagementScope' -ErrorAction SilentlyContinue)) {
-    Add-PSSnapin -Name 'Microsoft.Exchange.Management.PowerShell.SnapIn'
+    throw 'Run this in the Exchange Management Shell, or connect first: $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://<server>/PowerShell/ -Authentication Kerberos -Credential (Get-Credential); Import-PSSession $s -DisableNameChecking'
 }
 $exkitCounts = @{created = 0; updated = 0; unchanged = 0; removed = 0; absent = 0}
 
@@ -13,9 +13,11 @@ $exkitKind = 'RoleGroup'
 $exkitName = 'fabrikam room booking'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-RoleGroup -Identity 'fabrikam room booking' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-RoleGroup -Identity 'fabrikam room booking' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
-        Remove-RoleGroup -Identity 'fabrikam room booking' -BypassSecurityGroupManagerCheck -Confirm:$false
+        Remove-RoleGroup -Identity 'fabrikam room booking' -BypassSecurityGroupManagerCheck -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'
@@ -32,9 +34,11 @@ $exkitKind = 'ManagementScope'
 $exkitName = 'fabrikam room mailboxes'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementScope -Identity 'fabrikam room mailboxes' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementScope -Identity 'fabrikam room mailboxes' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
-        Remove-ManagementScope -Identity 'fabrikam room mailboxes' -Confirm:$false
+        Remove-ManagementScope -Identity 'fabrikam room mailboxes' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'

@@ -14,20 +14,22 @@ $exkitKind = 'ServicePrincipal'
 $exkitName = 'Room booking app'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent -and [string]$exkitCurrent.ObjectId -ne '0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21') {
         # The object id cannot be changed: register the application again.
-        Remove-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -Confirm:$false
+        Remove-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -Confirm:$false -ErrorAction Stop
         $exkitCurrent = $null
         $exkitAction = 'updated'
     }
     if (-not $exkitCurrent) {
-        New-ServicePrincipal -AppId '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ObjectId '0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21' -DisplayName 'Room booking app' | Out-Null
+        New-ServicePrincipal -AppId '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ObjectId '0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21' -DisplayName 'Room booking app' -ErrorAction Stop | Out-Null
         if ($exkitAction -ne 'updated') {
             $exkitAction = 'created'
         }
     } elseif ([string]$exkitCurrent.DisplayName -ne 'Room booking app') {
-        Set-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -DisplayName 'Room booking app'
+        Set-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -DisplayName 'Room booking app' -ErrorAction Stop
         $exkitAction = 'updated'
     }
 } catch {
@@ -42,26 +44,28 @@ $exkitKind = 'ApplicationAccessPolicy'
 $exkitName = 'Room booking app:bookable-rooms@contoso.com'
 $exkitAction = 'unchanged'
 try {
-    # A policy is found by its application and its scope group (the group's name, as Exchange reports it).
-    $exkitGroup = Get-Recipient -Identity 'bookable-rooms@contoso.com'
+    # A policy is found by its application and its scope group's identity (AppId + ScopeIdentity, as
+    # Microsoft365DSC matches it); ScopeName is only the name shown.
+    $exkitGroup = Get-Recipient -Identity 'bookable-rooms@contoso.com' -ErrorAction Stop
+    $exkitGroupIds = @([string]$exkitGroup.Name, [string]$exkitGroup.Identity, [string]$exkitGroup.DistinguishedName, [string]$exkitGroup.PrimarySmtpAddress, [string]$exkitGroup.Guid)
     $exkitCurrent = $null
-    foreach ($exkitPolicy in @(Get-ApplicationAccessPolicy)) {
-        if ([string]$exkitPolicy.AppId -eq '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -and [string]$exkitPolicy.ScopeName -eq [string]$exkitGroup.Name) {
+    foreach ($exkitPolicy in @(Get-ApplicationAccessPolicy -ErrorAction Stop)) {
+        if ([string]$exkitPolicy.AppId -eq '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -and $exkitGroupIds -contains [string]$exkitPolicy.ScopeIdentity) {
             $exkitCurrent = $exkitPolicy
         }
     }
     if ($exkitCurrent -and [string]$exkitCurrent.AccessRight -ne 'RestrictAccess') {
-        Remove-ApplicationAccessPolicy -Identity $exkitCurrent.Identity -Confirm:$false
+        Remove-ApplicationAccessPolicy -Identity ([string]$exkitCurrent.Identity) -Confirm:$false -ErrorAction Stop
         $exkitCurrent = $null
         $exkitAction = 'updated'
     }
     if (-not $exkitCurrent) {
-        New-ApplicationAccessPolicy -AppId '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -PolicyScopeGroupId 'bookable-rooms@contoso.com' -AccessRight 'RestrictAccess' -Description 'Room booking app may reach the members of Bookable Rooms only.' | Out-Null
+        New-ApplicationAccessPolicy -AppId '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -PolicyScopeGroupId 'bookable-rooms@contoso.com' -AccessRight 'RestrictAccess' -Description 'Room booking app may reach the members of Bookable Rooms only.' -ErrorAction Stop | Out-Null
         if ($exkitAction -ne 'updated') {
             $exkitAction = 'created'
         }
     } elseif ([string]$exkitCurrent.Description -ne 'Room booking app may reach the members of Bookable Rooms only.') {
-        Set-ApplicationAccessPolicy -Identity $exkitCurrent.Identity -Description 'Room booking app may reach the members of Bookable Rooms only.'
+        Set-ApplicationAccessPolicy -Identity ([string]$exkitCurrent.Identity) -Description 'Room booking app may reach the members of Bookable Rooms only.' -ErrorAction Stop
         $exkitAction = 'updated'
     }
 } catch {

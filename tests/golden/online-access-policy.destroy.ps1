@@ -14,16 +14,18 @@ $exkitKind = 'ApplicationAccessPolicy'
 $exkitName = 'Room booking app:bookable-rooms@contoso.com'
 $exkitAction = 'unchanged'
 try {
-    # A policy is found by its application and its scope group (the group's name, as Exchange reports it).
-    $exkitGroup = Get-Recipient -Identity 'bookable-rooms@contoso.com'
+    # A policy is found by its application and its scope group's identity (AppId + ScopeIdentity, as
+    # Microsoft365DSC matches it); ScopeName is only the name shown.
+    $exkitGroup = Get-Recipient -Identity 'bookable-rooms@contoso.com' -ErrorAction Stop
+    $exkitGroupIds = @([string]$exkitGroup.Name, [string]$exkitGroup.Identity, [string]$exkitGroup.DistinguishedName, [string]$exkitGroup.PrimarySmtpAddress, [string]$exkitGroup.Guid)
     $exkitCurrent = $null
-    foreach ($exkitPolicy in @(Get-ApplicationAccessPolicy)) {
-        if ([string]$exkitPolicy.AppId -eq '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -and [string]$exkitPolicy.ScopeName -eq [string]$exkitGroup.Name) {
+    foreach ($exkitPolicy in @(Get-ApplicationAccessPolicy -ErrorAction Stop)) {
+        if ([string]$exkitPolicy.AppId -eq '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -and $exkitGroupIds -contains [string]$exkitPolicy.ScopeIdentity) {
             $exkitCurrent = $exkitPolicy
         }
     }
     if ($exkitCurrent) {
-        Remove-ApplicationAccessPolicy -Identity $exkitCurrent.Identity -Confirm:$false
+        Remove-ApplicationAccessPolicy -Identity ([string]$exkitCurrent.Identity) -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'
@@ -40,9 +42,11 @@ $exkitKind = 'ServicePrincipal'
 $exkitName = 'Room booking app'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
-        Remove-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -Confirm:$false
+        Remove-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'

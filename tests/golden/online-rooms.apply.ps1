@@ -14,13 +14,16 @@ $exkitKind = 'ManagementScope'
 $exkitName = 'Room mailboxes'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if (-not $exkitCurrent) {
-        New-ManagementScope -Name 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox''' | Out-Null
+        New-ManagementScope -Name 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox''' -ErrorAction Stop | Out-Null
         $exkitAction = 'created'
     } else {
-        if ([string]$exkitCurrent.RecipientFilter -ne 'RecipientTypeDetails -eq ''RoomMailbox''') {
-            Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox'''
+        # Exchange prints a stored filter in its own parenthesised form: either spelling means "unchanged".
+        if (@('RecipientTypeDetails -eq ''RoomMailbox''', '(RecipientTypeDetails -eq ''RoomMailbox'')') -notcontains [string]$exkitCurrent.RecipientFilter) {
+            Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq ''RoomMailbox''' -ErrorAction Stop
             $exkitAction = 'updated'
         }
     }
@@ -36,20 +39,22 @@ $exkitKind = 'ServicePrincipal'
 $exkitName = 'Room booking app'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent -and [string]$exkitCurrent.ObjectId -ne '0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21') {
         # The object id cannot be changed: register the application again.
-        Remove-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -Confirm:$false
+        Remove-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -Confirm:$false -ErrorAction Stop
         $exkitCurrent = $null
         $exkitAction = 'updated'
     }
     if (-not $exkitCurrent) {
-        New-ServicePrincipal -AppId '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ObjectId '0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21' -DisplayName 'Room booking app' | Out-Null
+        New-ServicePrincipal -AppId '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ObjectId '0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21' -DisplayName 'Room booking app' -ErrorAction Stop | Out-Null
         if ($exkitAction -ne 'updated') {
             $exkitAction = 'created'
         }
     } elseif ([string]$exkitCurrent.DisplayName -ne 'Room booking app') {
-        Set-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -DisplayName 'Room booking app'
+        Set-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -DisplayName 'Room booking app' -ErrorAction Stop
         $exkitAction = 'updated'
     }
 } catch {
@@ -64,29 +69,28 @@ $exkitKind = 'ApplicationRoleAssignment'
 $exkitName = 'Calendars.ReadWrite-Room booking app'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     # -App takes the service principal as Exchange knows it: resolve it rather than guess which id it wants.
-    $exkitApp = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11'
+    $exkitApp = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction Stop
     if ($exkitCurrent) {
-        $exkitSame = $false
-        foreach ($exkitAssignment in @(Get-ManagementRoleAssignment -RoleAssignee $exkitApp.ObjectId -Role 'Application Calendars.ReadWrite' -ErrorAction SilentlyContinue)) {
-            if ([string]$exkitAssignment.Name -eq 'Calendars.ReadWrite-Room booking app') {
-                $exkitSame = $true
-            }
-        }
+        # The same role for the same app: RoleAssignee is the service principal's object id (Microsoft365DSC reads
+        # it so); the name Exchange shows is not the display name.
+        $exkitSame = ([string]$exkitCurrent.Role -eq 'Application Calendars.ReadWrite' -and [string]$exkitCurrent.RoleAssignee -eq [string]$exkitApp.ObjectId)
         if (-not $exkitSame) {
-            Remove-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -Confirm:$false
+            Remove-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -Confirm:$false -ErrorAction Stop
             $exkitCurrent = $null
             $exkitAction = 'updated'
         }
     }
     if (-not $exkitCurrent) {
-        New-ManagementRoleAssignment -Name 'Calendars.ReadWrite-Room booking app' -App $exkitApp.ObjectId -Role 'Application Calendars.ReadWrite' -CustomResourceScope 'Room mailboxes' | Out-Null
+        New-ManagementRoleAssignment -Name 'Calendars.ReadWrite-Room booking app' -App ([string]$exkitApp.ObjectId) -Role 'Application Calendars.ReadWrite' -CustomResourceScope 'Room mailboxes' -ErrorAction Stop | Out-Null
         if ($exkitAction -ne 'updated') {
             $exkitAction = 'created'
         }
     } elseif ([string]$exkitCurrent.CustomResourceScope -ne 'Room mailboxes') {
-        Set-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -CustomResourceScope 'Room mailboxes'
+        Set-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -CustomResourceScope 'Room mailboxes' -ErrorAction Stop
         $exkitAction = 'updated'
     }
 } catch {

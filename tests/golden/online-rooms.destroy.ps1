@@ -14,9 +14,11 @@ $exkitKind = 'ApplicationRoleAssignment'
 $exkitName = 'Calendars.ReadWrite-Room booking app'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
-        Remove-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -Confirm:$false
+        Remove-ManagementRoleAssignment -Identity 'Calendars.ReadWrite-Room booking app' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'
@@ -33,9 +35,11 @@ $exkitKind = 'ServicePrincipal'
 $exkitName = 'Room booking app'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
-        Remove-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -Confirm:$false
+        Remove-ServicePrincipal -Identity '6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'
@@ -52,9 +56,11 @@ $exkitKind = 'ManagementScope'
 $exkitName = 'Room mailboxes'
 $exkitAction = 'unchanged'
 try {
-    $exkitCurrent = Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction SilentlyContinue
+    $exkitCurrent = $null
+    try { $exkitCurrent = Get-ManagementScope -Identity 'Room mailboxes' -ErrorAction Stop
+} catch { if (-not ([string]$_.CategoryInfo.Reason -eq 'ManagementObjectNotFoundException' -or [string]$_.Exception.Message -like '*ManagementObjectNotFoundException*')) { throw } }
     if ($exkitCurrent) {
-        Remove-ManagementScope -Identity 'Room mailboxes' -Confirm:$false
+        Remove-ManagementScope -Identity 'Room mailboxes' -Confirm:$false -ErrorAction Stop
         $exkitAction = 'removed'
     } else {
         $exkitAction = 'absent'

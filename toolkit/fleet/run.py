@@ -105,6 +105,11 @@ def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, c
     prepared = prepare(playbook, target, cli_vars, templates=templates, destroy=action in ("destroy", "plan-destroy"))
     pending = len(prepared.plan.pending)
     checked = {"boundary": "ok"} if target.boundary is not None else {}
+    if prepared.plan.errors:  # what the target would refuse: nothing starts on this target
+        first = prepared.plan.errors[0]
+        return TargetOutcome(target.name, False, f"the target would refuse {len(prepared.plan.errors)} change(s), "
+                             f"first {first.kind} {first.name!r} would fail: {first.error}", pending,
+                             round(time.monotonic() - started, 3), {"plan": prepared.plan.as_dict()})
     if action in ("plan", "plan-destroy"):
         counts = prepared.plan.counts()
         verb = "to remove" if prepared.plan.destroy else "to create"

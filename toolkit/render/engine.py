@@ -21,6 +21,7 @@ import jinja2
 from jinja2.sandbox import SecurityError
 
 import toolkit
+from toolkit import opath
 from toolkit.playbook.model import Playbook
 from toolkit.render.bounded import BoundedEnvironment, budget, render_text
 from toolkit.render.quoting import PowerShell, UnsafeValueError, ps_literal
@@ -81,7 +82,7 @@ def _environment(platform: str, layers: tuple[str, ...]) -> BoundedEnvironment:
     for layer in map(Path, layers):
         search += [layer / platform, layer]
     search += [builtin_templates_dir() / platform, builtin_templates_dir() / "common"]
-    return BoundedEnvironment(
+    environment = BoundedEnvironment(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
         undefined=jinja2.StrictUndefined,
         finalize=_finalize,
@@ -90,6 +91,16 @@ def _environment(platform: str, layers: tuple[str, ...]) -> BoundedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # A filter as Exchange prints it back once stored (a plain string: it still goes through the quoting function).
+    environment.filters["opath_stored"] = _opath_stored
+    return environment
+
+
+def _opath_stored(text: object) -> str:
+    try:
+        return opath.to_stored_text(opath.parse(str(text)))
+    except opath.OpathError:
+        return str(text)  # not a filter this playbook could hold (validation refuses it): compared as written
 
 
 def _finalize(value: object) -> PowerShell:
@@ -119,12 +130,14 @@ def desired_state_digest(playbook: Playbook, resources: list[Resource]) -> str:
 class Connection:
     """How a script reaches the Exchange cmdlets.
 
-    ``snapin``: use them if loaded (Exchange Management Shell), else load the snap-in (on the Exchange server).
-    ``remote-session``: import them from the Exchange server's /PowerShell/ endpoint and remove the session at the
-    end, also after a failure. Exchange Online scripts use ``Connect-ExchangeOnline`` when ``organization`` is set.
+    ``loaded`` (default): use the cmdlets already loaded (Exchange Management Shell, or a session the operator
+    imported); stop with instructions if they are not. ``remote-session``: import them from the Exchange server's
+    /PowerShell/ endpoint and remove the session at the end, also after a failure. ``snapin``: load the snap-in on
+    the Exchange server itself (unsupported by Microsoft beyond transport-agent cmdlets, and it bypasses RBAC: only
+    when asked). Exchange Online scripts use ``Connect-ExchangeOnline`` when ``organization`` is set.
     """
 
-    connect: Literal["snapin", "remote-session"] = "snapin"
+    connect: Literal["loaded", "snapin", "remote-session"] = "loaded"
     exchange_uri: str = ""
     session_authentication: Literal["Kerberos", "CredSSP"] = "Kerberos"
     # Exchange Online: with an organization the script connects itself (certificate app-only auth).

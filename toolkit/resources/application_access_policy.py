@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.playbook.model import Playbook
-from toolkit.resources.base import Call, FieldChange, Resource
+from toolkit.sandbox.model import Organisation
+from toolkit.resources.base import Resource
 
 KIND = "ApplicationAccessPolicy"
 TEMPLATE = "application_access_policy.ps1.j2"
@@ -23,30 +24,11 @@ def desired(playbook: Playbook) -> list[Resource]:
     return resources
 
 
-def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
-    fields = resource.fields
-    changes = []
-    if (fact.get("access_right") or "") != fields["access_right"]:
-        changes.append(FieldChange("access_right (replaced)", fact.get("access_right"), fields["access_right"]))
-    if (fact.get("description") or "") != fields["description"]:
-        changes.append(FieldChange("description", fact.get("description"), fields["description"]))
-    return changes
-
-
-def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
-    fields = resource.fields
-    create = Call("New-ApplicationAccessPolicy", {"AppId": fields["app_id"], "PolicyScopeGroupId": fields["group"],
-                                                  "AccessRight": fields["access_right"],
-                                                  "Description": fields["description"]})
-    remove = Call("Remove-ApplicationAccessPolicy", {"Identity": fact.get("identity", ""), "Confirm": False})
-    if action == "create":
-        return [create]
-    if action == "delete":
-        return [remove]
-    changed = {c.field for c in compare(resource, fact)}
-    if "access_right (replaced)" in changed:
-        return [remove, create]
-    if "description" in changed:
-        return [Call("Set-ApplicationAccessPolicy", {"Identity": fact.get("identity", ""),
-                                                     "Description": fields["description"]})]
-    return []
+def view(org: Organisation, resource: Resource) -> dict[str, Any] | None:
+    group = org.recipient(resource.fields["group"])
+    address = group.primary_smtp_address if group else resource.fields["group"]
+    policy = next((p for p in org.application_access_policies
+                   if p.app_id == resource.fields["app_id"].lower() and p.scope_identity.lower() == address), None)
+    if policy is None:
+        return None
+    return {"access_right": policy.access_right, "description": policy.description}

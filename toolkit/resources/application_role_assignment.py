@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.playbook.model import Playbook
-from toolkit.resources.base import Call, FieldChange, Resource, assignment_calls, assignment_changes
+from toolkit.sandbox.model import Organisation
+from toolkit.resources.base import Resource
 
 KIND = "ApplicationRoleAssignment"
 TEMPLATE = "application_role_assignment.ps1.j2"
@@ -24,23 +25,10 @@ def desired(playbook: Playbook) -> list[Resource]:
     return resources
 
 
-def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
-    fields = resource.fields
-    return assignment_changes(fact, fields["role"], fields["application"], fields["scope"], "application")
-
-
-def calls(resource: Resource, fact: dict[str, Any], action: str, app_object_id: str = "") -> list[Call]:
-    fields = resource.fields
-    parameters: dict[str, Any] = {"Name": fields["name"], "App": app_object_id, "Role": fields["role"]}
-    if fields["scope"]:
-        parameters["CustomResourceScope"] = fields["scope"]
-    changed = {c.field for c in compare(resource, fact)} if action == "update" else set()
-    # Exchange Online cannot drop a resource scope in place either: that is a replacement too.
-    replace = "role/application (replaced)" in changed or ("scope" in changed and not fields["scope"])
-    whole = assignment_calls(fields["name"], parameters, action, replace)
-    if whole is not None:
-        return whole
-    if "scope" in changed:
-        return [Call("Set-ManagementRoleAssignment", {"Identity": fields["name"],
-                                                      "CustomResourceScope": fields["scope"]})]
-    return []
+def view(org: Organisation, resource: Resource) -> dict[str, Any] | None:
+    assignment = org.assignment(resource.fields["name"])
+    if assignment is None:
+        return None
+    principal = next((p for p in org.service_principals if p.object_id == assignment.role_assignee), None)
+    return {"role": assignment.role, "application": principal.display_name if principal else assignment.role_assignee,
+            "scope": assignment.custom_resource_scope or "(organisation)"}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from toolkit.playbook.model import Playbook
+from toolkit.sandbox.model import Organisation
 from typing import Any
 
-from toolkit.resources.base import Call, FieldChange, Resource
+from toolkit.resources.base import Resource
 
 KIND = "MailboxPermission"
 TEMPLATE = "mailbox_permission.ps1.j2"
@@ -25,17 +26,11 @@ def desired(playbook: Playbook) -> list[Resource]:
     return list(resources.values())
 
 
-def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
-    return []  # present (FullAccess, explicit, not denied) or not: nothing else is managed
-
-
-def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
-    """The cmdlets that grant or remove the permission (where scripts cannot run: Exchange Online REST)."""
-    fields = resource.fields
-    grant = {"Identity": fields["mailbox"], "User": fields["user"], "AccessRights": fields["access_rights"],
-             "InheritanceType": "All"}
-    if action == "create":
-        return [Call("Add-MailboxPermission", {**grant, "AutoMapping": fields["auto_mapping"]})]
-    if action == "delete":
-        return [Call("Remove-MailboxPermission", {**grant, "Confirm": False})]
-    return []  # present or not: nothing else is managed (see compare)
+def view(org: Organisation, resource: Resource) -> dict[str, Any] | None:
+    mailbox, user = org.recipient(resource.fields["mailbox"]), org.recipient(resource.fields["user"])
+    if mailbox is None or user is None:
+        return None
+    rights = sorted({r for p in org.mailbox_permissions
+                     if p.identity == mailbox.primary_smtp_address and p.user == user.primary_smtp_address
+                     and not p.deny and not p.is_inherited for r in p.access_rights})
+    return {"access_rights": rights} if "FullAccess" in rights else None

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from toolkit.playbook.model import Playbook
+from toolkit.sandbox.model import Organisation
 from typing import Any
 
-from toolkit.resources.base import (
-    Call, FieldChange, Resource, assignment_calls, assignment_changes, write_scope_call,
-)
+from toolkit.resources.base import Resource
 
 KIND = "ManagementRoleAssignment"
 TEMPLATE = "role_assignment.ps1.j2"
@@ -29,20 +28,10 @@ def desired(playbook: Playbook) -> list[Resource]:
     return resources
 
 
-def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
-    fields = resource.fields
-    return assignment_changes(fact, fields["role"], fields["assignee"], fields["scope"], "assignee")
-
-
-def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
-    """The cmdlets the template's logic would run, from the facts (Exchange Online REST)."""
-    fields = resource.fields
-    assignee = "User" if fields["assignee_kind"] == "User" else "SecurityGroup"
-    parameters: dict[str, Any] = {"Name": fields["name"], "Role": fields["role"], assignee: fields["assignee"]}
-    if fields["scope"]:
-        parameters["CustomRecipientWriteScope"] = fields["scope"]
-    changed = {c.field for c in compare(resource, fact)} if action == "update" else set()
-    whole = assignment_calls(fields["name"], parameters, action, "role/assignee (replaced)" in changed)
-    if whole is not None:
-        return whole
-    return [write_scope_call(fields["name"], fields["scope"])] if "scope" in changed else []
+def view(org: Organisation, resource: Resource) -> dict[str, Any] | None:
+    assignment = org.assignment(resource.fields["name"])
+    if assignment is None:
+        return None
+    return {"role": assignment.role, "assignee": assignment.role_assignee,
+            "scope": assignment.custom_recipient_write_scope or assignment.recipient_organizational_unit_scope
+            or "(organisation)"}

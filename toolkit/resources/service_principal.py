@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.playbook.model import Playbook
-from toolkit.resources.base import Call, FieldChange, Resource, differs_text
+from toolkit.sandbox.model import Organisation
+from toolkit.resources.base import Resource
 
 KIND = "ServicePrincipal"
 TEMPLATE = "service_principal.ps1.j2"
@@ -17,24 +18,8 @@ def desired(playbook: Playbook) -> list[Resource]:
             for app in playbook.applications]
 
 
-def compare(resource: Resource, fact: dict[str, Any]) -> list[FieldChange]:
-    changes = differs_text("display_name", fact.get("display_name"), resource.fields["display_name"])
-    changes += differs_text("object_id", fact.get("object_id"), resource.fields["object_id"])
-    return changes
-
-
-def calls(resource: Resource, fact: dict[str, Any], action: str) -> list[Call]:
-    fields = resource.fields
-    if action == "create":
-        return [Call("New-ServicePrincipal", {"AppId": fields["app_id"], "ObjectId": fields["object_id"],
-                                              "DisplayName": fields["display_name"]})]
-    if action == "delete":
-        return [Call("Remove-ServicePrincipal", {"Identity": fields["app_id"], "Confirm": False})]
-    changed = {c.field for c in compare(resource, fact)}
-    out = []
-    if "object_id" in changed:  # the object id cannot be changed: register the app again
-        out += [Call("Remove-ServicePrincipal", {"Identity": fields["app_id"], "Confirm": False})]
-        out += calls(resource, fact, "create")
-    elif "display_name" in changed:
-        out.append(Call("Set-ServicePrincipal", {"Identity": fields["app_id"], "DisplayName": fields["display_name"]}))
-    return out
+def view(org: Organisation, resource: Resource) -> dict[str, Any] | None:
+    principal = next((p for p in org.service_principals if p.app_id == resource.fields["app_id"].lower()), None)
+    if principal is None:
+        return None
+    return {"display_name": principal.display_name, "object_id": principal.object_id}

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from toolkit import opath
+from toolkit.boundary import canonical_name
 from toolkit.sandbox.commands import Command, CmdletError, ParamType
 from toolkit.sandbox.org import (
     ApplicationAccessPolicy, ManagementScope, MailboxPermission, Organisation, Recipient, RoleAssignment, RoleGroup,
@@ -25,6 +26,14 @@ Run = Callable[[dict[str, Any], list[Any]], list[Any]]
 def _not_found(org: Organisation, identity: str) -> CmdletError:
     return CmdletError(f"The operation couldn't be performed because object '{identity}' couldn't be found on "
                        f"'{org.domain_controller}'.", "NotSpecified", "ManagementObjectNotFoundException")
+
+
+def _read_fault(org: Organisation, bound: dict[str, Any]) -> None:
+    """A read the organisation is told to fail (throttled, access denied): not a "not found" (see
+    Organisation.failing_reads)."""
+    identity = str(bound.get("Identity") or "").lower()
+    if identity and identity in org.failing_reads:
+        raise CmdletError(org.failing_reads[identity], "ReadError", "ADTransientException")
 
 
 def _exists(what: str) -> CmdletError:
@@ -106,6 +115,12 @@ class ExchangeCmdlets:
                                "RecipientTypeDetails": "string[]", "OrganizationalUnit": "string",
                                "ResultSize": "string", "DomainController": "string"}, self.get_recipients,
              ("Identity",), False, ()),
+            ("Get-User", {"Identity": "string", "ResultSize": "string", "DomainController": "string"},
+             self.get_users, ("Identity",), False, ()),
+            ("Get-Group", {"Identity": "string", "ResultSize": "string", "DomainController": "string"},
+             self.get_groups, ("Identity",), False, ()),
+            ("Get-OrganizationalUnit", {"Identity": "string", "SingleNodeOnly": "switch",
+                                        "DomainController": "string"}, self.get_ou, ("Identity",), False, ()),
             # Remoting: how a script loads the Exchange cmdlets from an Exchange server's /PowerShell/ endpoint.
             ("New-PSSession", {"ConfigurationName": "string", "ConnectionUri": "string", "Authentication": "string",
                                "Credential": "object", "SessionOption": "object"}, self.new_session, (), False,
@@ -116,8 +131,20 @@ class ExchangeCmdlets:
         ]
         if self.org.platform == "exchange-online":
             table = [self._online(entry) for entry in table] + self._online_only()
-        return {name: Command(name, params, run, positional, should_process, mandatory)
+        local = {"New-PSSession", "Import-PSSession", "Remove-PSSession"}  # PowerShell's own cmdlets
+        return {name: Command(name, params, self._refusable(run) if should_process else run, positional,
+                              should_process, mandatory, module_function=name not in local)
                 for name, params, run, positional, should_process, mandatory in table}
+
+    def _refusable(self, run: Run) -> Run:
+        def checked(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+            for key in ("Identity", "Name"):
+                error = self.org.failing_writes.get(str(bound.get(key) or "").lower())
+                if error:
+                    raise CmdletError(error, "PermissionDenied", "OperationRequiresGroupManagerException")
+            return run(bound, pipeline)
+
+        return checked
 
     def _online(self, entry: tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]) -> tuple[
             str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]:
@@ -162,28 +189,39 @@ class ExchangeCmdlets:
 
     # --------------------------------------------------------------------------------------- objects out
     def _scope_object(self, scope: ManagementScope) -> PSObject:
+        # RecipientRoot is an AD object reference, printed as a canonical name; the filter comes back in the stored
+        # (parenthesised) form, not as it was written (/work/shared/reference/exchange.md, "Real-server behaviours").
         return PSObject("Microsoft.Exchange.Data.Directory.SystemConfiguration.ManagementScope", {
-            "Name": scope.name, "Identity": scope.name, "RecipientFilter": scope.recipient_filter,
-            "RecipientRoot": scope.recipient_root, "ScopeRestrictionType": "RecipientScope",
-            "Exclusive": scope.exclusive})
+            "Name": scope.name, "Identity": scope.name,
+            "RecipientFilter": opath.to_stored_text(opath.parse(scope.recipient_filter)),
+            "RecipientRoot": canonical_name(scope.recipient_root) if scope.recipient_root else None,
+            "ScopeRestrictionType": "RecipientScope", "Exclusive": scope.exclusive})
 
     def _recipient_object(self, recipient: Recipient) -> PSObject:
         properties = dict(recipient.filter_properties())
         properties["Identity"] = recipient.distinguished_name
+        properties["Guid"] = recipient.guid
         properties["MemberOfGroup"] = list(recipient.member_of)
+        if not recipient.mail_enabled:  # no address of any kind: a security principal only
+            for key in ("PrimarySmtpAddress", "WindowsEmailAddress", "UserPrincipalName", "Alias"):
+                properties[key] = ""
+            properties["EmailAddresses"] = []
         return PSObject("Microsoft.Exchange.Data.Directory.Management.ReducedRecipient", properties)
 
     def _assignment_object(self, assignment: RoleAssignment, effective_user: str | None = None) -> PSObject:
-        assignee = assignment.role_assignee
-        if assignment.role_assignee_type == "User":
+        assignee = reference = assignment.role_assignee
+        if assignment.role_assignee_type in ("User", "SecurityGroup"):
             user = self.org.recipient(assignee)
             assignee = user.name if user else assignee  # Exchange shows the user's name, not the address
+            reference = canonical_name(user.distinguished_name) if user else assignee
         elif assignment.role_assignee_type == "ServicePrincipal":
-            principal = self._principal_or_none(assignee)
-            assignee = principal.display_name if principal else assignee
+            # Microsoft365DSC reads the app from RoleAssignee (the service principal's object id); the name Exchange
+            # shows is not the display name, so nothing may match on it.
+            reference = assignee
         properties: dict[str, Any] = {
             "Name": assignment.name, "Identity": assignment.name, "Role": assignment.role,
-            "RoleAssigneeName": assignee, "RoleAssigneeType": assignment.role_assignee_type,
+            "RoleAssigneeName": assignee, "RoleAssignee": reference,
+            "RoleAssigneeType": assignment.role_assignee_type,
             "CustomRecipientWriteScope": assignment.custom_recipient_write_scope,
             "CustomResourceScope": assignment.custom_resource_scope,
             "RecipientOrganizationalUnitScope": assignment.recipient_organizational_unit_scope,
@@ -202,6 +240,7 @@ class ExchangeCmdlets:
 
     # --------------------------------------------------------------------------------------- scopes
     def get_scope(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
         if bound.get("Identity") is not None:
             scope = self.org.scope(bound["Identity"])
             if scope is None:
@@ -218,9 +257,12 @@ class ExchangeCmdlets:
                               f"(position {exc.offset + 1})\"", "InvalidArgument") from None
 
     def _check_root(self, root: str) -> str:
-        if not any(ou.lower() == root.lower() for ou in self.org.organizational_units):
+        """-RecipientRoot takes an OU by DN or canonical name; the organisation stores its DN."""
+        found = next((ou for ou in self.org.organizational_units
+                      if root.lower() in (ou.lower(), canonical_name(ou).lower())), None)
+        if found is None:
             raise _not_found(self.org, root)
-        return root
+        return found
 
     def new_scope(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
         name = bound["Name"]
@@ -274,12 +316,17 @@ class ExchangeCmdlets:
         return group
 
     def _member_address(self, identity: str) -> str:
+        """-Member takes a security principal (mail-enabled or not); distribution groups and room lists are not."""
         recipient = self.org.recipient(identity)
         if recipient is None:
             raise _not_found(self.org, identity)
-        return recipient.primary_smtp_address.lower()
+        if recipient.recipient_type_details in ("RoomList", "MailUniversalDistributionGroup"):
+            raise CmdletError(f"The recipient \"{identity}\" isn't a security principal: only users and security "
+                              "groups can be role group members.", "InvalidArgument")
+        return recipient.member_id
 
     def get_role_group(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
         if bound.get("Identity") is not None:
             return [self._group_object(self._group(bound["Identity"]))]
         return [self._group_object(g) for g in self.org.role_groups]
@@ -348,8 +395,41 @@ class ExchangeCmdlets:
         return []
 
     def get_members(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
         group = self._group(bound["Identity"])
         return [self._recipient_object(r) for r in (self.org.recipient(m) for m in group.members) if r]
+
+    # --------------------------------------------------------------------------------------- principals, OUs
+    def get_users(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        """User accounts, mail-enabled or not."""
+        _read_fault(self.org, bound)
+        if bound.get("Identity") is not None:
+            found = self.org.recipient(bound["Identity"])
+            if found is None or not found.is_user:
+                raise _not_found(self.org, bound["Identity"])
+            return [self._recipient_object(found)]
+        return [self._recipient_object(r) for r in self.org.recipients if r.is_user]
+
+    def get_groups(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        """Groups, mail-enabled or not."""
+        _read_fault(self.org, bound)
+        if bound.get("Identity") is not None:
+            found = self.org.recipient(bound["Identity"])
+            if found is None or found.is_user:
+                raise _not_found(self.org, bound["Identity"])
+            return [self._recipient_object(found)]
+        return [self._recipient_object(r) for r in self.org.recipients if not r.is_user]
+
+    def get_ou(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
+        wanted = str(bound.get("Identity") or "")
+        found = [ou for ou in self.org.organizational_units
+                 if not wanted or wanted.lower() in (ou.lower(), canonical_name(ou).lower())]
+        if wanted and not found:
+            raise _not_found(self.org, wanted)
+        return [PSObject("Microsoft.Exchange.Data.Directory.Management.ExtendedOrganizationalUnit", {
+            "Name": ou.split(",")[0].split("=", 1)[1], "Identity": canonical_name(ou), "DistinguishedName": ou})
+            for ou in found]
 
     # --------------------------------------------------------------------------------------- role assignments
     def _role(self, identity: str) -> str:
@@ -481,6 +561,7 @@ class ExchangeCmdlets:
         return True
 
     def get_assignments(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
         if bound.get("Identity") is not None:
             found = self.org.assignment(bound["Identity"])
             if found is None:
@@ -501,6 +582,14 @@ class ExchangeCmdlets:
         if "Delegating" in bound:
             candidates = [a for a in candidates if a.delegating == bound["Delegating"]]
         if bound.get("RoleAssigneeType"):
+            # The documented values (Get-ManagementRoleAssignment, -RoleAssigneeType); ServicePrincipal is not one of
+            # them, so a client must filter service principals' assignments itself (as Microsoft365DSC does).
+            documented = {"user", "securitygroup", "roleassignmentpolicy", "foreignsecurityprincipal", "rolegroup",
+                          "linkedrolegroup", "computer"}
+            if bound["RoleAssigneeType"].lower() not in documented:
+                raise CmdletError(f"Cannot bind parameter 'RoleAssigneeType'. Cannot convert value "
+                                  f"\"{bound['RoleAssigneeType']}\" to type \"Microsoft.Exchange.Data.Directory."
+                                  "SystemConfiguration.RoleAssigneeType\".", "InvalidArgument")
             candidates = [a for a in candidates if a.role_assignee_type.lower() == bound["RoleAssigneeType"].lower()]
         if "Enabled" in bound:
             candidates = [a for a in candidates if a.enabled == bound["Enabled"]]
@@ -605,6 +694,7 @@ class ExchangeCmdlets:
         return known[value.lower()]
 
     def get_permissions(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
         mailbox = self._mailbox(bound["Identity"])
         found = [p for p in self.org.mailbox_permissions if p.identity == mailbox.primary_smtp_address]
         if bound.get("User"):
@@ -636,12 +726,13 @@ class ExchangeCmdlets:
 
     # --------------------------------------------------------------------------------------- recipients
     def get_recipients(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
         if bound.get("Identity") is not None:
             recipient = self.org.recipient(bound["Identity"])
-            if recipient is None:
+            if recipient is None or not recipient.mail_enabled:
                 raise _not_found(self.org, bound["Identity"])
             return [self._recipient_object(recipient)]
-        candidates = list(self.org.recipients)
+        candidates = [r for r in self.org.recipients if r.mail_enabled]
         text = bound.get("RecipientPreviewFilter") or bound.get("Filter")
         if text:
             try:
@@ -711,6 +802,7 @@ class ExchangeCmdlets:
             "ObjectId": principal.object_id, "DisplayName": principal.display_name})
 
     def get_principals(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
         if bound.get("Identity") is not None:
             return [self._principal_object(self._principal(bound["Identity"]))]
         return [self._principal_object(p) for p in self.org.service_principals]
@@ -737,13 +829,15 @@ class ExchangeCmdlets:
         return []
 
     def _policy_identity(self, policy: ApplicationAccessPolicy) -> str:
-        return f"{self.org.name}\\{policy.app_id}:{policy.scope_identity}"
+        return policy.identity or f"{self.org.name}\\{policy.app_id}:{policy.scope_identity}"
 
     def _policy_object(self, policy: ApplicationAccessPolicy) -> PSObject:
         group = self.org.recipient(policy.scope_identity)
         return PSObject("Microsoft.Exchange.Data.ApplicationAccessPolicy", {
             "Identity": self._policy_identity(policy), "AppId": policy.app_id,
-            "ScopeName": group.name if group else policy.scope_identity,
+            # Microsoft365DSC matches a policy on AppId + ScopeIdentity (the group's identity, its name); ScopeName
+            # is what the admin centre shows, the display name.
+            "ScopeName": (group.display_name or group.name) if group else policy.scope_identity,
             "ScopeIdentity": group.name if group else policy.scope_identity,
             "AccessRight": policy.access_right, "Description": policy.description, "IsValid": group is not None})
 
@@ -755,6 +849,7 @@ class ExchangeCmdlets:
         return found
 
     def get_policies(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        _read_fault(self.org, bound)
         if bound.get("Identity") is not None:
             return [self._policy_object(self._policy(bound["Identity"]))]
         return [self._policy_object(p) for p in self.org.application_access_policies]

@@ -40,6 +40,7 @@ class Command:
     should_process: bool = False
     mandatory: tuple[str, ...] = ()
     remaining: str | None = None  # the parameter that takes all positional arguments (ValueFromRemainingArguments)
+    module_function: bool = False  # a script module's function: blind to a script-scope $ErrorActionPreference
     all_parameters: dict[str, ParamType] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

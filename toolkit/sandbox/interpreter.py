@@ -68,17 +68,25 @@ class ScriptError(Exception):
 class PSRuntimeError(Exception):
     """A terminating error, catchable with try/catch."""
 
-    def __init__(self, message: str, line: int = 0, column: int = 0, category: str = "NotSpecified") -> None:
+    def __init__(self, message: str, line: int = 0, column: int = 0, category: str = "NotSpecified",
+                 reason: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.line = line
         self.column = column
         self.category = category
+        self.reason = reason or "RuntimeException"
 
     def record(self) -> PSObject:
+        """``$_`` in a catch block. ``CategoryInfo.Reason`` is the exception's type name, as PowerShell shows it in
+        "+ CategoryInfo : NotSpecified: (:) [Get-ManagementScope], ManagementObjectNotFoundException"
+        (System.Management.Automation.ErrorCategoryInfo.Reason); errors from remote sessions keep it."""
         exception = PSObject("System.Exception", {"Message": self.message})
+        category = PSObject("System.Management.Automation.ErrorCategoryInfo",
+                            {"Category": self.category, "Reason": self.reason})
         return PSObject("System.Management.Automation.ErrorRecord", {
-            "Exception": exception, "CategoryInfo": self.category, "FullyQualifiedErrorId": self.category})
+            "Exception": exception, "CategoryInfo": category,
+            "FullyQualifiedErrorId": f"{self.reason},{self.category}"})
 
 
 @dataclass
@@ -543,13 +551,16 @@ class Interpreter:
             bound = self.bind(command, node)
         except BindingError as exc:
             raise PSRuntimeError(str(exc), line, col, "InvalidArgument") from None
-        action = to_string(bound.pop("ErrorAction", None) or self.variables.get("erroractionpreference")
-                           or "Continue").lower()
+        # A function of a script module (the proxies Import-PSSession creates, the ExchangeOnlineManagement v3
+        # cmdlets) does not see a script-scope $ErrorActionPreference, only the global one and its own
+        # -ErrorAction (PowerShell issue #4568): its errors stay non-terminating unless the call says Stop.
+        preference = None if command.module_function else self.variables.get("erroractionpreference")
+        action = to_string(bound.pop("ErrorAction", None) or preference or "Continue").lower()
         try:
             return list(command.run(bound, pipeline_input))
         except CmdletError as exc:
             if action == "stop":
-                raise PSRuntimeError(exc.message, line, col, exc.category) from None
+                raise PSRuntimeError(exc.message, line, col, exc.category, exc.error_id) from None
             if action not in ("silentlycontinue", "ignore"):
                 self.outcome.errors.append(f"{exc.message}\n    At line:{line} char:{col}")
             return []

@@ -3,7 +3,14 @@ service principals and access policies (pydantic models; lookups resolve identit
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+# Recipient types of security principals that are not mail-enabled: Get-Recipient does not return them (it lists
+# mail-enabled objects only), Get-User / Get-Group and Get-RoleGroupMember do (cmdlet reference: Get-Recipient,
+# Get-User, Get-Group; Add-RoleGroupMember -Member takes a SecurityPrincipalIdParameter).
+NOT_MAIL_ENABLED = ("User", "UniversalSecurityGroup")
 
 
 class _State(BaseModel):
@@ -12,9 +19,9 @@ class _State(BaseModel):
 
 class Recipient(_State):
     name: str
-    alias: str
-    primary_smtp_address: str
-    recipient_type_details: str  # UserMailbox, RoomMailbox, EquipmentMailbox, SharedMailbox, RoomList, ...
+    alias: str = ""
+    primary_smtp_address: str = ""  # empty for principals that are not mail-enabled
+    recipient_type_details: str  # UserMailbox, RoomMailbox, EquipmentMailbox, SharedMailbox, RoomList, User, ...
     display_name: str = ""
     office: str = ""
     distinguished_name: str
@@ -31,6 +38,31 @@ class Recipient(_State):
     @property
     def is_mailbox(self) -> bool:
         return self.recipient_type_details.endswith("Mailbox")
+
+    @property
+    def mail_enabled(self) -> bool:
+        return self.recipient_type_details not in NOT_MAIL_ENABLED
+
+    @property
+    def is_user(self) -> bool:
+        """A user account (mailbox user or not): what Get-User lists."""
+        return self.recipient_type_details in ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox",
+                                               "MailUser", "User")
+
+    @property
+    def guid(self) -> str:
+        """The object's Guid: stable for the object (derived from its distinguished name in the sandbox)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, "exkit-sandbox:" + self.distinguished_name.lower()))
+
+    @property
+    def member_id(self) -> str:
+        """How the organisation stores a role-group membership: the address, or the DN of a principal without one."""
+        return (self.primary_smtp_address or self.distinguished_name).lower()
+
+    def identities(self) -> set[str]:
+        """Every string Exchange resolves to this object (name, alias, address, DN, Guid), lower case."""
+        return {v.lower() for v in (self.name, self.alias, self.primary_smtp_address, self.distinguished_name,
+                                    self.guid) if v}
 
     @property
     def is_group(self) -> bool:
@@ -62,7 +94,7 @@ class ManagementScope(_State):
 class RoleGroup(_State):
     name: str
     description: str = ""
-    members: list[str] = Field(default_factory=list)  # primary SMTP addresses (lower case)
+    members: list[str] = Field(default_factory=list)  # Recipient.member_id of each member (lower case)
     managed_by: list[str] = Field(default_factory=list)
 
 
@@ -99,6 +131,7 @@ class ApplicationAccessPolicy(_State):
     scope_identity: str  # the scope group's primary SMTP address
     access_right: str
     description: str = ""
+    identity: str | None = None  # as the target printed it (organisations rebuilt from a target's objects)
 
 
 class Organisation(_State):
@@ -116,16 +149,24 @@ class Organisation(_State):
     mailbox_permissions: list[MailboxPermission] = Field(default_factory=list)
     service_principals: list[ServicePrincipal] = Field(default_factory=list)
     application_access_policies: list[ApplicationAccessPolicy] = Field(default_factory=list)
+    # Test switch: reads of these identities (lower case) fail with this error instead of answering, as a
+    # throttled or access-denied Get-* does (Microsoft365DSC #6936: such a failure is not "does not exist").
+    failing_reads: dict[str, str] = Field(default_factory=dict)
+    _index: tuple[int, dict[str, Recipient]] = PrivateAttr(default=(-1, {}))
+    # Test switch: changes naming these identities (-Identity, -Name) fail with this error, as a change the account
+    # may read but not make is refused (RBAC write scope, a DC that rejects it). A plan cannot see this coming.
+    failing_writes: dict[str, str] = Field(default_factory=dict)
 
     # ------------------------------------------------------------------------------------------- lookups
     def recipient(self, identity: str) -> Recipient | None:
-        """Resolve an identity as Exchange does: name, alias, address or distinguished name."""
-        wanted = identity.lower()
-        for recipient in self.recipients:
-            if wanted in (recipient.name.lower(), recipient.alias.lower(), recipient.primary_smtp_address.lower(),
-                          recipient.distinguished_name.lower()):
-                return recipient
-        return None
+        """Resolve an identity as Exchange does: name, alias, address, distinguished name or Guid (any principal,
+        mail-enabled or not: the cmdlets decide which kinds they accept)."""
+        if self._index[0] != len(self.recipients):  # recipients are only ever added: rebuild when one was
+            index: dict[str, Recipient] = {}
+            for recipient in reversed(self.recipients):  # the first one wins, as the loop it replaces did
+                index.update(dict.fromkeys(recipient.identities(), recipient))
+            self._index = (len(self.recipients), index)
+        return self._index[1].get(identity.lower())
 
     def scope(self, identity: str) -> ManagementScope | None:
         return next((s for s in self.management_scopes if s.name.lower() == identity.lower()), None)

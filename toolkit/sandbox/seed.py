@@ -28,6 +28,14 @@ def _mailbox(name: str, address: str, kind: str, ou: str, office: str = "", **at
                      distinguished_name=f"CN={name},{ou}", custom_attributes=attributes)
 
 
+def platform_roles(platform: str) -> list[str]:
+    """The built-in management roles of a platform (Exchange Online has no ApplicationImpersonation since 2025, and
+    has the RBAC for Applications roles)."""
+    if platform == "exchange-online":
+        return sorted(set(KNOWN_ROLES) - {IMPERSONATION_ROLE}) + sorted(APPLICATION_ROLES)
+    return sorted(KNOWN_ROLES)
+
+
 def seed_organisation(platform: str = "exchange-server") -> Organisation:
     recipients: list[Recipient] = []
     for index, first in enumerate(_FIRST):
@@ -55,6 +63,13 @@ def seed_organisation(platform: str = "exchange-server") -> Organisation:
     recipients.append(_mailbox("Berlin Rooms", "berlin-rooms@contoso.com", "RoomList", CONTOSO_ROOMS, "Berlin"))
     recipients.append(_mailbox("Bookable Rooms", "bookable-rooms@contoso.com", "MailUniversalSecurityGroup",
                                CONTOSO_ROOMS))
+    recipients[-1].display_name = "Bookable rooms (all sites)"  # a display name that is not the name, as in real orgs
+    # Security principals without any address: role-group members can be these (Add-RoleGroupMember -Member takes a
+    # SecurityPrincipalIdParameter; /work/shared/reference/exchange.md "Role group members").
+    recipients.append(Recipient(name="Room Sync Operator", recipient_type_details="User",
+                                distinguished_name=f"CN=Room Sync Operator,{CONTOSO_USERS}"))
+    recipients.append(Recipient(name="Room Admins", recipient_type_details="UniversalSecurityGroup",
+                                distinguished_name=f"CN=Room Admins,{CONTOSO_USERS}"))
     for tenant, domain in (("Fabrikam", "fabrikam.example"), ("Tailspin", "tailspin.example")):
         ou = f"OU={tenant},{HOSTING}"
         recipients.append(_mailbox(f"{tenant} Room Booking", f"svc-rooms@{domain}", "UserMailbox", ou))
@@ -67,7 +82,7 @@ def seed_organisation(platform: str = "exchange-server") -> Organisation:
     online = platform == "exchange-online"
     if online:  # one tenant: no hosted OUs, no ApplicationImpersonation (removed in 2025), RBAC for Applications
         recipients = [r for r in recipients if "OU=Hosting" not in r.distinguished_name]
-    roles = sorted(set(KNOWN_ROLES) - {IMPERSONATION_ROLE}) + sorted(APPLICATION_ROLES) if online else sorted(KNOWN_ROLES)
+    roles = platform_roles(platform)
     organisation = Organisation(
         name="contoso.onmicrosoft.com" if online else "contoso",
         platform=platform,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from toolkit.render.engine import Connection, RenderedScript
+    from toolkit.sandbox.model import Organisation
 
 RESULT_PREFIX = "EXKIT-RESULT "
 FACT_PREFIX = "EXKIT-FACT "
@@ -105,13 +106,24 @@ class Target(ABC):
         return self.run_script(script.text)
 
     def read_snapshot(self, script: RenderedScript, playbook: Any) -> list[dict[str, Any]]:
-        """The facts of the snapshot script (see toolkit/snapshot.py); by default, run it (one round trip)."""
-        return self.read_facts(script)
-
-    def read_facts(self, script: RenderedScript) -> list[dict[str, Any]]:
-        """The current state of the script's resources: by default, run the facts script (one round trip)."""
+        """The facts of the snapshot script (see toolkit/verify/snapshot.py); by default, run it (one round trip)."""
         result = self.run_script(script.text, read_only=True)
         if result.exit_code != 0:
             raise TargetError(f"reading the current state from {self.describe()} failed: "
-                              f"{result.stderr.strip() or 'exit code ' + str(result.exit_code)}")
+                              f"{_first_error(result.stderr) or 'exit code ' + str(result.exit_code)}")
         return result.facts
+
+    def observe(self, facts: RenderedScript, script: RenderedScript) -> Organisation:
+        """What the target has of every object ``script`` reads, as an organisation a plan can run ``script``
+        against: by default, run the ``facts`` script (one round trip) and rebuild its objects."""
+        from toolkit.sandbox.mirror import organisation_from_objects, parse_objects
+
+        result = self.run_script(facts.text, read_only=True)
+        if result.exit_code != 0:
+            raise TargetError(f"reading the current state from {self.describe()} failed: "
+                              f"{_first_error(result.stderr) or 'exit code ' + str(result.exit_code)}")
+        return organisation_from_objects(self.platform, parse_objects(result.stdout))
+
+
+def _first_error(stderr: str) -> str:
+    return stderr.strip().splitlines()[0] if stderr.strip() else ""

@@ -1,9 +1,7 @@
 """Exchange Online: app-only tokens from msal, cmdlets through the admin REST endpoint (InvokeCommand).
 
-That endpoint runs one cmdlet per call, so this connector does not run the rendered script: it reads whole
-collections (one call per cmdlet, following @odata.nextLink) and, where Exchange has no collection read (a role
-group's members, a mailbox's permissions, one assignment's assignee), one call per declared object; it builds the
-same facts the facts templates print, plans, and sends each resource kind's ``calls()`` one at a time. Throttling
+That endpoint runs one cmdlet per call, so exkit runs the rendered script itself and sends each cmdlet it calls
+(toolkit/targets/exchange_online_script.py: whole collections read once, changes one call each). Throttling
 (429) and transient failures are retried with backoff honouring Retry-After, capped, and reported. A token is kept per tenant and refreshed before it expires
 (msal's cache), and once more if the endpoint says it expired.
 """
@@ -26,13 +24,11 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from toolkit.plan import make_plan
 from toolkit.render.engine import Connection, RenderedScript
-from toolkit.resources import KIND_BY_NAME, KINDS, Resource
-from toolkit.resources import application_role_assignment as app_assignments
 from toolkit.secrets import resolve
 from toolkit.targets import http_rules
-from toolkit.targets.base import ResourceResult, RunResult, Target, TargetError
+from toolkit.targets.base import RunResult, Target, TargetError, parse_output
+from toolkit.targets.exchange_online_script import CallFailed, TenantScriptRunner
 from toolkit.targets.specs import ExchangeOnlineTargetSpec
 
 
@@ -55,11 +51,9 @@ CLOUDS = {
     "china": Cloud("https://login.partner.microsoftonline.cn", "https://partner.outlook.cn", "O365China",
                    "https://microsoftgraph.chinacloudapi.cn"),
 }
-REST_KINDS = {kind.KIND for kind in KINDS if hasattr(kind, "calls")}  # the kinds that say their cmdlets
 MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _T = TypeVar("_T")
-APPLIED = {"create": "created", "update": "updated", "delete": "removed"}
 
 
 class CmdletFailed(Exception):
@@ -260,74 +254,6 @@ class ExchangeOnlineTarget(Target):
         return data
 
     # ------------------------------------------------------------------------------------------- facts and apply
-    def _check_kinds(self, resources: list[Resource]) -> None:
-        other = sorted({r.kind for r in resources} - REST_KINDS)
-        if other:
-            raise TargetError(f"the Exchange Online connector applies {', '.join(sorted(REST_KINDS))}; this "
-                              f"playbook also has {', '.join(other)}: render it (exkit render) and run the script "
-                              "in pwsh")
-
-    def read_facts(self, script: RenderedScript) -> list[dict[str, Any]]:
-        resources = script.resources
-        self._check_kinds(resources)
-        kinds = {r.kind for r in resources}
-        try:
-            scopes = self.invoke("Get-ManagementScope") if "ManagementScope" in kinds else []
-            principals = self.invoke("Get-ServicePrincipal") if kinds & {"ServicePrincipal",
-                                                                         "ApplicationRoleAssignment"} else []
-            assignments = (self.invoke("Get-ManagementRoleAssignment", {"RoleAssigneeType": "ServicePrincipal"})
-                           if "ApplicationRoleAssignment" in kinds else [])
-            policies = self.invoke("Get-ApplicationAccessPolicy") if "ApplicationAccessPolicy" in kinds else []
-            groups = (self.invoke("Get-Recipient", {"RecipientTypeDetails": ["MailUniversalSecurityGroup",
-                                                                             "UserMailbox", "MailUser"],
-                                                    "ResultSize": "Unlimited"})
-                      if "ApplicationAccessPolicy" in kinds else [])
-            # Mailbox permissions have no whole-collection read: one call per declared grant.
-            held = {r.key: self._holds_full_access(r.fields["mailbox"], r.fields["user"])
-                    for r in resources if r.kind == "MailboxPermission"}
-            role_groups = self.invoke("Get-RoleGroup") if "RoleGroup" in kinds else []
-            detail = {r.key: self._role_group_fact(r.fields["name"]) for r in resources if r.kind == "RoleGroup"
-                      and any(_lower(g.get("Name")) == r.fields["name"].lower() for g in role_groups)}
-            detail.update({r.key: self._assignment_fact(r.fields) for r in resources
-                           if r.kind == "ManagementRoleAssignment"})
-        except CmdletFailed as exc:
-            raise TargetError(f"reading the current state of tenant {self.spec.tenant} failed: {exc}") from None
-        return [_fact(r, scopes, principals, assignments, policies, groups, held, detail) for r in resources]
-
-    def _role_group_fact(self, name: str) -> dict[str, Any]:
-        """What role_group.ps1.j2's facts mode prints for an existing group, and each assignment's identity."""
-        group = self.invoke("Get-RoleGroup", {"Identity": name})[0]
-        members = self.invoke("Get-RoleGroupMember", {"Identity": name, "ResultSize": "Unlimited"})
-        assigned = self.invoke("Get-ManagementRoleAssignment", {"RoleAssignee": name, "Delegating": False})
-        return {"exists": True, "description": str(group.get("Description") or ""),
-                "members": [str(m.get("PrimarySmtpAddress") or "") for m in members],
-                "assignments": [{"role": str(a.get("Role") or ""),
-                                 "scope": str(a.get("CustomRecipientWriteScope") or ""),
-                                 "identity": str(a.get("Identity") or a.get("Name") or "")} for a in assigned]}
-
-    def _assignment_fact(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """What role_assignment.ps1.j2's facts mode prints."""
-        try:
-            found = self.invoke("Get-ManagementRoleAssignment", {"Identity": fields["name"]})
-        except CmdletFailed:
-            return {}  # as -ErrorAction SilentlyContinue: not there
-        if not found:
-            return {}
-        same = self.invoke("Get-ManagementRoleAssignment", {"RoleAssignee": fields["assignee"], "Role": fields["role"],
-                                                            "Delegating": False})
-        return {"exists": True, "role": str(found[0].get("Role") or ""),
-                "assignee": str(found[0].get("RoleAssigneeName") or ""),
-                "scope": str(found[0].get("CustomRecipientWriteScope") or ""),
-                "assignee_matches": any(_lower(a.get("Name")) == fields["name"].lower() for a in same)}
-
-    def _holds_full_access(self, mailbox: str, user: str) -> bool:
-        try:
-            rows = self.invoke("Get-MailboxPermission", {"Identity": mailbox, "User": user})
-        except CmdletFailed:
-            return False  # as the facts template (-ErrorAction SilentlyContinue): the grant itself will say why
-        return any(not row.get("IsInherited") and not row.get("Deny") and "FullAccess" in _rights(row)
-                   for row in rows)
-
     def _addresses(self) -> dict[str, str]:
         """Every recipient's name, display name, alias and address (lower case) → its primary address: how the
         snapshot script resolves names with Get-Recipient -Identity, from one call."""
@@ -385,8 +311,9 @@ class ExchangeOnlineTarget(Target):
             if playbook.role_groups or playbook.role_assignments:
                 facts += self._rbac_facts(playbook)  # every group, every assignment, effective users
             else:
-                facts += [_assignment_row(a, "") for a in self.invoke("Get-ManagementRoleAssignment",
-                                                                      {"RoleAssigneeType": "ServicePrincipal"})]
+                # -RoleAssigneeType has no ServicePrincipal value: filter on the client, as Microsoft365DSC does.
+                facts += [_assignment_row(a, "") for a in self.invoke("Get-ManagementRoleAssignment")
+                          if a.get("RoleAssigneeType") == "ServicePrincipal"]
             principals = self.invoke("Get-ServicePrincipal")
             facts += [{"type": "principal", "app_id": p.get("AppId"), "object_id": p.get("ObjectId"),
                        "display_name": p.get("DisplayName")} for p in principals]
@@ -434,54 +361,28 @@ class ExchangeOnlineTarget(Target):
             raise TargetError(f"reading the state of tenant {self.spec.tenant} failed: {exc}") from None
         return facts
 
-    def apply(self, script: RenderedScript) -> RunResult:
-        resources = script.resources
-        # Read again rather than reuse the plan's facts: the tenant may have changed while the plan was confirmed,
-        # and the calls must start from what is there now (as the idempotent script does on the other targets).
-        facts = self.read_facts(script)
-        plan = make_plan(list(reversed(resources)) if script.state == "absent" else resources, facts,
-                         destroy=script.state == "absent")
-        by_key = {(str(f["kind"]), str(f["name"]).lower()): f for f in facts}
-        object_ids = {str(f.get("app_id")): str(f.get("object_id")) for f in facts
-                      if f.get("kind") == "ServicePrincipal" and f.get("exists")}
-        results: list[ResourceResult] = []
-        exit_code = 0
-        for change in plan.changes:
-            resource, fact = change.resource, by_key.get(change.resource.key, {})
-            if change.action == "noop":
-                results.append(ResourceResult(resource.kind, resource.name,
-                                              "absent" if plan.destroy else "unchanged"))
-                continue
-            try:
-                for call in self._calls(resource, fact, change.action, object_ids):
-                    output = self.invoke(call.cmdlet, call.parameters)
-                    if call.cmdlet == "New-ServicePrincipal" and output:
-                        object_ids[str(output[0].get("AppId"))] = str(output[0].get("ObjectId"))
-            except (CmdletFailed, TargetError) as exc:
-                results.append(ResourceResult(resource.kind, resource.name, "failed", str(exc)))
-                exit_code = 1
-                break
-            results.append(ResourceResult(resource.kind, resource.name, APPLIED[change.action]))
-        stdout = "".join("EXKIT-RESULT " + json.dumps(r.__dict__) + "\n" for r in results)
-        notices = [f"{len(self.retries)} call(s) were retried after throttling or transient errors: "
-                   + "; ".join(self.retries[:5]) + (" …" if len(self.retries) > 5 else "")] if self.retries else []
-        return RunResult(exit_code, stdout, results[-1].error if exit_code else "", results, [],
-                         hashlib.sha256(script.text.encode()).hexdigest(), notices)
-
-    def _calls(self, resource: Resource, fact: dict[str, Any], action: str,
-               object_ids: dict[str, str]) -> list[Any]:
-        kind = KIND_BY_NAME[resource.kind]
-        if kind is app_assignments:
-            object_id = object_ids.get(resource.fields["app_id"], "")
-            if not object_id and action != "delete":
-                raise TargetError(f"no service principal for app {resource.fields['app_id']} in the tenant: "
-                                  "declare the application in the playbook")
-            return app_assignments.calls(resource, fact, action, object_id)
-        return kind.calls(resource, fact, action)
-
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
-        raise TargetError("Exchange Online's REST endpoint runs single cmdlets, not scripts: use exkit apply, or "
-                          "render the script and run it in pwsh")
+        """Run a rendered script in exkit's interpreter, each Exchange cmdlet sent to the tenant (see
+        toolkit/targets/exchange_online_script.py); ``read_only`` sends no change."""
+        runner = TenantScriptRunner(self._call, send_changes=not read_only)
+        outcome = runner.run(script)
+        stdout = "\n".join(outcome.output) + ("\n" if outcome.output else "")
+        results, facts = parse_output(stdout)
+        notices = runner.notes + ([f"{len(self.retries)} call(s) were retried after throttling or transient errors: "
+                                   + "; ".join(self.retries[:5]) + (" …" if len(self.retries) > 5 else "")]
+                                  if self.retries else [])
+        return RunResult(outcome.exit_code, stdout, "\n".join(outcome.errors), results, facts,
+                         hashlib.sha256(script.encode()).hexdigest(), notices)
+
+    def _call(self, cmdlet: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        """One cmdlet for the script runner: Exchange's refusals as CallFailed (with the exception type); a tenant
+        that cannot be reached at all fails the call as a connection error."""
+        try:
+            return self.invoke(cmdlet, parameters)
+        except CmdletFailed as exc:
+            raise CallFailed(exc.message, exc.exception_type) from None
+        except TargetError as exc:
+            raise CallFailed(str(exc), "TargetError", "ConnectionError") from None
 
 
 def _lower(value: Any) -> str:
@@ -491,7 +392,8 @@ def _lower(value: Any) -> str:
 def _assignment_row(row: dict[str, Any], user: str) -> dict[str, Any]:
     """One assignment as the snapshot template prints it."""
     return {"type": "assignment", "name": row.get("Name"), "role": row.get("Role"),
-            "assignee": row.get("RoleAssigneeName"), "assignee_type": row.get("RoleAssigneeType"), "user": user,
+            "assignee": row.get("RoleAssigneeName"), "assignee_id": row.get("RoleAssignee"),
+            "assignee_type": row.get("RoleAssigneeType"), "user": user,
             "scope": row.get("CustomRecipientWriteScope") or "", "ou_scope": row.get("RecipientOrganizationalUnitScope")
             or "", "resource_scope": row.get("CustomResourceScope") or ""}
 
@@ -500,45 +402,6 @@ def _rights(row: dict[str, Any]) -> str:
     """AccessRights as the script's [string] cast prints them ("FullAccess ReadPermission")."""
     rights = row.get("AccessRights")
     return " ".join(map(str, rights)) if isinstance(rights, list) else str(rights or "")
-
-
-def _fact(resource: Resource, scopes: list[dict[str, Any]], principals: list[dict[str, Any]],
-          assignments: list[dict[str, Any]], policies: list[dict[str, Any]],
-          groups: list[dict[str, Any]], held: dict[tuple[str, str], bool],
-          detail: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
-    """The fact the resource's facts template would print, built from whole collections."""
-    fact: dict[str, Any] = {"kind": resource.kind, "name": resource.name, "exists": False}
-    fields = resource.fields
-    if resource.kind == "ManagementScope":
-        found = next((s for s in scopes if _lower(s.get("Name")) == fields["name"].lower()), None)
-        if found:
-            fact.update(exists=True, filter=str(found.get("RecipientFilter") or ""),
-                        recipient_root=str(found.get("RecipientRoot") or ""))
-    elif resource.kind == "ServicePrincipal":
-        found = next((p for p in principals if _lower(p.get("AppId")) == fields["app_id"]), None)
-        if found:
-            fact.update(exists=True, app_id=fields["app_id"], display_name=str(found.get("DisplayName") or ""),
-                        object_id=str(found.get("ObjectId") or ""))
-    elif resource.kind == "ApplicationRoleAssignment":
-        found = next((a for a in assignments if _lower(a.get("Name")) == fields["name"].lower()), None)
-        if found:
-            principal = next((p for p in principals if _lower(p.get("AppId")) == fields["app_id"]), None)
-            same = bool(principal) and _lower(found.get("Role")) == fields["role"].lower() and _lower(
-                found.get("RoleAssigneeName")) == _lower(principal.get("DisplayName") if principal else "")
-            fact.update(exists=True, role=str(found.get("Role") or ""), assignee=str(found.get("RoleAssigneeName")),
-                        scope=str(found.get("CustomResourceScope") or ""), assignee_matches=same)
-    elif resource.kind == "ApplicationAccessPolicy":
-        group = next((g for g in groups if _lower(g.get("PrimarySmtpAddress")) == fields["group"]), None)
-        found = next((p for p in policies if group and _lower(p.get("AppId")) == fields["app_id"]
-                      and _lower(p.get("ScopeName")) == _lower(group.get("Name"))), None)
-        if found:
-            fact.update(exists=True, identity=str(found.get("Identity")), access_right=str(found.get("AccessRight")),
-                        description=str(found.get("Description") or ""))
-    elif resource.kind == "MailboxPermission":
-        fact["exists"] = held.get(resource.key, False)
-    elif resource.kind in ("RoleGroup", "ManagementRoleAssignment"):
-        fact.update(detail.get(resource.key, {}))  # read one by one above
-    return fact
 
 
 def _cmdlet_error(cmdlet: str, status: int, data: dict[str, Any]) -> CmdletFailed:

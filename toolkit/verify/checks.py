@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from toolkit import opath
-from toolkit.boundary import Boundary, check_reach, normalise_dn
+from toolkit.boundary import Boundary, canonical_name, check_reach
 from toolkit.playbook.model import IMPERSONATION_ROLE, Playbook
 from toolkit.verify.overlap import MAILBOX_PERMISSIONS, OVERLAP
 from toolkit.verify.snapshot import Snapshot, beyond_resources, count_types
@@ -101,9 +101,11 @@ def _scopes(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
             continue
         wanted = opath.to_text(scope.filter_tree())
         if _canonical(str(found.get("filter", ""))) != wanted:
-            checks.append(Check(subject, False, f"filter is {found.get('filter')!r}, declared {wanted!r}"))
+            checks.append(Check(subject, False, f"filter is {_canonical(str(found.get('filter', '')))!r}, declared "
+                                                f"{wanted!r}"))
         root = str(found.get("recipient_root") or "")
-        if normalise_dn(root) != normalise_dn(scope.recipient_root or ""):
+        # Exchange prints RecipientRoot as the OU's canonical name; the playbook names it by DN.
+        if canonical_name(root).lower() != canonical_name(scope.recipient_root or "").lower():
             checks.append(Check(subject, False, f"recipient root is {root or '(none)'!r}, declared "
                                                 f"{scope.recipient_root or '(none)'!r}"))
         recipients = snapshot.live_previews.get(scope.name.lower(), [])
@@ -284,10 +286,11 @@ def _applications(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
 
 
 def _app_assignments(app: Any, snapshot: Snapshot) -> list[dict[str, Any]]:
-    """The Exchange role assignments held by an application's service principal (assignee: its display name)."""
+    """The Exchange role assignments held by an application's service principal, found by RoleAssignee (the service
+    principal's object id, as Microsoft365DSC reads it): the name Exchange shows is not the display name."""
     principal = snapshot.principal(app.app_id)
-    display = str(principal.get("display_name", "")).lower() if principal else app.name.lower()
-    return [a for a in snapshot.assignments if str(a.get("assignee", "")).lower() == display]
+    object_id = str(principal.get("object_id", "")).lower() if principal else app.object_id.lower()
+    return [a for a in snapshot.assignments if str(a.get("assignee_id", "")).lower() == object_id]
 
 
 def entra_checks(playbook: Playbook, snapshot: Snapshot) -> list[Check]:

@@ -131,8 +131,8 @@ def _online(snapshot: Snapshot, data: CommentedMap, wanted: str, by_principal: b
     grants = CommentedSeq()
     for principal in snapshot.principals:
         names = {str(principal.get(k, "")).lower() for k in ("app_id", "object_id", "display_name")}
-        assignments = [a for a in snapshot.assignments
-                       if str(a.get("assignee", "")).lower() == str(principal.get("display_name", "")).lower()]
+        assignments = [a for a in snapshot.assignments  # by RoleAssignee: the service principal's object id
+                       if str(a.get("assignee_id", "")).lower() == str(principal.get("object_id", "")).lower()]
         if (wanted not in names) if by_principal else not any(
                 str(a.get("role", "")).lower() == wanted for a in assignments):
             continue

@@ -13,7 +13,8 @@ from toolkit.plan import Plan
 from toolkit.verify.checks import check_summary
 from toolkit.targets.base import RunResult
 
-_SYMBOLS = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red"), "noop": ("=", "dim")}
+_SYMBOLS = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red"), "noop": ("=", "dim"),
+            "error": ("!", "bold red")}
 _ACTION_STYLE = {"created": "green", "updated": "yellow", "removed": "red", "failed": "bold red",
                  "unchanged": "dim", "absent": "dim"}
 
@@ -40,13 +41,16 @@ def show_plan(out: Console, plan: Plan, playbook: str, where: str) -> None:
     for change in plan.changes:
         symbol, style = _SYMBOLS[change.action]
         label = {"noop": "absent" if plan.destroy else "unchanged", "create": "create", "update": "update",
-                 "delete": "remove"}[change.action]
+                 "delete": "remove", "error": "would fail"}[change.action]
         out.print(Text(f"  {symbol} {change.kind} {change.name!r} ({label})", style=style))
         for field in change.fields:
             out.print(Text(f"      {field.field}: {_value(field.before)} → {_value(field.after)}"))
+        if change.error:
+            out.print(Text(f"      {change.error}", style="red"))
     counts = plan.counts()
+    errors = f", {counts['error']} that Exchange would refuse" if counts["error"] else ""
     out.print(Text(f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['delete']} to remove, "
-                   f"{counts['noop']} unchanged.", style="bold"))
+                   f"{counts['noop']} unchanged{errors}.", style="bold"))
 
 
 def show_results(out: Console, result: RunResult) -> None:

@@ -107,9 +107,16 @@ def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, c
     checked = {"boundary": "ok"} if target.boundary is not None else {}
     if prepared.plan.errors:  # what the target would refuse: nothing starts on this target
         first = prepared.plan.errors[0]
-        return TargetOutcome(target.name, False, f"the target would refuse {len(prepared.plan.errors)} change(s), "
-                             f"first {first.kind} {first.name!r} would fail: {first.error}", pending,
-                             round(time.monotonic() - started, 3), {"plan": prepared.plan.as_dict()})
+        summary = (f"the target would refuse {len(prepared.plan.errors)} change(s), first {first.kind} "
+                   f"{first.name!r} would fail: {first.error}")
+        if action not in ("plan", "plan-destroy"):  # an apply that did not start is still accounted for
+            runs.append({**runs.new_record(command=action, target=target.name, platform=target.target.platform,
+                                           playbook=str(playbook), playbook_name=prepared.playbook.name,
+                                           script_sha256=prepared.script.sha256, status="refused"),
+                         "duration_s": round(time.monotonic() - started, 3), "exit_code": 1, "error": summary,
+                         "results": []})
+        return TargetOutcome(target.name, False, summary, pending, round(time.monotonic() - started, 3),
+                             {"plan": prepared.plan.as_dict()})
     if action in ("plan", "plan-destroy"):
         counts = prepared.plan.counts()
         verb = "to remove" if prepared.plan.destroy else "to create"

@@ -744,9 +744,9 @@ class ExchangeCmdlets:
         if bound.get("RecipientTypeDetails"):
             wanted = {t.lower() for t in bound["RecipientTypeDetails"]}
             candidates = [r for r in candidates if r.recipient_type_details.lower() in wanted]
-        if bound.get("OrganizationalUnit"):
-            ou = bound["OrganizationalUnit"].lower()
-            candidates = [r for r in candidates if r.distinguished_name.lower().endswith("," + ou)]
+        if bound.get("OrganizationalUnit"):  # an OU identity: its DN or canonical name (as RecipientRoot prints)
+            ou = canonical_name(bound["OrganizationalUnit"]).lower() + "/"
+            candidates = [r for r in candidates if canonical_name(r.distinguished_name).lower().startswith(ou)]
         return [self._recipient_object(r) for r in candidates]
 
     # --------------------------------------------------------------------------------------- remoting

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import opath
+from toolkit.boundary import canonical_name
 from toolkit.errors import ExkitError
 
 ORGANIZATION = "Organization"
@@ -170,7 +171,10 @@ class Organisation:
 
 def in_scope(tree: opath.Node, recipient_root: str | None, recipient: Recipient) -> bool:
     """A scope's filter and RecipientRoot against one recipient: the one place scope membership is decided."""
-    if recipient_root and not recipient.distinguished_name.lower().endswith("," + recipient_root.lower()):
+    # RecipientRoot comes as the playbook's DN or as Exchange prints it (the OU's canonical name): compare both as
+    # canonical names, where "below the OU" is a path prefix.
+    if recipient_root and not canonical_name(recipient.distinguished_name).lower().startswith(
+            canonical_name(recipient_root).lower() + "/"):
         return False
     return opath.evaluate(tree, recipient.properties)
 

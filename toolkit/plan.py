@@ -51,6 +51,7 @@ class Change:
 class Plan:
     changes: list[Change]
     destroy: bool = False
+    after: Organisation | None = field(default=None, compare=False, repr=False)  # what the script would leave
 
     @property
     def pending(self) -> list[Change]:
@@ -143,7 +144,7 @@ def make_plan(resources: list[Resource], outcome: WhatIf, destroy: bool = False)
         before, after = kind.view(outcome.before, resource), kind.view(outcome.after, resource)
         fields = _differences(before, after) if action in ("create", "update") else []
         changes.append(Change(resource, action, fields, calls, result.error))
-    return Plan(changes, destroy)
+    return Plan(changes, destroy, outcome.after)
 
 
 def _differences(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[FieldChange]:

@@ -76,6 +76,17 @@ def check_distinguished_name(value: str, what: str) -> str:
 Address = Annotated[str, AfterValidator(lambda value: check_address(value))]
 
 
+def check_principal(value: str) -> str:
+    """A role-group member: a security principal, mail-enabled (its address) or not (its distinguished name) —
+    Add-RoleGroupMember -Member takes a SecurityPrincipalIdParameter."""
+    if "@" in value or "=" not in value:
+        return check_address(value)
+    return check_distinguished_name(value, "member")
+
+
+Principal = Annotated[str, AfterValidator(lambda value: check_principal(value))]
+
+
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -177,7 +188,8 @@ class RoleGroup(_Model):
     name: str = Field(description="Role group name (at most 64 characters).")
     description: str | None = None
     roles: Annotated[list[str], Field(min_length=1, description="Management roles, e.g. ApplicationImpersonation.")]
-    members: list[Address] = Field(default_factory=list, description="Members (primary SMTP addresses).")
+    members: list[Principal] = Field(default_factory=list, description="Members: security principals, by primary "
+                                     "SMTP address, or by distinguished name when they have no address.")
     scope: str | None = Field(None, description="Name of a management scope declared in this playbook.")
     all_mailboxes: bool = Field(
         False, description="Deliberately organisation-wide (no scope), e.g. for 'End Event Early'.")

@@ -491,3 +491,30 @@ def test_retry_after_in_both_forms(cli, exo):
     result = cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--yes")
     assert result.exit_code == 0, result.stderr
     assert server.log.throttled == 2 and "HTTP 429, retried after 0.00 s" in result.stdout
+
+
+def test_the_rest_path_runs_the_reviewed_script_and_nothing_else(cli, exo, tmp_path):
+    """The REST connector runs the rendered script itself: --reviewed pins it as on every target (a changed template
+    is refused before any call), and a template override changes what the REST path does."""
+    server, inventory = exo
+    reviewed = tmp_path / "reviewed"
+    rendered = cli("render", ROOMS, "-i", inventory, "-t", "cert", "--out", reviewed)
+    assert rendered.exit_code == 0, rendered.stderr
+    mine = tmp_path / "mine"
+    (mine / "exchange-online").mkdir(parents=True)
+    template = (REPO / "templates" / "exchange-online" / "service_principal.ps1.j2").read_text()
+    assert template.count("-DisplayName {{ display_name }}") == 2
+    suffixed = "({{ display_name }} + ' (managed by exkit)')"
+    (mine / "exchange-online" / "service_principal.ps1.j2").write_text(
+        template.replace("-DisplayName {{ display_name }}", "-DisplayName " + suffixed)
+        .replace("-ne {{ display_name }}", "-ne " + suffixed))
+    calls = len(server.log.invocations)
+    refused = cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--templates", mine, "--reviewed", reviewed, "--yes")
+    assert refused.exit_code == 3, refused.stderr
+    assert len(server.log.invocations) == calls  # refused before the first call to the tenant
+    applied = cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--templates", mine, "--yes")
+    assert applied.exit_code == 0, applied.stderr
+    tenant = store.load(server.state_path, "exchange-online")
+    assert [p.display_name for p in tenant.service_principals] == ["Room booking app (managed by exkit)"]
+    again = cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--templates", mine, "--yes", "--output", "json")
+    assert {a for _, a in actions(again)} == {"unchanged"}

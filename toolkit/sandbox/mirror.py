@@ -31,6 +31,9 @@ from toolkit.sandbox.model import (
 from toolkit.sandbox.seed import platform_roles
 
 OBJECT_PREFIX = "EXKIT-OBJECT "
+# The object types a facts script may print, and so what this module reads back.
+OBJECT_TYPES = frozenset({"OrganizationalUnit", "Recipient", "RoleGroupMember", "ManagementScope", "RoleGroup",
+                          "ServicePrincipal", "RoleAssignment", "MailboxPermission", "ApplicationAccessPolicy"})
 
 
 def parse_objects(stdout: str) -> list[dict[str, Any]]:

@@ -158,3 +158,29 @@ def test_sandbox_show_and_reset(cli, sandbox_state):
     assert "17 RoomMailbox" in shown.stdout
     assert cli("sandbox", "reset").exit_code == 0
     assert sandbox_state.read_text() == seed_organisation().to_json()
+
+
+def test_real_exchange_details_are_refused_or_rendered_the_supported_way(cli, write_playbook, tmp_path):
+    """Issue 13: a name with '*' (a wildcard -Identity), a tenant id as -Organization, the snap-in by default."""
+    starred = write_playbook("exkit: 1\nname: s\nscopes: [{name: 'Room*', rooms: true}]\n")
+    result = cli("validate", starred)
+    assert result.exit_code == 1 and "contains '*', which Exchange reads as a wildcard" in result.stdout + result.stderr
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("targets:\n  t: {kind: exchange-online, tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, "
+                         "client_id: 11111111-2222-3333-4444-555555555555, certificate: app.pem}\n")
+    result = cli("plan", REPO / "playbooks" / "online-rooms.yaml", "-i", inventory, "-t", "t")
+    assert result.exit_code == 1
+    assert "Connect-ExchangeOnline needs the tenant's initial domain as -Organization" in result.stdout + result.stderr
+    default = cli("render", REPO / "playbooks" / "classic.yaml").stdout
+    assert "Add-PSSnapin" not in default and "Run this in the Exchange Management Shell" in default
+    remote = cli("render", REPO / "playbooks" / "classic.yaml", "--exchange-uri", "http://ex01/PowerShell/").stdout
+    assert "-ConnectionUri 'http://ex01/PowerShell/'" in remote and "Remove-PSSession" in remote
+    assert "Add-PSSnapin" in cli("render", REPO / "playbooks" / "classic.yaml", "--snapin").stdout
+
+
+def test_migrate_for_ews_products_warns_of_the_retirement(cli):
+    graph = cli("migrate", REPO / "playbooks" / "classic.yaml")
+    assert "role: Application Calendars.ReadWrite" in graph.stdout
+    ews = cli("migrate", REPO / "playbooks" / "classic.yaml", "--api", "ews")
+    assert "role: Application EWS.AccessAsApp" in ews.stdout
+    assert "switched off on 1 April 2027" in ews.stderr and "WARNING: EWS" in ews.stdout

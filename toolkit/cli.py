@@ -182,6 +182,13 @@ def render(
     limit: Annotated[str | None, typer.Option("--limit", "-l", metavar="PATTERNS", autocompletion=complete_limit,
                                               help="Folder render: only targets or groups "
                                                    "matching these patterns.")] = None,
+    exchange_uri: Annotated[str | None, typer.Option("--exchange-uri", metavar="URI", help="Without a target: "
+                                                     "open a remote session to this Exchange PowerShell endpoint "
+                                                     "(http://<server>/PowerShell/) instead of expecting the "
+                                                     "Exchange Management Shell.")] = None,
+    snapin: Annotated[bool, typer.Option("--snapin", help="Without a target: load the Exchange snap-in (on the "
+                                         "server itself only; Microsoft does not support it and it bypasses "
+                                         "RBAC).")] = False,
 ) -> None:
     """Render playbooks into idempotent Exchange PowerShell scripts (nothing is contacted)."""
     from toolkit.inventory import resolve_target
@@ -212,7 +219,7 @@ def render(
 
     with user_errors():
         resolved = resolve_target(inventory, target[0] if target else None, peek_platform(playbooks[0]))
-        connection = resolved.target.connection() if inventory is not None else None
+        connection = resolved.target.connection() if inventory is not None else _connection(exchange_uri, snapin)
         model, diagnostics = load_for_target(playbooks[0], resolved, cli_vars)
     print_diagnostics(diagnostics)
     if diagnostics.failed(strict):
@@ -227,6 +234,16 @@ def render(
         with user_errors():
             write_script(out, script)
         typer.echo(f"wrote {out} (sha256 {script.sha256})", err=True)
+
+
+def _connection(exchange_uri: str | None, snapin: bool):  # noqa: ANN202 - render's target-less preamble
+    from toolkit.render.engine import Connection
+
+    if exchange_uri and snapin:
+        _fail("choose one: --exchange-uri (a remote session) or --snapin", 2)
+    if exchange_uri:
+        return Connection("remote-session", exchange_uri)
+    return Connection("snapin") if snapin else None
 
 
 RecipientsOption = Annotated[Path | None, typer.Option("--recipients", metavar="FILE.csv", help="Access impact offline: a CSV from "
@@ -357,12 +374,17 @@ def migrate(
                                              help="An Exchange Server playbook using ApplicationImpersonation.")],
     out: Annotated[Path | None, typer.Option("--out", metavar="FILE",
                                              help="Write the Exchange Online playbook here.")] = None,
+    api: Annotated[str, typer.Option("--api", metavar="graph|ews", help="What the product calls: Microsoft Graph "
+                                     "(Application Calendars.ReadWrite, the default) or EWS (Application "
+                                     "EWS.AccessAsApp; retired in Exchange Online in 2026-27).")] = "graph",
 ) -> None:
     """Write the Exchange Online equivalent of a playbook: RBAC for Applications instead of ApplicationImpersonation."""
-    from toolkit.playbook.migrate import migrate_text
+    from toolkit.playbook.migrate import EWS_WARNING, migrate_text
 
+    if api == "ews":
+        typer.echo(f"exkit: warning: {EWS_WARNING}", err=True)
     try:
-        text = migrate_text(playbook.read_text(encoding="utf-8"))
+        text = migrate_text(playbook.read_text(encoding="utf-8"), api)
     except OSError as exc:
         _fail(f"cannot read {playbook}: {exc.strerror or exc}")
     except ExkitError as exc:
@@ -598,7 +620,7 @@ def _plan_errors(prepared: Prepared) -> str:
 def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
          templates: Path | None = None, playbook_path: Path | None = None) -> None:
     from toolkit.render.engine import RenderError
-    from toolkit.workflow import execute, read_snapshot
+    from toolkit.workflow import execute
 
     out = report.console()
     pin = prepared.target.pin  # with --reviewed: every script of this run was compared before connecting

@@ -18,7 +18,13 @@ from toolkit.errors import ExkitError
 from toolkit.playbook.model import IMPERSONATION_ROLE
 
 APPLICATION_NAME = "Room booking app"
-APPLICATION_ROLE = "Application Calendars.ReadWrite"
+# What replaces ApplicationImpersonation, by the API the product uses: Microsoft Graph calendars (the default), or EWS,
+# which Exchange Online blocks from 1 October 2026 unless allow-listed and turns off on 1 April 2027 (MC1227454);
+# Microsoft's Export-RBAC script maps EWS apps to 'Application EWS.AccessAsApp'.
+APPLICATION_ROLES = {"graph": "Application Calendars.ReadWrite", "ews": "Application EWS.AccessAsApp"}
+APPLICATION_ROLE = APPLICATION_ROLES["graph"]
+EWS_WARNING = ("EWS in Exchange Online is blocked from 1 October 2026 unless the tenant allow-lists the app, and is "
+               "switched off on 1 April 2027: move the product to Microsoft Graph (exkit migrate --api graph)")
 PLACEHOLDER_APP_ID = "00000000-0000-0000-0000-000000000001"
 PLACEHOLDER_OBJECT_ID = "00000000-0000-0000-0000-000000000002"
 
@@ -39,7 +45,11 @@ def _is_impersonation(role: Any) -> bool:
     return isinstance(role, str) and role.lower() == IMPERSONATION_ROLE.lower()
 
 
-def migrate_text(text: str) -> str:
+def migrate_text(text: str, api: str = "graph") -> str:
+    """``api``: what the product calls — ``graph`` (Calendars.ReadWrite) or ``ews`` (EWS.AccessAsApp)."""
+    if api not in APPLICATION_ROLES:
+        raise MigrateError(f"unknown API {api!r}: choose graph or ews")
+    role = APPLICATION_ROLES[api]
     yaml = _yaml()
     data = yaml.load(text)
     if not isinstance(data, CommentedMap):
@@ -112,12 +122,14 @@ def migrate_text(text: str) -> str:
                                     ("object_id", "{{ sp_object_id }}")])
         data["applications"] = CommentedSeq([application])
         data.yaml_set_comment_before_after_key(
-            "applications", before="exkit migrate: the room-booking product's Entra app, with the Graph application "
-                                   "permission Calendars.ReadWrite\n(and no tenant-wide admin consent for it, or the "
-                                   "scope below restricts nothing)")
+            "applications", before=("exkit migrate: the room-booking product's Entra app, with the Graph application "
+                                    "permission Calendars.ReadWrite" if api == "graph" else
+                                    "exkit migrate: the room-booking product's Entra app, with the EWS application "
+                                    "permission full_access_as_app.\nWARNING: " + EWS_WARNING)
+            + "\n(and no tenant-wide admin consent for it, or the scope below restricts nothing)")
         granted = CommentedSeq()
         for scope in dict.fromkeys(scopes_used):
-            entry = CommentedMap([("application", APPLICATION_NAME), ("role", APPLICATION_ROLE)])
+            entry = CommentedMap([("application", APPLICATION_NAME), ("role", role)])
             if scope:
                 entry["scope"] = scope
             else:

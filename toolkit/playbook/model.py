@@ -52,6 +52,9 @@ def problem(message: str, hint: str = "", offset: int | None = None) -> Pydantic
 def check_name(value: str, what: str) -> str:
     if not value.strip():
         raise problem(f"the {what} name is empty", f"give the {what} a name")
+    if "*" in value:  # -Identity 'Room*' is a wildcard lookup (Get-ManagementScope, Example 1: Redmond*)
+        raise problem(f"the {what} name {value!r} contains '*', which Exchange reads as a wildcard when the name is "
+                      "used as -Identity (it could match other objects)", "choose a name without '*'")
     if len(value) > EXCHANGE_NAME_LIMIT:
         raise problem(f"the {what} name is {len(value)} characters; Exchange allows at most {EXCHANGE_NAME_LIMIT}",
                       f"shorten it to {EXCHANGE_NAME_LIMIT} characters or fewer")

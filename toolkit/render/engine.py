@@ -145,6 +145,7 @@ class Connection:
     certificate_thumbprint: str = ""
     organization: str = ""
     environment: str = "O365Default"
+    certificate_file: str = ""  # a PFX for -CertificateFilePath (Linux/macOS, where thumbprints do not work)
 
 
 @dataclass(frozen=True)

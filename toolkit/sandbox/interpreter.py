@@ -715,4 +715,9 @@ def _builtin_commands(interpreter: Interpreter) -> dict[str, Command]:
                                   to_json, positional=("InputObject",)),
         "Get-Command": Command("Get-Command", {"Name": "string"}, get_command, positional=("Name",)),
         "Add-PSSnapin": Command("Add-PSSnapin", {"Name": "string"}, add_snapin, positional=("Name",)),
+        # The sandbox has no terminal: a prompt answers with an empty (secure) string.
+        "Read-Host": Command("Read-Host", {"Prompt": "string", "AsSecureString": "switch", "MaskInput": "switch"},
+                             lambda bound, pipeline: [PSObject("System.Security.SecureString", {"Length": 0})
+                                                      if bound.get("AsSecureString") else ""],
+                             positional=("Prompt",)),
     }

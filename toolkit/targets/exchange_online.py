@@ -115,7 +115,8 @@ class ExchangeOnlineTarget(Target):
             return Connection()
         self._credential()
         return Connection(app_id=self.spec.client_id, certificate_thumbprint=self._thumbprint.upper(),
-                          organization=self.spec.organization or self.spec.tenant, environment=self.cloud.environment)
+                          organization=self.spec.organization or self.spec.tenant, environment=self.cloud.environment,
+                          certificate_file=self.spec.certificate_pfx or "")
 
     # ------------------------------------------------------------------------------------------- auth
     def _path(self, value: str) -> Path:

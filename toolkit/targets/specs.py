@@ -170,7 +170,15 @@ class ExchangeOnlineTargetSpec(BaseModel):
         if (self.cloud == "custom") != bool(self.login_endpoint and self.exchange_endpoint):
             raise problem("login_endpoint and exchange_endpoint go with cloud: custom, and only with it",
                           "the clouds global, gcc-high, dod and china know their own endpoints")
+        organization = (self.organization or self.tenant).lower()
+        if not organization.endswith(ORGANIZATION_DOMAINS):
+            # Connect-ExchangeOnline -Organization takes the tenant's initial (*.onmicrosoft.com) domain, not its id.
+            raise problem(f"Connect-ExchangeOnline needs the tenant's initial domain as -Organization, not "
+                          f"{organization!r}", "add organization: <tenant>.onmicrosoft.com (its initial domain)")
         return self
+
+
+ORGANIZATION_DOMAINS = (".onmicrosoft.com", ".onmicrosoft.us", ".onmschina.cn")  # global, US government, China
 
 
 TargetSpec = Annotated[SandboxTargetSpec | ExchangeServerTargetSpec | ExchangeOnlineTargetSpec,

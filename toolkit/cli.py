@@ -572,19 +572,44 @@ def plan(
     forks: ForksOption = 8,
     rate: RateOption = None,
     processes: ProcessesOption = None,
+    impact: Annotated[bool, typer.Option("--impact", help="Also show the access impact: who gains or loses which "
+                                                          "mailboxes (one more read of the target).")] = False,
+    fail_on_widening: Annotated[bool, typer.Option("--fail-on-widening", help="Exit 1 when a principal would gain "
+                                                   "a mailbox outside the playbook's intent (implies --impact).")
+                                ] = False,
 ) -> None:
     """Show what apply would create, change or remove, with before → after values."""
+    if limit is not None and (impact or fail_on_widening):
+        _fail("--impact and --fail-on-widening plan one target at a time", 2)
     if limit is not None:
         outcomes = _fleet("plan-destroy" if destroy else "plan", playbook, inventory, limit, forks, var, templates, output, rate, processes)
         failed = any(not o.ok for o in outcomes)
         raise typer.Exit(1 if failed else 2 if detailed_exitcode and any(o.pending for o in outcomes) else 0)
     prepared = _prepare(playbook, _resolve(playbook, inventory, target), var, destroy, templates)
+    found = _impact(prepared, templates) if impact or fail_on_widening else None
     if output == "json":
         typer.echo(report.as_json({"playbook": prepared.playbook.name, "target": prepared.target.name,
-                                   **prepared.plan.as_dict()}))
+                                   **prepared.plan.as_dict(), **({"impact": found.as_dict()} if found else {})}))
     else:
         report.show_plan(report.console(), prepared.plan, prepared.playbook.name, prepared.target.target.describe())
+        if found is not None:
+            from rich.text import Text
+
+            from toolkit.verify.impact import text_lines
+
+            for line, style in text_lines(found):
+                report.console().print(Text(line, style=style))
+    if fail_on_widening and found is not None and found.widening:
+        raise typer.Exit(1)
     raise typer.Exit(2 if detailed_exitcode and prepared.plan.pending else 0)
+
+
+def _impact(prepared: Prepared, templates: Path | None) -> Any:
+    """The access impact of running the prepared script on its target (reads the target's snapshot)."""
+    from toolkit.verify.impact import live_impact
+
+    with user_errors():
+        return live_impact(prepared.playbook, prepared.target, templates, prepared.plan.destroy)
 
 
 def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
@@ -603,6 +628,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
         if not typer.confirm(f"{verb.capitalize()} these changes?", default=False):
             typer.echo("Nothing changed.", err=True)
             raise typer.Exit(1)
+    found = _impact(prepared, templates) if report_path is not None else None  # the change board sees it too
     typer.echo(f"Running script sha256 {prepared.script.sha256} on {prepared.target.target.describe()}", err=True)
     from toolkit.fleet import records as runs
 
@@ -643,7 +669,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
             write_file(report_path, report.run_report(
                 playbook=prepared.playbook.name, target=prepared.target.name, plan=prepared.plan, result=result,
                 checks=checks, html=report_path.suffix.lower() in (".html", ".htm"),
-                reviewed_sha256=reviewed_sha).encode("utf-8"), mode=0o600)
+                reviewed_sha256=reviewed_sha, impact=found).encode("utf-8"), mode=0o600)
         typer.echo(f"wrote the run report {report_path}", err=True)
     if not result.ok:
         typer.echo("exkit: error: " + report.failure_message(result), err=True)

@@ -200,6 +200,16 @@ def plan_impact(org: Organisation, playbook: Any, destroy: bool = False) -> Impa
     return compare(org, after, principals, intent_of(playbook))
 
 
+def live_impact(playbook: Any, target: Any, templates: Path | None = None, destroy: bool = False) -> Impact:
+    """``exkit plan``'s access impact on a live target (a ResolvedTarget): its state read by one snapshot (every
+    recipient with its filter attributes, the RBAC objects, on Exchange Online the apps' Entra consent), then the
+    playbook applied (or destroyed) to it by the evaluator."""
+    from toolkit.workflow import read_snapshot
+
+    org = access.from_snapshot(read_snapshot(playbook, target, templates), f"live: {target.target.describe()}")
+    return plan_impact(org, playbook, destroy)
+
+
 # ----------------------------------------------------------------------------------------------------- sources
 def offline_source(path: Path) -> str:
     """Which CSV, and when it was exported as far as we can tell (its last commit, else its modification time)."""

@@ -324,10 +324,18 @@ def _recipients_org(path: Path | None) -> Any:
 def check(
     folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="A reviewed folder (scripts + manifest.json).")],
     var: VarOption = None,
+    recipients: RecipientsOption = None,
+    fail_on_widening: Annotated[bool, typer.Option("--fail-on-widening", help="Also fail when a principal gains a "
+                                                   "mailbox outside the playbooks' intent (needs --recipients).")
+                                ] = False,
+    base: Annotated[str | None, typer.Option("--base", metavar="REV", help="With --fail-on-widening: compare with "
+                                             "this git revision (default: any reach outside the intent).")] = None,
 ) -> None:
     """For CI: fail when the committed scripts are stale relative to the playbooks. Run from the repository root."""
     from toolkit.render import review
 
+    if fail_on_widening and recipients is None:
+        _fail("--fail-on-widening needs --recipients FILE.csv (the mailboxes the impact is computed over)", 2)
     with user_errors():
         problems = review.check(folder, parse_vars(var))
     for problem in problems:
@@ -336,6 +344,17 @@ def check(
         _fail(f"{len(problems)} problem(s): the reviewed folder does not match the playbooks: run exkit render … "
               f"--out {folder}, review, commit")
     typer.echo(f"{folder}: the reviewed scripts match the playbooks", err=True)
+    if fail_on_widening:
+        from toolkit.render.compare import reviewed_folder_impact
+
+        with user_errors():
+            results = reviewed_folder_impact(folder, _recipients_org(recipients), parse_vars(var), base)
+        findings = [f for r in results if r.impact for f in r.impact.findings]
+        for result, finding in ((r, f) for r in results if r.impact for f in r.impact.findings):
+            typer.echo(f"{result.title}: {finding.text()}", err=True)
+        if findings:
+            _fail(f"{len(findings)} widening finding(s): a principal gains mailboxes outside the playbooks' intent")
+        typer.echo(f"{folder}: no widening" + (f" since {base}" if base else ""), err=True)
 
 
 @app.command()

@@ -626,9 +626,12 @@ def plan(
 def _impact(prepared: Prepared, templates: Path | None) -> Any:
     """The access impact of running the prepared script on its target (reads the target's snapshot)."""
     from toolkit.verify.impact import live_impact
+    from toolkit.workflow import read_snapshot
 
     with user_errors():
-        return live_impact(prepared.playbook, prepared.target, templates, prepared.plan.destroy)
+        snapshot = read_snapshot(prepared.playbook, prepared.target, templates)
+    return live_impact(prepared.playbook, snapshot, f"live: {prepared.target.target.describe()}",
+                       prepared.plan.destroy)
 
 
 def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,

@@ -200,14 +200,11 @@ def plan_impact(org: Organisation, playbook: Any, destroy: bool = False) -> Impa
     return compare(org, after, principals, intent_of(playbook))
 
 
-def live_impact(playbook: Any, target: Any, templates: Path | None = None, destroy: bool = False) -> Impact:
-    """``exkit plan``'s access impact on a live target (a ResolvedTarget): its state read by one snapshot (every
-    recipient with its filter attributes, the RBAC objects, on Exchange Online the apps' Entra consent), then the
-    playbook applied (or destroyed) to it by the evaluator."""
-    from toolkit.workflow import read_snapshot
-
-    org = access.from_snapshot(read_snapshot(playbook, target, templates), f"live: {target.target.describe()}")
-    return plan_impact(org, playbook, destroy)
+def live_impact(playbook: Any, snapshot: Any, source: str, destroy: bool = False) -> Impact:
+    """``exkit plan``'s access impact on a live target: its state as one snapshot read it (toolkit.workflow.
+    read_snapshot: every recipient with its filter attributes, the RBAC objects, on Exchange Online the apps' Entra
+    consent), then the playbook applied (or destroyed) on it by the evaluator."""
+    return plan_impact(access.from_snapshot(snapshot, source), playbook, destroy)
 
 
 # ----------------------------------------------------------------------------------------------------- sources

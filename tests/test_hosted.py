@@ -276,3 +276,42 @@ def test_fleet_destroy(cli, fleet):
     assert result.exit_code == 0, result.stdout
     assert all(o["summary"] == "boundary ok: 2 removed" for o in json.loads(result.stdout)["targets"])
     assert store.load(fleet.parent / "org.json").role_group("tailspin room booking") is None
+
+
+def test_sandbox_add_tenant_gives_a_tenant_the_hosted_playbook_can_run_on(cli, tmp_path):
+    state = tmp_path / "org.json"
+    added = cli("sandbox", "add-tenant", "Northwind", "--rooms", "5", "--state", state)
+    assert added.exit_code == 0, added.stderr
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("groups:\n  hosting:\n    targets:\n" + textwrap.indent(added.stdout, "      "))
+    applied = cli("apply", HOSTED, "-i", inventory, "--limit", "hosting", "--yes", "-o", "json")
+    assert applied.exit_code == 0, applied.stdout
+    [outcome] = json.loads(applied.stdout)["targets"]
+    assert outcome["target"] == "northwind" and outcome["summary"] == "boundary ok: 2 created"
+    verified = cli("verify", HOSTED, "-i", inventory, "-t", "northwind", "-o", "json")
+    assert verified.exit_code == 0
+    boundary = next(c for c in json.loads(verified.stdout)["checks"] if c["subject"] == "boundary")
+    assert boundary["message"] == ("boundary ok: the grants reach 6 recipient(s), all inside OU=Northwind,OU=Hosting,"
+                                   "DC=hoster,DC=local; domains northwind.example")  # 5 rooms and the projector
+    again = cli("sandbox", "add-tenant", "Northwind", "--state", state)
+    assert again.exit_code == 1 and "the OU OU=Northwind,OU=Hosting,DC=hoster,DC=local already exists" in again.stderr
+    clash = cli("sandbox", "add-tenant", "Other", "--domain", "northwind.example", "--state", state)
+    assert clash.exit_code == 1 and "addresses already in use: " in clash.stderr
+
+
+def test_the_loopback_winrm_server_reports_a_busy_port_in_one_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "tests.servers.winrm", "--port", str(port), "--state",
+                                 str(tmp_path / "org.json")], cwd=REPO, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "EXKIT_WINRM_PASSWORD": "pw"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"loopback WinRM: cannot listen on 127.0.0.1:{port}: Address already in use; "
+                                          "stop the other server or choose another --port"]

@@ -1050,6 +1050,38 @@ StateOption = Annotated[Path | None, typer.Option("--state", metavar="FILE",
                                                        "~/.local/state/exkit/sandbox.json).")]
 
 
+@sandbox_app.command("add-tenant")
+def sandbox_add_tenant(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The tenant's name, e.g. Contoso2.")],
+    ou: Annotated[str | None, typer.Option("--ou", metavar="DN", help="Its OU (default: OU=NAME,OU=Hosting,"
+                                                                      "DC=hoster,DC=local).")] = None,
+    domain: Annotated[str | None, typer.Option("--domain", metavar="DOMAIN", help="Its accepted domain (default: "
+                                                                                  "name.example).")] = None,
+    rooms: Annotated[int, typer.Option("--rooms", min=0, max=10000, help="Room mailboxes.")] = 3,
+    users: Annotated[int, typer.Option("--users", min=0, max=10000, help="User mailboxes.")] = 3,
+    state: StateOption = None,
+) -> None:
+    """Add a hosted tenant to the sandbox organisation: its OU, room-booking account svc-rooms@DOMAIN, users, rooms
+    and a projector; prints the tenant's inventory entry (values and boundary)."""
+    from toolkit.sandbox.seed import HOSTING, TenantError, add_tenant, inventory_entry
+
+    if not name.replace("-", "").replace("_", "").isalnum():
+        _fail(f"tenant name {name!r}: use letters, digits, - and _", 2)
+    ou = ou or f"OU={name},{HOSTING}"
+    domain = (domain or f"{name}.example").lower()
+    path = state or sandbox_org.default_state_path()
+    with sandbox_org.locked(path):
+        organisation = sandbox_org.load(path)
+        try:
+            added = add_tenant(organisation, name, ou, domain, rooms, users)
+        except TenantError as exc:
+            _fail(str(exc))
+        sandbox_org.save(path, organisation)
+    typer.echo(f"added tenant {name} to {path}: {ou}, {len(added)} mailboxes ({rooms} rooms), "
+               f"room-booking account svc-rooms@{domain}. Its inventory entry:", err=True)
+    sys.stdout.write(inventory_entry(name, ou, domain, path))
+
+
 @sandbox_app.command("reset")
 def sandbox_reset(state: StateOption = None) -> None:
     """Put the sandbox organisation back to its seed state."""

@@ -589,7 +589,12 @@ def main() -> None:
     users = Path(tempfile.mkdtemp()) / "ntlm-users"
     users.write_text(f"{domain}:{user}:{password}\n", encoding="utf-8")
     os.environ["NTLM_USER_FILE"] = str(users)
-    with LoopbackWinRM(arguments.state, {arguments.user: password}, port=arguments.port) as server:
+    try:
+        server = LoopbackWinRM(arguments.state, {arguments.user: password}, port=arguments.port)
+    except OSError as exc:  # e.g. EADDRINUSE: another server (or a test) holds the port
+        parser.exit(1, f"loopback WinRM: cannot listen on 127.0.0.1:{arguments.port}: {exc.strerror or exc}; "
+                       "stop the other server or choose another --port\n")
+    with server:
         print(f"loopback WinRM (NTLM, http with message encryption) on 127.0.0.1:{server.port}, "
               f"organisation {arguments.state}; Ctrl-C stops it", flush=True)
         try:

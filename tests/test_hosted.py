@@ -315,3 +315,22 @@ def test_the_loopback_winrm_server_reports_a_busy_port_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"loopback WinRM: cannot listen on 127.0.0.1:{port}: Address already in use; "
                                           "stop the other server or choose another --port"]
+
+
+def test_fleet_apply_writes_one_report_for_the_fleet(cli, fleet, tmp_path):
+    fleet.write_text(fleet.read_text() + "      broken: {kind: sandbox, state: org.json, vars: {tenant: broken, "
+                                         "tenant_ou: 'OU=Broken,OU=Hosting,DC=hoster,DC=local'}}\n")
+    page = tmp_path / "fleet.html"
+    result = cli("apply", HOSTED, "-i", fleet, "--limit", "hosting", "--yes", "--report", page)
+    assert result.exit_code == 1  # broken has no service_account
+    text = page.read_text(encoding="utf-8")
+    assert "exkit apply report: " in text and "on 3 target(s)" in text
+    assert "2 ok, 1 failed; boundary ok on 2; verify failed on 0" in text
+    assert '<a href="#t-tailspin">tailspin</a></td><td>ok</td><td>ok</td><td>passed</td>' in text
+    assert "required variable &#x27;service_account&#x27; has no value for target &#x27;broken&#x27;" in text
+    assert "on 2 targets (fabrikam, tailspin):\n  + ManagementScope &#x27;&lt;tenant&gt; room mailboxes&#x27;" in text
+    assert "<td>RoleGroup</td><td>tailspin room booking</td><td>created</td>" in text
+    markdown = tmp_path / "fleet.md"
+    cli("apply", HOSTED, "-i", fleet, "--limit", "fab*,tail*", "--yes", "--report", markdown)
+    lines = markdown.read_text(encoding="utf-8").splitlines()
+    assert "| [fabrikam](#fabrikam) | ok | ok | passed | boundary ok: 2 unchanged |" in lines

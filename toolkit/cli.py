@@ -489,8 +489,10 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
 
 def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int,
                      var: list[str] | None, templates: Path | None, output: str, rate: float | None,
-                     processes: int | None, yes: bool, reviewed: Review | None = None) -> NoReturn:
-    """apply / destroy on many targets: every target's plan and the fleet's changes first, one confirmation."""
+                     processes: int | None, yes: bool, reviewed: Review | None = None,
+                     report_path: Path | None = None) -> NoReturn:
+    """apply / destroy on many targets: every target's plan and the fleet's changes first, one confirmation; with
+    ``report_path``, one report page for the fleet."""
     if not yes:
         if not sys.stdin.isatty():
             _fail(f"refusing to {action} on several targets without confirmation on a non-interactive terminal: "
@@ -500,7 +502,36 @@ def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit:
         if not typer.confirm(f"{action.capitalize()} these changes on these targets?", default=False):
             raise typer.Exit(1)
     outcomes = _fleet(action, playbook, inventory, limit, forks, var, templates, output, rate, processes, reviewed)
+    if report_path is not None:
+        _fleet_report(report_path, action, playbook, inventory, limit, outcomes, var, templates, forks, rate, processes)
     raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
+
+
+def _fleet_report(path: Path, action: str, playbook: Path, inventory: Path | None, limit: str, outcomes: list[Any],
+                  var: list[str] | None, templates: Path | None, forks: int, rate: float | None,
+                  processes: int | None) -> None:
+    """One page for the fleet: each target's status, boundary, plan and results, and verify after an apply."""
+    from toolkit.fleet.report import fleet_page, render_fleet_page
+    from toolkit.fleet.run import run_many
+    from toolkit.inventory import select_targets
+    from toolkit.playbook.load import peek_platform
+
+    cli_vars = parse_vars(var)
+    with user_errors():
+        targets = select_targets(inventory, limit, peek_platform(playbook))  # type: ignore[arg-type]
+    applied = {o.target for o in outcomes if o.ok}
+    checks = {}
+    if action == "apply" and applied:
+        verified = run_many("verify", playbook, [t for t in targets if t.name in applied], cli_vars, templates, forks,
+                            None, rate, processes)
+        checks = {o.target: o.details["checks"] for o in verified if "checks" in o.details}
+    page = fleet_page(action=action, playbook=str(playbook), outcomes=outcomes, checks=checks,
+                      variables={t.name: {**t.variables, **cli_vars} for t in targets})
+    with user_errors():
+        from toolkit.safe_paths import write_file
+
+        write_file(path, render_fleet_page(page, path.suffix.lower() in (".html", ".htm")).encode("utf-8"))
+    typer.echo(f"wrote the fleet report {path}", err=True)
 
 
 def show_fleet_changes(outcomes: list[Any], variables: dict[str, dict[str, Any]]) -> None:
@@ -720,10 +751,8 @@ def apply(
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
     pins = _review(reviewed, reviewed_ref, "apply", report_file)
     if limit is not None:
-        if report_file is not None:
-            _fail("--report works on one target (-t) at a time", 2)
         _fleet_confirmed("apply", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes,
-                         pins)
+                         pins, report_file)
     resolved = _resolve(playbook, inventory, target)
     if pins is not None:
         _pin(pins, playbook, [resolved], var, templates)

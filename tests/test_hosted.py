@@ -334,3 +334,29 @@ def test_fleet_apply_writes_one_report_for_the_fleet(cli, fleet, tmp_path):
     cli("apply", HOSTED, "-i", fleet, "--limit", "fab*,tail*", "--yes", "--report", markdown)
     lines = markdown.read_text(encoding="utf-8").splitlines()
     assert "| [fabrikam](#fabrikam) | ok | ok | passed | boundary ok: 2 unchanged |" in lines
+
+
+def test_export_on_every_tenant_with_each_tenants_principal(cli, fleet, tmp_path):
+    assert cli("apply", HOSTED, "-i", fleet, "--limit", "hosting", "--yes").exit_code == 0
+    out = tmp_path / "exported"
+    result = cli("export", "-i", fleet, "--limit", "hosting", "--principal", "{{ service_account }}", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["fabrikam.yaml", "tailspin.yaml"]
+    exported = out / "tailspin.yaml"
+    assert "svc-rooms@tailspin.example" in exported.read_text() and "fabrikam" not in exported.read_text()
+    plan = cli("plan", exported, "-i", fleet, "-t", "tailspin", "--detailed-exitcode")
+    assert plan.exit_code == 0, plan.stdout + plan.stderr  # applied, it plans as a no-op
+    assert cli("export", "-i", fleet, "--limit", "hosting").exit_code == 2  # a folder is needed
+
+
+def test_diff_on_every_tenant_with_each_tenants_values(cli, fleet, tmp_path):
+    new = tmp_path / "hosted-tenant.yaml"
+    new.write_text(HOSTED.read_text().replace("roles: [ApplicationImpersonation]",
+                                              "roles: [ApplicationImpersonation, View-Only Recipients]"))
+    result = cli("diff", HOSTED, new, "-i", fleet, "--limit", "hosting")
+    assert result.exit_code == 1
+    assert "target fabrikam:\n~ RoleGroup 'fabrikam room booking': role added: View-Only Recipients" in result.stdout
+    assert "target tailspin:\n~ RoleGroup 'tailspin room booking': role added: View-Only Recipients" in result.stdout
+    shown = json.loads(cli("diff", HOSTED, new, "-i", fleet, "--limit", "hosting", "-o", "json").stdout)
+    assert [p["target"] for p in shown["playbooks"]] == ["fabrikam", "tailspin"]
+    assert cli("diff", HOSTED, HOSTED, "-i", fleet, "--limit", "hosting").exit_code == 0

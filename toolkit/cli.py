@@ -253,9 +253,10 @@ def diff(
     output: Annotated[str, typer.Option("--format", "--output", "-o", metavar="text|markdown|json",
                                         help="text, markdown (a pull-request "
                                                                            "comment) or json")] = "text",
+    limit: SelectOption = None,
 ) -> None:
-    """Resource summary, access impact and unified diff of the rendered scripts. Exit 0 same, 1 differ, 2 error; with
-    --fail-on-widening: 1 on a widening, else 0."""
+    """Resource summary, access impact and unified diff of the rendered scripts (with --limit: on each selected
+    target, with its values). Exit 0 same, 1 differ, 2 error; with --fail-on-widening: 1 on a widening, else 0."""
     from toolkit.render.compare import DiffError, base_pairs, base_tree, compare, file_pair, markdown
     from toolkit.verify.impact import text_lines
 
@@ -277,7 +278,9 @@ def diff(
             else:
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 pairs = [file_pair(versions[0], versions[1], scratch, inventory, templates)]
-            results = [compare(old, new, target, cli_vars, org) for old, new in pairs]
+            named = [(name, compare(old, new, name, cli_vars, org)) for old, new in pairs
+                     for name in _diff_targets(old, new, inventory, target, limit)]
+            results = [result for _, result in named]
     except PlaybookError as exc:
         print_diagnostics(exc.diagnostics)
         raise typer.Exit(2) from None
@@ -286,14 +289,17 @@ def diff(
     widening = any(r.impact and r.impact.widening for r in results)
     if output == "json":
         typer.echo(report.as_json({"differ": any(r.differ for r in results), "widening": widening,
-                                   "playbooks": [r.as_dict() for r in results]}))
+                                   "playbooks": [{**r.as_dict(), **({"target": name} if limit else {})}
+                                                 for name, r in named]}))
     elif output == "markdown":
         sys.stdout.write(markdown(results))
     else:
         out = report.console()
-        for result in results:
+        for name, result in named:
             if not result.differ and not (result.impact and result.impact.changed):
                 continue
+            if limit is not None:
+                out.print(Text(f"target {name}:", style="bold"))
             for line in result.summary:
                 out.print(Text(line, style={"+": "green", "-": "red", "~": "yellow"}[line[0]]))
             if result.impact is not None:
@@ -309,6 +315,19 @@ def diff(
     if fail_on_widening:
         raise typer.Exit(1 if widening else 0)
     raise typer.Exit(1 if any(r.differ for r in results) else 0)
+
+
+def _diff_targets(old: Any, new: Any, inventory: Path | None, target: str | None,
+                  limit: str | None) -> list[str | None]:
+    """The targets a diff renders for: -t (or the default), or each one --limit selects of the playbook's platform."""
+    if limit is None:
+        return [target]
+    if inventory is None:
+        _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
+    from toolkit.inventory import select_targets
+    from toolkit.playbook.load import peek_platform
+
+    return [t.name for t in select_targets(inventory, limit, peek_platform(new.path or old.path))]
 
 
 def _recipients_org(path: Path | None) -> Any:
@@ -894,30 +913,39 @@ def export(
     target: TargetOption = None,
     principal: Annotated[str | None, typer.Option("--principal", metavar="NAME",
                                                   help="A service account's address or name, or "
-                                                       "an application's id or name.")] = None,
+                                                       "an application's id or name; with --limit, '{{ VARIABLE }}' "
+                                                       "takes each target's value.")] = None,
     role: Annotated[str | None, typer.Option("--role", metavar="ROLE",
                                              help="A management role, e.g. ApplicationImpersonation.")] = None,
     platform: Annotated[str, typer.Option("--platform", metavar="exchange-server|exchange-online",
                                           help="Without an inventory: which sandbox to read.")] = (
         "exchange-server"),
-    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write the playbook here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="PATH", help="Write the playbook here (with "
+                                                                                 "--limit: a folder, one "
+                                                                                 "TARGET.yaml each).")] = None,
+    limit: SelectOption = None,
 ) -> None:
     """Write a playbook for an existing setup around a principal or a role (applied, it plans as a no-op)."""
-    from toolkit.inventory import resolve_target
-    from toolkit.playbook.model import Playbook
-    from toolkit.verify.export import export_playbook
-    from toolkit.workflow import read_snapshot
+    from toolkit.inventory import resolve_target, select_targets
+    from toolkit.safe_paths import write_file, write_in
+    from toolkit.workflow import export_target
 
+    if limit is not None:
+        if inventory is None or out is None:
+            _fail("export --limit needs -i INVENTORY and --out FOLDER (one TARGET.yaml per target)", 2)
+        with user_errors():
+            chosen = select_targets(inventory, limit, None)
+            for resolved in chosen:
+                write_in(out, f"{resolved.name}.yaml", export_target(resolved, principal, role).encode("utf-8"))
+        typer.echo(f"wrote {len(chosen)} playbook(s) to {out}", err=True)
+        return
     with user_errors():
-        resolved = resolve_target(inventory, target, platform)
-        model = Playbook(exkit=1, name="export", platform=resolved.target.platform)  # type: ignore[arg-type]
-        snapshot = read_snapshot(model, resolved, extra_roles=(role,) if role else ())
-        text = export_playbook(snapshot, resolved.target.platform, principal=principal, role=role,
-                               target=resolved.name)
+        text = export_target(resolve_target(inventory, target, platform), principal, role)
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        with user_errors():
+            write_file(out, text.encode("utf-8"))
         typer.echo(f"wrote {out}", err=True)
 
 

@@ -1114,8 +1114,8 @@ def sandbox_add_tenant(
                                                                       "DC=hoster,DC=local).")] = None,
     domain: Annotated[str | None, typer.Option("--domain", metavar="DOMAIN", help="Its accepted domain (default: "
                                                                                   "name.example).")] = None,
-    rooms: Annotated[int, typer.Option("--rooms", min=0, max=10000, help="Room mailboxes.")] = 3,
-    users: Annotated[int, typer.Option("--users", min=0, max=10000, help="User mailboxes.")] = 3,
+    rooms: Annotated[int, typer.Option("--rooms", min=0, max=10000, metavar="N", help="Room mailboxes.")] = 3,
+    users: Annotated[int, typer.Option("--users", min=0, max=10000, metavar="N", help="User mailboxes.")] = 3,
     state: StateOption = None,
 ) -> None:
     """Add a hosted tenant to the sandbox organisation: its OU, room-booking account svc-rooms@DOMAIN, users, rooms

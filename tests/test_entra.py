@@ -200,7 +200,7 @@ def test_app_without_any_permission_and_policy_with_rbac_are_warned(cli, exo):  
     code, data = verify(cli, inventory, POLICY)
     assert code == 0
     assert ("info", "Microsoft Graph application permission Calendars.ReadWrite (granted 2026-11-02 09:14 UTC) is "
-                    "limited by the Application Access Policy to members of Bookable rooms (all sites)")  # ScopeName: the display name in entra(data)
+                    "limited by the Application Access Policy to members of Bookable rooms (all sites)") in entra(data)
     assert not [m for s, m in entra(data) if s == "warning"]
     # an RBAC-for-Applications role on the same app as well: Microsoft says not to combine them
     assert cli("apply", ROOMS, *target, "--yes").exit_code == 0

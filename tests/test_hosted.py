@@ -276,3 +276,87 @@ def test_fleet_destroy(cli, fleet):
     assert result.exit_code == 0, result.stdout
     assert all(o["summary"] == "boundary ok: 2 removed" for o in json.loads(result.stdout)["targets"])
     assert store.load(fleet.parent / "org.json").role_group("tailspin room booking") is None
+
+
+def test_sandbox_add_tenant_gives_a_tenant_the_hosted_playbook_can_run_on(cli, tmp_path):
+    state = tmp_path / "org.json"
+    added = cli("sandbox", "add-tenant", "Northwind", "--rooms", "5", "--state", state)
+    assert added.exit_code == 0, added.stderr
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("groups:\n  hosting:\n    targets:\n" + textwrap.indent(added.stdout, "      "))
+    applied = cli("apply", HOSTED, "-i", inventory, "--limit", "hosting", "--yes", "-o", "json")
+    assert applied.exit_code == 0, applied.stdout
+    [outcome] = json.loads(applied.stdout)["targets"]
+    assert outcome["target"] == "northwind" and outcome["summary"] == "boundary ok: 2 created"
+    verified = cli("verify", HOSTED, "-i", inventory, "-t", "northwind", "-o", "json")
+    assert verified.exit_code == 0
+    boundary = next(c for c in json.loads(verified.stdout)["checks"] if c["subject"] == "boundary")
+    assert boundary["message"] == ("boundary ok: the grants reach 6 recipient(s), all inside OU=Northwind,OU=Hosting,"
+                                   "DC=hoster,DC=local; domains northwind.example")  # 5 rooms and the projector
+    again = cli("sandbox", "add-tenant", "Northwind", "--state", state)
+    assert again.exit_code == 1 and "the OU OU=Northwind,OU=Hosting,DC=hoster,DC=local already exists" in again.stderr
+    clash = cli("sandbox", "add-tenant", "Other", "--domain", "northwind.example", "--state", state)
+    assert clash.exit_code == 1 and "addresses already in use: " in clash.stderr
+
+
+def test_the_loopback_winrm_server_reports_a_busy_port_in_one_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "tests.servers.winrm", "--port", str(port), "--state",
+                                 str(tmp_path / "org.json")], cwd=REPO, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "EXKIT_WINRM_PASSWORD": "pw"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"loopback WinRM: cannot listen on 127.0.0.1:{port}: Address already in use; "
+                                          "stop the other server or choose another --port"]
+
+
+def test_fleet_apply_writes_one_report_for_the_fleet(cli, fleet, tmp_path):
+    fleet.write_text(fleet.read_text() + "      broken: {kind: sandbox, state: org.json, vars: {tenant: broken, "
+                                         "tenant_ou: 'OU=Broken,OU=Hosting,DC=hoster,DC=local'}}\n")
+    page = tmp_path / "fleet.html"
+    result = cli("apply", HOSTED, "-i", fleet, "--limit", "hosting", "--yes", "--report", page)
+    assert result.exit_code == 1  # broken has no service_account
+    text = page.read_text(encoding="utf-8")
+    assert "exkit apply report: " in text and "on 3 target(s)" in text
+    assert "2 ok, 1 failed; boundary ok on 2; verify failed on 0" in text
+    assert '<a href="#t-tailspin">tailspin</a></td><td>ok</td><td>ok</td><td>passed</td>' in text
+    assert "required variable &#x27;service_account&#x27; has no value for target &#x27;broken&#x27;" in text
+    assert "on 2 targets (fabrikam, tailspin):\n  + ManagementScope &#x27;&lt;tenant&gt; room mailboxes&#x27;" in text
+    assert "<td>RoleGroup</td><td>tailspin room booking</td><td>created</td>" in text
+    markdown = tmp_path / "fleet.md"
+    cli("apply", HOSTED, "-i", fleet, "--limit", "fab*,tail*", "--yes", "--report", markdown)
+    lines = markdown.read_text(encoding="utf-8").splitlines()
+    assert "| [fabrikam](#fabrikam) | ok | ok | passed | boundary ok: 2 unchanged |" in lines
+
+
+def test_export_on_every_tenant_with_each_tenants_principal(cli, fleet, tmp_path):
+    assert cli("apply", HOSTED, "-i", fleet, "--limit", "hosting", "--yes").exit_code == 0
+    out = tmp_path / "exported"
+    result = cli("export", "-i", fleet, "--limit", "hosting", "--principal", "{{ service_account }}", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["fabrikam.yaml", "tailspin.yaml"]
+    exported = out / "tailspin.yaml"
+    assert "svc-rooms@tailspin.example" in exported.read_text() and "fabrikam" not in exported.read_text()
+    plan = cli("plan", exported, "-i", fleet, "-t", "tailspin", "--detailed-exitcode")
+    assert plan.exit_code == 0, plan.stdout + plan.stderr  # applied, it plans as a no-op
+    assert cli("export", "-i", fleet, "--limit", "hosting").exit_code == 2  # a folder is needed
+
+
+def test_diff_on_every_tenant_with_each_tenants_values(cli, fleet, tmp_path):
+    new = tmp_path / "hosted-tenant.yaml"
+    new.write_text(HOSTED.read_text().replace("roles: [ApplicationImpersonation]",
+                                              "roles: [ApplicationImpersonation, View-Only Recipients]"))
+    result = cli("diff", HOSTED, new, "-i", fleet, "--limit", "hosting")
+    assert result.exit_code == 1
+    assert "target fabrikam:\n~ RoleGroup 'fabrikam room booking': role added: View-Only Recipients" in result.stdout
+    assert "target tailspin:\n~ RoleGroup 'tailspin room booking': role added: View-Only Recipients" in result.stdout
+    shown = json.loads(cli("diff", HOSTED, new, "-i", fleet, "--limit", "hosting", "-o", "json").stdout)
+    assert [p["target"] for p in shown["playbooks"]] == ["fabrikam", "tailspin"]
+    assert cli("diff", HOSTED, HOSTED, "-i", fleet, "--limit", "hosting").exit_code == 0

@@ -10,6 +10,8 @@ import subprocess
 import pytest
 from markdown_it import MarkdownIt
 
+from test_exchange_online import exo, pki  # noqa: F401 (fixtures: the loopback Exchange Online tenant)
+
 from conftest import REPO
 
 SAMPLE = REPO / "playbooks" / "recipients.sample.csv"
@@ -179,3 +181,68 @@ def test_base_errors_exit_2(cli, repo):
     broken = cli("diff", "--base", "main", "playbooks/classic.yaml")
     assert broken.exit_code == 2
     assert cli("diff", "--base", "main", "playbooks/online-rooms.yaml").exit_code == 0  # unchanged: same
+
+
+# ----------------------------------------------------------------------------------------------------- live: plan
+def by_hand(script):
+    from toolkit.targets.sandbox import SandboxTarget
+
+    result = SandboxTarget().run_script("$ErrorActionPreference = 'Stop'\n" + script)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_plan_impact_on_the_live_sandbox(cli, workdir, sandbox_state):
+    assert cli("apply", "playbooks/classic.yaml", "--yes").exit_code == 0
+    wider = variant(workdir, "wider.yaml", ROOMS, WIDER)
+    result = cli("plan", wider, "--fail-on-widening")
+    assert result.exit_code == 1
+    assert f"Access impact (live: sandbox organisation {sandbox_state}):" in result.stdout
+    assert "svc-rooms@contoso.com — ApplicationImpersonation: 17 mailboxes → 51 mailboxes  WIDENING" in result.stdout
+    assert "      grant: ApplicationImpersonation for svc-rooms@contoso.com on scope 'Room mailboxes'" \
+           in result.stdout.splitlines()
+    same = cli("plan", "playbooks/classic.yaml", "--fail-on-widening", "--detailed-exitcode")
+    assert same.exit_code == 0
+    assert "ApplicationImpersonation: 17 mailboxes → 17 mailboxes  (unchanged)" in same.stdout
+    # an exclusive scope on a room takes it away from the room-booking grant, before and after
+    by_hand("New-ManagementScope -Name 'VIP room' -RecipientRestrictionFilter \"Name -eq 'Room Berlin 1'\" "
+            "-Exclusive -Force | Out-Null")
+    data = json.loads(cli("plan", "playbooks/classic.yaml", "--impact", "-o", "json").stdout)
+    row = data["impact"]["rows"][0]
+    assert row["before"]["count"] == row["after"]["count"] == 16
+    assert "room-berlin-1@contoso.com" not in row["added"]
+    # a direct organisation-wide assignment in the plan: ALL MAILBOXES, loudly
+    org_wide = variant(workdir, "org-wide.yaml", "    scope: Room mailboxes\n", "    all_mailboxes: true\n")
+    result = cli("plan", org_wide, "--impact")
+    assert "      grant: ApplicationImpersonation for svc-rooms@contoso.com on ALL MAILBOXES" in result.stdout
+    assert "ApplicationImpersonation: 16 mailboxes → 56 mailboxes  WIDENING" in result.stdout  # the VIP room stays out
+
+
+def test_plan_impact_shows_entra_consent_as_all_mailboxes(cli, exo):  # noqa: F811
+    from servers.entra import GRAPH_APP_ID, ROOM_APP_ID
+
+    server, inventory = exo
+    rooms = REPO / "playbooks" / "online-rooms.yaml"
+    assert cli("apply", rooms, "-i", inventory, "-t", "cert", "--yes").exit_code == 0
+    server.directory.grant(ROOM_APP_ID, GRAPH_APP_ID, "Calendars.ReadWrite", "2026-11-02T09:14:03Z")
+    result = cli("plan", rooms, "-i", inventory, "-t", "cert", "--impact")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    entra = next(line for line in lines if "(Entra consent)" in line)
+    assert entra.startswith("  Room booking app — Calendars.ReadWrite (Entra consent): ALL MAILBOXES (")
+    assert any(line.startswith("  Room booking app — Application Calendars.ReadWrite: ") for line in lines)
+
+
+def test_check_fails_on_widening_against_the_base(cli, repo):
+    assert cli("render", "playbooks/classic.yaml", "--out", "reviewed").exit_code == 0
+    git("add", ".")
+    git("commit", "-qm", "reviewed")
+    assert cli("check", "reviewed", "--recipients", SAMPLE, "--fail-on-widening").exit_code == 0
+    path = repo / "playbooks" / "classic.yaml"
+    path.write_text(path.read_text().replace(ROOMS, WIDER))
+    assert cli("render", "playbooks/classic.yaml", "--out", "reviewed").exit_code == 0
+    plain = cli("check", "reviewed")
+    assert plain.exit_code == 0  # up to date: without the flag a widening passes
+    result = cli("check", "reviewed", "--recipients", SAMPLE, "--fail-on-widening", "--base", "main")
+    assert result.exit_code == 1
+    assert "playbooks/classic.yaml: WIDENING: svc-rooms@contoso.com gains 34 UserMailbox" in result.stderr
+    assert cli("check", "reviewed", "--fail-on-widening").exit_code == 2  # needs --recipients

@@ -184,15 +184,30 @@ def test_kerberos_failures_are_one_line(cli, krb, lab, monkeypatch, case, expect
     assert server.scripts_run == []  # nothing ran
 
 
-def test_credssp_over_https_delegates_the_password(cli, lab, monkeypatch):
+@pytest.mark.parametrize("scheme", ["http", "https"], ids=["http-encrypted", "https"])
+def test_credssp_delegates_the_password(cli, lab, monkeypatch, scheme):
     """CredSSP: TLS inside HTTP, NTLM inside TLS, then the password is delegated to the server, which checks it and
     logs on with it: a logon that can make the second hop."""
     monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD)
-    server, inventory = lab("https", auth=("credssp",), transport="credssp", username="CONTOSO\\exkit-admin")
+    server, inventory = lab(scheme, auth=("credssp",), transport="credssp", username="CONTOSO\\exkit-admin")
     text = cycle(cli, inventory)
+    if scheme == "http":
+        assert server.encrypted_requests > 0 and server.encrypted_requests == sum(server.counts.values())
     assert server.logons and {(logon.user, logon.delegated) for logon in server.logons} == {
         ("contoso\\exkit-admin", True)}
     assert PASSWORD not in text
+
+
+def test_credssp_encryption_of_messages_over_16_kib(cli, lab, monkeypatch, write_playbook):
+    monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD)
+    server, inventory = lab("http", auth=("credssp",), transport="credssp", username="CONTOSO\\exkit-admin")
+    lines = ["exkit: 1", "name: big", "scopes:"]
+    lines += [f"  - {{name: Rooms {i:03}, rooms: true, office: Office {i:03}}}" for i in range(60)]
+    big = write_playbook("\n".join(lines) + "\n", "big.yaml")
+    result = cli("apply", big, "-i", inventory, "-t", "lab", "--yes", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    assert {action for _, action in actions(result.stdout)} == {"created"}
+    assert server.multi_encrypted_requests > 0
 
 
 def test_credssp_with_a_wrong_password_is_refused(cli, lab, monkeypatch):

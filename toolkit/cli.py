@@ -270,9 +270,10 @@ def diff(
     output: Annotated[str, typer.Option("--format", "--output", "-o", metavar="text|markdown|json",
                                         help="text, markdown (a pull-request "
                                                                            "comment) or json")] = "text",
+    limit: SelectOption = None,
 ) -> None:
-    """Resource summary, access impact and unified diff of the rendered scripts. Exit 0 same, 1 differ, 2 error; with
-    --fail-on-widening: 1 on a widening, else 0."""
+    """Resource summary, access impact and unified diff of the rendered scripts (with --limit: on each selected
+    target, with its values). Exit 0 same, 1 differ, 2 error; with --fail-on-widening: 1 on a widening, else 0."""
     from toolkit.render.compare import DiffError, base_pairs, base_tree, compare, file_pair, markdown
     from toolkit.verify.impact import text_lines
 
@@ -294,7 +295,9 @@ def diff(
             else:
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 pairs = [file_pair(versions[0], versions[1], scratch, inventory, templates)]
-            results = [compare(old, new, target, cli_vars, org) for old, new in pairs]
+            named = [(name, compare(old, new, name, cli_vars, org)) for old, new in pairs
+                     for name in _diff_targets(old, new, inventory, target, limit)]
+            results = [result for _, result in named]
     except PlaybookError as exc:
         print_diagnostics(exc.diagnostics)
         raise typer.Exit(2) from None
@@ -303,14 +306,17 @@ def diff(
     widening = any(r.impact and r.impact.widening for r in results)
     if output == "json":
         typer.echo(report.as_json({"differ": any(r.differ for r in results), "widening": widening,
-                                   "playbooks": [r.as_dict() for r in results]}))
+                                   "playbooks": [{**r.as_dict(), **({"target": name} if limit else {})}
+                                                 for name, r in named]}))
     elif output == "markdown":
         sys.stdout.write(markdown(results))
     else:
         out = report.console()
-        for result in results:
+        for name, result in named:
             if not result.differ and not (result.impact and result.impact.changed):
                 continue
+            if limit is not None:
+                out.print(Text(f"target {name}:", style="bold"))
             for line in result.summary:
                 out.print(Text(line, style={"+": "green", "-": "red", "~": "yellow"}[line[0]]))
             if result.impact is not None:
@@ -328,6 +334,19 @@ def diff(
     raise typer.Exit(1 if any(r.differ for r in results) else 0)
 
 
+def _diff_targets(old: Any, new: Any, inventory: Path | None, target: str | None,
+                  limit: str | None) -> list[str | None]:
+    """The targets a diff renders for: -t (or the default), or each one --limit selects of the playbook's platform."""
+    if limit is None:
+        return [target]
+    if inventory is None:
+        _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
+    from toolkit.inventory import select_targets
+    from toolkit.playbook.load import peek_platform
+
+    return [t.name for t in select_targets(inventory, limit, peek_platform(new.path or old.path))]
+
+
 def _recipients_org(path: Path | None) -> Any:
     """The organisation an offline impact is computed over: the recipients of a Get-Recipient CSV."""
     if path is None:
@@ -341,10 +360,18 @@ def _recipients_org(path: Path | None) -> Any:
 def check(
     folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="A reviewed folder (scripts + manifest.json).")],
     var: VarOption = None,
+    recipients: RecipientsOption = None,
+    fail_on_widening: Annotated[bool, typer.Option("--fail-on-widening", help="Also fail when a principal gains a "
+                                                   "mailbox outside the playbooks' intent (needs --recipients).")
+                                ] = False,
+    base: Annotated[str | None, typer.Option("--base", metavar="REV", help="With --fail-on-widening: compare with "
+                                             "this git revision (default: any reach outside the intent).")] = None,
 ) -> None:
     """For CI: fail when the committed scripts are stale relative to the playbooks. Run from the repository root."""
     from toolkit.render import review
 
+    if fail_on_widening and recipients is None:
+        _fail("--fail-on-widening needs --recipients FILE.csv (the mailboxes the impact is computed over)", 2)
     with user_errors():
         problems = review.check(folder, parse_vars(var))
     for problem in problems:
@@ -353,6 +380,17 @@ def check(
         _fail(f"{len(problems)} problem(s): the reviewed folder does not match the playbooks: run exkit render … "
               f"--out {folder}, review, commit")
     typer.echo(f"{folder}: the reviewed scripts match the playbooks", err=True)
+    if fail_on_widening:
+        from toolkit.render.compare import reviewed_folder_impact
+
+        with user_errors():
+            results = reviewed_folder_impact(folder, _recipients_org(recipients), parse_vars(var), base)
+        findings = [f for r in results if r.impact for f in r.impact.findings]
+        for result, finding in ((r, f) for r in results if r.impact for f in r.impact.findings):
+            typer.echo(f"{result.title}: {finding.text()}", err=True)
+        if findings:
+            _fail(f"{len(findings)} widening finding(s): a principal gains mailboxes outside the playbooks' intent")
+        typer.echo(f"{folder}: no widening" + (f" since {base}" if base else ""), err=True)
 
 
 @app.command()
@@ -492,8 +530,10 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
 
 def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int,
                      var: list[str] | None, templates: Path | None, output: str, rate: float | None,
-                     processes: int | None, yes: bool, reviewed: Review | None = None) -> NoReturn:
-    """apply / destroy on many targets: every target's plan and the fleet's changes first, one confirmation."""
+                     processes: int | None, yes: bool, reviewed: Review | None = None,
+                     report_path: Path | None = None) -> NoReturn:
+    """apply / destroy on many targets: every target's plan and the fleet's changes first, one confirmation; with
+    ``report_path``, one report page for the fleet."""
     if not yes:
         if not sys.stdin.isatty():
             _fail(f"refusing to {action} on several targets without confirmation on a non-interactive terminal: "
@@ -503,7 +543,36 @@ def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit:
         if not typer.confirm(f"{action.capitalize()} these changes on these targets?", default=False):
             raise typer.Exit(1)
     outcomes = _fleet(action, playbook, inventory, limit, forks, var, templates, output, rate, processes, reviewed)
+    if report_path is not None:
+        _fleet_report(report_path, action, playbook, inventory, limit, outcomes, var, templates, forks, rate, processes)
     raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
+
+
+def _fleet_report(path: Path, action: str, playbook: Path, inventory: Path | None, limit: str, outcomes: list[Any],
+                  var: list[str] | None, templates: Path | None, forks: int, rate: float | None,
+                  processes: int | None) -> None:
+    """One page for the fleet: each target's status, boundary, plan and results, and verify after an apply."""
+    from toolkit.fleet.report import fleet_page, render_fleet_page
+    from toolkit.fleet.run import run_many
+    from toolkit.inventory import select_targets
+    from toolkit.playbook.load import peek_platform
+
+    cli_vars = parse_vars(var)
+    with user_errors():
+        targets = select_targets(inventory, limit, peek_platform(playbook))  # type: ignore[arg-type]
+    applied = {o.target for o in outcomes if o.ok}
+    checks = {}
+    if action == "apply" and applied:
+        verified = run_many("verify", playbook, [t for t in targets if t.name in applied], cli_vars, templates, forks,
+                            None, rate, processes)
+        checks = {o.target: o.details["checks"] for o in verified if "checks" in o.details}
+    page = fleet_page(action=action, playbook=str(playbook), outcomes=outcomes, checks=checks,
+                      variables={t.name: {**t.variables, **cli_vars} for t in targets})
+    with user_errors():
+        from toolkit.safe_paths import write_file
+
+        write_file(path, render_fleet_page(page, path.suffix.lower() in (".html", ".htm")).encode("utf-8"))
+    typer.echo(f"wrote the fleet report {path}", err=True)
 
 
 def show_fleet_changes(outcomes: list[Any], variables: dict[str, dict[str, Any]]) -> None:
@@ -594,27 +663,55 @@ def plan(
     forks: ForksOption = 8,
     rate: RateOption = None,
     processes: ProcessesOption = None,
+    impact: Annotated[bool, typer.Option("--impact", help="Also show the access impact: who gains or loses which "
+                                                          "mailboxes (one more read of the target).")] = False,
+    fail_on_widening: Annotated[bool, typer.Option("--fail-on-widening", help="Exit 1 when a principal would gain "
+                                                   "a mailbox outside the playbook's intent (implies --impact).")
+                                ] = False,
 ) -> None:
     """Show what apply would create, change or remove, with before → after values."""
+    if limit is not None and (impact or fail_on_widening):
+        _fail("--impact and --fail-on-widening plan one target at a time", 2)
     if limit is not None:
         outcomes = _fleet("plan-destroy" if destroy else "plan", playbook, inventory, limit, forks, var, templates, output, rate, processes)
         failed = any(not o.ok for o in outcomes)
         raise typer.Exit(1 if failed else 2 if detailed_exitcode and any(o.pending for o in outcomes) else 0)
     prepared = _prepare(playbook, _resolve(playbook, inventory, target), var, destroy, templates)
+    found = _impact(prepared, templates) if impact or fail_on_widening else None
     if output == "json":
         typer.echo(report.as_json({"playbook": prepared.playbook.name, "target": prepared.target.name,
-                                   **prepared.plan.as_dict()}))
+                                   **prepared.plan.as_dict(), **({"impact": found.as_dict()} if found else {})}))
     else:
         report.show_plan(report.console(), prepared.plan, prepared.playbook.name, prepared.target.target.describe())
+        if found is not None:
+            from rich.text import Text
+
+            from toolkit.verify.impact import text_lines
+
+            for line, style in text_lines(found):
+                report.console().print(Text(line, style=style))
     if prepared.plan.errors:
         _fail(_plan_errors(prepared))
+    if fail_on_widening and found is not None and found.widening:
+        raise typer.Exit(1)
     raise typer.Exit(2 if detailed_exitcode and prepared.plan.pending else 0)
+
+
+def _impact(prepared: Prepared, templates: Path | None) -> Any:
+    """The access impact of running the prepared script on its target (reads the target's snapshot)."""
+    from toolkit.verify.impact import live_impact
+    from toolkit.workflow import read_snapshot
+
+    with user_errors():
+        snapshot = read_snapshot(prepared.playbook, prepared.target, templates)
+    return live_impact(prepared.playbook, snapshot, f"live: {prepared.target.target.describe()}",
+                       prepared.plan.destroy)
 
 
 def _plan_errors(prepared: Prepared) -> str:
     first = prepared.plan.errors[0]
-    return (f"the target would refuse {len(prepared.plan.errors)} change(s), first {first.kind} {first.name!r} would fail: "
-            f"{first.error} — fix the playbook or the target; nothing was changed")
+    return (f"the target would refuse {len(prepared.plan.errors)} change(s), first {first.kind} {first.name!r} would "
+            f"fail: {first.error} — fix the playbook or the target; nothing was changed")
 
 
 def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
@@ -635,6 +732,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
         if not typer.confirm(f"{verb.capitalize()} these changes?", default=False):
             typer.echo("Nothing changed.", err=True)
             raise typer.Exit(1)
+    found = _impact(prepared, templates) if report_path is not None else None  # the change board sees it too
     typer.echo(f"Running script sha256 {prepared.script.sha256} on {prepared.target.target.describe()}", err=True)
     from toolkit.fleet import records as runs
 
@@ -675,7 +773,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
             write_file(report_path, report.run_report(
                 playbook=prepared.playbook.name, target=prepared.target.name, plan=prepared.plan, result=result,
                 checks=checks, html=report_path.suffix.lower() in (".html", ".htm"),
-                reviewed_sha256=reviewed_sha).encode("utf-8"), mode=0o600)
+                reviewed_sha256=reviewed_sha, impact=found).encode("utf-8"), mode=0o600)
         typer.echo(f"wrote the run report {report_path}", err=True)
     if not result.ok:
         typer.echo("exkit: error: " + report.failure_message(result), err=True)
@@ -704,10 +802,8 @@ def apply(
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
     pins = _review(reviewed, reviewed_ref, "apply", report_file)
     if limit is not None:
-        if report_file is not None:
-            _fail("--report works on one target (-t) at a time", 2)
         _fleet_confirmed("apply", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes,
-                         pins)
+                         pins, report_file)
     resolved = _resolve(playbook, inventory, target)
     if pins is not None:
         _pin(pins, playbook, [resolved], var, templates)
@@ -849,30 +945,39 @@ def export(
     target: TargetOption = None,
     principal: Annotated[str | None, typer.Option("--principal", metavar="NAME",
                                                   help="A service account's address or name, or "
-                                                       "an application's id or name.")] = None,
+                                                       "an application's id or name; with --limit, '{{ VARIABLE }}' "
+                                                       "takes each target's value.")] = None,
     role: Annotated[str | None, typer.Option("--role", metavar="ROLE",
                                              help="A management role, e.g. ApplicationImpersonation.")] = None,
     platform: Annotated[str, typer.Option("--platform", metavar="exchange-server|exchange-online",
                                           help="Without an inventory: which sandbox to read.")] = (
         "exchange-server"),
-    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write the playbook here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="PATH", help="Write the playbook here (with "
+                                                                                 "--limit: a folder, one "
+                                                                                 "TARGET.yaml each).")] = None,
+    limit: SelectOption = None,
 ) -> None:
     """Write a playbook for an existing setup around a principal or a role (applied, it plans as a no-op)."""
-    from toolkit.inventory import resolve_target
-    from toolkit.playbook.model import Playbook
-    from toolkit.verify.export import export_playbook
-    from toolkit.workflow import read_snapshot
+    from toolkit.inventory import resolve_target, select_targets
+    from toolkit.safe_paths import write_file, write_in
+    from toolkit.workflow import export_target
 
+    if limit is not None:
+        if inventory is None or out is None:
+            _fail("export --limit needs -i INVENTORY and --out FOLDER (one TARGET.yaml per target)", 2)
+        with user_errors():
+            chosen = select_targets(inventory, limit, None)
+            for resolved in chosen:
+                write_in(out, f"{resolved.name}.yaml", export_target(resolved, principal, role).encode("utf-8"))
+        typer.echo(f"wrote {len(chosen)} playbook(s) to {out}", err=True)
+        return
     with user_errors():
-        resolved = resolve_target(inventory, target, platform)
-        model = Playbook(exkit=1, name="export", platform=resolved.target.platform)  # type: ignore[arg-type]
-        snapshot = read_snapshot(model, resolved, extra_roles=(role,) if role else ())
-        text = export_playbook(snapshot, resolved.target.platform, principal=principal, role=role,
-                               target=resolved.name)
+        text = export_target(resolve_target(inventory, target, platform), principal, role)
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        with user_errors():
+            write_file(out, text.encode("utf-8"))
         typer.echo(f"wrote {out}", err=True)
 
 
@@ -1032,6 +1137,38 @@ app.add_typer(sandbox_app, name="sandbox")
 StateOption = Annotated[Path | None, typer.Option("--state", metavar="FILE",
                                                   help="State file (default: $EXKIT_SANDBOX_STATE or "
                                                        "~/.local/state/exkit/sandbox.json).")]
+
+
+@sandbox_app.command("add-tenant")
+def sandbox_add_tenant(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The tenant's name, e.g. Contoso2.")],
+    ou: Annotated[str | None, typer.Option("--ou", metavar="DN", help="Its OU (default: OU=NAME,OU=Hosting,"
+                                                                      "DC=hoster,DC=local).")] = None,
+    domain: Annotated[str | None, typer.Option("--domain", metavar="DOMAIN", help="Its accepted domain (default: "
+                                                                                  "name.example).")] = None,
+    rooms: Annotated[int, typer.Option("--rooms", min=0, max=10000, metavar="N", help="Room mailboxes.")] = 3,
+    users: Annotated[int, typer.Option("--users", min=0, max=10000, metavar="N", help="User mailboxes.")] = 3,
+    state: StateOption = None,
+) -> None:
+    """Add a hosted tenant to the sandbox organisation: its OU, room-booking account svc-rooms@DOMAIN, users, rooms
+    and a projector; prints the tenant's inventory entry (values and boundary)."""
+    from toolkit.sandbox.seed import HOSTING, TenantError, add_tenant, inventory_entry
+
+    if not name.replace("-", "").replace("_", "").isalnum():
+        _fail(f"tenant name {name!r}: use letters, digits, - and _", 2)
+    ou = ou or f"OU={name},{HOSTING}"
+    domain = (domain or f"{name}.example").lower()
+    path = state or sandbox_org.default_state_path()
+    with sandbox_org.locked(path):
+        organisation = sandbox_org.load(path)
+        try:
+            added = add_tenant(organisation, name, ou, domain, rooms, users)
+        except TenantError as exc:
+            _fail(str(exc))
+        sandbox_org.save(path, organisation)
+    typer.echo(f"added tenant {name} to {path}: {ou}, {len(added)} mailboxes ({rooms} rooms), "
+               f"room-booking account svc-rooms@{domain}. Its inventory entry:", err=True)
+    sys.stdout.write(inventory_entry(name, ou, domain, path))
 
 
 @sandbox_app.command("reset")

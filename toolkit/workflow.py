@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.boundary import check_playbook
 from toolkit.errors import ExkitError
 from toolkit.inventory import ResolvedTarget
-from toolkit.boundary import check_playbook
 from toolkit.plan import Plan, make_plan, what_if
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
 from toolkit.playbook.model import Playbook
@@ -174,3 +174,20 @@ def preview_targets(playbook_path: Path, targets: list[ResolvedTarget], cli_vars
             check_boundary(previews, target.name, target.boundary, target.neighbours)
         results.append(TargetPreview(target.name, where, playbook.name, previews, entra))
     return results
+
+
+def export_target(target: ResolvedTarget, principal: str | None, role: str | None) -> str:
+    """exkit export on one target: a playbook for what exists around a principal (``{{ NAME }}``: the target's
+    variable NAME) or a role."""
+    import re
+
+    from toolkit.verify.export import export_playbook
+
+    whole = re.fullmatch(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", principal or "")
+    if whole:
+        if whole.group(1) not in target.variables:
+            raise ExkitError(f"target {target.name!r} has no variable {whole.group(1)!r} for --principal")
+        principal = str(target.variables[whole.group(1)])
+    model = Playbook(exkit=1, name="export", platform=target.target.platform)  # type: ignore[arg-type]
+    snapshot = read_snapshot(model, target, extra_roles=(role,) if role else ())
+    return export_playbook(snapshot, target.target.platform, principal=principal, role=role, target=target.name)

@@ -44,17 +44,38 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _mit_realm(**options: object) -> object:
+    from k5test.realm import MITRealm
+
+    class LoopbackRealm(MITRealm):  # type: ignore[misc]
+        @property
+        def hostname(self) -> str:
+            return SERVICE_HOST  # k5test asks socket.getfqdn(), a DNS lookup that can take seconds
+
+        @property
+        def _kdc_conf(self) -> dict[str, object]:
+            # k5test searches the library folders for a krb5 plugin folder (seconds, and it finds none on Debian);
+            # the distribution's krb5kdc knows its own, which an absent db_module_dir means.
+            from k5test import _utils
+
+            search, _utils.find_plugin_dir = _utils.find_plugin_dir, lambda: None
+            try:
+                return super()._kdc_conf  # type: ignore[no-any-return]
+            finally:
+                _utils.find_plugin_dir = search
+
+    return LoopbackRealm(**options)
+
+
 class Realm:
     def __init__(self, user: str, password: str) -> None:
-        from k5test import K5Realm
-
         self.user = f"{user}@{REALM}"
         self.password = password
         last: Exception | None = None
         for _ in range(3):  # the free port may be taken between probing and the KDC binding it
             port = _free_port()
             try:
-                self.k5 = K5Realm(
+                self.k5 = _mit_realm(
                     realm=REALM, portbase=port, create_user=False, create_host=False, get_creds=False,
                     krb5_conf={"libdefaults": {"rdns": "false", "dns_canonicalize_hostname": "false",
                                                "dns_lookup_realm": "false", "forwardable": "true"},

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 import spnego
+from winrm.encryption import Encryption
 
 from toolkit.sandbox.remoting import RemoteLogon
 from toolkit.targets.sandbox import SandboxTarget
@@ -47,6 +48,8 @@ ACTIONS = {
 }
 BOUNDARY = b"--Encrypted Boundary"
 PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+CREDSSP_PROTOCOL = "application/HTTP-CredSSP-session-encrypted"
+CREDSSP_CHUNK = 16384
 COMMAND_LINE_LIMIT = 8191
 CERTIFICATE_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
 UPN_OID = "1.3.6.1.4.1.311.20.2.3"  # szOID_NT_PRINCIPAL_NAME
@@ -106,6 +109,7 @@ class LoopbackWinRM:
         self.counts: dict[str, int] = {}
         self.http_requests = 0
         self.encrypted_requests = 0
+        self.multi_encrypted_requests = 0  # CredSSP messages over 16 KiB, sealed in several chunks
         self.authentications = 0  # completed NTLM handshakes
         self.shells: dict[str, dict[str, _Command]] = {}
         self.scripts_run: list[str] = []  # the scripts clients sent (stdin's first part, or the command text)
@@ -373,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._challenge()  # Windows refuses a logon with a delegated credential that does not authenticate
             return False
         self.authenticated = True
+        self.security = self.credssp
         self.logon = RemoteLogon(user, True, owner.accounts)
         with owner.lock:
             owner.authentications += 1
@@ -417,13 +422,17 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(owner.delay_ms / 1000)
         if not self._authenticate():
             return
-        encrypted = self.headers.get("Content-Type", "").startswith("multipart/encrypted")
+        content_type = self.headers.get("Content-Type", "")
+        encrypted = content_type.startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
+        if content_type.startswith("multipart/x-multi-encrypted"):
+            with owner.lock:
+                owner.multi_encrypted_requests += 1
         if encrypted:
             body = self._decrypt(body)
             with owner.lock:
                 owner.encrypted_requests += 1
         elif body and owner.tls is None and owner.require_encryption_over_http and (
-                "ntlm" in owner.auth or "kerberos" in owner.auth):
+                {"ntlm", "kerberos", "credssp"} & set(owner.auth)):
             self._reply(401)  # WinRM refuses unencrypted messages over http (AllowUnencrypted = false)
             return
         if not body:
@@ -447,26 +456,50 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if encrypted:
-            wrapped = self.security.wrap_winrm(reply)  # type: ignore[union-attr]
-            payload = struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data
-            framed = (BOUNDARY + b"\r\n\tContent-Type: " + PROTOCOL.encode() + b"\r\n\tOriginalContent: "
-                      b"type=application/soap+xml;charset=UTF-8;Length=" + str(len(reply)).encode() + b"\r\n" +
-                      BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n" + payload + BOUNDARY + b"--\r\n")
-            self._reply(status, framed, content_type=f'multipart/encrypted;protocol="{PROTOCOL}";'
-                                                     'boundary="Encrypted Boundary"')
+            self._reply_encrypted(status, reply)
         else:
             self._reply(status, reply)
 
+    def _reply_encrypted(self, status: int, reply: bytes) -> None:
+        """[MS-WSMV] 2.2.9.1: SPNEGO (NTLM, Kerberos) seals the message with a signature header; CredSSP seals it
+        as TLS records in chunks of at most 16 KiB (multipart/x-multi-encrypted when there are several), each after
+        the 4-byte length of the TLS trailer."""
+        credssp = self.security is self.credssp
+        protocol = CREDSSP_PROTOCOL if credssp else PROTOCOL
+        size = CREDSSP_CHUNK if credssp else max(len(reply), 1)
+        chunks = [reply[i:i + size] for i in range(0, len(reply), size)] or [b""]
+        framed = b""
+        for chunk in chunks:
+            if credssp:
+                cipher = self.security.get_extra_info("ssl_object").cipher()[0]  # type: ignore[union-attr]
+                trailer = Encryption._get_credssp_trailer_length(None, len(chunk), cipher)  # type: ignore[arg-type]
+                payload = struct.pack("<i", trailer) + self.security.wrap(chunk).data  # type: ignore[union-attr]
+            else:
+                wrapped = self.security.wrap_winrm(chunk)  # type: ignore[union-attr]
+                payload = struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data
+            framed += (BOUNDARY + b"\r\n\tContent-Type: " + protocol.encode() + b"\r\n\tOriginalContent: "
+                       b"type=application/soap+xml;charset=UTF-8;Length=" + str(len(chunk)).encode() + b"\r\n" +
+                       BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n" + payload)
+        kind = "multipart/x-multi-encrypted" if len(chunks) > 1 else "multipart/encrypted"
+        self._reply(status, framed + BOUNDARY + b"--\r\n",
+                    content_type=f'{kind};protocol="{protocol}";boundary="Encrypted Boundary"')
+
     def _decrypt(self, body: bytes) -> bytes:
         parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
-        length = int(re.search(rb"Length=(\d+)", parts[0]).group(1))  # type: ignore[union-attr]
-        payload = parts[1]
-        if payload.endswith(BOUNDARY + b"--\r\n"):
-            payload = payload[: -len(BOUNDARY + b"--\r\n")]
-        payload = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
-        signature_length = struct.unpack("<i", payload[:4])[0]
-        plain = self.security.unwrap_winrm(payload[4:4 + signature_length], payload[4 + signature_length:])  # type: ignore[union-attr]
-        assert len(plain) == length
+        plain = b""
+        for header, payload in zip(parts[0::2], parts[1::2], strict=False):
+            length = int(re.search(rb"Length=(\d+)", header).group(1))  # type: ignore[union-attr]
+            if payload.endswith(BOUNDARY + b"--\r\n"):
+                payload = payload[: -len(BOUNDARY + b"--\r\n")]
+            payload = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+            if self.security is self.credssp:
+                chunk = self.security.unwrap(payload[4:]).data  # type: ignore[union-attr]  # after the trailer length
+            else:
+                signature_length = struct.unpack("<i", payload[:4])[0]
+                chunk = self.security.unwrap_winrm(  # type: ignore[union-attr]
+                    payload[4:4 + signature_length], payload[4 + signature_length:])
+            assert len(chunk) == length
+            plain += chunk
         return plain
 
     def _dispatch(self, action: str, action_uri: str, message_id: str, root: ET.Element,
@@ -556,7 +589,12 @@ def main() -> None:
     users = Path(tempfile.mkdtemp()) / "ntlm-users"
     users.write_text(f"{domain}:{user}:{password}\n", encoding="utf-8")
     os.environ["NTLM_USER_FILE"] = str(users)
-    with LoopbackWinRM(arguments.state, {arguments.user: password}, port=arguments.port) as server:
+    try:
+        server = LoopbackWinRM(arguments.state, {arguments.user: password}, port=arguments.port)
+    except OSError as exc:  # e.g. EADDRINUSE: another server (or a test) holds the port
+        parser.exit(1, f"loopback WinRM: cannot listen on 127.0.0.1:{arguments.port}: {exc.strerror or exc}; "
+                       "stop the other server or choose another --port\n")
+    with server:
         print(f"loopback WinRM (NTLM, http with message encryption) on 127.0.0.1:{server.port}, "
               f"organisation {arguments.state}; Ctrl-C stops it", flush=True)
         try:

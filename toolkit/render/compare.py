@@ -10,6 +10,7 @@ exit 1 — the two never share a code.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import tarfile
@@ -29,7 +30,7 @@ from toolkit.playbook.load import peek_platform
 from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import RenderError, render_script
-from toolkit.render.review import read_version, summarize, unified
+from toolkit.render.review import read_manifest, read_version, summarize, unified
 from toolkit.targets.base import TargetError
 from toolkit.verify import impact as impacts
 from toolkit.verify.access import Organisation
@@ -214,6 +215,32 @@ def compare(old: Side, new: Side, target: str | None, cli_vars: dict[str, Any],
         result.impact = impacts.change_impact(recipients, models[0], models[1])
         result.impact.source = recipients.source
     return result
+
+
+def reviewed_folder_impact(directory: Path, recipients: Organisation, cli_vars: dict[str, Any],
+                           base: str | None = None) -> list[Compared]:
+    """``exkit check --fail-on-widening``: the access impact of each playbook × target of a reviewed folder —
+    against its version at ``base``, or without one against nothing (every mailbox a principal reaches outside the
+    intent is then a widening)."""
+    manifest = read_manifest(directory)
+    inventory = Path(manifest["inventory"]) if manifest.get("inventory") else None
+    templates = Path(manifest["templates"]) if manifest.get("templates") else None
+    entries = sorted({(e["playbook"], e["target"]) for e in manifest["scripts"].values()})
+    results = []
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(base_tree(base)) if base else None
+        for playbook, target in entries:
+            path = Path(playbook)
+            if not path.exists():
+                continue  # check reports it
+            name = target if inventory is not None else None
+            if tree is not None:
+                for old, new in base_pairs(tree, base or "", [path], inventory, templates)[:1]:
+                    results.append(compare(old, new, name, cli_vars, recipients))
+            else:
+                results.append(compare(Side("(nothing)", None), Side(playbook, path, inventory, templates), name,
+                                       cli_vars, recipients))
+    return results
 
 
 def markdown(results: list[Compared]) -> str:

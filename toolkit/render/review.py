@@ -25,9 +25,9 @@ from toolkit.inventory import DEFAULT_TARGET, InventoryError, ResolvedTarget, ch
 from toolkit.playbook.load import peek_platform
 from toolkit.render.engine import MODES, Mode, RenderedScript, render_mode, templates_digest
 from toolkit.resources import Resource
+from toolkit.resources.base import ALL_MAILBOXES, GRANT_KINDS, grant_text
 from toolkit.safe_paths import file_name_problem, remove_in, require_file_name, write_in
 from toolkit.workflow import load_for_target, template_context
-from toolkit.verify.access import ALL_MAILBOXES
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2
@@ -329,28 +329,6 @@ def read_version(spec: str) -> tuple[str, str]:
 def unified(old_label: str, old: str, new_label: str, new: str) -> list[str]:
     return list(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                      fromfile=old_label, tofile=new_label))
-
-
-GRANT_KINDS = ("RoleGroup", "ManagementRoleAssignment", "ApplicationRoleAssignment")
-
-
-def grant_text(resource: Resource) -> str:
-    """What a grant gives to whom, where: role, assignee and scope; an organisation-wide one as ALL MAILBOXES."""
-    f = resource.fields
-    where = f"scope {f['scope']!r}" if f.get("scope") else ALL_MAILBOXES
-    if resource.kind == "RoleGroup":
-        members = ", ".join(f["members"]) or "no members"
-        return f"{', '.join(f['roles'])} for {members} on {where}"
-    if resource.kind == "ManagementRoleAssignment":
-        kind = "user" if f["assignee_kind"] == "User" else "group"
-        return f"{f['role']} for {kind} {f['assignee']} on {where}"
-    if resource.kind == "ApplicationRoleAssignment":
-        return f"{f['role']} for application {f['application']} on {where}"
-    if resource.kind == "MailboxPermission":
-        return f"{', '.join(f['access_rights'])} on {f['mailbox']} for {f['user']}"
-    if resource.kind == "ApplicationAccessPolicy":
-        return f"{f['access_right']} for app {f['app_id']} to members of {f['group']}"
-    return ""
 
 
 def summarize(old: list[Resource], new: list[Resource]) -> list[str]:

@@ -224,6 +224,9 @@ class ExchangeCmdlets:
             "RoleAssigneeType": assignment.role_assignee_type,
             "CustomRecipientWriteScope": assignment.custom_recipient_write_scope,
             "CustomResourceScope": assignment.custom_resource_scope,
+            "ExclusiveRecipientWriteScope": (assignment.custom_recipient_write_scope if self.org.scope(
+                assignment.custom_recipient_write_scope or "") and self.org.scope(  # type: ignore[union-attr]
+                assignment.custom_recipient_write_scope or "").exclusive else None),
             "RecipientOrganizationalUnitScope": assignment.recipient_organizational_unit_scope,
             "RecipientWriteScope": ("CustomRecipientScope" if assignment.custom_recipient_write_scope
                                     or assignment.custom_resource_scope

@@ -3,7 +3,8 @@
 Supported: variables and assignment (``=``, ``+=``, element assignment), ``if/elseif/else``, ``foreach``,
 ``try/catch/finally``, ``throw``, ``-not -and -or``, comparisons (``-eq -ne -lt -le -gt -ge -like -notlike
 -contains -notcontains -in -notin``), ``+``, property access (with member enumeration), indexing, ``[string]/[int]/[bool]/[array]`` casts,
-``@()`` arrays, ``@{}`` hashtables, pipelines of commands, ``$ErrorActionPreference`` and ``-ErrorAction``.
+``@()`` arrays, ``@{}`` hashtables, pipelines of commands, ``$ErrorActionPreference`` and ``-ErrorAction``, the
+.NET members exkit's WinRM bootstrap calls (toolkit/sandbox/dotnet.py) and ``& <script block>``.
 
 Before running anything the whole script is checked: a syntax error, a construct outside the subset, an unknown
 command or an unknown parameter fails with ``line:col: …`` and nothing runs.

@@ -6,6 +6,8 @@ the room-booking service account) and two hosted tenants under OU=Hosting,DC=hos
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from toolkit.playbook.model import APPLICATION_ROLES, IMPERSONATION_ROLE, KNOWN_ROLES
 from toolkit.sandbox.model import ManagementScope, Organisation, Recipient, RoleAssignment, RoleGroup
 
@@ -34,6 +36,51 @@ def platform_roles(platform: str) -> list[str]:
     if platform == "exchange-online":
         return sorted(set(KNOWN_ROLES) - {IMPERSONATION_ROLE}) + sorted(APPLICATION_ROLES)
     return sorted(KNOWN_ROLES)
+
+
+def tenant_recipients(tenant: str, ou: str, domain: str, rooms: int = 3, users: int = 3) -> list[Recipient]:
+    """A hosted tenant's mailboxes in its OU: its room-booking account svc-rooms@DOMAIN, users, rooms, a projector."""
+    recipients = [_mailbox(f"{tenant} Room Booking", f"svc-rooms@{domain}", "UserMailbox", ou)]
+    for index in range(users):
+        first = _FIRST[index % len(_FIRST)] + ("" if index < len(_FIRST) else str(index // len(_FIRST) + 1))
+        recipients.append(_mailbox(f"{first} ({tenant})", f"{first.lower()}@{domain}", "UserMailbox", ou))
+    for number in range(1, rooms + 1):
+        recipients.append(_mailbox(f"{tenant} Room {number}", f"room-{number}@{domain}", "RoomMailbox", ou))
+    recipients.append(_mailbox(f"{tenant} Projector", f"projector@{domain}", "EquipmentMailbox", ou))
+    return recipients
+
+
+class TenantError(ValueError):
+    """The tenant cannot be added as asked (its OU or an address is taken, or the organisation has no OUs)."""
+
+
+def add_tenant(organisation: Organisation, tenant: str, ou: str, domain: str, rooms: int = 3,
+               users: int = 3) -> list[Recipient]:
+    """Add a hosted tenant (its OU and mailboxes) to an Exchange Server organisation; return its mailboxes."""
+    if organisation.platform != "exchange-server":
+        raise TenantError("an Exchange Online organisation has no OUs: hosted tenants live in Exchange Server "
+                          "sandboxes")
+    if any(existing.lower() == ou.lower() for existing in organisation.organizational_units):
+        raise TenantError(f"the OU {ou} already exists")
+    added = tenant_recipients(tenant, ou, domain.lower(), rooms, users)
+    taken = {r.primary_smtp_address for r in organisation.recipients}
+    clash = sorted(r.primary_smtp_address for r in added if r.primary_smtp_address in taken)
+    if clash:
+        raise TenantError(f"addresses already in use: {', '.join(clash[:3])}: choose another --domain")
+    organisation.organizational_units.append(ou)
+    organisation.recipients.extend(added)
+    organisation.normalise()
+    return added
+
+
+def inventory_entry(tenant: str, ou: str, domain: str, state: Path) -> str:
+    """The tenant as an inventory target (YAML, for a group's targets:): its values and its boundary."""
+    import json
+
+    values = {"tenant": tenant.lower(), "tenant_ou": ou, "service_account": f"svc-rooms@{domain}"}
+    flow = ", ".join(f"{k}: {json.dumps(v)}" for k, v in values.items())
+    return (f"{tenant.lower()}:\n  kind: sandbox\n  state: {json.dumps(str(state))}\n  vars: {{{flow}}}\n"
+            f"  boundary: {{recipient_root: {json.dumps(ou)}, domains: [{json.dumps(domain)}]}}\n")
 
 
 def seed_organisation(platform: str = "exchange-server") -> Organisation:
@@ -71,13 +118,7 @@ def seed_organisation(platform: str = "exchange-server") -> Organisation:
     recipients.append(Recipient(name="Room Admins", recipient_type_details="UniversalSecurityGroup",
                                 distinguished_name=f"CN=Room Admins,{CONTOSO_USERS}"))
     for tenant, domain in (("Fabrikam", "fabrikam.example"), ("Tailspin", "tailspin.example")):
-        ou = f"OU={tenant},{HOSTING}"
-        recipients.append(_mailbox(f"{tenant} Room Booking", f"svc-rooms@{domain}", "UserMailbox", ou))
-        for first in _FIRST[:3]:
-            recipients.append(_mailbox(f"{first} ({tenant})", f"{first.lower()}@{domain}", "UserMailbox", ou))
-        for number in range(1, 4):
-            recipients.append(_mailbox(f"{tenant} Room {number}", f"room-{number}@{domain}", "RoomMailbox", ou))
-        recipients.append(_mailbox(f"{tenant} Projector", f"projector@{domain}", "EquipmentMailbox", ou))
+        recipients += tenant_recipients(tenant, f"OU={tenant},{HOSTING}", domain)
 
     online = platform == "exchange-online"
     if online:  # one tenant: no hosted OUs, no ApplicationImpersonation (removed in 2025), RBAC for Applications

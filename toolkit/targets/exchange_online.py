@@ -308,7 +308,11 @@ class ExchangeOnlineTarget(Target):
         try:
             facts: list[dict[str, Any]] = [
                 {"type": "scope", "name": s.get("Name"), "filter": s.get("RecipientFilter") or "",
-                 "recipient_root": s.get("RecipientRoot") or ""} for s in self.invoke("Get-ManagementScope")]
+                 "recipient_root": s.get("RecipientRoot") or "", "exclusive": str(s.get("Exclusive", False))}
+                for s in self.invoke("Get-ManagementScope")]
+            # every recipient with the attributes filters use, in one collection read (the access evaluator's input)
+            facts += [{"type": "recipient", **{k: v for k, v in r.items() if not k.startswith("@")}}
+                      for r in self.invoke("Get-Recipient", {"ResultSize": "Unlimited"})]
             if playbook.role_groups or playbook.role_assignments:
                 facts += self._rbac_facts(playbook)  # every group, every assignment, effective users
             else:
@@ -396,7 +400,8 @@ def _assignment_row(row: dict[str, Any], user: str) -> dict[str, Any]:
             "assignee": row.get("RoleAssigneeName"), "assignee_id": row.get("RoleAssignee"),
             "assignee_type": row.get("RoleAssigneeType"), "user": user,
             "scope": row.get("CustomRecipientWriteScope") or "", "ou_scope": row.get("RecipientOrganizationalUnitScope")
-            or "", "resource_scope": row.get("CustomResourceScope") or ""}
+            or "", "resource_scope": row.get("CustomResourceScope") or "",
+            "exclusive_scope": row.get("ExclusiveRecipientWriteScope") or "", "enabled": str(row.get("Enabled", True))}
 
 
 def _rights(row: dict[str, Any]) -> str:

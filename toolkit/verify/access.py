@@ -41,9 +41,9 @@ from typing import Any
 from toolkit import opath
 from toolkit.boundary import canonical_name
 from toolkit.errors import ExkitError
+from toolkit.resources.base import ALL_MAILBOXES
 
 ORGANIZATION = "Organization"
-ALL_MAILBOXES = "ALL MAILBOXES"
 ENTRA_RIGHT = "Entra application permissions"
 RESOURCE_TYPES = frozenset({"RoomMailbox", "LinkedRoomMailbox", "EquipmentMailbox"})
 ROOM_TYPES = frozenset({"RoomMailbox", "LinkedRoomMailbox"})
@@ -137,6 +137,7 @@ class Organisation:
     policies: list[AccessPolicy] = field(default_factory=list)
     entra: list[EntraGrant] = field(default_factory=list)
     membership_known: bool = True  # False: the recipients' source has no group membership (a Get-Recipient CSV)
+    entra_read: bool = False  # True: the apps' Entra grants were read (Microsoft Graph); nothing is assumed then
     source: str = ""
 
     def copy(self) -> Organisation:
@@ -247,6 +248,61 @@ def from_recipients(rows: Iterable[Mapping[str, Any]], source: str = "") -> Orga
     recipients = [recipient_from_row(r) for r in rows]
     return Organisation(recipients=recipients, membership_known=any("MemberOfGroup" in r for r in rows),
                         source=source)
+
+
+def _true(value: Any, default: bool) -> bool:
+    text = str(value if value is not None else "").strip().lower()
+    return default if not text else text == "true"
+
+
+def from_snapshot(snapshot: Any, source: str = "") -> Organisation:
+    """A target's state as read by the snapshot (toolkit.verify.snapshot.Snapshot): every recipient, scope, role
+    group, assignment, FullAccess grant, service principal, access policy and — on Exchange Online, where Microsoft
+    Graph was read — the apps' tenant-wide application permissions that reach mailboxes."""
+    from toolkit.verify.overlap import MAILBOX_PERMISSIONS
+
+    model = from_recipients(snapshot.recipients, source)
+    model.membership_known = any(r.get("MemberOfGroup") for r in snapshot.recipients)
+    for scope in snapshot.scopes.values():
+        name = str(scope.get("name"))
+        model.scopes[name.lower()] = Scope(name, _canonical(str(scope.get("filter") or "")),
+                                           str(scope.get("recipient_root") or "") or None,
+                                           _true(scope.get("exclusive"), False))
+    for group in snapshot.groups.values():
+        model.role_groups[str(group["name"]).lower()] = tuple(group.get("members") or [])
+        model.role_group_names[str(group["name"]).lower()] = str(group["name"])
+    for principal in snapshot.principals:
+        app_id = str(principal.get("app_id") or "").lower()
+        model.applications[app_id] = Application(app_id, str(principal.get("display_name") or app_id),
+                                                 str(principal.get("object_id") or "").lower())
+    apps = {key: a.key for a in model.applications.values() for key in (a.name.lower(), a.object_id, a.key)}
+    for row in snapshot.assignments:
+        kind = str(row.get("assignee_type") or "")
+        assignee = str(row.get("assignee") or "")
+        if kind == "User":
+            assignee = str(row.get("user") or assignee).lower()
+        elif kind == "ServicePrincipal":
+            assignee = apps.get(assignee.lower(), assignee.lower())
+        scope = row.get("resource_scope") if kind == "ServicePrincipal" else (row.get("exclusive_scope")
+                                                                             or row.get("scope"))
+        model.assignments[str(row["name"]).lower()] = Assignment(
+            str(row["name"]), str(row.get("role")), assignee, kind, str(scope or "") or None,
+            str(row.get("ou_scope") or "") or None, _true(row.get("enabled"), True))
+    for permission in snapshot.permissions:
+        rights = tuple(str(permission.get("rights") or "").replace(",", " ").split())
+        user = str(permission.get("user") or permission.get("user_name") or "").lower()
+        model.permissions.append(Permission(str(permission.get("mailbox") or "").lower(), user, rights))
+    for policy in snapshot.policies:
+        group = model.recipient(str(policy.get("scope_name") or ""))
+        model.policies.append(AccessPolicy(str(policy.get("app_id") or "").lower(),
+                                           group.address if group else str(policy.get("scope_name") or "").lower(),
+                                           str(policy.get("access_right") or "")))
+    if snapshot.entra and snapshot.entra.get("status") == "read":
+        model.entra_read = True
+        model.entra = [EntraGrant(str(p.get("app_id")).lower(), str(p.get("permission")), str(p.get("resource")))
+                       for p in snapshot.entra_permissions
+                       if (str(p.get("resource_app_id")), str(p.get("permission"))) in MAILBOX_PERMISSIONS]
+    return model
 
 
 def _canonical(text: str) -> str:
@@ -458,7 +514,7 @@ def _entra_grants(org: Organisation) -> dict[str, list[EntraGrant]]:
     for grant in org.entra:
         grants.setdefault(grant.app.lower(), []).append(grant)
     for policy in org.policies:
-        if policy.app not in grants:
+        if policy.app not in grants and not org.entra_read:
             grants[policy.app] = [EntraGrant(policy.app, ENTRA_RIGHT, assumed=True)]
     return grants
 

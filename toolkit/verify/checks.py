@@ -86,8 +86,44 @@ def verify(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
         if assignment.user:
             principals.add(assignment.user.lower())
     checks += _other_grants(playbook, snapshot, declared_assignments, principals)
+    checks += effective_access(playbook, snapshot)
     checks += _applications(playbook, snapshot)
     checks += entra_checks(playbook, snapshot)
+    return checks
+
+
+MAILBOX_RIGHTS = (IMPERSONATION_ROLE, "FullAccess")
+
+
+def effective_access(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
+    """Effective access now, from the access evaluator (toolkit/verify/access.py, the same code as scope preview and
+    the access impact): every mailbox each declared principal reaches through any grant it holds — declared or not,
+    direct or through groups, exclusive scopes taken into account. A mailbox outside the playbook's intent (its
+    scopes' rooms / equipment) fails, naming the grant. Exchange Server (ApplicationImpersonation, FullAccess);
+    Exchange Online apps are proven by Test-ServicePrincipalAuthorization and the Entra check."""
+    from toolkit.verify import access, impact
+
+    if playbook.platform != "exchange-server" or not snapshot.recipients:
+        return []
+    org = access.from_snapshot(snapshot)
+    reach, principals = access.evaluate(org)
+    declared = impact.principals_of(org, playbook)
+    intent = impact.intent_of(playbook)
+    types = {r.address: r.type for r in org.recipients}
+    checks = []
+    for (key, right), mailboxes in sorted(reach.items()):
+        if key not in declared or right not in MAILBOX_RIGHTS:
+            continue
+        subject = f"principal {principals[key].label!r}"
+        outside = sorted(m for m in mailboxes if types.get(m) not in intent)
+        counts = count_types([{"type": types.get(m)} for m in (outside or mailboxes)])
+        kinds = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no mailbox"
+        if outside:
+            grants = "; ".join(dict.fromkeys(reason for m in outside for reason in mailboxes[m]))
+            checks.append(Check(subject, False, f"{right} reaches {kinds} outside the playbook's intent (e.g. "
+                                                f"{', '.join(outside[:3])}) through {grants}"))
+        else:
+            checks.append(Check(subject, True, f"{right} reaches {kinds}, nothing else"))
     return checks
 
 

@@ -200,6 +200,13 @@ def plan_impact(org: Organisation, playbook: Any, destroy: bool = False) -> Impa
     return compare(org, after, principals, intent_of(playbook))
 
 
+def live_impact(playbook: Any, snapshot: Any, source: str, destroy: bool = False) -> Impact:
+    """``exkit plan``'s access impact on a live target: its state as one snapshot read it (toolkit.workflow.
+    read_snapshot: every recipient with its filter attributes, the RBAC objects, on Exchange Online the apps' Entra
+    consent), then the playbook applied (or destroyed) on it by the evaluator."""
+    return plan_impact(access.from_snapshot(snapshot, source), playbook, destroy)
+
+
 # ----------------------------------------------------------------------------------------------------- sources
 def offline_source(path: Path) -> str:
     """Which CSV, and when it was exported as far as we can tell (its last commit, else its modification time)."""

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from toolkit.plan import Plan
+from toolkit.resources.base import ALL_MAILBOXES, grant_text
 from toolkit.verify.checks import check_summary
 from toolkit.targets.base import RunResult
 
@@ -43,6 +44,9 @@ def show_plan(out: Console, plan: Plan, playbook: str, where: str) -> None:
         label = {"noop": "absent" if plan.destroy else "unchanged", "create": "create", "update": "update",
                  "delete": "remove", "error": "would fail"}[change.action]
         out.print(Text(f"  {symbol} {change.kind} {change.name!r} ({label})", style=style))
+        grant = grant_text(change.resource)
+        if grant:  # every grant says role, assignee and scope; organisation-wide ones loudly
+            out.print(Text(f"      grant: {grant}", style="bold red" if ALL_MAILBOXES in grant else ""))
         for field in change.fields:
             out.print(Text(f"      {field.field}: {_value(field.before)} → {_value(field.after)}"))
         if change.error:
@@ -122,10 +126,12 @@ def show_previews(out: Console, previews: list[Any], where: str, entra: list[Any
 
 
 def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, checks: list[Any], html: bool,
-               reviewed_sha256: str = "") -> str:
-    """A record of one apply that a change board can file: plan, results, verify outcome, script sha256."""
-    rows_plan = [(c.action, c.kind, c.name, "; ".join(f"{f.field}: {_value(f.before)} → {_value(f.after)}"
-                                                     for f in c.fields)) for c in plan.changes]
+               reviewed_sha256: str = "", impact: Any = None) -> str:
+    """A record of one apply that a change board can file: plan (each grant's role, assignee and scope), results,
+    verify outcome, script sha256, and the access impact when it was computed (toolkit.verify.impact.Impact)."""
+    rows_plan = [(c.action, c.kind, c.name, grant_text(c.resource),
+                  "; ".join(f"{f.field}: {_value(f.before)} → {_value(f.after)}" for f in c.fields))
+                 for c in plan.changes]
     rows_results = [(r.kind, r.name, r.action, r.error) for r in result.results]
     rows_checks = [(c.status.upper(), c.subject, c.message) for c in checks if c.area != "entra"]
     rows_entra = [(c.status.upper(), c.subject, c.message) for c in checks if c.area == "entra"]
@@ -134,11 +140,16 @@ def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, che
              ("Reviewed sha256", reviewed_sha256 or "(not pinned to a review)"),
              ("Outcome", "applied" if result.ok else "FAILED"),
              ("Verify", check_summary(checks))]
-    sections = [("Plan", ("action", "kind", "name", "changes"), rows_plan),
+    sections = [("Plan", ("action", "kind", "name", "grant", "changes"), rows_plan),
                 ("Results", ("kind", "name", "result", "error"), rows_results),
                 ("Verify", ("result", "subject", "detail"), rows_checks)]
     if rows_entra:  # Exchange Online: what Entra ID grants the apps, read through Microsoft Graph
         sections.append(("Entra consent (Microsoft Graph)", ("result", "subject", "detail"), rows_entra))
+    if impact is not None:  # who gains or loses which mailboxes (toolkit/verify/impact.py)
+        facts.append(("Access impact", ("WIDENING: " if impact.widening else "no widening; ") + impact.source))
+        sections.append(("Access impact", ("principal", "right", "before → after", "added", "removed", "widening"),
+                         [(r.principal, r.right, f"{r.reach(r.before)} → {r.reach(r.after)}", len(r.added),
+                           len(r.removed), r.finding.text() if r.finding else "") for r in impact.rows]))
     if html:
         import html as escape
 

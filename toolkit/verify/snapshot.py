@@ -31,6 +31,8 @@ class Snapshot:
     entra_permissions: list[dict[str, Any]] = field(default_factory=list)  # application permissions (tenant-wide)
     entra_grants: list[dict[str, Any]] = field(default_factory=list)  # delegated grants (information)
     entra_grants_unread: dict[str, str] = field(default_factory=dict)  # lower-case app id → why not read
+    # every recipient with the attributes filters use (Get-Recipient's property names): the access evaluator's input
+    recipients: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_facts(cls, facts: list[dict[str, Any]]) -> Snapshot:
@@ -59,6 +61,8 @@ class Snapshot:
                 snapshot.policies.append(fact)
             elif kind == "authorization":
                 snapshot.authorizations.append(fact)
+            elif kind == "recipient":
+                snapshot.recipients.append(fact)
             elif kind == "entra":
                 snapshot.entra = fact
             elif kind == "entra_app":

@@ -102,10 +102,8 @@ def test_failure_halfway_reports_and_a_corrected_run_converges(cli, sandbox_stat
     path = write_playbook(text)
     failed = cli("apply", path, "--yes", "--var", "who=nobody@contoso.com")
     assert failed.exit_code == 1
-    # The plan runs the script against the organisation's objects: the missing member is found before anything runs.
-    assert ("RoleGroup 'Room bookers' would fail: The operation couldn't be performed because object "
-            "'nobody@contoso.com' couldn't be found") in failed.stderr
-    assert "nothing was changed" in failed.stderr
+    # The plan reads every principal the playbook names: a missing one is an error at its position, before any change.
+    assert "member 'nobody@contoso.com' does not exist on target 'sandbox'" in failed.stdout + failed.stderr
     assert "Traceback" not in failed.stderr
     fixed = cli("apply", path, "--yes", "--var", "who=svc-rooms@contoso.com", "--output", "json")
     assert fixed.exit_code == 0

@@ -152,3 +152,29 @@ def _differences(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
     return [FieldChange(key, before.get(key), after.get(key)) for key in after | before
             if before.get(key) != after.get(key) and not (before.get(key) in (None, [], "", False)
                                                            and after.get(key) in (None, [], "", False))]
+
+
+def unresolved(playbook: Any, organisation: Organisation) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """Every principal and mailbox the playbook names that the target does not have (the facts script read each
+    one): ``(path in the playbook, name, what it is)``. Exchange would refuse the change that names it."""
+    found: list[tuple[tuple[str | int, ...], str, str]] = []
+
+    def need(path: tuple[str | int, ...], name: str, what: str) -> None:
+        if organisation.recipient(name) is None and organisation.role_group(name) is None:
+            found.append((path, name, what))
+
+    for index, group in enumerate(playbook.role_groups):
+        for position, member in enumerate(group.members):
+            need(("role_groups", index, "members", position), member, "member")
+    for index, assignment in enumerate(playbook.role_assignments):
+        if assignment.user:
+            need(("role_assignments", index, "user"), assignment.user, "user")
+        elif assignment.security_group:
+            need(("role_assignments", index, "security_group"), assignment.security_group, "security group")
+    for index, delegate in enumerate(playbook.delegates):
+        need(("delegates", index, "user"), delegate.user, "delegate")
+        for position, mailbox in enumerate(delegate.mailboxes):
+            need(("delegates", index, "mailboxes", position), mailbox, "mailbox")
+    for index, policy in enumerate(playbook.application_access_policies):
+        need(("application_access_policies", index, "group"), policy.group, "group")
+    return found

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.boundary import check_playbook
+from toolkit.boundary import BoundaryFacts, check_playbook, normalise_dn
 from toolkit.errors import ExkitError
 from toolkit.inventory import ResolvedTarget
-from toolkit.plan import Plan, make_plan, what_if
+from toolkit.plan import Plan, make_plan, unresolved, what_if
 from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
+from toolkit.playbook.load import LoadedDocument
 from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import load_and_validate, require_document
 from toolkit.render.engine import RenderedScript, TargetContext, render_script, render_snapshot
@@ -40,7 +41,7 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
     """Validate, render the script to run, read what the target has of the objects it reads (one facts script), and
     plan by running the script against that in the sandbox. ``templates`` is the --templates folder; the target's
     and its group's folders are layered under it."""
-    playbook, diagnostics = load_for_target(playbook_path, target, cli_vars)
+    playbook, document, diagnostics = _load(playbook_path, target, cli_vars)
     templates = target.template_layers(templates)  # type: ignore[assignment]
     connection = target.target.connection()
     context = template_context(playbook, target, cli_vars)
@@ -49,10 +50,30 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
     script = pinned(target, "destroy" if destroy else "apply",
                     render_script(playbook, state="absent" if destroy else "present", templates=templates,
                                   connection=connection, target=context))
+    organisation = target.target.observe(facts_script, script)
+    if not destroy:  # every principal and mailbox the playbook names must exist there: all at once, positioned
+        missing = Diagnostics()
+        for path, name, what in unresolved(playbook, organisation):
+            missing.error("not-on-target", f"{what} {name!r} does not exist on target {target.name!r}",
+                          document.file, document.positions.of_value(path),
+                          "create it first, or fix the name (Exchange resolves names, aliases, addresses and DNs)")
+        if target.boundary is not None:  # what only the target knows: the OUs that exist, where each member lives
+            missing.extend(check_playbook(document, playbook, target.boundary, target.name, target.neighbours,
+                                          boundary_facts(organisation)))
+        if missing.errors:
+            diagnostics.extend(missing)
+            raise PlaybookError(diagnostics)
     # The plan is the script's own verdict: it runs against what the target has, in the sandbox.
-    outcome = what_if(script.text, target.target.observe(facts_script, script))
+    outcome = what_if(script.text, organisation)
     plan = make_plan(script.resources, outcome, destroy=destroy)
     return Prepared(playbook, diagnostics, target, plan, script)
+
+
+def boundary_facts(organisation: Any) -> BoundaryFacts:
+    """What the facts script read that the boundary check needs: the OUs that exist, each principal's DN."""
+    return BoundaryFacts(frozenset(normalise_dn(ou) for ou in organisation.organizational_units),
+                         {r.primary_smtp_address: r.distinguished_name for r in organisation.recipients
+                          if r.primary_smtp_address})
 
 
 def template_context(playbook: Playbook, target: ResolvedTarget, cli_vars: dict[str, Any]) -> TargetContext:
@@ -72,6 +93,12 @@ def load_for_target(playbook_path: Path, target: ResolvedTarget,
                     cli_vars: dict[str, Any]) -> tuple[Playbook, Diagnostics]:
     """Validate a playbook with the target's variables, check it is for the target's platform and, when the
     target has a boundary, that everything it grants stays inside it (nothing has been contacted yet)."""
+    playbook, _, diagnostics = _load(playbook_path, target, cli_vars)
+    return playbook, diagnostics
+
+
+def _load(playbook_path: Path, target: ResolvedTarget,
+          cli_vars: dict[str, Any]) -> tuple[Playbook, LoadedDocument, Diagnostics]:
     playbook, document, diagnostics = require_document(playbook_path, {**target.variables, **cli_vars},
                                                        target=target.name)
     if playbook.platform != target.target.platform:
@@ -83,7 +110,7 @@ def load_for_target(playbook_path: Path, target: ResolvedTarget,
         if outside.errors:
             diagnostics.extend(outside)
             raise PlaybookError(diagnostics)
-    return playbook, diagnostics
+    return playbook, document, diagnostics
 
 
 def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | None = None,

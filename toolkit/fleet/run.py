@@ -78,6 +78,11 @@ def _run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: d
         details: dict[str, Any] = {"diagnostics": [d.as_dict() for d in errors]}
         if any(d.code == "outside-boundary" for d in errors):
             details["boundary"] = "violated"
+        if action in ("apply", "destroy"):  # an apply that did not start is still accounted for
+            runs.append({**runs.new_record(command=action, target=target.name, platform=target.target.platform,
+                                           playbook=str(playbook), status="refused"),
+                         "duration_s": round(time.monotonic() - started, 3), "exit_code": 1, "error": message,
+                         "results": []})
         return TargetOutcome(target.name, False, message, duration_s=round(time.monotonic() - started, 3),
                              details=details)
     except (ExkitError, TargetError, RenderError) as exc:

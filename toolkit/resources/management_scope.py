@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from toolkit import opath
-from toolkit.boundary import canonical_name
 from toolkit.playbook.model import Playbook
 from toolkit.sandbox.model import Organisation
 from typing import Any
@@ -31,5 +30,4 @@ def view(org: Organisation, resource: Resource) -> dict[str, Any] | None:
     scope = org.scope(resource.fields["name"])
     if scope is None:
         return None
-    root = canonical_name(scope.recipient_root) if scope.recipient_root else None  # as Exchange prints it
-    return {"filter": scope.recipient_filter, "recipient_root": root, "exclusive": scope.exclusive}
+    return {"filter": scope.recipient_filter, "recipient_root": scope.recipient_root, "exclusive": scope.exclusive}

@@ -48,8 +48,8 @@ def export_playbook(snapshot: Snapshot, platform: str, *, principal: str | None 
         if found is None:
             continue
         entry = CommentedMap([("name", found["name"]), ("filter", found.get("filter") or "")])
-        if found.get("recipient_root"):
-            entry["recipient_root"] = found["recipient_root"]
+        if found.get("recipient_root"):  # the playbook names the OU by DN; Exchange prints its canonical name
+            entry["recipient_root"] = found.get("recipient_root_dn") or found["recipient_root"]
         scopes.append(entry)
     if scopes:
         data.insert(base_keys, "scopes", scopes)

@@ -290,3 +290,12 @@ def test_certificate_transport_maps_the_client_certificate(cli, tmp_path, upn, m
             line = _one_line_error(cli("plan", CLASSIC, "-i", inventory, "-t", "lab"))
             assert "refused the credentials of the client certificate" in line
             assert server.scripts_run == []
+
+
+def test_kerberos_without_the_extra_says_what_to_install(cli, lab, monkeypatch):
+    """What a machine without MIT Kerberos's Python bindings sees (the check exkit makes before connecting)."""
+    monkeypatch.setattr("toolkit.targets.winrm.is_available", lambda: False)
+    monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD)
+    server, inventory = lab()
+    line = _one_line_error(cli("plan", CLASSIC, "-i", inventory, "-t", "lab"))
+    assert "pip install 'exkit[kerberos]'" in line and server.http_requests == 0

@@ -260,14 +260,15 @@ class ExchangeOnlineTarget(Target):
         return values
 
     def _post(self, url: str, cmdlet: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.retrying(f"InvokeCommand {cmdlet}", self._post_once, url, cmdlet, body)
+        return self.retrying(cmdlet, self._post_once, url, cmdlet, body,
+                             what=f"InvokeCommand {cmdlet} at {self.cloud.exchange}")
 
-    def retrying(self, label: str, call: Callable[..., _T], *args: Any) -> _T:
+    def retrying(self, label: str, call: Callable[..., _T], *args: Any, what: str = "") -> _T:
         """Run ``call`` retrying what raises :class:`_Transient` (throttling, 5xx, lost or cut connections) with a
         capped backoff that honours Retry-After; each retry is recorded under ``label``. The attempts and pauses
         share call_timeout and the run's --timeout: no retry starts whose pause ends past them, and each attempt's
         read timeout is what is left (``request_timeout()``). The Graph reader uses it too."""
-        wait = Wait(f"{label} at {self.cloud.exchange}", self.spec.call_timeout, "call_timeout")
+        wait = Wait(what or label, self.spec.call_timeout, "call_timeout")
 
         def pause(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None

@@ -443,7 +443,7 @@ RateOption = Annotated[float | None, typer.Option("--rate", min=0.01, metavar="P
 ProcessesOption = Annotated[int | None, typer.Option("--processes", min=1, max=256, metavar="N",
                                                      help="With --limit: processes "
                                                     "sharing the forks (default: one per CPU on Linux, else 1).")]
-TimeoutOption = Annotated[float | None, typer.Option("--timeout", min=0.1, help="Deadline for the whole run, "
+TimeoutOption = Annotated[float | None, typer.Option("--timeout", min=0.1, metavar="SECONDS", help="Deadline for the whole run, "
                                                      "seconds: every wait and retry ends by then.")]
 
 

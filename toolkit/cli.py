@@ -764,7 +764,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, record: Any, sig
     from toolkit.fleet.signals import ExitNow, Stopped, exit_code
     from toolkit.render.engine import RenderError
     from toolkit.targets.waits import RUN
-    from toolkit.workflow import execute, read_snapshot
+    from toolkit.workflow import execute
 
     out = report.console()
     pin = prepared.target.pin  # with --reviewed: every script of this run was compared before connecting

@@ -360,3 +360,20 @@ def test_diff_on_every_tenant_with_each_tenants_values(cli, fleet, tmp_path):
     shown = json.loads(cli("diff", HOSTED, new, "-i", fleet, "--limit", "hosting", "-o", "json").stdout)
     assert [p["target"] for p in shown["playbooks"]] == ["fabrikam", "tailspin"]
     assert cli("diff", HOSTED, HOSTED, "-i", fleet, "--limit", "hosting").exit_code == 0
+
+
+def test_check_names_the_template_that_made_a_script_stale(cli, fleet, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    layer = tmp_path / "templates-hosting"
+    layer.mkdir()
+    assert cli("templates", "copy", "role_group.ps1.j2", layer).exit_code == 0
+    fleet.write_text(fleet.read_text().replace("    targets:\n", "    templates: templates-hosting\n    targets:\n", 1))
+    out = tmp_path / "reviewed"
+    assert cli("render", HOSTED, "-i", fleet, "--limit", "hosting", "--out", out).exit_code == 0
+    assert cli("check", out).exit_code == 0
+    override = layer / "role_group.ps1.j2"
+    override.write_text("# the provider's tweak\n" + override.read_text())
+    stale = cli("check", out)
+    assert stale.exit_code == 1
+    assert "changed since review: the templates (../templates-hosting/role_group.ps1.j2))" in stale.stderr
+    assert "review: the playbook" not in stale.stderr

@@ -246,3 +246,27 @@ def test_check_fails_on_widening_against_the_base(cli, repo):
     assert result.exit_code == 1
     assert "playbooks/classic.yaml: WIDENING: svc-rooms@contoso.com gains 34 UserMailbox" in result.stderr
     assert cli("check", "reviewed", "--fail-on-widening").exit_code == 2  # needs --recipients
+
+
+def test_dropped_recipient_root_reaches_another_tenant(cli, workdir):
+    hosted = workdir / "playbooks" / "hosted-tenant.yaml"
+    unrooted = variant(workdir, "unrooted.yaml", '    recipient_root: "{{ tenant_ou }}"\n', "", "hosted-tenant.yaml")
+    tenant = ["--var", "tenant=fabrikam", "--var", "tenant_ou=OU=Fabrikam,OU=Hosting,DC=hoster,DC=local",
+              "--var", "service_account=svc-rooms@fabrikam.example"]
+    result = cli("diff", hosted, unrooted, "--recipients", SAMPLE, "--fail-on-widening", *tenant)
+    assert result.exit_code == 1, result.stderr
+    assert "svc-rooms@fabrikam.example — ApplicationImpersonation: 4 mailboxes → 21 mailboxes  WIDENING" \
+           in result.stdout
+    assert "WIDENING: svc-rooms@fabrikam.example gains 3 EquipmentMailbox, 14 RoomMailbox" in result.stdout
+
+
+def test_impact_benchmark_prints_its_line():
+    """benchmarks/impact.py runs and prints its figures (timings are never asserted)."""
+    import re
+    import sys
+
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "impact.py"), "--recipients", "300",
+                          "--assignments", "10"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert re.fullmatch(r"recipients=300 assignments=11 impact_s=\d+\.\d\d live_s=\d+\.\d\d widening=True",
+                        run.stdout.strip()), run.stdout

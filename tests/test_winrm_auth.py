@@ -7,6 +7,7 @@ Without MIT Kerberos on the machine these tests are skipped, saying the one comm
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
@@ -109,7 +110,8 @@ def cycle(cli, inventory):
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"], ids=["http-encrypted", "https"])
-def test_kerberos_with_a_password_reference(cli, krb, lab, scheme, tmp_path):
+def test_kerberos_with_a_password_reference(cli, krb, lab, scheme, tmp_path, caplog):
+    caplog.set_level("DEBUG")  # pyspnego, gssapi, pywinrm and requests log at debug level: no password there either
     server, inventory = lab(scheme)
     before = set(Path("/tmp").glob("krb5cc*"))
     text = cycle(cli, inventory)
@@ -118,7 +120,8 @@ def test_kerberos_with_a_password_reference(cli, krb, lab, scheme, tmp_path):
         assert server.encrypted_requests > 0 and server.encrypted_requests == sum(server.counts.values())
     # The ticket was acquired in memory: no cache file appeared (neither KRB5CCNAME's nor a default one).
     assert not krb.ccache.exists() and set(Path("/tmp").glob("krb5cc*")) == before
-    assert PASSWORD not in text
+    assert PASSWORD not in text + caplog.text
+    assert base64.b64encode(PASSWORD.encode()).decode() not in caplog.text  # the stdin segment, not logged either
     # remote-session over a logon without delegation: the credential on stdin made the second hop
     assert {logon.delegated for logon in server.logons} == {False}
 
@@ -185,7 +188,8 @@ def test_kerberos_failures_are_one_line(cli, krb, lab, monkeypatch, case, expect
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"], ids=["http-encrypted", "https"])
-def test_credssp_delegates_the_password(cli, lab, monkeypatch, scheme):
+def test_credssp_delegates_the_password(cli, lab, monkeypatch, scheme, caplog):
+    caplog.set_level("DEBUG")
     """CredSSP: TLS inside HTTP, NTLM inside TLS, then the password is delegated to the server, which checks it and
     logs on with it: a logon that can make the second hop."""
     monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD)
@@ -195,7 +199,7 @@ def test_credssp_delegates_the_password(cli, lab, monkeypatch, scheme):
         assert server.encrypted_requests > 0 and server.encrypted_requests == sum(server.counts.values())
     assert server.logons and {(logon.user, logon.delegated) for logon in server.logons} == {
         ("contoso\\exkit-admin", True)}
-    assert PASSWORD not in text
+    assert PASSWORD not in text + caplog.text
 
 
 def test_credssp_encryption_of_messages_over_16_kib(cli, lab, monkeypatch, write_playbook):
@@ -286,3 +290,12 @@ def test_certificate_transport_maps_the_client_certificate(cli, tmp_path, upn, m
             line = _one_line_error(cli("plan", CLASSIC, "-i", inventory, "-t", "lab"))
             assert "refused the credentials of the client certificate" in line
             assert server.scripts_run == []
+
+
+def test_kerberos_without_the_extra_says_what_to_install(cli, lab, monkeypatch):
+    """What a machine without MIT Kerberos's Python bindings sees (the check exkit makes before connecting)."""
+    monkeypatch.setattr("toolkit.targets.winrm.is_available", lambda: False)
+    monkeypatch.setenv("EXKIT_PASSWORD", PASSWORD)
+    server, inventory = lab()
+    line = _one_line_error(cli("plan", CLASSIC, "-i", inventory, "-t", "lab"))
+    assert "pip install 'exkit[kerberos]'" in line and server.http_requests == 0

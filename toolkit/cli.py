@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -467,11 +465,45 @@ RateOption = Annotated[float | None, typer.Option("--rate", min=0.01, metavar="P
 ProcessesOption = Annotated[int | None, typer.Option("--processes", min=1, max=256, metavar="N",
                                                      help="With --limit: processes "
                                                     "sharing the forks (default: one per CPU on Linux, else 1).")]
+TimeoutOption = Annotated[float | None, typer.Option("--timeout", min=0.1, metavar="SECONDS", help="Deadline for the whole run, "
+                                                     "seconds: every wait and retry ends by then.")]
+
+
+@contextmanager
+def _operating(timeout: float | None, find_out: str) -> Iterator[Any]:
+    """A command that talks to targets: its --timeout, and Ctrl-C / SIGTERM handled (see fleet/signals.py):
+    exit 130 / 143 with a message, never a traceback; a second signal exits at once after completing the open
+    run records."""
+    import os
+
+    from toolkit.fleet import records
+    from toolkit.fleet.signals import ExitNow, Signals, Stopped, exit_code
+    from toolkit.targets.waits import RUN
+
+    RUN.reset()
+    RUN.set_timeout(timeout)
+    signals = Signals(lambda message: typer.echo(f"exkit: {message}", err=True))
+    try:
+        with signals.installed():
+            yield signals
+    except ExitNow as exc:
+        records.close_open("interrupted", f"a second {exc.reason}: exkit exited at once; what was in flight is "
+                                          "unknown")
+        typer.echo(f"exkit: {exc.reason} again: exited at once. {find_out}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code(exc.reason))  # no waiting for threads blocked in the network
+    except Stopped as exc:
+        typer.echo(f"exkit: stopped by {exc.reason}. {find_out}", err=True)
+        raise typer.Exit(exit_code(exc.reason)) from None
+    finally:
+        RUN.set_timeout(None)
 
 
 def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int, var: list[str] | None,
            templates: Path | None, output: str, rate: float | None = None,
-           processes: int | None = None, reviewed: Review | None = None) -> list[Any]:
+           processes: int | None = None, reviewed: Review | None = None,
+           timeout: float | None = None) -> list[Any]:
     """Run one playbook on many targets; print progress, a table per target (or JSON); return the outcomes."""
     from rich.progress import Progress
     from rich.table import Table
@@ -480,6 +512,10 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
     from toolkit.fleet.run import FleetInterrupted, run_many
     from toolkit.inventory import select_targets
     from toolkit.playbook.load import peek_platform
+    from toolkit.targets.waits import RUN
+
+    RUN.reset()
+    RUN.set_timeout(timeout)
 
     if inventory is None:
         _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
@@ -531,7 +567,7 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
 def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int,
                      var: list[str] | None, templates: Path | None, output: str, rate: float | None,
                      processes: int | None, yes: bool, reviewed: Review | None = None,
-                     report_path: Path | None = None) -> NoReturn:
+                     report_path: Path | None = None, timeout: float | None = None) -> NoReturn:
     """apply / destroy on many targets: every target's plan and the fleet's changes first, one confirmation; with
     ``report_path``, one report page for the fleet."""
     if not yes:
@@ -539,10 +575,11 @@ def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit:
             _fail(f"refusing to {action} on several targets without confirmation on a non-interactive terminal: "
                   "pass --yes")
         _fleet("plan" if action == "apply" else "plan-destroy", playbook, inventory, limit, forks, var, templates,
-               "text", rate, processes, reviewed)  # plan's facts scripts are pinned too
+               "text", rate, processes, reviewed, timeout=timeout)  # plan's facts scripts are pinned too
         if not typer.confirm(f"{action.capitalize()} these changes on these targets?", default=False):
             raise typer.Exit(1)
-    outcomes = _fleet(action, playbook, inventory, limit, forks, var, templates, output, rate, processes, reviewed)
+    outcomes = _fleet(action, playbook, inventory, limit, forks, var, templates, output, rate, processes, reviewed,
+                      timeout=timeout)
     if report_path is not None:
         _fleet_report(report_path, action, playbook, inventory, limit, outcomes, var, templates, forks, rate, processes)
     raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
@@ -608,11 +645,13 @@ def _review(folder: Path | None, ref: str | None, verb: str, report_file: Path |
 
 
 def _pin(reviewed: Review, playbook: Path, targets: list[ResolvedTarget], var: list[str] | None,
-         templates: Path | None) -> None:
-    """Compare every script the command will send with the reviewed folder, before the first connection."""
+         templates: Path | None, record: Any = None) -> None:
+    """Compare every script the command will send with the reviewed folder, before the first connection; a
+    refusal is recorded in ``record`` (a run record) when given."""
+    from toolkit.fleet.lifecycle import before_changes
     from toolkit.render.pin import pin_targets
 
-    with user_errors():
+    with user_errors(), (before_changes(record) if record is not None else contextlib.nullcontext()):
         pin_targets(reviewed.folder, playbook, targets, parse_vars(var), templates, reviewed.verb, ref=reviewed.ref,
                     report=reviewed.report)
     commit = targets[0].pin.commit if targets and targets[0].pin else None
@@ -637,15 +676,40 @@ def _resolve(playbook: Path, inventory: Path | None, target: str | None) -> Reso
         return resolve_target(inventory, target, peek_platform(playbook))
 
 
+def _find_out(playbook: Path, inventory: Path | None, target: str | None) -> str:
+    where = (f" -i {inventory}" if inventory else "") + (f" -t {target}" if target else "")
+    return f"To see the state now: exkit plan {playbook}{where} (and exkit verify {playbook}{where})"
+
+
 def _prepare(playbook: Path, resolved: ResolvedTarget, var: list[str] | None, destroy: bool,
-             templates: Path | None) -> Prepared:
+             templates: Path | None, signals: Any) -> Prepared:
+    """Read the target's state and plan, in a worker thread the main thread watches for Ctrl-C / SIGTERM.
+    Errors are raised as they are (the caller records and reports them)."""
     from toolkit.workflow import prepare
 
     cli_vars = parse_vars(var)
-    with user_errors():
-        prepared = prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates)
+    prepared = signals.wait_for(lambda: prepare(playbook, resolved, cli_vars, destroy=destroy, templates=templates),
+                                [resolved.target], f"reading the state of {resolved.target.describe()}")
     print_diagnostics(prepared.diagnostics)
     return prepared
+
+
+@contextmanager
+def _reading_state(find_out: str) -> Iterator[None]:
+    """Errors while reading the state and planning: user errors as usual; a stop (Ctrl-C, SIGTERM) says that
+    nothing was changed and exits 130 / 143."""
+    from toolkit.fleet.signals import exit_code
+    from toolkit.targets.waits import RUN
+
+    try:
+        with user_errors():
+            yield
+    except typer.Exit:
+        if RUN.stopping and RUN.reason != "timeout":
+            typer.echo(f"exkit: {RUN.reason}: stopped while reading the current state; nothing was changed. "
+                       f"{find_out}", err=True)
+            raise typer.Exit(exit_code(RUN.reason)) from None
+        raise
 
 
 @app.command()
@@ -668,16 +732,21 @@ def plan(
     fail_on_widening: Annotated[bool, typer.Option("--fail-on-widening", help="Exit 1 when a principal would gain "
                                                    "a mailbox outside the playbook's intent (implies --impact).")
                                 ] = False,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Show what apply would create, change or remove, with before → after values."""
     if limit is not None and (impact or fail_on_widening):
         _fail("--impact and --fail-on-widening plan one target at a time", 2)
     if limit is not None:
-        outcomes = _fleet("plan-destroy" if destroy else "plan", playbook, inventory, limit, forks, var, templates, output, rate, processes)
+        outcomes = _fleet("plan-destroy" if destroy else "plan", playbook, inventory, limit, forks, var, templates,
+                          output, rate, processes, timeout=timeout)
         failed = any(not o.ok for o in outcomes)
         raise typer.Exit(1 if failed else 2 if detailed_exitcode and any(o.pending for o in outcomes) else 0)
-    prepared = _prepare(playbook, _resolve(playbook, inventory, target), var, destroy, templates)
-    found = _impact(prepared, templates) if impact or fail_on_widening else None
+    resolved = _resolve(playbook, inventory, target)
+    find_out = _find_out(playbook, inventory, target)
+    with _operating(timeout, find_out) as signals, _reading_state(find_out):
+        prepared = _prepare(playbook, resolved, var, destroy, templates, signals)
+        found = _impact(prepared, templates) if impact or fail_on_widening else None
     if output == "json":
         typer.echo(report.as_json({"playbook": prepared.playbook.name, "target": prepared.target.name,
                                    **prepared.plan.as_dict(), **({"impact": found.as_dict()} if found else {})}))
@@ -714,50 +783,66 @@ def _plan_errors(prepared: Prepared) -> str:
             f"fail: {first.error} — fix the playbook or the target; nothing was changed")
 
 
-def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Path | None = None,
-         templates: Path | None = None, playbook_path: Path | None = None) -> None:
+def _refuse(record: Any, message: str, code: int = 1) -> NoReturn:
+    record.close("refused", error=message, exit_code=code)
+    _fail(message, code)
+
+
+def _run(prepared: Prepared, yes: bool, output: str, verb: str, record: Any, signals: Any, find_out: str,
+         report_path: Path | None = None, templates: Path | None = None) -> None:
+    from toolkit.fleet.lifecycle import before_changes, execute_recorded, what_is_known
+    from toolkit.fleet.signals import ExitNow, Stopped, exit_code
     from toolkit.render.engine import RenderError
+    from toolkit.targets.waits import RUN
     from toolkit.workflow import execute
 
     out = report.console()
     pin = prepared.target.pin  # with --reviewed: every script of this run was compared before connecting
     reviewed_sha = pin.scripts[verb] if pin else ""
-    if output != "json":
-        report.show_plan(out, prepared.plan, prepared.playbook.name, prepared.target.target.describe())
-    if prepared.plan.errors:
-        _fail(_plan_errors(prepared))
-    if prepared.plan.pending and not yes:
-        if not sys.stdin.isatty():
-            _fail(f"refusing to {verb} without confirmation on a non-interactive terminal: pass --yes")
-        if not typer.confirm(f"{verb.capitalize()} these changes?", default=False):
-            typer.echo("Nothing changed.", err=True)
-            raise typer.Exit(1)
-    found = _impact(prepared, templates) if report_path is not None else None  # the change board sees it too
+    record.data.update(reviewed_sha256=reviewed_sha or None, **(pin.record() if pin else {}))
+    with user_errors(), before_changes(record):
+        if output != "json":
+            report.show_plan(out, prepared.plan, prepared.playbook.name, prepared.target.target.describe())
+        if prepared.plan.errors:
+            _refuse(record, _plan_errors(prepared))
+        if prepared.plan.pending and not yes:
+            if not sys.stdin.isatty():
+                _refuse(record, f"refusing to {verb} without confirmation on a non-interactive terminal: pass --yes")
+            if not typer.confirm(f"{verb.capitalize()} these changes?", default=False):
+                record.close("refused", error="not confirmed", exit_code=1)
+                typer.echo("Nothing changed.", err=True)
+                raise typer.Exit(1)
+        found = _impact(prepared, templates) if report_path is not None else None  # the change board sees it
     typer.echo(f"Running script sha256 {prepared.script.sha256} on {prepared.target.target.describe()}", err=True)
-    from toolkit.fleet import records as runs
-
-    started = time.monotonic()
-    record = runs.new_record(command=verb, target=prepared.target.name, platform=prepared.target.target.platform,
-                             playbook=str(playbook_path) if playbook_path else "", playbook_name=prepared.playbook.name,
-                             playbook_sha256=(hashlib.sha256(playbook_path.read_bytes()).hexdigest()
-                                              if playbook_path else ""),
-                             script_sha256=prepared.script.sha256, reviewed_sha256=reviewed_sha or None,
-                             **(pin.record() if pin else {}))
     try:
-        result = execute(prepared)
-    except TargetError as exc:
-        runs.append({**record, "duration_s": round(time.monotonic() - started, 3), "exit_code": 1,
-                     "error": str(exc), "results": []})
+        result = execute_recorded(prepared, record, lambda: execute(prepared), signals)
+    except (Stopped, ExitNow, TargetError, ExkitError, RenderError) as exc:
+        status = record.data.get("status")
+        if status in ("interrupted", "timed-out"):
+            typer.echo(f"exkit: {status} ({RUN.reason or 'timeout'}): {exc}" if str(exc) != RUN.reason else
+                       f"exkit: {status} ({RUN.reason}) while the script ran on {prepared.target.target.describe()}",
+                       err=True)
+            for line in what_is_known(record.data, find_out):
+                typer.echo(line, err=True)
+            if isinstance(exc, ExitNow):
+                raise
+            raise typer.Exit(exit_code(RUN.reason) if status == "interrupted" else 1) from None
+        if isinstance(exc, Stopped | ExitNow):
+            raise
         _fail(str(exc))
-    runs.append({**record, "duration_s": round(time.monotonic() - started, 3), "exit_code": 0 if result.ok else 1,
-                 "results": [r.__dict__ for r in result.results], "notices": result.notices})
     if output == "json":
         typer.echo(report.as_json({
             "playbook": prepared.playbook.name, "target": prepared.target.name, "exit_code": result.exit_code,
             "script_sha256": result.script_sha256, "reviewed_sha256": reviewed_sha or None,
+            "run_id": record.id, "status": record.data.get("status"),
             "results": [r.__dict__ for r in result.results]}))
     else:
         report.show_results(out, result)
+    if record.data.get("status") == "interrupted":
+        typer.echo(f"exkit: interrupted ({RUN.reason}); the script had finished:", err=True)
+        for line in what_is_known(record.data, find_out):
+            typer.echo(line, err=True)
+        raise typer.Exit(exit_code(RUN.reason))
     if report_path is not None:
         from toolkit.workflow import verify_target
 
@@ -780,6 +865,28 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, report_path: Pat
         raise typer.Exit(1)
 
 
+def _single(verb: str, playbook: Path, inventory: Path | None, target: str | None, var: list[str] | None,
+            templates: Path | None, yes: bool, output: str, timeout: float | None,
+            report_file: Path | None = None, pins: Review | None = None) -> None:
+    """apply or destroy on one target: the record is started before the plan, so that a run refused (a review
+    mismatch included) or interrupted before any change is recorded too."""
+    from toolkit.fleet import records
+    from toolkit.fleet.lifecycle import before_changes
+
+    resolved = _resolve(playbook, inventory, target)
+    record = records.RunRecord(**records.invocation(verb, playbook, variables=parse_vars(var), templates=templates,
+                                                    inventory=inventory, target=resolved,
+                                                    reviewed=pins.folder if pins else None))
+    find_out = _find_out(playbook, inventory, target)
+    with _operating(timeout, find_out) as signals:
+        if pins is not None:
+            _pin(pins, playbook, [resolved], var, templates, record)
+        with resolved.target.session():  # the facts script, the apply script (and the report's snapshot): one connection
+            with _reading_state(find_out), before_changes(record):
+                prepared = _prepare(playbook, resolved, var, verb == "destroy", templates, signals)
+            _run(prepared, yes, output, verb, record, signals, find_out, report_file, templates)
+
+
 @app.command()
 def apply(
     playbook: Annotated[Path, typer.Argument(metavar="PLAYBOOK", autocompletion=complete_yaml, help="Playbook file.")],
@@ -798,18 +905,14 @@ def apply(
     forks: ForksOption = 8,
     rate: RateOption = None,
     processes: ProcessesOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Plan, confirm, and run the playbook's script on the target; print a per-resource summary."""
     pins = _review(reviewed, reviewed_ref, "apply", report_file)
     if limit is not None:
         _fleet_confirmed("apply", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes,
-                         pins, report_file)
-    resolved = _resolve(playbook, inventory, target)
-    if pins is not None:
-        _pin(pins, playbook, [resolved], var, templates)
-    with resolved.target.session():  # the facts script, the apply script (and the report's snapshot): one connection
-        _run(_prepare(playbook, resolved, var, False, templates), yes, output, "apply", report_file, templates,
-             playbook)
+                         pins, report_file, timeout)
+    _single("apply", playbook, inventory, target, var, templates, yes, output, timeout, report_file, pins)
 
 
 @app.command()
@@ -827,17 +930,14 @@ def destroy(
     processes: ProcessesOption = None,
     reviewed: ReviewedOption = None,
     reviewed_ref: ReviewedRefOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Remove what the playbook declares (plan, confirm, run the removal script)."""
     pins = _review(reviewed, reviewed_ref, "destroy")
     if limit is not None:
         _fleet_confirmed("destroy", playbook, inventory, limit, forks, var, templates, output, rate, processes, yes,
-                         pins)
-    resolved = _resolve(playbook, inventory, target)
-    if pins is not None:
-        _pin(pins, playbook, [resolved], var, templates)
-    with resolved.target.session():
-        _run(_prepare(playbook, resolved, var, True, templates), yes, output, "destroy", playbook_path=playbook)
+                         pins, timeout=timeout)
+    _single("destroy", playbook, inventory, target, var, templates, yes, output, timeout, pins=pins)
 
 
 @app.command()
@@ -854,6 +954,7 @@ def verify(
     processes: ProcessesOption = None,
     reviewed: ReviewedOption = None,
     reviewed_ref: ReviewedRefOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Check the effective result on the target: who holds what, on which scope, and nothing more; with a boundary in
     the inventory, that the tenant's grants reach nothing outside it. Exit 1 on failure."""
@@ -863,13 +964,15 @@ def verify(
     pins = _review(reviewed, reviewed_ref, "verify")
     if limit is not None:
         outcomes = _fleet("verify", playbook, inventory, limit, forks, var, templates, output, rate, processes,
-                          pins)
+                          pins, timeout)
         raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
     resolved, model = _target_and_playbook(playbook, inventory, target, var)
     if pins is not None:
         _pin(pins, playbook, [resolved], var, templates)
-    with user_errors():
-        checks = verify_target(model, resolved, templates)
+    find_out = _find_out(playbook, inventory, target)
+    with _operating(timeout, find_out) as signals, _reading_state(find_out):
+        checks = signals.wait_for(lambda: verify_target(model, resolved, templates), [resolved.target],
+                                  f"reading the state of {resolved.target.describe()}")
     if output == "json":
         typer.echo(report.as_json({"playbook": model.name, "target": resolved.name, "ok": all(c.ok for c in checks),
                                    "entra": entra_outcome(checks), "checks": [c.as_dict() for c in checks]}))
@@ -1107,16 +1210,19 @@ def runs_list(
     if output == "json":
         typer.echo(report.as_json(records))
         return
-    table = Table("id", "started (UTC)", "user", "command", "target", "playbook", "result", show_edge=False)
+    table = Table("id", "started (UTC)", "user", "command", "target", "playbook", "review", "result",
+                  show_edge=False)
     for record in records:
         counts: dict[str, int] = {}
-        for item in record.get("results", []):
-            counts[item.get("action", "?")] = counts.get(item.get("action", "?"), 0) + 1
-        outcome = ("ok" if record.get("exit_code") == 0 else "FAILED") + (
+        for item in record.get("changes") or record.get("results") or []:
+            action = item.get("outcome") or item.get("action", "?")
+            counts[action] = counts.get(action, 0) + 1
+        outcome = runs.status_of(record) + (
             ": " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) if counts else "")
+        pinned = "pinned" if record.get("pinned_to_review") or record.get("reviewed_sha256") else "-"
         table.add_row(*(Text(str(v)) for v in (record.get("id"), record.get("started"), record.get("user"),
                                                record.get("command"), record.get("target"),
-                                               record.get("playbook_name"), outcome)))
+                                               record.get("playbook_name"), pinned, outcome)))
     report.console().print(table)
 
 

@@ -53,6 +53,11 @@ class Switches:
     expire_tokens_after_calls: int = 0  # after this many successful calls, every issued token expires
     token_lifetime: int = 3600
     next_link_base: str = ""  # the base URL @odata.nextLink names (default: this server's)
+    # Faults of the network or of a hung service (the client's bounded waits are tested against them):
+    silent: bool = False  # read every request, never answer (identity and InvokeCommand alike)
+    hang_invoke: bool = False  # the token endpoint answers; InvokeCommand reads the request and never answers
+    answer_after: float = 0.0  # every InvokeCommand answer comes after this many seconds
+    drop_next: int = 0  # cut this many InvokeCommand replies in the middle (headers and half the body, then close)
 
 
 @dataclass
@@ -77,6 +82,7 @@ class LoopbackExchangeOnline:
         self.audiences: dict[str, str] = {}  # token → the resource it was issued for
         self.graph_roles: dict[str, set[str]] = {}  # Graph token → its roles claim (fixed at issue)
         self.lock = threading.Lock()
+        self.released = threading.Event()  # set on exit: requests held by a silent fault end then
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
@@ -89,6 +95,7 @@ class LoopbackExchangeOnline:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -242,7 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
     def owner(self) -> LoopbackExchangeOnline:
         return self.server.owner  # type: ignore[attr-defined]
 
-    def _json(self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def _json(self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None,
+              cut: bool = False) -> None:
         body = json.dumps(data).encode()
         self.send_response(status)
         for key, value in (headers or {}).items():
@@ -250,11 +258,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if cut:  # the connection drops in the middle of the reply
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(body)
+
+    def _hang(self) -> None:
+        """Never answer: hold the request until the server closes."""
+        self.owner.released.wait()
+        self.close_connection = True
 
     def do_GET(self) -> None:
         owner, parts = self.owner, urlsplit(self.path)
         path = parts.path
+        if owner.switches.silent:
+            return self._hang()
         if path.startswith("/graph/v1.0/"):
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             self._json(*owner.graph(token, path.removeprefix("/graph"), parts.query,
@@ -271,6 +291,11 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         parts = urlsplit(self.path)
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+        invoke = parts.path == f"/adminapi/beta/{owner.tenant}/InvokeCommand"
+        if owner.switches.silent or (invoke and owner.switches.hang_invoke):
+            return self._hang()
+        if invoke and owner.switches.answer_after:
+            owner.released.wait(owner.switches.answer_after)
         if parts.path == f"/{owner.tenant}/oauth2/v2.0/token":
             form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
             self._json(*owner.issue_token(form))
@@ -278,6 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             skip = int(parse_qs(parts.query).get("$skiptoken", ["0"])[0])
             status, data, headers = owner.invoke(token, json.loads(raw or b"{}"), skip)
-            self._json(status, data, headers)
+            with owner.lock:
+                cut, owner.switches.drop_next = owner.switches.drop_next > 0, max(0, owner.switches.drop_next - 1)
+            self._json(status, data, headers, cut=cut)
         else:
             self._json(404, {"error": {"code": "NotFound", "message": f"no route {parts.path}"}})

@@ -59,9 +59,10 @@ OPERATION_TIMEOUT_CODE = 2150858793
 @dataclass
 class Fault:
     """At the ``occurrence``-th request of ``action``: 'drop' (process it, then close without answering),
-    '500' (answer HTTP 500 without processing), 'delay' (hold Receive replies for ``seconds``), 'forget' (the
-    shell timed out just before: every shell is gone) or 'close' (answer, then close the connection, as HTTP.sys
-    does with an idle one)."""
+    '500' (answer HTTP 500 without processing), 'delay' (hold Receive replies for ``seconds``: the command runs
+    after that, unless Signal terminate stops it first), 'forget' (the shell timed out just before: every shell is
+    gone), 'close' (answer, then close the connection, as HTTP.sys does with an idle one), 'silent' (read the
+    request, never answer), 'slow' (answer after ``seconds``) or 'cut' (send half the reply, then close)."""
 
     action: str
     occurrence: int
@@ -80,6 +81,7 @@ class _Command:
     stdin_closed: bool = False
     result: tuple[bytes, bytes, int] | None = None
     hold_until: float = 0.0
+    terminated: threading.Event = field(default_factory=threading.Event)  # Signal terminate arrived
 
 
 class _SharedPortServer(ThreadingHTTPServer):
@@ -105,6 +107,8 @@ class LoopbackWinRM:
         self.certificates = {k.lower(): v for k, v in (certificates or {}).items()}
         self.require_encryption_over_http = require_encryption_over_http
         self.faults: list[Fault] = []
+        self.released = threading.Event()  # set on exit: requests held by a 'silent' fault end then
+        self.signals: list[str] = []  # the Code of every Signal received (…/signal/terminate)
         self.refuse_credentials = False
         self.counts: dict[str, int] = {}
         self.http_requests = 0
@@ -129,6 +133,7 @@ class LoopbackWinRM:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -450,6 +455,12 @@ class _Handler(BaseHTTPRequestHandler):
             owner.shells.clear()
         if fault is not None and fault.kind == "close":
             self.close_connection = True
+        if fault is not None and fault.kind == "silent":
+            owner.released.wait()
+            self.close_connection = True
+            return
+        if fault is not None and fault.kind == "slow":
+            owner.released.wait(fault.seconds)
         status, reply = self._dispatch(action, action_uri, message_id, root, fault)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
@@ -457,6 +468,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if encrypted:
             self._reply_encrypted(status, reply)
+        elif fault is not None and fault.kind == "cut":
+            self.send_response(status)
+            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply[: len(reply) // 2])
+            self.wfile.flush()
+            self.close_connection = True
         else:
             self._reply(status, reply)
 
@@ -541,15 +560,21 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "Receive":
             stream = root.find("s:Body/rsp:Receive/rsp:DesiredStream", namespaces=NS)
             command_id = stream.get("CommandId", "")  # type: ignore[union-attr]
-            command = commands[command_id]
+            command = commands.get(command_id)
+            if command is None:  # ended by Signal terminate before
+                return 500, _fault(2150858843, "InvalidSelectors", f"The command {command_id} was terminated.")
             if fault is not None and fault.kind == "delay":
                 command.hold_until = time.monotonic() + fault.seconds
             wait = command.hold_until - time.monotonic()
             if wait > 0 or (command.needs_stdin and not command.stdin_closed):
                 seconds = float(re.sub(r"[^0-9.]", "", timeout) or 20)
-                time.sleep(min(max(wait, 0.0), seconds))
-                return 500, _fault(OPERATION_TIMEOUT_CODE, "TimedOut", "The WS-Management service cannot complete "
-                                   "the operation within the time specified in OperationTimeout.")
+                # A Signal terminate on another connection ends the wait (the command never runs then).
+                if not command.terminated.wait(min(max(wait, 0.0), seconds)):
+                    return 500, _fault(OPERATION_TIMEOUT_CODE, "TimedOut", "The WS-Management service cannot "
+                                       "complete the operation within the time specified in OperationTimeout.")
+            if command.terminated.is_set():
+                # Unverified against real Windows: a Receive for a terminated command answers with a fault.
+                return 500, _fault(2150858843, "InvalidSelectors", f"The command {command_id} was terminated.")
             stdout, stderr, exit_code = owner.execute(command)
             streams = "".join(
                 f'<rsp:Stream Name="{name}" CommandId="{command_id}">{base64.b64encode(data).decode()}</rsp:Stream>'
@@ -563,7 +588,10 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, _envelope(action_uri, message_id, body)
         if action == "Signal":
             signal = root.find("s:Body/rsp:Signal", namespaces=NS)
-            commands.pop(signal.get("CommandId", "") if signal is not None else "", None)
+            owner.signals.append(root.findtext("s:Body/rsp:Signal/rsp:Code", namespaces=NS) or "")
+            stopped = commands.pop(signal.get("CommandId", "") if signal is not None else "", None)
+            if stopped is not None:
+                stopped.terminated.set()
             return 200, _envelope(action_uri, message_id, "<rsp:SignalResponse/>")
         if action == "Delete":
             owner.shells.pop(shell_id, None)

@@ -7,7 +7,6 @@ on Linux (see worker_processes).
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 from toolkit.errors import ExkitError
 from toolkit.fleet import records as runs
+from toolkit.fleet.lifecycle import execute_recorded
 from toolkit.inventory import ResolvedTarget
 from toolkit.playbook.diagnostics import PlaybookError
 from toolkit.render.engine import RenderError
@@ -129,21 +129,11 @@ def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, c
         return TargetOutcome(target.name, True, _boundary_word(target, True) + f"{number} {verb}, {counts['update']} "
                              f"to update, {counts['noop']} unchanged", pending, round(time.monotonic() - started, 3),
                              {"plan": prepared.plan.as_dict(), **checked})
-    record = runs.new_record(command=action, target=target.name, platform=target.target.platform,
-                             playbook=str(playbook), playbook_name=prepared.playbook.name,
-                             playbook_sha256=hashlib.sha256(playbook.read_bytes()).hexdigest(),
-                             script_sha256=prepared.script.sha256,
-                             reviewed_sha256=target.pin.scripts.get(action) if target.pin else None,
-                             **(target.pin.record() if target.pin else {}))
-    try:
-        result = execute(prepared)
-    except TargetError as exc:
-        runs.append({**record, "duration_s": round(time.monotonic() - started, 3), "exit_code": 1,
-                     "error": str(exc), "results": []})
-        raise
-    runs.append({**record, "duration_s": round(time.monotonic() - started, 3),
-                 "exit_code": 0 if result.ok else 1, "results": [r.__dict__ for r in result.results],
-                 "notices": result.notices})
+    record = runs.RunRecord(**runs.invocation(action, playbook, variables=cli_vars, templates=templates,
+                                              inventory=target.inventory, target=target),
+                            reviewed_sha256=target.pin.scripts.get(action) if target.pin else None,
+                            **(target.pin.record() if target.pin else {}))
+    result = execute_recorded(prepared, record, lambda: execute(prepared))
     summary = _boundary_word(target, True) + _count([r.action for r in result.results])
     if not result.ok:
         failed = result.failed[0] if result.failed else None

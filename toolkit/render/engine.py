@@ -252,14 +252,22 @@ def render_mode(playbook: Playbook, mode: Mode, *, templates: Templates = None,
     return render_script(playbook, state=state, templates=templates, connection=connection, target=target)
 
 
+def template_files(platform: str, templates: Templates = None) -> list[tuple[int, Path]]:
+    """Every template file a platform's render can read, in search order (override layers, then the built-ins), with
+    the index of its folder in that order."""
+    folders = [folder for layer in template_layers(templates) for folder in (layer / platform, layer)]
+    return [(index, path)
+            for index, folder in enumerate([*folders, builtin_templates_dir() / platform,
+                                            builtin_templates_dir() / "common"])
+            for path in (sorted(folder.glob("*.j2")) if folder.is_dir() else [])]
+
+
 def templates_digest(platform: str, templates: Templates = None) -> str:
     """sha256 over every template file a platform's render can read (override layers, then the built-ins), so a
     refusal can say "a template changed"."""
     digest = hashlib.sha256()
-    folders = [folder for layer in template_layers(templates) for folder in (layer / platform, layer)]
-    for index, folder in enumerate([*folders, builtin_templates_dir() / platform, builtin_templates_dir() / "common"]):
-        for path in sorted(folder.glob("*.j2")) if folder.is_dir() else []:
-            digest.update(f"{index}/{path.name}\0".encode() + path.read_bytes() + b"\0")
+    for index, path in template_files(platform, templates):
+        digest.update(f"{index}/{path.name}\0".encode() + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

@@ -23,7 +23,15 @@ import toolkit
 from toolkit.errors import ExkitError
 from toolkit.inventory import DEFAULT_TARGET, InventoryError, ResolvedTarget, choose_targets, resolve_target
 from toolkit.playbook.load import peek_platform
-from toolkit.render.engine import MODES, Mode, RenderedScript, render_mode, templates_digest
+from toolkit.render.engine import (
+    MODES,
+    Mode,
+    RenderedScript,
+    builtin_templates_dir,
+    render_mode,
+    template_files,
+    templates_digest,
+)
 from toolkit.resources import Resource
 from toolkit.resources.base import ALL_MAILBOXES, GRANT_KINDS, grant_text
 from toolkit.safe_paths import file_name_problem, remove_in, require_file_name, write_in
@@ -113,9 +121,10 @@ def _json_sha256(value: Any) -> str:
 
 
 def inputs_of(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any], layers: list[Path],
-              platform: str) -> dict[str, str]:
-    """The hash of each input of a render, so that a refusal names what changed."""
-    return {
+              platform: str, root: Path | None = None) -> dict[str, str]:
+    """The hash of each input of a render, so that a refusal names what changed — down to each template file
+    (``template <file>``: an override by its path from ``root``, a built-in as ``built-in <folder>/<name>``)."""
+    inputs = {
         "playbook": _sha256(playbook.read_bytes()),
         "variables": _json_sha256({**target.variables, **cli_vars}),
         "templates": templates_digest(platform, layers),
@@ -123,12 +132,24 @@ def inputs_of(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any], 
         "target": _json_sha256({"name": target.name, "platform": target.target.platform, "endpoint": target.endpoint,
                                 "group": target.group}),
     }
+    builtin = builtin_templates_dir()
+    for _, path in template_files(platform, layers):
+        shown = (f"built-in {path.parent.name}/{path.name}" if path.parent.parent == builtin
+                 else relative(path, root) if root is not None else path.as_posix())
+        inputs[f"template {shown}"] = _sha256(path.read_bytes())
+    return inputs
 
 
 def changed_inputs(reviewed: dict[str, Any], now: dict[str, str]) -> str:
-    differing = [name for name in ("playbook", "variables", "templates", "inventory", "target")
-                 if (reviewed or {}).get(name) != now.get(name)]
-    return ("changed since review: " + ", ".join(f"the {name}" for name in differing) if differing
+    reviewed = reviewed or {}
+    differing = [f"the {name}" for name in ("playbook", "variables", "inventory", "target")
+                 if reviewed.get(name) != now.get(name)]
+    if reviewed.get("templates") != now.get("templates"):
+        files = sorted({k for k in (*reviewed, *now) if k.startswith("template ")
+                        and reviewed.get(k) != now.get(k)})
+        named = [f.removeprefix("template ") for f in files] if any(k.startswith("template ") for k in reviewed) else []
+        differing.append("the templates" + (f" ({', '.join(named)})" if named else ""))
+    return ("changed since review: " + ", ".join(differing) if differing
             else "no input changed: this exkit renders differently from the one that rendered the reviewed folder")
 
 
@@ -140,7 +161,7 @@ def render_one(playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
     model, _ = load_for_target(playbook, target, cli_vars)
     layers = target.template_layers(templates)
     context = template_context(model, target, cli_vars)
-    inputs = inputs_of(playbook, target, cli_vars, layers, model.platform)
+    inputs = inputs_of(playbook, target, cli_vars, layers, model.platform, root)
     inventory = relative(target.inventory, root) if target.inventory else None
     return [Rendered(script_file(playbook.stem, target.name, mode), mode, relative(playbook, root), target.name,
                      target.target.platform, target.endpoint, inventory, inputs["playbook"], inputs,

@@ -12,7 +12,7 @@ command or an unknown parameter fails with ``line:col: …`` and nothing runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -187,6 +187,7 @@ class Interpreter:
         self.variables: dict[str, Any] = {}
         self.outcome = RunOutcome()
         self.stdin = dotnet.TextReader(stdin)  # [System.Console]::In
+        self.on_output: Callable[[str], None] | None = None  # each output line as it is written
 
     # ------------------------------------------------------------------------------------------- checking
     def check(self, text: str) -> Node:
@@ -229,6 +230,8 @@ class Interpreter:
         try:
             for value in self.run_statements(root):
                 self.outcome.output.append(to_string(value))
+                if self.on_output is not None:
+                    self.on_output(self.outcome.output[-1])
         except PSRuntimeError as exc:
             where = f"At line:{exc.line} char:{exc.column}" if exc.line else "At the script"
             self.outcome.errors.append(f"{exc.message}\n    {where}\n    + CategoryInfo: {exc.category}")

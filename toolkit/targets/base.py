@@ -81,6 +81,27 @@ class Target(ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
+    def where(self) -> dict[str, str]:
+        """For run records: the endpoint scripts or calls go to, and how (transport)."""
+        return {"endpoint": self.describe(), "transport": "local"}
+
+    # What happens to work that was running when the run was told to stop: WinRM scripts may have gone on
+    # ("unknown"); REST calls after the stop are never sent ("not started").
+    after_stop: str = "unknown"
+
+    def interrupt(self) -> None:
+        """Called from another thread once the run is told to stop: stop the remote work where the protocol
+        allows (e.g. WS-Management Signal terminate). Must return quickly; by default nothing to do."""
+
+    def note(self, result: ResourceResult) -> None:
+        """A connector reports each resource's result as soon as it is known, so that a run cut short still
+        records what was done."""
+        self.__dict__.setdefault("live_results", []).append(result)
+
+    @property
+    def known_results(self) -> list[ResourceResult]:
+        return list(self.__dict__.get("live_results", []))
+
     def prompts(self) -> bool:
         """Whether connecting asks for a secret on the terminal (a ``prompt`` reference)."""
         return False

@@ -22,14 +22,16 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_any,
 )
 
 from toolkit.render.engine import Connection, RenderedScript
 from toolkit.secrets import resolve
 from toolkit.targets import http_rules
-from toolkit.targets.base import RunResult, Target, TargetError, parse_output
+from toolkit.targets.base import RESULT_PREFIX, RunResult, Target, TargetError, parse_output
 from toolkit.targets.exchange_online_script import CallFailed, TenantScriptRunner
 from toolkit.targets.specs import ExchangeOnlineTargetSpec
+from toolkit.targets.waits import RUN, Wait
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ CLOUDS = {
 MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _T = TypeVar("_T")
+LOGIN_RETRY_PAUSE_S = 1.0
 
 
 class CmdletFailed(Exception):
@@ -69,20 +72,32 @@ class CmdletFailed(Exception):
 
 
 class _Transient(Exception):
-    def __init__(self, status: int, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}")
+    """A failure worth retrying: HTTP 408/429/5xx, or no answer (status 0: ``reason`` says why)."""
+
+    def __init__(self, status: int, retry_after: float | None, reason: str = "") -> None:
+        super().__init__(f"HTTP {status}" if status else reason)
         self.status = status
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class _Session(requests.Session):
-    """requests lets REQUESTS_CA_BUNDLE override Session.verify; an explicitly configured CA must win."""
+    """requests lets REQUESTS_CA_BUNDLE override Session.verify; an explicitly configured CA must win. With
+    ``timeout`` set, every request without its own timeout gets ``timeout()`` (msal passes none: it accepts a
+    session-wide timeout only for a session it builds itself, and that one would not honour our CA)."""
+
+    timeout: Any = None
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if isinstance(self.verify, str) and verify in (None, True):
             settings["verify"] = self.verify
         return settings
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        if self.timeout is not None and kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout()
+        return super().request(method, url, *args, **kwargs)
 
 
 class ExchangeOnlineTarget(Target):
@@ -97,14 +112,25 @@ class ExchangeOnlineTarget(Target):
                             "O365Default", str(spec.graph_endpoint or "").rstrip("/")))
         self._application: msal.ConfidentialClientApplication | None = None
         self.http = _Session()
+        self.login_http = _Session()  # msal's: every request bounded by the sign-in's Wait
+        self.login_http.timeout = self._login_timeout
+        self._login_wait: Wait | None = None
+        self._call_wait: Wait | None = None  # the call retrying() is working on
         if spec.ca_trust_path:
-            self.http.verify = str(self._path(spec.ca_trust_path))
+            self.http.verify = self.login_http.verify = str(self._path(spec.ca_trust_path))
         self._thumbprint = ""
         self.retries: list[str] = []
         self.calls = 0
 
     def describe(self) -> str:
         return f"Exchange Online tenant {self.spec.tenant} ({self.spec.cloud})"
+
+    # A REST call after the stop is never sent; only the call in flight may be unknown.
+    after_stop = "not started"
+
+    def where(self) -> dict[str, str]:
+        return {"endpoint": f"{self.cloud.exchange}/adminapi/beta/{self.spec.tenant}/InvokeCommand",
+                "login": f"{self.cloud.login}/{self.spec.tenant}", "transport": "rest"}
 
     def prompts(self) -> bool:
         return "prompt" in (self.spec.client_secret, self.spec.certificate_password)
@@ -159,17 +185,44 @@ class ExchangeOnlineTarget(Target):
         return {"private_key": pem_key, "thumbprint": self._thumbprint,
                 "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
 
+    def _login_timeout(self) -> tuple[float, float]:
+        """msal's requests (discovery, token) share the sign-in's bound: token_timeout in total."""
+        wait = self._login_wait or Wait(self._login_what(), self.spec.token_timeout, "token_timeout")
+        left = wait.timeout()
+        return min(self.spec.connect_timeout, left), left
+
+    def _login_what(self) -> str:
+        return f"the token endpoint {self.cloud.login}/{self.spec.tenant}"
+
+    def _signing_in(self, call: Any) -> Any:
+        """Run an msal call (discovery and token requests) bounded by token_timeout in total, each request's
+        connection and TLS handshake by connect_timeout: msal itself never gives up. A request that got no
+        answer is tried again while the bound leaves room."""
+        self._login_wait = wait = Wait(self._login_what(), self.spec.token_timeout, "token_timeout")
+        try:
+            while True:
+                try:
+                    return call()
+                except requests.exceptions.Timeout:
+                    if not wait.may_retry(LOGIN_RETRY_PAUSE_S):
+                        raise wait.expired() from None
+                RUN.stop.wait(LOGIN_RETRY_PAUSE_S)
+        except (ValueError, requests.exceptions.RequestException) as exc:
+            raise TargetError(f"cannot reach the sign-in endpoint of target {self.name!r} ({self._login_what()}): "
+                              f"{_short(exc)}") from None
+        except OSError as exc:  # e.g. ca_trust_path names no file
+            raise TargetError(f"target {self.name!r}: {exc}") from None
+        finally:
+            self._login_wait = None
+
     def _app(self) -> msal.ConfidentialClientApplication:
         if self._application is None:
-            try:
-                self._application = msal.ConfidentialClientApplication(
-                    self.spec.client_id, client_credential=self._credential(),
-                    authority=f"{self.cloud.login}/{self.spec.tenant}", http_client=self.http,
-                    instance_discovery=False if self.spec.cloud == "custom" else None,
-                    token_cache=msal.TokenCache())
-            except (ValueError, requests.exceptions.RequestException) as exc:
-                raise TargetError(f"cannot reach the sign-in endpoint of target {self.name!r}: "
-                                  f"{_short(exc)}") from None
+            credential = self._credential()
+            self._application = self._signing_in(lambda: msal.ConfidentialClientApplication(
+                self.spec.client_id, client_credential=credential,
+                authority=f"{self.cloud.login}/{self.spec.tenant}", http_client=self.login_http,
+                instance_discovery=False if self.spec.cloud == "custom" else None,
+                token_cache=msal.TokenCache()))
         return self._application
 
     def _token(self, refresh: bool = False, resource: str = "") -> str:
@@ -177,10 +230,8 @@ class ExchangeOnlineTarget(Target):
         app = self._app()
         if refresh:
             app.token_cache = msal.TokenCache()  # drop the rejected token; msal refreshes before expiry otherwise
-        try:
-            result = app.acquire_token_for_client(scopes=[f"{resource or self.cloud.exchange}/.default"])
-        except requests.exceptions.RequestException as exc:
-            raise TargetError(f"cannot reach the sign-in endpoint of target {self.name!r}: {_short(exc)}") from None
+        result = self._signing_in(lambda: app.acquire_token_for_client(
+            scopes=[f"{resource or self.cloud.exchange}/.default"]))
         if "access_token" not in result:
             description = str(result.get("error_description") or result.get("error") or "no token").splitlines()[0]
             raise TargetError(f"sign-in of app {self.spec.client_id} to tenant {self.spec.tenant} failed: "
@@ -204,41 +255,73 @@ class ExchangeOnlineTarget(Target):
         return values
 
     def _post(self, url: str, cmdlet: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.retrying(cmdlet, self._post_once, url, cmdlet, body)
+        return self.retrying(cmdlet, self._post_once, url, cmdlet, body,
+                             what=f"InvokeCommand {cmdlet} at {self.cloud.exchange}")
 
-    def retrying(self, label: str, call: Callable[..., _T], *args: Any) -> _T:
-        """Run ``call`` retrying what raises :class:`_Transient` (throttling, 5xx, lost connections) with a capped
-        backoff that honours Retry-After; each retry is recorded under ``label``. The Graph reader uses it too."""
-        def wait(state: RetryCallState) -> float:
+    def retrying(self, label: str, call: Callable[..., _T], *args: Any, what: str = "") -> _T:
+        """Run ``call`` retrying what raises :class:`_Transient` (throttling, 5xx, lost or cut connections) with a
+        capped backoff that honours Retry-After; each retry is recorded under ``label``. The attempts and pauses
+        share call_timeout and the run's --timeout: no retry starts whose pause ends past them, and each attempt's
+        read timeout is what is left (``request_timeout()``). The Graph reader uses it too."""
+        wait = Wait(what or label, self.spec.call_timeout, "call_timeout")
+
+        def pause(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
             backoff = min(self.spec.max_wait, 0.5 * 2 ** (state.attempt_number - 1))
             if isinstance(error, _Transient) and error.retry_after is not None:
                 backoff = min(self.spec.max_wait, error.retry_after)
-            self.retries.append(f"{label}: HTTP {getattr(error, 'status', '?')}, retried after {backoff:.2f} s")
             return backoff
 
-        retrying = Retrying(retry=retry_if_exception_type(_Transient), wait=wait,
-                            stop=stop_after_attempt(self.spec.max_retries + 1), reraise=True)
+        def note(state: RetryCallState) -> float:
+            backoff = pause(state)
+            error = state.outcome.exception() if state.outcome else None
+            self.retries.append(f"{label}: {error}, retried after {backoff:.2f} s")
+            return backoff
+
+        retrying = Retrying(retry=retry_if_exception_type(_Transient), wait=note, reraise=True,
+                            stop=stop_any(stop_after_attempt(self.spec.max_retries + 1),
+                                          lambda state: not wait.may_retry(pause(state))),
+                            sleep=RUN.stop.wait)  # a Ctrl-C ends a backoff pause at once
+        outer, self._call_wait = self._call_wait, wait
         try:
             return retrying(call, *args)
         except _Transient as exc:
-            raise TargetError(f"{label} on tenant {self.spec.tenant} still failed with HTTP {exc.status} after "
-                              f"{self.spec.max_retries} retries") from None
+            if RUN.stopping:
+                RUN.check(f"a retry of {label}")  # stopped between attempts: say so, not "still failed"
+            if exc.reason == "timeout":
+                raise wait.expired() from None
+            what = f"HTTP {exc.status}" if exc.status else exc.reason
+            raise TargetError(f"{label} on tenant {self.spec.tenant} still failed ({what}) after "
+                              f"{wait.attempts} attempt(s) over {wait.elapsed:.1f} s (max_retries "
+                              f"{self.spec.max_retries}, call_timeout {self.spec.call_timeout:g} s)") from None
+        finally:
+            self._call_wait = outer
+
+    def request_timeout(self) -> tuple[float, float]:
+        """(connect, read) timeout for the next attempt of the call being retried: what is left of its bound.
+        Raises TimedOut when nothing is left, Interrupted once the run is stopping (no further call is sent)."""
+        wait = self._call_wait or Wait("a call", self.spec.call_timeout, "call_timeout")
+        left = wait.timeout()
+        return min(self.spec.connect_timeout, left), left
 
     def _post_once(self, url: str, cmdlet: str, body: dict[str, Any], refreshed: bool = False) -> dict[str, Any]:
         self.throttle()
+        token = self._token(refresh=refreshed)
         headers = {
-            "Authorization": f"Bearer {self._token(refresh=refreshed)}", "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json",
             "X-CmdletName": cmdlet, "X-ResponseFormat": "json", "Prefer": "odata.maxpagesize=1000",
             "X-AnchorMailbox": f"APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{self.spec.tenant}",
             "X-ClientApplication": "exkit", "client-request-id": str(uuid.uuid4()),
         }
+        timeout = self.request_timeout()  # raises once the call's bound or the run's deadline has passed, or on a stop
         try:
-            response = self.http.post(url, json=body, headers=headers, timeout=900)
+            response = self.http.post(url, json=body, headers=headers, timeout=timeout)
         except requests.exceptions.SSLError as exc:
             raise TargetError(f"TLS with {self.cloud.exchange} failed: {_short(exc)}") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
-            raise _Transient(0, None) from None
+        except requests.exceptions.Timeout:
+            raise _Transient(0, None, "timeout") from None
+        except requests.exceptions.RequestException as exc:  # refused, reset, or dropped in the middle of a reply
+            raise _Transient(0, None, f"no complete answer ({_short(exc)})") from None
         self.calls += 1
         if response.status_code == 401 and not refreshed:
             return self._post_once(url, cmdlet, body, refreshed=True)
@@ -370,7 +453,12 @@ class ExchangeOnlineTarget(Target):
         """Run a rendered script in exkit's interpreter, each Exchange cmdlet sent to the tenant (see
         toolkit/targets/exchange_online_script.py); ``read_only`` sends no change."""
         runner = TenantScriptRunner(self._call, send_changes=not read_only)
-        outcome = runner.run(script)
+
+        def noted(line: str) -> None:  # each result as soon as it is known: a run cut short still records it
+            if not read_only and line.startswith(RESULT_PREFIX):
+                self.note(parse_output(line)[0][0])
+
+        outcome = runner.run(script, noted)
         stdout = "\n".join(outcome.output) + ("\n" if outcome.output else "")
         results, facts = parse_output(stdout)
         notices = runner.notes + ([f"{len(self.retries)} call(s) were retried after throttling or transient errors: "
@@ -423,7 +511,8 @@ def _cmdlet_error(cmdlet: str, status: int, data: dict[str, Any]) -> CmdletFaile
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
-    for marker in ("CERTIFICATE_VERIFY_FAILED", "Connection refused", "Name or service not known"):
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "Connection refused", "Name or service not known",
+                   "Connection reset", "IncompleteRead", "Remote end closed connection without response"):
         if marker in text:
             return marker
     return type(exc).__name__

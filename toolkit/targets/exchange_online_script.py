@@ -65,8 +65,9 @@ class TenantScriptRunner:
         self.calls = 0
         self.notes: list[str] = []
 
-    def run(self, script: str) -> RunOutcome:
+    def run(self, script: str, on_output: Callable[[str], None] | None = None) -> RunOutcome:
         interpreter = Interpreter({})
+        interpreter.on_output = on_output
         local = ExchangeCmdlets(self.org).commands()
         interpreter.commands.update({name.lower(): self._command(command) for name, command in local.items()})
         return interpreter.run(script)

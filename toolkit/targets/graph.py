@@ -64,11 +64,13 @@ class GraphReader:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
                    "client-request-id": str(uuid.uuid4())}
         try:
-            response = self.target.http.get(url, headers=headers, timeout=120)
+            response = self.target.http.get(url, headers=headers, timeout=self.target.request_timeout())
         except requests.exceptions.SSLError as exc:
             raise TargetError(f"TLS with {self.root} failed: {_short(exc)}") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
-            raise _Transient(0, None) from None
+        except requests.exceptions.Timeout:
+            raise _Transient(0, None, "timeout") from None
+        except requests.exceptions.RequestException as exc:  # refused, reset, or cut in the middle of a reply
+            raise _Transient(0, None, f"no complete answer ({_short(exc)})") from None
         self.calls += 1
         if response.status_code == 401 and not refreshed:
             return self._get_once(url, label, refreshed=True)

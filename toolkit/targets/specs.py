@@ -65,7 +65,9 @@ class ExchangeServerTargetSpec(BaseModel):
     server_cert_validation: Literal["validate", "ignore"] = "validate"
     message_encryption: Literal["auto", "always", "never"] = "auto"
     operation_timeout: int = Field(20, ge=1, description="WS-Management OperationTimeout, seconds.")
-    read_timeout: int = Field(30, ge=2, description="HTTP read timeout, seconds; must exceed operation_timeout.")
+    read_timeout: int = Field(30, ge=2, description="Longest wait for an answer from the server, seconds, in total "
+                                                     "over the retries of a request; must exceed operation_timeout.")
+    connect_timeout: float = Field(10.0, gt=0, description="TCP connect and TLS handshake, seconds.")
     proxy: str | None = Field(None, description="HTTP proxy URL for WinRM; none by default (environment proxy "
                                                 "variables are not read, as pywinrm recommends).")
     retries: int = Field(2, ge=0, le=10, description="Retries (with backoff) when connecting or starting the script "
@@ -143,6 +145,12 @@ class ExchangeOnlineTargetSpec(BaseModel):
                                                           "Entra consent from (without it, that check is not done).")
     ca_trust_path: str | None = Field(None, description="CA bundle for TLS validation (default: the system's).")
     max_retries: int = Field(8, ge=0, description="Retries of a throttled or failed call.")
+    connect_timeout: float = Field(10.0, gt=0, description="TCP connect and TLS handshake, seconds.")
+    token_timeout: float = Field(20.0, gt=0, description="Sign-in (the identity endpoint's discovery and token "
+                                                         "requests), seconds in total.")
+    call_timeout: float = Field(900.0, gt=0, description="Each InvokeCommand call, seconds in total over its retries "
+                                                         "(Microsoft documents a 15-minute timeout for REST-backed "
+                                                         "cmdlets).")
     max_wait: float = Field(60.0, gt=0, description="Longest single wait between retries, seconds.")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")

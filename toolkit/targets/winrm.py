@@ -10,8 +10,10 @@ scripts share one authenticated connection and one shell.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import re
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -31,9 +33,10 @@ from winrm.exceptions import (
 
 from toolkit.render.engine import Connection
 from toolkit.secrets import resolve
-from toolkit.targets.base import RunResult, Target, TargetError, parse_output
+from toolkit.targets.base import RESULT_PREFIX, RunResult, Target, TargetError, parse_output
 from toolkit.targets.kerberos import KerberosAuth, KerberosError, KerberosTransport, is_available
 from toolkit.targets.specs import ExchangeServerTargetSpec
+from toolkit.targets.waits import RUN, Interrupted, TimedOut, Wait
 
 try:
     from requests_credssp.exceptions import AuthenticationException, NTStatusException
@@ -66,6 +69,8 @@ STDIN_CHUNK = 64 * 1024  # well under pywinrm's MaxEnvelopeSize of 150 KB
 # A kept shell idle longer than this is not reused: HTTP.sys closes idle connections after 120 s by default, and
 # winrs shells time out after IdleTimeout (2 hours by default).
 SHELL_REUSE_S = 60.0
+# Signal terminate (and Delete) after a stop go over a fresh connection, each request bounded by this.
+SIGNAL_TIMEOUT_S = 5.0
 
 
 def stdin_payload(script: str, credential: tuple[str, str] | None = None) -> bytes:
@@ -112,9 +117,19 @@ def _delete_shell(shell: _Shell, close_session: bool = True) -> None:
 
 
 class _NotStarted(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, timed_out: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.timed_out = timed_out
+
+
+@dataclass
+class _Running:
+    """The command a script runs in, while it runs: what interrupt() stops."""
+
+    shell: _Shell
+    command_id: str
+    stopped: bool = False
 
 
 class WinRMTarget(Target):
@@ -125,9 +140,14 @@ class WinRMTarget(Target):
         self._keep_shell = False  # inside session()
         self._kept: _Shell | None = None
         self._resolved_password: str | None = None  # in memory only, resolved once (a prompt asks once)
+        self._running: _Running | None = None
+        self._running_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"Exchange Server {self.spec.endpoint} ({self.spec.transport})"
+
+    def where(self) -> dict[str, str]:
+        return {"endpoint": self.spec.endpoint, "transport": self.spec.transport}
 
     def prompts(self) -> bool:
         return self.spec.password == "prompt"
@@ -207,23 +227,28 @@ class WinRMTarget(Target):
                 _delete_shell(kept)
 
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
-        """Run the script; a failure before it started (connecting, opening the shell) is retried with backoff."""
+        """Run the script; a failure before it started (connecting, opening the shell) is retried with backoff.
+        The attempts and the pauses between them share read_timeout: the wait for an answer is bounded in total,
+        not per attempt, and no retry starts whose pause would end past the bound (or the run's --timeout)."""
         notices: list[str] = []
+        wait = Wait("WinRM Create (open a shell)", self.spec.read_timeout, "read_timeout")
         for attempt in range(self.spec.retries + 1):
+            RUN.check(f"the script on {self.spec.endpoint}")
             try:
-                result = self._run_once(script)
+                result = self._run_once(script, wait)
             except _NotStarted as exc:
-                if attempt == self.spec.retries:
-                    raise TargetError(exc.message) from None
                 pause = min(30.0, 0.5 * 2 ** attempt)
+                if attempt == self.spec.retries or not wait.may_retry(pause):
+                    tried = f" ({attempt + 1} attempts over {wait.elapsed:.1f} s)" if attempt else ""
+                    raise (TimedOut if exc.timed_out else TargetError)(exc.message + tried) from None
                 notices.append(f"{exc.message}; retried after {pause:.1f} s")
-                time.sleep(pause)
+                RUN.stop.wait(pause)  # a Ctrl-C ends the pause at once (the next check refuses to start)
                 continue
             result.notices = notices + result.notices
             return result
         raise AssertionError("unreachable")
 
-    def _run_once(self, script: str) -> RunResult:
+    def _run_once(self, script: str, wait: Wait) -> RunResult:
         self.throttle()
         kept, self._kept = self._kept, None
         if kept is not None and time.monotonic() - kept.last_used > SHELL_REUSE_S:
@@ -231,21 +256,33 @@ class WinRMTarget(Target):
             kept = None
         if kept is not None:
             try:
-                return self._run_in_shell(script, kept)
+                return self._run_in_shell(script, kept, wait)
             except _StaleShell:
                 # The kept shell or its connection is gone: a new one, without counting it as a retry. The old
                 # shell is deleted over the new connection (servers allow a user few shells: MaxShellsPerUser).
-                return self._run_in_shell(script, None, stale_shell_id=kept.shell_id)
-        return self._run_in_shell(script, None)
+                return self._run_in_shell(script, None, wait, stale_shell_id=kept.shell_id)
+        return self._run_in_shell(script, None, wait)
 
-    def _run_in_shell(self, script: str, kept: _Shell | None, stale_shell_id: str | None = None) -> RunResult:
+    def _request(self, protocol: winrm.Protocol, wait: Wait, operation: str, call: object, *args: object,
+                 **kwargs: object) -> object:
+        """One WS-Management request bounded by what is left of ``wait`` (connect: connect_timeout at most)."""
+        wait.what = f"WinRM {operation}"
+        left = wait.timeout()
+        protocol.transport.read_timeout_sec = (min(self.spec.connect_timeout, left), left)
+        result = call(*args, **kwargs)  # type: ignore[operator]
+        wait.answered()
+        return result
+
+    def _run_in_shell(self, script: str, kept: _Shell | None, wait: Wait,
+                      stale_shell_id: str | None = None) -> RunResult:
         sha = hashlib.sha256(script.encode()).hexdigest()
         stage = "connect" if kept is None else "start"
         shell = kept
         try:
             if shell is None:
                 protocol = self._protocol()
-                shell = _Shell(protocol, protocol.open_shell(codepage=65001))
+                shell = _Shell(protocol, self._request(protocol, wait, "Create (open a shell)",  # type: ignore[arg-type]
+                                                       protocol.open_shell, codepage=65001))
                 # pywinrm built its session on that first request, with the proxies (none, or spec.proxy) already
                 # on it: requests need not re-read every environment variable for each further request.
                 if protocol.transport.session is not None:
@@ -254,15 +291,21 @@ class WinRMTarget(Target):
                     _delete_shell(_Shell(protocol, stale_shell_id), close_session=False)
                 stage = "start"
             protocol, shell_id = shell.protocol, shell.shell_id
-            command_id = protocol.run_command(shell_id, "powershell.exe", BOOTSTRAP_ARGUMENTS)
+            command_id = self._request(protocol, wait, "Command (start the script)", protocol.run_command, shell_id,
+                                       "powershell.exe", BOOTSTRAP_ARGUMENTS)
+            with self._running_lock:
+                self._running = _Running(shell, str(command_id))
             payload = stdin_payload(script, self._second_hop_credential())
             chunks = [payload[i:i + STDIN_CHUNK] for i in range(0, len(payload), STDIN_CHUNK)] or [b""]
             for index, chunk in enumerate(chunks):
-                protocol.send_command_input(shell_id, command_id, chunk, end=index == len(chunks) - 1)
+                self._request(protocol, wait, "Send (the script)", protocol.send_command_input, shell_id,
+                              command_id, chunk, index == len(chunks) - 1)
             stage = "run"
-            stdout, stderr, exit_code = protocol.get_command_output(shell_id, command_id)
+            stdout, stderr, exit_code = self._receive(shell, str(command_id))
             stage = "close"
-            self._finish(shell, command_id)
+            with self._running_lock:
+                self._running = None
+            self._finish(shell, str(command_id))
         except KerberosError as exc:
             raise TargetError(exc.message) from None
         except _CREDSSP_ERRORS as exc:
@@ -274,18 +317,103 @@ class WinRMTarget(Target):
                               f"{reason}): check the username and the password reference") from None
         except (requests.exceptions.RequestException, WinRMError, WinRMOperationTimeoutError,
                 WinRMTransportError) as exc:
+            running = self._take_running()
+            if running is not None and stage == "run":
+                self._terminate(running)  # the script may still run there: stop it where the server can
             stale = isinstance(exc, (requests.exceptions.ConnectionError, InvalidCredentialsError, WSManFaultError))
             if stale and kept is not None and stage == "start" and not isinstance(exc, requests.exceptions.SSLError):
                 raise _StaleShell() from None
             if shell is not None and stage == "start" and not isinstance(exc, requests.exceptions.ConnectionError):
                 _delete_shell(shell)  # the server answered: it can delete the shell the script never started in
-            raise self._as_failure(exc, stage) from None
+            raise self._as_failure(exc, stage, wait) from None
+        except (Interrupted, TimedOut):
+            running = self._take_running()
+            if running is not None:
+                self._terminate(running)
+            raise
         out = stdout.decode("utf-8", "replace").replace("\r\n", "\n")
         err = decode_clixml(stderr.decode("utf-8", "replace"))
         results, facts = parse_output(out)
         return RunResult(exit_code, out, err, results, facts, sha)
 
-    def _as_failure(self, exc: BaseException, stage: str) -> Exception:
+    def _receive(self, shell: _Shell, command_id: str) -> tuple[bytes, bytes, int]:
+        """Receive until the command is done. Each Receive waits at most read_timeout for an answer (the server
+        answers within operation_timeout, with output or an OperationTimeout fault: both are answers); a stop
+        between Receives sends Signal terminate and raises Interrupted with what was received. Each resource's
+        result line is noted as it arrives."""
+        protocol = shell.protocol
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        pending = b""
+        while True:
+            if RUN.stopping:
+                raise self._stopped(stdout)
+            wait = Wait("WinRM Receive (the script's output)", self.spec.read_timeout, "read_timeout")
+            left = wait.timeout()
+            # The server must answer before the read timeout: its OperationTimeout stays below what is left.
+            protocol.operation_timeout_sec = max(1, min(self.spec.operation_timeout, int(left) - 1))
+            protocol.transport.read_timeout_sec = (min(self.spec.connect_timeout, left), left)
+            try:
+                out, err, exit_code, done = protocol.get_command_output_raw(shell.shell_id, command_id)
+            except WinRMOperationTimeoutError:
+                continue  # the script runs on and has printed nothing new
+            except requests.exceptions.Timeout:
+                raise TimedOut(self._lost("run", str(wait.expired()))) from None
+            except (WinRMError, WinRMTransportError, requests.exceptions.RequestException):
+                if RUN.stopping:  # the answer to a Receive cut short by Signal terminate
+                    raise self._stopped(stdout) from None
+                raise
+            finally:
+                protocol.operation_timeout_sec = self.spec.operation_timeout
+            stdout.append(out)
+            stderr.append(err)
+            pending += out
+            lines, _, pending = pending.rpartition(b"\n")
+            for line in lines.decode("utf-8", "replace").splitlines():
+                if line.strip().startswith(RESULT_PREFIX):
+                    for result in parse_output(line)[0]:
+                        self.note(result)
+            if done:
+                return b"".join(stdout), b"".join(stderr), exit_code
+
+    def _stopped(self, stdout: list[bytes]) -> Interrupted:
+        results = parse_output(b"".join(stdout).decode("utf-8", "replace"))[0]
+        return Interrupted(f"{self.spec.endpoint}: the script was stopped ({RUN.reason}; WS-Management Signal "
+                           f"terminate sent) after {len(results)} resource result(s); what it did after its last "
+                           "result is unknown: run exkit plan to see the state")
+
+    def _take_running(self) -> _Running | None:
+        with self._running_lock:
+            running, self._running = self._running, None
+        return running
+
+    def interrupt(self) -> None:
+        """From the thread handling Ctrl-C / SIGTERM: stop the running script now (Signal terminate, then Delete
+        of its shell) over a fresh connection, the worker's own being busy with its Receive."""
+        with self._running_lock:
+            running = self._running
+        if running is not None:
+            self._terminate(running)
+
+    def _terminate(self, running: _Running) -> None:
+        with self._running_lock:
+            if running.stopped:
+                return
+            running.stopped = True
+        original = running.shell.protocol
+        fresh = copy.copy(original)
+        fresh.transport = copy.copy(original.transport)
+        fresh.transport.session = None  # a new connection and authentication; the old one may be mid-request
+        fresh.transport.encryption = None
+        fresh.transport.read_timeout_sec = (min(self.spec.connect_timeout, SIGNAL_TIMEOUT_S), SIGNAL_TIMEOUT_S)
+        try:
+            fresh.cleanup_command(running.shell.shell_id, running.command_id)  # Signal …/signal/terminate
+        except (WinRMError, WinRMTransportError, WinRMOperationTimeoutError, requests.exceptions.RequestException,
+                AssertionError):
+            pass  # the server did not answer: what the script does now is unknown (said in the message)
+        _delete_shell(_Shell(fresh, running.shell.shell_id))
+
+    def _as_failure(self, exc: BaseException, stage: str, wait: Wait) -> Exception:
         """What a transport failure at ``stage`` means for the user (TargetError, or _NotStarted to retry)."""
         if isinstance(exc, requests.exceptions.SSLError):
             return TargetError(f"TLS with {self.spec.endpoint} failed: {_reason(exc)}. The server certificate must "
@@ -295,7 +423,7 @@ class WinRMTarget(Target):
             return TargetError(f"{self.spec.endpoint} refused the credentials of {who} (HTTP 401): check the "
                                "username and the password reference")
         if isinstance(exc, requests.exceptions.Timeout):
-            return self._failure(stage, f"no answer within read_timeout ({self.spec.read_timeout} s)")
+            return self._failure(stage, str(wait.expired()), timed_out=True)
         if isinstance(exc, WinRMOperationTimeoutError):
             return self._failure(stage, "the WinRM operation timed out")
         if isinstance(exc, WinRMTransportError):
@@ -316,11 +444,11 @@ class WinRMTarget(Target):
         else:
             _delete_shell(shell)
 
-    def _failure(self, stage: str, reason: str) -> Exception:
+    def _failure(self, stage: str, reason: str, timed_out: bool = False) -> Exception:
         """Before the script started, a transient failure may be retried; after, it must be reported."""
         if stage in ("connect", "start"):
-            return _NotStarted(self._lost(stage, reason))
-        return TargetError(self._lost(stage, reason))
+            return _NotStarted(self._lost(stage, reason), timed_out)
+        return (TimedOut if timed_out else TargetError)(self._lost(stage, reason))
 
     def _lost(self, stage: str, reason: str) -> str:
         where = self.spec.endpoint

@@ -33,6 +33,7 @@ Exchange's semantics, each with its source (../shared/reference/exchange.md, "Ef
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,10 +77,15 @@ class Scope:
     exclusive: bool = False
 
     def tree(self) -> opath.Node:
-        return opath.parse(self.filter)
+        return _parse(self.filter)
 
     def contains(self, recipient: Recipient) -> bool:
         return in_scope(self.tree(), self.recipient_root, recipient)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> opath.Node:
+    return opath.parse(text)
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,7 @@ class Organisation:
     entra: list[EntraGrant] = field(default_factory=list)
     membership_known: bool = True  # False: the recipients' source has no group membership (a Get-Recipient CSV)
     entra_read: bool = False  # True: the apps' Entra grants were read (Microsoft Graph); nothing is assumed then
+    memo: dict[Any, bool] = field(default_factory=dict, repr=False, compare=False)  # scope membership, computed once
     source: str = ""
 
     def copy(self) -> Organisation:
@@ -388,6 +395,15 @@ def effective_users(org: Organisation, assignment: Assignment) -> list[str]:
     return [assignment.assignee.lower()]
 
 
+def _contains(org: Organisation, scope: Scope, recipient: Recipient) -> bool:
+    """scope.contains(recipient), remembered per organisation state (scopes are immutable values)."""
+    key = (scope, recipient.address, recipient.distinguished_name)
+    found = org.memo.get(key)
+    if found is None:
+        found = org.memo[key] = scope.contains(recipient)
+    return found
+
+
 def can_write(org: Organisation, assignment: Assignment, recipient: Recipient,
               exclusive: list[Scope] | None = None) -> bool:
     """Does the assignment's write scope (or an app assignment's resource scope) contain the recipient?"""
@@ -397,13 +413,13 @@ def can_write(org: Organisation, assignment: Assignment, recipient: Recipient,
     if assignment.scope and scope is None:
         return False  # a scope that does not exist contains nothing
     if assignment.assignee_type == "ServicePrincipal":
-        return scope is None or scope.contains(recipient)
+        return scope is None or _contains(org, scope, recipient)
     if exclusive is None:
         exclusive = [s for s in org.scopes.values() if s.exclusive]
-    if any(s.contains(recipient) for s in exclusive):
-        return scope is not None and scope.exclusive and scope.contains(recipient)
+    if any(_contains(org, s, recipient) for s in exclusive):
+        return scope is not None and scope.exclusive and _contains(org, scope, recipient)
     if scope is not None:
-        return scope.contains(recipient)
+        return _contains(org, scope, recipient)
     if assignment.ou_scope:
         return recipient.distinguished_name.lower().endswith("," + assignment.ou_scope.lower())
     return True
@@ -457,8 +473,9 @@ def grant_reason(org: Organisation, assignment: Assignment) -> str:
     return f"{via}, assignment {assignment.name!r} on {_scope_words(org, assignment)}"
 
 
-def evaluate(org: Organisation) -> tuple[Access, dict[str, Principal]]:
-    """Every principal's reach over the organisation's mailboxes, per right, with the grants that give it."""
+def evaluate(org: Organisation, only: set[str] | None = None) -> tuple[Access, dict[str, Principal]]:
+    """Every principal's reach over the organisation's mailboxes, per right, with the grants that give it (``only``:
+    just these principal keys — a large organisation's other assignments are not walked)."""
     access: Access = {}
     principals: dict[str, Principal] = {}
     mailboxes = org.mailboxes()
@@ -473,13 +490,16 @@ def evaluate(org: Organisation) -> tuple[Access, dict[str, Principal]]:
     for assignment in org.assignments.values():
         if not assignment.enabled or assignment.delegating:
             continue
-        reached = [m for m in mailboxes if can_write(org, assignment, m, exclusive)]
-        reason = grant_reason(org, assignment)
         if assignment.assignee_type == "ServicePrincipal":
             app = org.applications.get(assignment.assignee.lower())
             users = [(f"app:{assignment.assignee.lower()}", app.name if app else assignment.assignee)]
         else:
             users = [(u, u) for u in effective_users(org, assignment)]
+        users = [(key, label) for key, label in users if only is None or key in only]
+        if not users:
+            continue
+        reached = [m for m in mailboxes if can_write(org, assignment, m, exclusive)]
+        reason = grant_reason(org, assignment)
         for key, label in users:
             principals.setdefault(key, Principal(key, label))
             access.setdefault((key, assignment.role), {})
@@ -491,12 +511,14 @@ def evaluate(org: Organisation) -> tuple[Access, dict[str, Principal]]:
         trustee = org.recipient(permission.user)
         users = org.group_members(permission.user) if trustee is not None and not trustee.is_mailbox else [
             permission.user]
-        for user in users:
+        for user in (u for u in users if only is None or u in only):
             add(user, user, "FullAccess", permission.mailbox, f"FullAccess on {permission.mailbox} "
                                                               f"(Add-MailboxPermission, trustee {permission.user})")
     for app_id, grants in _entra_grants(org).items():
         app = org.applications.get(app_id)
         key, label = f"app:{app_id}", app.name if app else app_id
+        if only is not None and key not in only:
+            continue
         allowed = _policy_filter(org, app_id)
         for grant in grants:
             right = f"{grant.permission} (Entra consent)" if not grant.assumed else ENTRA_RIGHT

@@ -106,16 +106,17 @@ def effective_access(playbook: Playbook, snapshot: Snapshot) -> list[Check]:
     if playbook.platform != "exchange-server" or not snapshot.recipients:
         return []
     org = access.from_snapshot(snapshot)
-    reach, principals = access.evaluate(org)
     declared = impact.principals_of(org, playbook)
+    reach, principals = access.evaluate(org, declared)
     intent = impact.intent_of(playbook)
     types = {r.address: r.type for r in org.recipients}
+    recipients = {r.address: r for r in org.recipients}
     checks = []
     for (key, right), mailboxes in sorted(reach.items()):
         if key not in declared or right not in MAILBOX_RIGHTS:
             continue
         subject = f"principal {principals[key].label!r}"
-        outside = sorted(m for m in mailboxes if types.get(m) not in intent)
+        outside = sorted(m for m in mailboxes if intent.outside(recipients.get(m)))
         counts = count_types([{"type": types.get(m)} for m in (outside or mailboxes)])
         kinds = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no mailbox"
         if outside:

@@ -11,7 +11,8 @@ members of groups, applications). Used by ``exkit diff`` (offline, a recipients 
 
 A **widening** is a principal gaining a mailbox outside the playbooks' intent: the types their scopes declare
 (``rooms: true`` → room mailboxes, ``equipment: true`` → equipment mailboxes), or room and equipment mailboxes when
-a playbook declares none (raw filters, ``all_mailboxes``). Each finding names the grant that causes it.
+a playbook declares none (raw filters, ``all_mailboxes``); and, when their scopes declare a RecipientRoot, below one of
+those OUs. Each finding names the grant that causes it.
 """
 
 from __future__ import annotations
@@ -116,16 +117,37 @@ class Impact:
 
 
 # ----------------------------------------------------------------------------------------------------- computing
-def intent_of(*playbooks: Any) -> frozenset[str]:
-    """The mailbox types the playbooks' scopes declare; room and equipment mailboxes when they declare none."""
+@dataclass(frozen=True)
+class Intent:
+    """What the playbooks mean to reach: mailbox types, and the OUs their scopes are rooted in (hosted tenants)."""
+
+    types: frozenset[str] = RESOURCE_TYPES
+    roots: frozenset[str] = frozenset()  # lower-case DNs; empty: anywhere
+
+    def outside(self, recipient: access.Recipient | None) -> bool:
+        if recipient is None:
+            return True
+        if recipient.type not in self.types:
+            return True
+        dn = recipient.distinguished_name.lower()
+        return bool(self.roots) and not any(dn.endswith("," + root) for root in self.roots)
+
+
+def intent_of(*playbooks: Any) -> Intent:
+    """The mailbox types the playbooks' scopes declare (room and equipment mailboxes when they declare none) and the
+    RecipientRoots they use: a mailbox outside every declared root is outside the intent, so a dropped RecipientRoot
+    that reaches another tenant's rooms is a widening."""
     types: set[str] = set()
+    roots: set[str] = set()
     for playbook in playbooks:
         for scope in getattr(playbook, "scopes", []) if playbook is not None else []:
             if scope.rooms:
                 types |= ROOM_TYPES
             if scope.equipment:
                 types.add("EquipmentMailbox")
-    return frozenset(types) or RESOURCE_TYPES
+            if scope.recipient_root:
+                roots.add(scope.recipient_root.lower())
+    return Intent(frozenset(types) or RESOURCE_TYPES, frozenset(roots))
 
 
 def principals_of(org: Organisation, playbook: Any) -> set[str]:
@@ -153,12 +175,13 @@ def _assignment_names(playbook: Any) -> list[str]:
     return names
 
 
-def compare(before: Organisation, after: Organisation, principals: set[str], intent: frozenset[str] = RESOURCE_TYPES,
+def compare(before: Organisation, after: Organisation, principals: set[str], intent: Intent = Intent(),
             source: str = "") -> Impact:
     """The access of ``principals`` in two states of an organisation (same recipients), right by right."""
-    before_access, before_names = access.evaluate(before)
-    after_access, after_names = access.evaluate(after)
+    before_access, before_names = access.evaluate(before, principals)
+    after_access, after_names = access.evaluate(after, principals)
     types = {r.address: r.type for r in after.recipients}
+    recipients = {r.address: r for r in after.recipients}
     total = len(after.mailboxes())
     labels = {**{k: p.label for k, p in before_names.items()}, **{k: p.label for k, p in after_names.items()}}
     rows = []
@@ -167,7 +190,7 @@ def compare(before: Organisation, after: Organisation, principals: set[str], int
         was = sorted(before_access.get((key, right), {}))
         now = after_access.get((key, right), {})
         row = Row(labels.get(key, key), right, was, sorted(now), types, total)
-        outside = [m for m in row.added if types.get(m) not in intent]
+        outside = [m for m in row.added if intent.outside(recipients.get(m))]
         if outside:
             rules = list(dict.fromkeys(reason for m in outside for reason in now[m]))
             row.finding = Finding(row.principal, right, row.counts(outside), rules[:3])

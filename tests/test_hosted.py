@@ -324,6 +324,7 @@ def test_fleet_apply_writes_one_report_for_the_fleet(cli, fleet, tmp_path):
     result = cli("apply", HOSTED, "-i", fleet, "--limit", "hosting", "--yes", "--report", page)
     assert result.exit_code == 1  # broken has no service_account
     text = page.read_text(encoding="utf-8")
+    assert page.stat().st_mode & 0o777 == 0o600
     assert "exkit apply report: " in text and "on 3 target(s)" in text
     assert "2 ok, 1 failed; boundary ok on 2; verify failed on 0" in text
     assert '<a href="#t-tailspin">tailspin</a></td><td>ok</td><td>ok</td><td>passed</td>' in text

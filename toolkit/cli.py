@@ -586,7 +586,8 @@ def _fleet_report(path: Path, action: str, playbook: Path, inventory: Path | Non
     with user_errors():
         from toolkit.safe_paths import write_file
 
-        write_file(path, render_fleet_page(page, path.suffix.lower() in (".html", ".htm")).encode("utf-8"))
+        write_file(path, render_fleet_page(page, path.suffix.lower() in (".html", ".htm")).encode("utf-8"),
+                   mode=0o600)  # like the run report: it names accounts and tenants
     typer.echo(f"wrote the fleet report {path}", err=True)
 
 

@@ -63,6 +63,13 @@ def test_required_variables_have_no_default_and_are_positioned_per_target(cli, f
     assert "required variable 'service_account' has no value for target 'tailspin'" in outcomes["tailspin"]["summary"]
 
 
+def test_inventory_show_gives_a_tenants_boundary_with_its_values_expanded(cli, fleet):
+    shown = json.loads(cli("inventory", "show", "tailspin", "-i", fleet).stdout)
+    assert shown["boundary"] == {"recipient_root": "OU=tailspin,OU=Hosting,DC=hoster,DC=local",
+                                 "domains": ["tailspin.example"]}
+    assert shown["same_organisation"] == ["fabrikam"]
+
+
 def test_a_required_variable_with_a_default_is_an_error(cli, write_playbook):
     path = write_playbook("""
         exkit: 1

@@ -1121,6 +1121,8 @@ def inventory_show(
         "where": resolved.target.describe(),
         "vars": {k: {"value": v, "from": resolved.sources[k]} for k, v in sorted(resolved.variables.items())},
         "templates": [str(p) for p in resolved.templates] + ["(built-in)"],
+        "boundary": resolved.boundary.model_dump(exclude_none=True) if resolved.boundary else None,
+        "same_organisation": sorted(resolved.neighbours),
         "precedence": "playbook vars < inventory vars < group vars < target vars < --var"}))
 
 

@@ -63,6 +63,13 @@ def test_required_variables_have_no_default_and_are_positioned_per_target(cli, f
     assert "required variable 'service_account' has no value for target 'tailspin'" in outcomes["tailspin"]["summary"]
 
 
+def test_inventory_show_gives_a_tenants_boundary_with_its_values_expanded(cli, fleet):
+    shown = json.loads(cli("inventory", "show", "tailspin", "-i", fleet).stdout)
+    assert shown["boundary"] == {"recipient_root": "OU=tailspin,OU=Hosting,DC=hoster,DC=local",
+                                 "domains": ["tailspin.example"]}
+    assert shown["same_organisation"] == ["fabrikam"]
+
+
 def test_a_required_variable_with_a_default_is_an_error(cli, write_playbook):
     path = write_playbook("""
         exkit: 1
@@ -324,6 +331,7 @@ def test_fleet_apply_writes_one_report_for_the_fleet(cli, fleet, tmp_path):
     result = cli("apply", HOSTED, "-i", fleet, "--limit", "hosting", "--yes", "--report", page)
     assert result.exit_code == 1  # broken has no service_account
     text = page.read_text(encoding="utf-8")
+    assert page.stat().st_mode & 0o777 == 0o600
     assert "exkit apply report: " in text and "on 3 target(s)" in text
     assert "2 ok, 1 failed; boundary ok on 2; verify failed on 0" in text
     assert '<a href="#t-tailspin">tailspin</a></td><td>ok</td><td>ok</td><td>passed</td>' in text

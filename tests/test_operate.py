@@ -24,6 +24,7 @@ from servers.silent import SilentServer
 from servers.winrm import Fault, LoopbackWinRM
 
 from toolkit.fleet import records as runs
+from toolkit.sandbox import org as store
 
 CLASSIC = REPO / "playbooks" / "classic.yaml"
 ROOMS = REPO / "playbooks" / "online-rooms.yaml"
@@ -398,3 +399,41 @@ def test_a_run_that_never_completed_is_listed_as_incomplete(cli, sandbox_state):
     listed = cli("runs", "list")
     assert "incomplete" in listed.stdout
     assert runs.read_all()[-1]["status"] == "incomplete"
+
+
+def test_sigterm_during_a_fleet_apply_stops_every_running_tenant(tmp_path, monkeypatch, env):
+    """Three tenants' apply scripts are held on the server when SIGTERM reaches exkit (its own pid only): each is
+    stopped with Signal terminate, recorded as interrupted with its changes unknown, and none ran."""
+    users = tmp_path / "ntlm-users"
+    users.write_text(f"CONTOSO:exkit-admin:{PASSWORD}\n", encoding="utf-8")
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))
+    names = ["a", "b", "c"]
+    with LoopbackWinRM(tmp_path / "unused.json", {USER: PASSWORD}, state_dir=tmp_path) as server:
+        # Receives 1-3 answer the facts scripts; 4-6, the apply scripts' first ones, are held for a minute.
+        server.faults += [Fault("Receive", n, "delay", seconds=60) for n in (4, 5, 6)]
+        inventory = tmp_path / "fleet.yaml"
+        inventory.write_text("targets:\n" + "".join(
+            f"  {name}: {{kind: exchange-server, host: 127.0.0.1, port: {server.port}, scheme: http, "
+            f"transport: ntlm, username: 'CONTOSO\\exkit-admin', password: 'env:EXKIT_WINRM_PASSWORD', "
+            f"connect: snapin, operation_timeout: 1, read_timeout: 5, path: /wsman/{name}}}\n" for name in names))
+        run = Exkit("apply", CLASSIC, "-i", inventory, "--limit", "*", "--forks", "3", "--processes", "1", "--yes",
+                    "--output", "json", env=env)
+        deadline = time.monotonic() + 60
+        while server.counts.get("Receive", 0) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(run.process.pid, signal.SIGTERM)
+        code, stdout, stderr, _ = run.finish()
+        terminated = [c for c in server.signals if c.endswith("/signal/terminate")]
+    assert code == 143, stderr
+    assert "3 interrupted" in stderr and "0 not started" in stderr, stderr
+    assert {o["status"] for o in json.loads(stdout)["targets"]} == {"interrupted"}
+    assert len(terminated) >= 3
+    recorded = runs.read_all()
+    assert sorted(r["target"] for r in recorded) == names
+    for record in recorded:
+        assert record["status"] == "interrupted"
+        assert {c["outcome"] for c in record["changes"]} == {"unknown"}
+    for name in names:  # the held scripts never ran (the facts scripts did: the state file exists)
+        organisation = store.load(tmp_path / f"{name}.json")
+        assert organisation.role_group("Room booking service accounts") is None
+        assert organisation.scope("Room mailboxes") is None

@@ -505,17 +505,13 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
            processes: int | None = None, reviewed: Review | None = None,
            timeout: float | None = None) -> list[Any]:
     """Run one playbook on many targets; print progress, a table per target (or JSON); return the outcomes."""
-    from rich.progress import Progress
     from rich.table import Table
     from rich.text import Text
 
-    from toolkit.fleet.run import FleetInterrupted, run_many
+    from toolkit.fleet.signals import exit_code
     from toolkit.inventory import select_targets
     from toolkit.playbook.load import peek_platform
     from toolkit.targets.waits import RUN
-
-    RUN.reset()
-    RUN.set_timeout(timeout)
 
     if inventory is None:
         _fail("--limit selects targets of an inventory: pass -i INVENTORY", 2)
@@ -525,22 +521,11 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
         _pin(reviewed, playbook, targets, var, templates)
     err = report.console(stderr=True)
     cli_vars = parse_vars(var)
-    interrupted = False
-    try:
-        if err.is_terminal:
-            with Progress(console=err, transient=True) as bar:
-                task = bar.add_task(f"{action} on {len(targets)} target(s)", total=len(targets))
-                outcomes = run_many(action, playbook, targets, cli_vars, templates, forks,  # type: ignore[arg-type]
-                                    lambda o, done, total: bar.advance(task), rate, processes)
-        else:
-            def line(outcome: Any, done: int, total: int) -> None:
-                typer.echo(f"[{done}/{total}] {outcome.target}: {'ok' if outcome.ok else 'FAILED'}: "
-                           f"{outcome.summary}", err=True)
-
-            outcomes = run_many(action, playbook, targets, cli_vars, templates, forks, line,  # type: ignore[arg-type]
-                                rate, processes)
-    except FleetInterrupted as stop:
-        interrupted, outcomes = True, stop.outcomes
+    find_out = f"To see the state now: exkit plan {playbook} -i {inventory} --limit '{limit}'"
+    with _operating(timeout, find_out) as signals:
+        signals.waiting = True  # the first signal stops the run in order (fleet/run.py), a second exits at once
+        outcomes, interrupted = _fleet_run(action, playbook, targets, cli_vars, templates, forks, rate, processes,
+                                           err)
     if output == "json":
         typer.echo(report.as_json({"action": action, "playbook": str(playbook),
                                    "targets": [o.as_dict() for o in outcomes]}))
@@ -557,11 +542,45 @@ def _fleet(action: str, playbook: Path, inventory: Path | None, limit: str, fork
         failed = sum(not o.ok for o in outcomes)
         report.console().print(Text(f"{len(outcomes) - failed} target(s) ok, {failed} failed.", style="bold"))
     if interrupted:
-        started = sum(not o.summary.startswith("not started") for o in outcomes)
-        typer.echo(f"exkit: interrupted: {started} target(s) ran to the end (those running were let finish), "
-                   f"{len(outcomes) - started} did not start", err=True)
-        raise typer.Exit(130)
+        stopped = [o for o in outcomes if o.details.get("status") == "interrupted"]
+        waiting = [o for o in outcomes if o.details.get("status") == "not started"]
+        typer.echo(f"exkit: {RUN.reason}: the run was stopped: {len(outcomes) - len(stopped) - len(waiting)} "
+                   f"target(s) done, {len(stopped)} interrupted (what they did is in their run records; unknown "
+                   f"where no answer came), {len(waiting)} not started. {find_out}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        code = exit_code(RUN.reason) if RUN.reason != "timeout" else 1
+        import os
+        import threading
+
+        if any(t.name.startswith("exkit") and t.is_alive() for t in threading.enumerate()):
+            os._exit(code)  # a thread still waits on the network: its record is completed; do not wait for it
+        raise typer.Exit(code)
     return outcomes
+
+
+def _fleet_run(action: str, playbook: Path, targets: list[Any], cli_vars: dict[str, Any], templates: Path | None,
+               forks: int, rate: float | None, processes: int | None, err: Any) -> tuple[list[Any], bool]:
+    """run_many with a progress bar on a terminal, else a line per finished target; (outcomes, interrupted)."""
+    from rich.progress import Progress
+
+    from toolkit.fleet.run import FleetInterrupted, run_many
+
+    try:
+        if err.is_terminal:
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task(f"{action} on {len(targets)} target(s)", total=len(targets))
+                return run_many(action, playbook, targets, cli_vars, templates, forks,  # type: ignore[arg-type]
+                                lambda o, done, total: bar.advance(task), rate, processes), False
+
+        def line(outcome: Any, done: int, total: int) -> None:
+            typer.echo(f"[{done}/{total}] {outcome.target}: {'ok' if outcome.ok else 'FAILED'}: "
+                       f"{outcome.summary}", err=True)
+
+        return run_many(action, playbook, targets, cli_vars, templates, forks, line,  # type: ignore[arg-type]
+                        rate, processes), False
+    except FleetInterrupted as stop:
+        return stop.outcomes, True
 
 
 def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit: str, forks: int,
@@ -608,7 +627,8 @@ def _fleet_report(path: Path, action: str, playbook: Path, inventory: Path | Non
     with user_errors():
         from toolkit.safe_paths import write_file
 
-        write_file(path, render_fleet_page(page, path.suffix.lower() in (".html", ".htm")).encode("utf-8"))
+        write_file(path, render_fleet_page(page, path.suffix.lower() in (".html", ".htm")).encode("utf-8"),
+                   mode=0o600)  # like the run report: it names accounts and tenants
     typer.echo(f"wrote the fleet report {path}", err=True)
 
 
@@ -1133,6 +1153,8 @@ def inventory_show(
         "where": resolved.target.describe(),
         "vars": {k: {"value": v, "from": resolved.sources[k]} for k, v in sorted(resolved.variables.items())},
         "templates": [str(p) for p in resolved.templates] + ["(built-in)"],
+        "boundary": resolved.boundary.model_dump(exclude_none=True) if resolved.boundary else None,
+        "same_organisation": sorted(resolved.neighbours),
         "precedence": "playbook vars < inventory vars < group vars < target vars < --var"}))
 
 

@@ -121,7 +121,12 @@ class ResolvedTarget:
         self.templates = templates or []
         self.sources = sources or {}
         self.boundary = boundary
-        self.neighbours = neighbours or {}
+        self._organisation = neighbours or {}  # shared by the targets of one organisation (may include this one)
+
+    @property
+    def neighbours(self) -> dict[str, Boundary]:
+        """The boundaries of the other targets of this target's organisation."""
+        return {name: b for name, b in self._organisation.items() if name != self.name}
 
     def template_layers(self, cli_templates: Path | None) -> list[Path]:
         """--templates (most specific), then the target's folder, then its group's; the built-ins come last."""
@@ -151,8 +156,8 @@ def resolve_target(inventory_path: Path | None, target_name: str | None,
         close = difflib.get_close_matches(target_name, list(entries), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" (targets: {', '.join(entries)})"
         raise InventoryError(f"no target {target_name!r} in {inventory_path}{hint}")
-    return _resolve(inventory, inventory_path, target_name, *entries[target_name],
-                    boundaries=boundaries(inventory, inventory_path))
+    bounds = boundaries(inventory, inventory_path)
+    return _resolve(inventory, inventory_path, target_name, *entries[target_name], bounds, _organisations(bounds))
 
 
 def _variables(inventory: Inventory, name: str, group_name: str | None,
@@ -177,6 +182,7 @@ def boundaries(inventory: Inventory, inventory_path: Path) -> dict[str, tuple[st
     from toolkit.render.bounded import BoundedEnvironment, render_text
 
     environment = BoundedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)  # sandboxed and bounded
+    compiled: dict[str, jinja2.Template] = {}  # a group's boundary is one text for all its targets: compile it once
     found: dict[str, tuple[str, Boundary]] = {}
     for name, (group_name, spec) in inventory.entries().items():
         group = inventory.groups.get(group_name) if group_name else None
@@ -187,7 +193,11 @@ def boundaries(inventory: Inventory, inventory_path: Path) -> dict[str, tuple[st
 
         def expand(text: str, _values: dict[str, Any] = values, _name: str = name) -> str:
             try:
-                return render_text(environment.from_string(text), **_values) if "{" in text else text
+                if "{" not in text:
+                    return text
+                if text not in compiled:
+                    compiled[text] = environment.from_string(text)
+                return render_text(compiled[text], **_values)
             except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
                 raise InventoryError(f"{inventory_path}: the boundary of target {_name!r}: {exc}") from None
 
@@ -199,6 +209,15 @@ def boundaries(inventory: Inventory, inventory_path: Path) -> dict[str, tuple[st
             raise InventoryError(f"{inventory_path}: the boundary of target {name!r}: {exc.message()}") from None
         found[name] = (boundary.organisation or _organisation(spec, inventory_path.parent), boundary)
     return found
+
+
+def _organisations(boundaries: dict[str, tuple[str, Boundary]]) -> dict[str, dict[str, Boundary]]:
+    """organisation → its targets' boundaries: one dict per organisation, shared by its targets (a fleet of N
+    tenants costs N, not N²)."""
+    grouped: dict[str, dict[str, Boundary]] = {}
+    for name, (organisation, boundary) in boundaries.items():
+        grouped.setdefault(organisation, {})[name] = boundary
+    return grouped
 
 
 def _organisation(spec: Any, base: Path) -> str:
@@ -215,13 +234,14 @@ def _organisation(spec: Any, base: Path) -> str:
 
 
 def _resolve(inventory: Inventory, inventory_path: Path, name: str, group_name: str | None,
-             spec: Any, boundaries: dict[str, tuple[str, Boundary]]) -> ResolvedTarget:
+             spec: Any, boundaries: dict[str, tuple[str, Boundary]],
+             organisations: dict[str, dict[str, Boundary]]) -> ResolvedTarget:
     base = inventory_path.parent
     group = inventory.groups.get(group_name) if group_name else None
     variables, sources = _variables(inventory, name, group_name, spec)
     templates = [base / t for t in (spec.templates, group.templates if group else None) if t]
     organisation, boundary = boundaries.get(name, ("", None))
-    neighbours = {other: b for other, (org, b) in boundaries.items() if org == organisation and other != name}
+    neighbours = organisations.get(organisation, {}) if boundary is not None else {}
     extra = {"group": group_name, "templates": templates, "sources": sources, "boundary": boundary,
              "neighbours": neighbours, "endpoint": _endpoint(spec), "inventory": inventory_path}
     limiters = (RateLimiter(spec.rate_limit),) if spec.rate_limit else ()
@@ -251,9 +271,10 @@ def select_targets(inventory_path: Path, limit: str | None = None, platform: str
     patterns = [p.strip() for p in (limit or "*").split(",") if p.strip()]
     chosen = []
     bounds = boundaries(inventory, inventory_path)
+    organisations = _organisations(bounds)
     for name, (group, spec) in inventory.entries().items():
         if any(fnmatch.fnmatchcase(name, p) or (group and fnmatch.fnmatchcase(group, p)) for p in patterns):
-            resolved = _resolve(inventory, inventory_path, name, group, spec, bounds)
+            resolved = _resolve(inventory, inventory_path, name, group, spec, bounds, organisations)
             if platform is None or resolved.target.platform == platform:
                 chosen.append(resolved)
     if not chosen:

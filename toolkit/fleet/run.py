@@ -14,20 +14,21 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import ExkitError
 from toolkit.fleet import records as runs
+from toolkit.fleet.signals import GRACE_S
 from toolkit.fleet.lifecycle import execute_recorded
 from toolkit.inventory import ResolvedTarget
 from toolkit.playbook.diagnostics import PlaybookError
 from toolkit.render.engine import RenderError
 from toolkit.targets.base import TargetError
+from toolkit.targets.waits import RUN
 from toolkit.workflow import execute, prepare
 
 Action = Literal["plan", "plan-destroy", "apply", "destroy", "verify"]
@@ -86,7 +87,10 @@ def _run_one(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: d
         return TargetOutcome(target.name, False, message, duration_s=round(time.monotonic() - started, 3),
                              details=details)
     except (ExkitError, TargetError, RenderError) as exc:
-        return TargetOutcome(target.name, False, str(exc), duration_s=round(time.monotonic() - started, 3))
+        outcome = TargetOutcome(target.name, False, str(exc), duration_s=round(time.monotonic() - started, 3))
+        if RUN.stopping:  # stopped by Ctrl-C / SIGTERM / --timeout while this target ran
+            outcome.details["status"] = "interrupted"
+        return outcome
 
 
 def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, cli_vars: dict[str, Any],
@@ -188,51 +192,57 @@ def run_many(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_
         shared = RateLimiter(rate / count, burst=max(1, min(forks // count, int(rate / count))))
         for target in targets:
             target.target.limiters = (*target.target.limiters, shared)
-    ctrl_c = _CtrlC()
-    with ctrl_c.counted():
-        if count > 1:
-            return _run_in_processes(action, playbook, targets, cli_vars, templates, forks, progress, count, ctrl_c)
-        return _run_in_threads(action, playbook, targets, cli_vars, templates, forks, progress, ctrl_c)
+    if count > 1:
+        return _run_in_processes(action, playbook, targets, cli_vars, templates, forks, progress, count)
+    return _run_in_threads(action, playbook, targets, cli_vars, templates, forks, progress)
 
 
-class _CtrlC:
-    """Ctrl-C during a run: the first asks it to start no more targets (those running finish), a second one
-    interrupts at once. Counted by a signal handler, so it is noticed wherever the main thread is."""
-
-    def __init__(self) -> None:
-        self.presses = 0
-
-    @contextmanager
-    def counted(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # only the main thread receives signals
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            self.presses += 1
-            if self.presses > 1:
-                raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGINT, handler)
+def _interrupt(targets: list[ResolvedTarget], indexes: set[int]) -> None:
+    """Ask each running target to stop its remote work (WinRM: Signal terminate; REST: no further call)."""
+    for index in indexes:
         try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+            targets[index].target.interrupt()
+        except Exception:  # noqa: BLE001 - stopping goes on for the other targets
+            pass
+
+
+def _waited_out(target: ResolvedTarget) -> TargetOutcome:
+    return TargetOutcome(target.name, False, f"interrupted: no answer within {GRACE_S:g} s of the stop; what was in "
+                         "flight is unknown: run exkit plan", details={"status": "interrupted"})
 
 
 def _run_in_threads(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
-                    templates: Path | None, forks: int, progress: Callable[[TargetOutcome, int, int], None] | None,
-                    ctrl_c: _CtrlC) -> list[TargetOutcome]:
+                    templates: Path | None, forks: int,
+                    progress: Callable[[TargetOutcome, int, int], None] | None) -> list[TargetOutcome]:
+    """A thread per fork. Once the run is told to stop (RUN.stop: the first Ctrl-C / SIGTERM, or --timeout), no
+    further target starts, the running ones are asked to stop their remote work and get GRACE_S seconds to say how
+    far they got; then the run reports every target (FleetInterrupted)."""
     outcomes: dict[int, TargetOutcome] = {}
+    running: set[int] = set()
+    lock = threading.Lock()
+
+    def job(index: int) -> TargetOutcome:
+        with lock:
+            running.add(index)
+        try:
+            return _run_one_safely(action, playbook, targets[index], cli_vars, templates)
+        finally:
+            with lock:
+                running.discard(index)
+
     pool = ThreadPoolExecutor(max_workers=max(1, forks), thread_name_prefix="exkit")
+    stopped_at: float | None = None
     try:
-        futures = {pool.submit(_run_one_safely, action, playbook, t, cli_vars, templates): i
-                   for i, t in enumerate(targets)}
-        pending, stopped = set(futures), False
+        futures = {pool.submit(job, i): i for i in range(len(targets))}
+        pending = set(futures)
         while pending:
-            if ctrl_c.presses and not stopped:
-                pool.shutdown(wait=False, cancel_futures=True)  # no new targets; the running ones finish
-                stopped = True
+            if RUN.stopping and stopped_at is None:
+                stopped_at = time.monotonic()
+                pool.shutdown(wait=False, cancel_futures=True)  # no new targets
+                with lock:
+                    _interrupt(targets, set(running))
+            if stopped_at is not None and time.monotonic() - stopped_at > GRACE_S:
+                break  # the rest get no more time: their outcome is unknown
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             pending = {f for f in pending if not f.cancelled()}  # wait() never counts a cancelled future as done
             for future in done:
@@ -241,15 +251,21 @@ def _run_in_threads(action: Action, playbook: Path, targets: list[ResolvedTarget
                 outcomes[futures[future]] = outcome = future.result()
                 if progress is not None:
                     progress(outcome, len(outcomes), len(targets))
+        for future in pending:
+            outcomes[futures[future]] = _waited_out(targets[futures[future]])
+        if pending:
+            runs.close_open("interrupted", f"{RUN.reason}: no answer within {GRACE_S:g} s of the stop; what was "
+                                              "in flight is unknown")
     finally:
-        pool.shutdown(wait=True)
-    if ctrl_c.presses:
+        pool.shutdown(wait=stopped_at is None)  # after a stop, a thread still waiting on the network is left behind
+    if RUN.stopping:
         raise FleetInterrupted(_with_not_started(targets, outcomes))
     return [outcomes[i] for i in range(len(targets))]
 
 
 class FleetInterrupted(Exception):
-    """Ctrl-C during a fleet run: the targets that were running finished; the others did not start."""
+    """The fleet run was stopped (Ctrl-C, SIGTERM, --timeout): every target's outcome, the ones that never started
+    included."""
 
     def __init__(self, outcomes: list[TargetOutcome]) -> None:
         super().__init__("interrupted")
@@ -257,18 +273,20 @@ class FleetInterrupted(Exception):
 
 
 def _with_not_started(targets: list[ResolvedTarget], outcomes: dict[int, TargetOutcome]) -> list[TargetOutcome]:
-    return [outcomes.get(i) or TargetOutcome(t.name, False, "not started: the run was interrupted")
+    return [outcomes.get(i) or TargetOutcome(t.name, False, "not started: the run was interrupted",
+                                             details={"status": "not started"})
             for i, t in enumerate(targets)]
 
 
 def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
                       templates: Path | None, forks: int, progress: Callable[[TargetOutcome, int, int], None] | None,
-                      count: int, ctrl_c: _CtrlC) -> list[TargetOutcome]:
+                      count: int) -> list[TargetOutcome]:
     """Forked worker processes, each with its share of the forks as threads, take targets from one queue (a slow
     tenant holds up nobody) and send each outcome back over their own pipe. A worker that dies fails only the
     targets it had started; the others take what is left."""
     context = multiprocessing.get_context("fork")  # the workers inherit the resolved targets: nothing is re-read
-    stopping = context.Event()  # set on Ctrl-C: the workers finish their running targets and take no more
+    stopping = context.Event()  # set on a stop: the workers stop their running targets and take no more
+    reason = context.Array("c", 16)  # why: SIGINT, SIGTERM or timeout
     tasks: Any = context.Queue()
     for index in range(len(targets)):
         tasks.put(index)
@@ -280,7 +298,7 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
         receiving, sending = context.Pipe(duplex=False)
         worker = context.Process(target=_worker, name=f"exkit-worker-{number}", daemon=True,
                                  args=(action, playbook, targets, cli_vars, templates, threads, tasks, sending,
-                                       stopping))
+                                       stopping, reason))
         worker.start()
         sending.close()  # the worker holds the only sending end: its exit reads as end-of-file here
         workers.append(worker)
@@ -297,10 +315,17 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
         return TargetOutcome(targets[index].name, False, "the worker process running this target stopped (exit "
                              f"code {exit_code}); some resources may have been applied: run exkit plan")
 
+    stopped_at: float | None = None
     try:
         while pipes:
-            if ctrl_c.presses and not stopping.is_set():
-                stopping.set()  # a second Ctrl-C raises KeyboardInterrupt: the workers are killed below
+            if RUN.stopping and not stopping.is_set():
+                reason.value = RUN.reason.encode()[:16]
+                stopping.set()  # the workers stop their targets; a second signal ends them at once (below)
+                stopped_at = time.monotonic()
+            if stopped_at is not None and time.monotonic() - stopped_at > GRACE_S + 2:
+                for index in list(running):
+                    record(index, _waited_out(targets[index]))
+                break  # the workers closed their open records when their own grace ran out
             for pipe in multiprocessing.connection.wait(list(pipes), timeout=0.2):
                 try:
                     kind, index, outcome = pipe.recv()  # type: ignore[union-attr]
@@ -316,7 +341,7 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
                 else:
                     running.pop(index, None)
                     record(index, outcome)
-        if ctrl_c.presses:
+        if RUN.stopping:
             raise FleetInterrupted(_with_not_started(targets, outcomes))
         for index in range(len(targets)):  # taken by a worker that died before saying it started them
             if index not in outcomes:
@@ -324,20 +349,34 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
     finally:
         for worker in workers:
             if worker.is_alive():
+                os.kill(worker.pid, signal.SIGUSR1)  # type: ignore[arg-type]  # complete its records, exit now
+                worker.join(timeout=2)
+            if worker.is_alive():
                 worker.kill()
             worker.join()
     return [outcomes[i] for i in range(len(targets))]
 
 
 def _worker(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_vars: dict[str, Any],
-            templates: Path | None, threads: int, tasks: Any, pipe: Any, stopping: Any) -> None:
+            templates: Path | None, threads: int, tasks: Any, pipe: Any, stopping: Any, reason: Any) -> None:
     """A worker process: ``threads`` threads take target indexes from ``tasks`` until a stop sign (None), or until
-    the parent sets ``stopping``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    the parent sets ``stopping``: then the running targets are asked to stop their remote work, and after GRACE_S
+    the records still open are completed and the worker exits. SIGUSR1 from the parent (a second Ctrl-C) completes
+    the open records and exits at once."""
+    # Ctrl-C and a SIGTERM to the process group reach every process: the parent decides and tells the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def exit_now(signum: int, frame: Any) -> None:
+        runs.close_open("interrupted", "exkit was ended at once (a second signal); what was in flight is unknown")
+        os._exit(130)
+
+    signal.signal(signal.SIGUSR1, exit_now)
     # Fresh standard streams: a lock one of the parent's threads held at fork() time must not block a warning here.
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — outcomes go to the parent; nothing is printed here
     sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
     sending = threading.Lock()
+    running: set[int] = set()
 
     def send(message: tuple[str, int, TargetOutcome | None]) -> None:
         with sending:
@@ -346,8 +385,24 @@ def _worker(action: Action, playbook: Path, targets: list[ResolvedTarget], cli_v
     def loop() -> None:
         while (index := tasks.get()) is not None and not stopping.is_set():
             send(("started", index, None))
-            send(("done", index, _run_one_safely(action, playbook, targets[index], cli_vars, templates)))
+            with sending:
+                running.add(index)
+            outcome = _run_one_safely(action, playbook, targets[index], cli_vars, templates)
+            with sending:
+                running.discard(index)
+            send(("done", index, outcome))
 
+    def watch() -> None:
+        stopping.wait()
+        RUN.request_stop(reason.value.decode() or "SIGINT")
+        with sending:
+            _interrupt(targets, set(running))
+        time.sleep(GRACE_S)
+        runs.close_open("interrupted", f"{RUN.reason}: no answer within {GRACE_S:g} s of the stop; what was in "
+                                       "flight is unknown")
+        os._exit(130)
+
+    threading.Thread(target=watch, name="exkit-stop", daemon=True).start()
     pool = [threading.Thread(target=loop, name=f"exkit-{i}") for i in range(threads)]
     for thread in pool:
         thread.start()

@@ -31,6 +31,8 @@ def test_apply_again_unchanged_destroy_back_to_seed(cli, sandbox_state, playbook
     second = cli("apply", playbook, "--yes", "--output", "json", *values)
     assert second.exit_code == 0
     assert {action for _, action in results(second.stdout)} == {"unchanged"}
+    verified = cli("verify", playbook, *values)
+    assert verified.exit_code == 0, verified.stdout
 
     destroy = cli("destroy", playbook, "--yes", "--output", "json", *values)
     assert destroy.exit_code == 0, destroy.stderr
@@ -182,3 +184,29 @@ def test_migrate_for_ews_products_warns_of_the_retirement(cli):
     ews = cli("migrate", REPO / "playbooks" / "classic.yaml", "--api", "ews")
     assert "role: Application EWS.AccessAsApp" in ews.stdout
     assert "switched off on 1 April 2027" in ews.stderr and "WARNING: EWS" in ews.stdout
+
+
+def test_a_failed_read_is_not_an_absent_object(cli, sandbox_state):
+    """A throttled or denied Get-* is not "does not exist" (Microsoft365DSC #6936): the probe fails with the real
+    error, and no New-* runs for an object that is there."""
+    classic = REPO / "playbooks" / "classic.yaml"
+    assert cli("apply", classic, "--yes").exit_code == 0
+    organisation = store.load(sandbox_state)
+    organisation.failing_reads["room mailboxes"] = "The server is busy: the request was throttled (ADTransient)."
+    store.save(sandbox_state, organisation)
+    before = sandbox_state.read_text()
+    plan = cli("plan", classic)
+    assert plan.exit_code == 1
+    assert "the request was throttled" in plan.stderr and "Traceback" not in plan.stderr
+    assert cli("apply", classic, "--yes").exit_code == 1
+    assert sandbox_state.read_text() == before  # nothing created twice, nothing changed
+    # the apply script on its own (run by hand, or by a server): the block fails, it does not create a duplicate
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import render_script
+    from toolkit.targets.sandbox import SandboxTarget
+
+    model, _ = require_playbook(classic)
+    ran = SandboxTarget(sandbox_state).run_script(render_script(model).text)
+    assert [(r.kind, r.action) for r in ran.results] == [("ManagementScope", "failed")]
+    assert "throttled" in ran.results[0].error
+    assert [s.name for s in store.load(sandbox_state).management_scopes].count("Room mailboxes") == 1

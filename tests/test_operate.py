@@ -229,6 +229,14 @@ def test_a_silent_winrm_server_ends_within_read_timeout_with_a_truthful_message(
         result.stderr
 
 
+def test_winrm_cut_and_slow_replies_before_the_script_are_retried_within_read_timeout(cli, winrm):
+    server, inventory = winrm
+    server.faults += [Fault("Create", 1, "cut"), Fault("Command", 1, "slow", seconds=1.0)]
+    result = cli("plan", CLASSIC, "-i", inventory, "-t", "lab", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    assert server.counts["Create"] == 2  # the cut reply was retried; the slow one was waited for (1 s < 3 s)
+
+
 def test_winrm_silent_during_the_script_times_out_records_and_signals_terminate(cli, winrm):
     server, inventory = winrm
     server.faults.append(Fault("Receive", 2, "silent"))  # the facts script is answered; the apply script is not
@@ -283,6 +291,21 @@ def test_sigterm_while_reading_the_state_says_nothing_changed(winrm, env):
     record = last_record()
     assert record["status"] == "interrupted" and "SIGTERM" in record["error"]
     assert not server.state_path.exists()  # no script changed anything
+
+
+def test_sigint_during_verify_says_nothing_changed(winrm, env):
+    server, inventory = winrm
+    server.faults.append(Fault("Receive", 1, "delay", seconds=60))  # verify's snapshot script is held
+    run = Exkit("verify", CLASSIC, "-i", inventory, "-t", "lab", env=env)
+    deadline = time.monotonic() + 30
+    while server.counts.get("Receive", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.signal(signal.SIGINT)
+    code, _, stderr, _ = run.finish()
+    assert code == 130, stderr
+    assert "stopped while reading the current state; nothing was changed" in stderr, stderr
+    assert any(c.endswith("/signal/terminate") for c in server.signals)
+    assert runs.read_all() == []  # verify changes nothing: no run record
 
 
 def test_sigint_at_the_confirmation_prompt(sandbox_state, env):

@@ -466,9 +466,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if encrypted:
-            self._reply_encrypted(status, reply)
-        elif fault is not None and fault.kind == "cut":
+        if fault is not None and fault.kind == "cut":
             self.send_response(status)
             self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
             self.send_header("Content-Length", str(len(reply)))
@@ -476,6 +474,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply[: len(reply) // 2])
             self.wfile.flush()
             self.close_connection = True
+            return  # (encrypted or not: the client gets half a reply)
+        if encrypted:
+            self._reply_encrypted(status, reply)
         else:
             self._reply(status, reply)
 

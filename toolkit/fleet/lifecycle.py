@@ -108,6 +108,5 @@ def what_is_known(data: dict[str, object], find_out: str) -> list[str]:
     lines = [f"  {name}: {len(items)}" + (": " + "; ".join(items[:10]) + (" …" if len(items) > 10 else "")
                                          if items else "")
              for name, items in groups.items() if items or name != "failed"]
-    lines.append(f"  run record {data.get('id')} (exkit runs show {data.get('id')}); to see the state now: "
-                 f"{find_out}")
+    lines.append(f"  run record {data.get('id')} (exkit runs show {data.get('id')}). {find_out}")
     return lines

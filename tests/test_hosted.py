@@ -385,3 +385,6 @@ def test_check_names_the_template_that_made_a_script_stale(cli, fleet, tmp_path,
     assert stale.exit_code == 1
     assert "changed since review: the templates (../templates-hosting/role_group.ps1.j2))" in stale.stderr
     assert "review: the playbook" not in stale.stderr
+    one = cli("check", out, "--limit", "fab*")  # only one tenant's scripts
+    assert one.exit_code == 1 and "hosted-tenant.fabrikam.ps1: stale" in one.stderr and "tailspin" not in one.stderr
+    assert "tailspin" not in cli("check", out, "-t", "fabrikam").stderr

@@ -364,14 +364,17 @@ def check(
                                 ] = False,
     base: Annotated[str | None, typer.Option("--base", metavar="REV", help="With --fail-on-widening: compare with "
                                              "this git revision (default: any reach outside the intent).")] = None,
+    target: TargetsOption = None,
+    limit: SelectOption = None,
 ) -> None:
-    """For CI: fail when the committed scripts are stale relative to the playbooks. Run from the repository root."""
+    """For CI: fail when the committed scripts are stale relative to the playbooks (each target's script rendered
+    with its values; -t / --limit: only those targets'). Run from the repository root."""
     from toolkit.render import review
 
     if fail_on_widening and recipients is None:
         _fail("--fail-on-widening needs --recipients FILE.csv (the mailboxes the impact is computed over)", 2)
     with user_errors():
-        problems = review.check(folder, parse_vars(var))
+        problems = review.check(folder, parse_vars(var), target, limit)
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:

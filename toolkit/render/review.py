@@ -21,7 +21,14 @@ from typing import Any
 
 import toolkit
 from toolkit.errors import ExkitError
-from toolkit.inventory import DEFAULT_TARGET, InventoryError, ResolvedTarget, choose_targets, resolve_target
+from toolkit.inventory import (
+    DEFAULT_TARGET,
+    InventoryError,
+    ResolvedTarget,
+    choose_targets,
+    resolve_target,
+    select_targets,
+)
 from toolkit.playbook.load import peek_platform
 from toolkit.render.engine import (
     MODES,
@@ -264,16 +271,21 @@ def reviewed_bytes(directory: Path, file: str) -> bytes | None:
     return path.read_bytes().removeprefix(BOM)
 
 
-def check(directory: Path, cli_vars: dict[str, Any]) -> list[str]:
+def check(directory: Path, cli_vars: dict[str, Any], names: list[str] | None = None,
+          limit: str | None = None) -> list[str]:
     """Problems that make the committed scripts stale relative to the playbooks (empty: up to date), each starting
-    with the file it is about."""
+    with the file it is about. ``names`` / ``limit`` (patterns on target or group names): only those targets'
+    scripts."""
     manifest = read_manifest(directory)
     root = manifest_root(directory, manifest)
     inventory = root / manifest["inventory"] if manifest.get("inventory") else None
     templates = root / manifest["templates"] if manifest.get("templates") else None
+    chosen = _chosen_targets(inventory, names, limit)
     problems = []
     by_playbook: dict[str, list[str]] = {}
     for file, entry in sorted(manifest["scripts"].items()):
+        if chosen is not None and entry["target"] not in chosen:
+            continue
         targets = by_playbook.setdefault(entry["playbook"], [])
         if entry["target"] not in targets:
             targets.append(entry["target"])
@@ -307,7 +319,7 @@ def check(directory: Path, cli_vars: dict[str, Any]) -> list[str]:
     extra = sorted(p.name for p in directory.glob("*.ps1") if p.name not in expected)
     problems += [f"{directory / name}: not in the manifest" for name in extra if name not in manifest["scripts"]]
     covered = {(root / p).resolve() for p in by_playbook}
-    for folder in manifest.get("playbook_folders") or []:
+    for folder in (manifest.get("playbook_folders") or []) if chosen is None else []:
         for path in _playbooks_in(root / folder):
             if path.resolve() not in covered:
                 problems.append(f"{_shown(path)}: a playbook with no reviewed script: render it into {directory}")
@@ -315,6 +327,17 @@ def check(directory: Path, cli_vars: dict[str, Any]) -> list[str]:
         problems.append(f"{directory / MANIFEST}: rendered by exkit {manifest.get('toolkit_version')}, this is "
                         f"{toolkit.__version__}")
     return problems
+
+
+def _chosen_targets(inventory: Path | None, names: list[str] | None, limit: str | None) -> set[str] | None:
+    """The target names -t / --limit keep (None: all of the manifest's)."""
+    if not names and limit is None:
+        return None
+    if limit is None:
+        return set(names or [])
+    if inventory is None:
+        raise ReviewError("--limit selects targets of the reviewed folder's inventory, and its manifest names none")
+    return {t.name for t in select_targets(inventory, limit)} | set(names or [])
 
 
 def _shown(path: Path) -> str:

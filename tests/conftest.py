@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import queue
 import shutil
 import textwrap
+import threading
 from pathlib import Path
+from typing import IO
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +17,16 @@ PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
 # The values an example playbook without defaults gets from an inventory (here: Fabrikam's of inventory.example.yaml).
 EXAMPLE_VARS = {"hosted-tenant": {"tenant": "fabrikam", "tenant_ou": "OU=Fabrikam,OU=Hosting,DC=hoster,DC=local",
                                   "service_account": "svc-rooms@fabrikam.example"}}
+
+
+def readline_within(stream: IO[str], seconds: float) -> str:
+    """One line from a child process's pipe, or a test failure after ``seconds`` (a bare readline() can hang CI)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        pytest.fail(f"no line from the child process within {seconds} s")
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,10 @@
 """Rendering: golden scripts, grammar, determinism, overrides, and injection safety.
 
-Refresh golden files on purpose with:  EXKIT_UPDATE_GOLDEN=1 python -m pytest tests/test_render.py
+Refresh golden files on purpose with:  python -m tests.update_golden  (the test itself only compares)
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -38,10 +37,7 @@ def rendered(path: Path, state: str = "present") -> str:
 def test_golden(path, state):
     text = rendered(path, state)
     golden = GOLDEN / f"{path.stem}.{ {'present': 'apply', 'absent': 'destroy', 'facts': 'facts'}[state] }.ps1"
-    if os.environ.get("EXKIT_UPDATE_GOLDEN"):
-        golden.parent.mkdir(exist_ok=True)
-        golden.write_text(text, encoding="utf-8", newline="\n")
-    assert golden.exists(), f"no golden file {golden.name}: run EXKIT_UPDATE_GOLDEN=1 pytest {__file__}"
+    assert golden.exists(), f"no golden file {golden.name}: run python -m tests.update_golden"
     assert text == golden.read_text(encoding="utf-8"), f"{golden.name} differs; refresh it if the change is intended"
 
 

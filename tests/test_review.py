@@ -133,9 +133,9 @@ def test_diff_removed_resource_and_identical(cli, workdir):
 def test_diff_against_git_revisions(cli, workdir):
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com"}
-    subprocess.run(["git", "init", "-q"], check=True, env=env)
-    subprocess.run(["git", "add", "playbooks"], check=True, env=env)
-    subprocess.run(["git", "commit", "-qm", "base"], check=True, env=env)
+    subprocess.run(["git", "init", "-q"], check=True, env=env, timeout=60)
+    subprocess.run(["git", "add", "playbooks"], check=True, env=env, timeout=60)
+    subprocess.run(["git", "commit", "-qm", "base"], check=True, env=env, timeout=60)
     edit(workdir / "playbooks" / "classic.yaml", 'members: ["{{ service_account }}"]',
          'members: ["{{ service_account }}", info@contoso.com]')
     base = cli("diff", "--base", "HEAD", "playbooks/classic.yaml", "playbooks/delegate-access.yaml")
@@ -143,7 +143,7 @@ def test_diff_against_git_revisions(cli, workdir):
     assert "~ RoleGroup 'Room booking service accounts': member added: info@contoso.com" in base.stdout
     assert "--- HEAD:playbooks/classic.yaml" in base.stdout
     assert "delegate-access" not in base.stdout  # unchanged playbooks print nothing
-    subprocess.run(["git", "commit", "-qam", "member"], check=True, env=env)
+    subprocess.run(["git", "commit", "-qam", "member"], check=True, env=env, timeout=60)
     revisions = cli("diff", "HEAD~1:playbooks/classic.yaml", "HEAD:playbooks/classic.yaml")
     assert revisions.exit_code == 1
     assert "member added: info@contoso.com" in revisions.stdout

@@ -176,15 +176,25 @@ def test_killed_writer_never_leaves_a_half_written_file(tmp_path):
     code = ("import sys; from pathlib import Path; from toolkit.sandbox import org; from toolkit.sandbox.seed import "
             "seed_organisation\no = seed_organisation(); p = Path(sys.argv[1]); i = 0\nwhile True:\n"
             "    o.name = 'contoso-' + str(i) * 5000; org.save(p, o); i += 1\n")
+    from toolkit.sandbox.model import Organisation
+
     for _ in range(3):
+        path.unlink(missing_ok=True)
         writer = subprocess.Popen([sys.executable, "-c", code, str(path)])
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait()
-        store.load(path)  # parses: complete, valid state
+        try:
+            deadline = time.monotonic() + 120  # a loaded machine may take long to start the writer
+            while not path.exists() and time.monotonic() < deadline and writer.poll() is None:
+                time.sleep(0.01)
+            assert path.exists(), "the writer never wrote the state file"
+            time.sleep(0.2)  # let it be in the middle of later writes
+        finally:
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait(timeout=60)
+        # The file on disk is one complete write (store.load would hide a missing file behind the seed organisation).
+        organisation = Organisation.model_validate_json(path.read_text(encoding="utf-8"))
+        counter = organisation.name.removeprefix("contoso-")
+        assert organisation.name.startswith("contoso-") and len(counter) % 5000 == 0
+        assert counter == counter[: len(counter) // 5000] * 5000
 
 
 def test_corrupt_state_is_a_clear_error(tmp_path):

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import trustme
 import winrm
-from conftest import refuse_writes, REPO
+from conftest import REPO, readline_within, refuse_writes
 from servers.winrm import Fault, LoopbackWinRM
 
 from toolkit.sandbox import org as store
@@ -188,10 +188,15 @@ def test_ctrl_c_stops_running_tenants_and_starts_no_more(tmp_path, monkeypatch, 
              "--forks", "2", "--processes", processes, "--yes", "--output", "json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO,
             env={**os.environ, "EXKIT_WINRM_PASSWORD": PASSWORD})
-        first = run.stderr.readline()  # "[1/6] …": the first tenant is done, two are running
-        assert first.startswith("[1/6] "), first
-        os.killpg(run.pid, signal.SIGINT)  # as Ctrl-C does: every process of the group
-        stdout, stderr = run.communicate(timeout=60)
+        try:
+            first = readline_within(run.stderr, 120)  # "[1/6] …": the first tenant is done, two are running
+            assert first.startswith("[1/6] "), first
+            os.killpg(run.pid, signal.SIGINT)  # as Ctrl-C does: every process of the group
+            stdout, stderr = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait(timeout=60)
     assert run.returncode == 130, stderr
     assert "the run was stopped" in stderr and "not started" in stderr, stderr
     outcomes = {o["target"]: o for o in json.loads(stdout)["targets"]}
@@ -471,8 +476,13 @@ def test_example_inventory_loopback_target(cli, tmp_path, monkeypatch):
     users.write_text(f"LAB:exkit-admin:{PASSWORD}\n", encoding="utf-8")
     monkeypatch.setenv("NTLM_USER_FILE", str(users))
     monkeypatch.setenv("EXKIT_WINRM_PASSWORD", PASSWORD)
-    with LoopbackWinRM(tmp_path / "exchange.json", {"LAB\\exkit-admin": PASSWORD}, port=55985) as server:
-        result = cli("apply", CLASSIC, "-i", REPO / "inventory.example.yaml", "-t", "loopback", "--yes")
+    with LoopbackWinRM(tmp_path / "exchange.json", {"LAB\\exkit-admin": PASSWORD}) as server:
+        # The example inventory as shipped, but for the port: the server took a free one (55985 may be in use).
+        text = (REPO / "inventory.example.yaml").read_text(encoding="utf-8")
+        assert text.count("    port: 55985\n") == 1
+        inventory = tmp_path / "inventory.example.yaml"
+        inventory.write_text(text.replace("    port: 55985\n", f"    port: {server.port}\n"), encoding="utf-8")
+        result = cli("apply", CLASSIC, "-i", inventory, "-t", "loopback", "--yes")
         assert result.exit_code == 0, result.stderr
         assert "Summary: 2 created." in result.stdout
         assert store.load(server.state_path).role_group("Room booking service accounts") is not None

@@ -1,0 +1,210 @@
+"""Mutation testing of exkit's core: how many small deliberate bugs does the test suite catch?
+
+Tool: mutmut (3.x). It writes every mutant of a function into one copy of the source ("trampolines" switched by an
+environment variable), records once which tests reach which function, then runs only those tests for each mutant in
+a forked worker, so a run over the core takes minutes on two cores where a tool that re-runs a test command per
+mutant (cosmic-ray) takes hours.
+
+The run happens in a temporary copy of the repository (mutmut writes a ``mutants/`` folder and reads its settings
+from ``pyproject.toml``; neither touches the work tree). For each module group, mutmut runs the test files that
+exercise it (``MODULES`` below).
+
+    python benchmarks/mutation.py                       # every core module group (tens of minutes)
+    python benchmarks/mutation.py quoting throttle      # some groups
+    python benchmarks/mutation.py --sample 40 quoting   # 40 mutants drawn with a fixed seed (CI runs this)
+    python benchmarks/mutation.py --list                # the groups, their modules and their tests
+
+Counting: a mutant no test reaches counts as survived; "suspicious" ones (the tests crashed in an unexpected way)
+are counted as killed. Mutants that are equivalent (no behaviour can tell them apart) are listed in
+``EQUIVALENT`` with the reason, and left out of the score; they are shown in the report, never hidden.
+
+Last line: ``mutants=N killed=K survived=S timeout=T score=…`` with score = (killed + timeout) / (mutants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# group → (modules to mutate, test files that exercise them)
+MODULES: dict[str, tuple[list[str], list[str]]] = {
+    "quoting": (["toolkit/render/quoting.py"], ["tests/test_quoting.py"]),
+    "opath": (["toolkit/opath.py"], ["tests/test_opath.py"]),
+    "load": (["toolkit/playbook/load.py", "toolkit/playbook/diagnostics.py"],
+             ["tests/test_load.py", "tests/test_validate.py"]),
+    "throttle": (["toolkit/fleet/throttle.py"], ["tests/test_throttle.py"]),
+    "retries": (["toolkit/targets/exchange_online.py", "toolkit/targets/winrm.py"],
+                ["tests/test_exchange_online.py", "tests/test_winrm.py", "tests/test_retries.py"]),
+    "review": (["toolkit/render/review.py"], ["tests/test_review.py"]),
+    "plan": (["toolkit/plan.py"], ["tests/test_plan.py", "tests/test_workflow.py", "tests/test_cli.py"]),
+    "cmdlets": (["toolkit/sandbox/cmdlets.py"], ["tests/test_sandbox.py", "tests/test_interpreter.py"]),
+}
+
+# Mutants no behaviour can tell apart from the original: "module group" → {mutant name: why}.
+# Names are mutmut's (``toolkit.render.quoting.x_quote_string__mutmut_3``); see ``mutmut show NAME`` in the copy.
+EQUIVALENT: dict[str, str] = {}
+
+COPY = ["toolkit", "tests", "templates", "playbooks", "pyproject.toml", "README.md", "inventory.example.yaml",
+        "exkit.schema.json"]
+
+
+def _config(groups: list[str]) -> str:
+    modules = sorted({m for g in groups for m in MODULES[g][0]})
+    tests = sorted({t for g in groups for t in MODULES[g][1] if (REPO / t).exists()})
+    lines = [
+        "", "[tool.mutmut]",
+        'source_paths = ["toolkit"]',
+        "only_mutate = " + json.dumps(modules),
+        "also_copy = " + json.dumps(["templates", "playbooks", "README.md", "inventory.example.yaml",
+                                      "exkit.schema.json"]),
+        "pytest_add_cli_args = " + json.dumps(["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]),
+        "pytest_add_cli_args_test_selection = " + json.dumps(tests),
+        "use_git_change_detection = false",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _copy_repo(into: Path, groups: list[str]) -> None:
+    for name in COPY:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, into / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif source.exists():
+            shutil.copy2(source, into / name)
+    pyproject = into / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text(encoding="utf-8") + _config(groups), encoding="utf-8")
+
+
+def _mutmut(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _results(workdir: Path) -> dict[str, str]:
+    """mutant name → status, read from mutmut's ``.meta`` files."""
+    from mutmut.stats import status_by_exit_code
+
+    out: dict[str, str] = {}
+    for meta in sorted((workdir / "mutants").rglob("*.meta")):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        for name, code in data.get("exit_code_by_key", {}).items():
+            out[name] = status_by_exit_code[code]
+    return out
+
+
+def _all_mutant_names(workdir: Path) -> list[str]:
+    """Generate the mutants without testing them (mutmut's ``run`` on a name matching nothing does just that)."""
+    return sorted(_results(workdir))
+
+
+def run(groups: list[str], sample: int | None, seed: int, children: int, timeout: float, keep: bool) -> int:
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="exkit-mutation-"))
+    try:
+        _copy_repo(workdir, groups)
+        names: list[str] = []
+        if sample is not None:
+            # Generate the mutants and the test statistics, then test a seeded sample of them.
+            probe = _mutmut(["run", "--max-children", str(children), "no-such-mutant"], workdir, timeout)
+            everything = _all_mutant_names(workdir)
+            if not everything:
+                print(probe.stdout[-3000:], probe.stderr[-3000:], file=sys.stderr)
+                print("no mutants were generated", file=sys.stderr)
+                return 2
+            names = sorted(random.Random(seed).sample(everything, min(sample, len(everything))))
+        result = _mutmut(["run", "--max-children", str(children), *names], workdir, timeout)
+        statuses = _results(workdir)
+        if names:
+            statuses = {n: statuses.get(n, "not checked") for n in names}
+        if not statuses or all(s == "not checked" for s in statuses.values()):
+            print(result.stdout[-5000:], result.stderr[-5000:], file=sys.stderr)
+            print("mutmut ran no mutant", file=sys.stderr)
+            return 2
+        return _report(groups, statuses, time.monotonic() - started, workdir if keep else None)
+    finally:
+        if keep:
+            print(f"kept the working copy: {workdir}  (cd there; python -m mutmut show NAME)", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _module_of(name: str) -> str:
+    return name.split(".x_")[0].split(".xǁ")[0]
+
+
+def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir: Path | None) -> int:
+    counted = {n: s for n, s in statuses.items() if n not in EQUIVALENT}
+    equivalent = sorted(n for n in statuses if n in EQUIVALENT)
+    by_module: dict[str, dict[str, int]] = {}
+    for name, status in counted.items():
+        row = by_module.setdefault(_module_of(name), {"mutants": 0, "killed": 0, "survived": 0, "timeout": 0})
+        row["mutants"] += 1
+        row[_bucket(status)] += 1
+    print(f"groups: {' '.join(groups)}   ({seconds:.0f} s)")
+    for module, row in sorted(by_module.items()):
+        print(f"  {module:42} mutants={row['mutants']:4} killed={row['killed']:4} survived={row['survived']:4} "
+              f"timeout={row['timeout']:3} score={_score(row):.3f}")
+    survivors = sorted(n for n, s in counted.items() if _bucket(s) == "survived")
+    if survivors:
+        print("surviving mutants (python -m mutmut show NAME in a kept copy, --keep):")
+        for name in survivors:
+            print(f"  {name}  [{counted[name]}]")
+    if equivalent:
+        print("equivalent mutants left out of the score:")
+        for name in equivalent:
+            print(f"  {name}: {EQUIVALENT[name]}")
+    total = {"mutants": 0, "killed": 0, "survived": 0, "timeout": 0}
+    for row in by_module.values():
+        for key in total:
+            total[key] += row[key]
+    print(f"mutants={total['mutants']} killed={total['killed']} survived={total['survived']} "
+          f"timeout={total['timeout']} score={_score(total):.3f}")
+    return 0
+
+
+def _bucket(status: str) -> str:
+    if status in ("killed", "suspicious", "caught by type check", "segfault"):
+        return "killed"
+    if status == "timeout":
+        return "timeout"
+    return "survived"  # survived, no tests, skipped, not checked
+
+
+def _score(row: dict[str, int]) -> float:
+    return (row["killed"] + row["timeout"]) / row["mutants"] if row["mutants"] else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", help="module groups (default: all): " + ", ".join(MODULES))
+    parser.add_argument("--sample", type=int, help="test only this many mutants, drawn with --seed")
+    parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--children", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before the whole run is stopped")
+    parser.add_argument("--keep", action="store_true", help="keep the working copy (to inspect mutants)")
+    parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for group, (modules, tests) in MODULES.items():
+            print(f"{group:10} {' '.join(modules)}  ←  {' '.join(tests)}")
+        return 0
+    unknown = [g for g in args.groups if g not in MODULES]
+    if unknown:
+        parser.error(f"unknown group(s): {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    return run(args.groups or list(MODULES), args.sample, args.seed, args.children, args.timeout, args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""Loading playbooks: every YAML error and every loading error at its exact line AND column, with its hint; the
+positions of keys and values; variable expansion."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolkit.playbook.diagnostics import Diagnostic, Diagnostics, PlaybookError, Position, Severity
+from toolkit.playbook.load import Positions, load_playbook, parse_yaml, peek_platform
+
+SYNTAX_HINT = "check indentation, colons and quotes around this place"
+
+
+def parse_errors(text: str) -> list[tuple[int, int, str, str, str]]:
+    diagnostics = Diagnostics()
+    assert parse_yaml(text, "p.yaml", diagnostics) is None
+    return [(d.position.line, d.position.column, d.code, d.message, d.hint) for d in diagnostics.items]
+
+
+@pytest.mark.parametrize("text, line, column, message", [
+    # a tab where indentation is expected: line 3, the tab itself
+    ("exkit: 1\nname: x\n\tscopes: []\n", 3, 1, "found character '\\t' that cannot start any token"),
+    # the second colon of "name: a: b"
+    ("exkit: 1\nname: a: b\n", 2, 8, "mapping values are not allowed here"),
+    # an unclosed quote: the end of the stream, after the last line
+    ("exkit: 1\nname: 'abc\n", 3, 1, "found unexpected end of stream"),
+    # an unclosed flow sequence: the colon of the next line's key
+    ("exkit: 1\nscopes: [a, b\nname: x\n", 3, 5, "expected ',' or ']', but got ':'"),
+    # one space too many: the key that is indented wrongly
+    ("exkit: 1\nscopes:\n  - name: a\n   rooms: true\n", 4, 4,
+     "expected <block end>, but found '<block mapping start>'"),
+    # an alias that names no anchor: the asterisk
+    ("exkit: 1\nname: *nope\n", 2, 7, "found undefined alias 'nope'"),
+    # an unknown escape in a double-quoted value: the escaped character
+    ('exkit: 1\nname: "a\\qb"\n', 2, 10, "found unknown escape character 'q'"),
+    # a list item inside a mapping
+    ("exkit: 1\n- a\n", 2, 1, "expected <block end>, but found '-'"),
+])
+def test_yaml_syntax_errors_point_at_the_problem(text, line, column, message):
+    assert parse_errors(text) == [(line, column, "yaml-syntax", f"YAML syntax error: {message}", SYNTAX_HINT)]
+
+
+@pytest.mark.parametrize("text, line, column", [
+    ("exkit: 1\nname: a\nname: b\n", 3, 1),
+    ("exkit: 1\nscopes:\n  - name: a\n    name: b\n", 4, 5),
+])
+def test_a_duplicate_key_points_at_the_second_one(text, line, column):
+    assert parse_errors(text) == [(line, column, "duplicate-key",
+                                   'found duplicate key "name" with value "b" (original value: "a")',
+                                   "each key may appear once in a mapping")]
+
+
+def test_yaml_errors_through_the_cli(cli, write_playbook):
+    path = write_playbook("exkit: 1\nname: ok\nscopes:\n  - name: a\n    rooms: true: yes\n")
+    result = cli("validate", path)
+    assert result.exit_code == 1
+    assert f"{path}:5:16: error: YAML syntax error: mapping values are not allowed here\n" \
+           f"    hint: {SYNTAX_HINT}" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def load(write_playbook, text: str, supplied=None):
+    path = write_playbook(text)
+    diagnostics = Diagnostics()
+    document = load_playbook(path, diagnostics, supplied)
+    return document, [(d.position.line, d.position.column, d.code, d.message, d.hint) for d in diagnostics.items], path
+
+
+def test_a_missing_file(tmp_path):
+    diagnostics = Diagnostics()
+    assert load_playbook(tmp_path / "nope.yaml", diagnostics) is None
+    [d] = diagnostics.items
+    assert d.format() == (f"{tmp_path / 'nope.yaml'}:1:1: error: no such playbook file: {tmp_path / 'nope.yaml'}\n"
+                          "    hint: check the path; playbooks are YAML files such as playbooks/classic.yaml")
+    assert d.code == "file-not-found"
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not utf-8", None])
+def test_an_unreadable_file(tmp_path, content):
+    path = tmp_path / "p.yaml"
+    if content is None:
+        path.mkdir()  # a folder where a file is expected
+    else:
+        path.write_bytes(content)
+    diagnostics = Diagnostics()
+    assert load_playbook(path, diagnostics) is None
+    [d] = diagnostics.items
+    assert (d.code, d.position, d.hint) == ("file-unreadable", Position(1, 1), "playbooks must be readable UTF-8 text")
+    assert d.message.startswith("cannot read the playbook: ")
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n", "42\n"])
+def test_a_playbook_must_be_a_mapping(write_playbook, text):
+    document, errors, _ = load(write_playbook, text)
+    assert document is None
+    assert errors == [(1, 1, "not-a-mapping", "a playbook must be a YAML mapping (key: value pairs)",
+                       "start with 'exkit: 1' and 'name: …'")]
+
+
+def test_bad_variable_names_point_at_the_name(write_playbook):
+    document, errors, _ = load(write_playbook, "exkit: 1\nvars:\n  good: 1\n  9bad: 2\n  'a-b': 3\n")
+    hint = "variable names are letters, digits and underscores, not starting with a digit"
+    assert errors == [(4, 3, "bad-variable-name", "invalid variable name '9bad'", hint),
+                      (5, 3, "bad-variable-name", "invalid variable name 'a-b'", hint)]
+    assert document is not None
+
+
+def test_undefined_variables_point_at_the_value_and_suggest(write_playbook):
+    text = ("exkit: 1\nvars:\n  account: svc\nname: '{{ acount }}'\ndescription: x {{ acount }} y\n"
+            "scopes:\n  - name: '{{ zzz }}'\n")
+    document, errors, _ = load(write_playbook, text)
+    hint = "did you mean 'account'? define it under 'vars:', in the inventory, or with --var acount=VALUE"
+    assert errors == [
+        (4, 7, "undefined-variable", "undefined variable 'acount'", hint),
+        (5, 14, "undefined-variable", "undefined variable 'acount'", hint),
+        (7, 11, "undefined-variable", "undefined variable 'zzz'",
+         "define it under 'vars:', in the inventory, or with --var zzz=VALUE"),
+    ]
+    assert document.unresolved == {("name",), ("description",), ("scopes", 0, "name")}
+    assert document.data["name"] == "{{ acount }}"  # left as written: later stages stay quiet there
+
+
+def test_a_broken_template_points_at_the_value(write_playbook):
+    _, errors, _ = load(write_playbook, "exkit: 1\nname: ok\ndescription: '{{ a b }}'\n")
+    assert errors == [(3, 14, "bad-template",
+                       "cannot expand variables in this value: expected token 'end of print statement', got 'b'",
+                       "write variables as {{ name }}")]
+
+
+def test_variables_expand_with_their_types_and_precedence(write_playbook):
+    text = ("exkit: 1\nvars:\n  rooms: [a, b]\n  who: svc\n  n: 3\nname: '{{ who }}'\nlist: '{{rooms}}'\n"
+            "count: '{{ n }}'\ntext: 'n={{ rooms|length }} {{ who }}'\nnested: {deep: ['{{ who }}', 2, true, null]}\n"
+            "block: '{% if n > 2 %}big{% endif %}'\nplain: no braces\n")
+    document, errors, _ = load(write_playbook, text, {"who": "over"})
+    assert errors == []
+    assert document.data == {
+        "exkit": 1, "vars": {"rooms": ["a", "b"], "who": "svc", "n": 3},  # vars themselves are not expanded
+        "name": "over", "list": ["a", "b"], "count": 3, "text": "n=2 over",
+        "nested": {"deep": ["over", 2, True, None]}, "block": "big", "plain": "no braces",
+    }
+
+
+def test_vars_that_are_not_a_mapping_define_nothing(write_playbook):
+    _, errors, _ = load(write_playbook, "exkit: 1\nvars: [a]\nname: '{{ a }}'\n", {"b": 1})
+    assert [e[2:4] for e in errors] == [("undefined-variable", "undefined variable 'a'")]
+
+
+def test_positions_of_keys_values_and_quoted_scalars(write_playbook):
+    text = "exkit: 1\nname: 'x'\nscopes:\n  - name: \"Rooms\"\n    rooms: true\n  - {name: B, office: 'O'}\n"
+    document, errors, _ = load(write_playbook, text)
+    assert errors == []
+    p = document.positions
+    assert p.of_key(("name",)) == Position(2, 1) and p.of_value(("name",)) == Position(2, 7)
+    assert p.of_value(("scopes", 0)) == Position(4, 5)
+    assert p.of_key(("scopes", 0, "rooms")) == Position(5, 5) and p.of_value(("scopes", 0, "rooms")) == Position(5, 12)
+    assert p.of_value(("scopes", 1, "office")) == Position(6, 23)
+    assert p.quoted == {("name",), ("scopes", 0, "name"), ("scopes", 1, "office")}
+    # a path with no node of its own: the nearest enclosing node; a key without its own position: its value
+    assert p.of_value(("scopes", 0, "rooms", "deeper", 3)) == Position(5, 12)
+    assert p.of_value(("nothing", "here")) == Position(1, 1)
+    assert p.of_key(("scopes", 0)) == Position(4, 5)
+    assert Positions().of_value(("a",)) == Position(1, 1)
+    assert document.source == text
+
+
+def test_quoted_list_items_are_recorded(write_playbook):
+    document, _, _ = load(write_playbook, "exkit: 1\nlist: ['a', b, \"c\"]\n")
+    assert document.positions.quoted == {("list", 0), ("list", 2)}
+    assert document.positions.of_value(("list", 2)) == Position(2, 16)
+
+
+def test_scalars_become_plain_python(write_playbook):
+    document, _, _ = load(write_playbook, "exkit: 1\na: 1.5\nb: 0x10\nc: ~\nd: false\ne: 2024-01-02\nf: '7'\n")
+    assert document.data == {"exkit": 1, "a": 1.5, "b": 16, "c": None, "d": False, "e": "2024-01-02", "f": "7"}
+    assert [type(v) for v in document.data.values()] == [int, float, int, type(None), bool, str, str]
+
+
+def test_each_parse_gets_its_own_copy(write_playbook):
+    text = "exkit: 1\nname: x\nlist: [a]\n"
+    first, _, _ = load(write_playbook, text)
+    first.data["list"].append("changed")
+    second, _, _ = load(write_playbook, text)
+    assert second.data["list"] == ["a"]
+
+
+@pytest.mark.parametrize("text, platform", [
+    ("exkit: 1\nplatform: exchange-online\n", "exchange-online"),
+    ("exkit: 1\nplatform: exchange-server\n", "exchange-server"),
+    ("exkit: 1\nplatform: elsewhere\n", "exchange-server"),
+    ("exkit: 1\n", "exchange-server"),
+    ("- a\n", "exchange-server"),
+    ("a: [\n", "exchange-server"),
+])
+def test_peek_platform(write_playbook, text, platform):
+    assert peek_platform(write_playbook(text)) == platform
+
+
+def test_peek_platform_of_a_missing_file(tmp_path):
+    assert peek_platform(tmp_path / "nope.yaml") == "exchange-server"
+
+
+# ------------------------------------------------------------------------------------------------ diagnostics
+def test_a_diagnostic_formats_as_file_line_column_and_hint():
+    d = Diagnostic(Severity.WARNING, "m", "f.yaml", Position(3, 14), "do this", "code-x")
+    assert d.format() == "f.yaml:3:14: warning: m\n    hint: do this"
+    assert Diagnostic(Severity.NOTE, "m", "f.yaml", Position(1, 2)).format() == "f.yaml:1:2: note: m"
+    assert d.as_dict() == {"file": "f.yaml", "line": 3, "column": 14, "severity": "warning", "code": "code-x",
+                           "message": "m", "hint": "do this"}
+
+
+def test_diagnostics_collect_sort_and_fail():
+    diagnostics = Diagnostics()
+    diagnostics.warning("w", "late warning", "b.yaml", Position(1, 1), "h")
+    diagnostics.error("e", "second", "a.yaml", Position(2, 1))
+    diagnostics.error("e", "first", "a.yaml", Position(1, 5))
+    diagnostics.note("n", "a note", "a.yaml", Position(1, 5))
+    diagnostics.error("e", "first", "a.yaml", Position(1, 5))  # the same one again: kept once
+    assert [d.message for d in diagnostics.sorted()] == ["first", "a note", "second", "late warning"]
+    assert [d.message for d in diagnostics.errors] == ["second", "first"]
+    assert [d.message for d in diagnostics.warnings] == ["late warning"]
+    assert [d.severity for d in diagnostics.items] == [Severity.WARNING, Severity.ERROR, Severity.ERROR,
+                                                        Severity.NOTE]
+    assert diagnostics.items[0].hint == "h" and diagnostics.items[0].code == "w"
+    assert diagnostics.failed() and diagnostics.failed(strict=True)
+    other = Diagnostics()
+    other.extend(diagnostics)
+    other.extend(diagnostics)
+    assert other.items == diagnostics.items
+    error = PlaybookError(diagnostics)
+    assert error.diagnostics is diagnostics
+    assert str(error).splitlines()[0] == "a.yaml:1:5: error: first"
+
+
+def test_warnings_fail_only_when_strict():
+    diagnostics = Diagnostics()
+    assert not diagnostics.failed() and not diagnostics.failed(strict=True)
+    diagnostics.warning("w", "careful", "a.yaml", Position(1, 1))
+    assert not diagnostics.failed()
+    assert diagnostics.failed(strict=True)
+    diagnostics.note("n", "fyi", "a.yaml", Position(1, 1))
+    assert not diagnostics.failed()

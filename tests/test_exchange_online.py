@@ -125,6 +125,7 @@ def test_a_429_storm_completes_and_reports_retries(cli, exo):
     result = cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--yes")
     assert result.exit_code == 0, result.stderr
     assert server.log.throttled == 6
+    assert server.log.statuses[:7] == [429] * 6 + [200]  # the calls the server saw: six refused, then answered
     assert "Note: 6 call(s) were retried after throttling or transient errors: Get-ManagementScope: HTTP 429, " \
            "retried after 0.01 s" in result.stdout
 
@@ -133,9 +134,12 @@ def test_5xx_is_retried_and_gives_up_clearly(cli, exo):
     server, inventory = exo
     server.switches.fail_next = 2
     assert run(cli, inventory, "plan", ROOMS).exit_code == 0
+    assert server.log.statuses == [503, 503, 200, 200, 200]
+    server.log.statuses.clear()
     server.switches.fail_next = 100
     result = run(cli, inventory, "plan", ROOMS)
     assert result.exit_code == 1
+    assert server.log.statuses == [503] * 9  # the first attempt and max_retries (8) more, no other call
     assert (f"Get-ManagementScope on tenant {TENANT} still failed (HTTP 503) after 9 attempt(s) over "
             in result.stderr and "(max_retries 8, call_timeout 900 s)" in result.stderr)
 

@@ -67,6 +67,9 @@ class Log:
     throttled: int = 0
     failed: int = 0
     rejected_tokens: int = 0
+    # Every InvokeCommand request in order: when it arrived (time.monotonic()) and the HTTP status it was answered.
+    arrivals: list[float] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
 
 
 class LoopbackExchangeOnline:
@@ -154,6 +157,14 @@ class LoopbackExchangeOnline:
 
     # ------------------------------------------------------------------------------------------- InvokeCommand
     def invoke(self, token: str, body: dict[str, Any], skip: int) -> tuple[int, dict[str, Any], dict[str, str]]:
+        arrived = time.monotonic()
+        answer = self._invoke(token, body, skip)
+        with self.lock:
+            self.log.arrivals.append(arrived)
+            self.log.statuses.append(answer[0])
+        return answer
+
+    def _invoke(self, token: str, body: dict[str, Any], skip: int) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self.lock:
             expiry = self.tokens.get(token)
         if expiry is None or expiry < time.time() or self.audiences.get(token) != self.base:

@@ -1,0 +1,119 @@
+"""Retries as the servers see them: exact attempt counts, Retry-After honoured, max_wait capping it, backoff.
+
+Waits are checked from the loopback server's side (when each request arrived) with one-sided bounds only: a lower
+bound where exkit must wait at least so long, and an upper bound far below what an uncapped wait would be."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from servers.winrm import Fault
+from test_exchange_online import TENANT, exo, pki  # noqa: F401  (fixtures)
+from test_winrm import CLASSIC, ca, winrm_lab  # noqa: F401  (fixtures)
+
+from toolkit.sandbox import org as store
+from toolkit.sandbox.seed import seed_organisation
+
+ROOMS_ONLINE = CLASSIC.parent / "online-rooms.yaml"
+
+
+def exo_inventory(exo, **settings):  # noqa: F811
+    """The loopback tenant's inventory with other retry settings (the fixture writes max_wait: 0.2)."""
+    server, inventory = exo
+    text = inventory.read_text()
+    assert text.count("max_wait: 0.2") == 3
+    extra = ", ".join(f"{key}: {value}" for key, value in settings.items())
+    inventory.write_text(text.replace("max_wait: 0.2", extra))
+    return server, inventory
+
+
+def plan(cli, inventory):
+    return cli("plan", ROOMS_ONLINE, "-i", inventory, "-t", "cert", "--output", "json")
+
+
+def gaps(server):
+    return [b - a for a, b in zip(server.log.arrivals, server.log.arrivals[1:])]
+
+
+@pytest.mark.parametrize("retries", [0, 3])
+def test_exchange_online_makes_max_retries_plus_one_attempts(cli, exo, retries):  # noqa: F811
+    server, inventory = exo_inventory(exo, max_retries=retries, max_wait=0.01)
+    server.switches.fail_next = 100
+    result = plan(cli, inventory)
+    assert result.exit_code == 1
+    assert server.log.statuses == [503] * (retries + 1)
+    assert f"Get-ManagementScope on tenant {TENANT} still failed (HTTP 503) after {retries + 1} attempt(s) over " \
+        in result.stderr
+    assert f"(max_retries {retries}, call_timeout " in result.stderr
+
+
+def test_exchange_online_429s_within_the_retries_complete(cli, exo):  # noqa: F811
+    server, inventory = exo_inventory(exo, max_retries=3, max_wait=1)
+    server.switches.throttle_next = 3
+    server.switches.retry_after = "0.01"
+    result = plan(cli, inventory)
+    assert result.exit_code == 0, result.stderr
+    assert server.log.statuses == [429, 429, 429, 200, 200, 200]  # then the two other reads, at once
+    assert server.log.invocations == ["Get-ManagementScope", "Get-ServicePrincipal", "Get-ManagementRoleAssignment"]
+
+
+def test_max_wait_caps_a_long_retry_after(cli, exo):  # noqa: F811
+    server, inventory = exo_inventory(exo, max_retries=2, max_wait=0.05)
+    server.switches.throttle_next = 2
+    server.switches.retry_after = "20"  # uncapped, the plan would wait 40 s
+    result = plan(cli, inventory)
+    assert result.exit_code == 0, result.stderr
+    assert server.log.statuses[:3] == [429, 429, 200]
+    assert max(gaps(server)[:2]) < 10, gaps(server)
+
+
+def test_retry_after_is_honoured_below_max_wait(cli, exo):  # noqa: F811
+    server, inventory = exo_inventory(exo, max_retries=2, max_wait=30)
+    server.switches.throttle_next = 1
+    server.switches.retry_after = "0.4"
+    assert plan(cli, inventory).exit_code == 0
+    assert server.log.statuses[:2] == [429, 200]
+    assert gaps(server)[0] >= 0.4
+
+
+def test_without_retry_after_the_backoff_doubles(cli, exo):  # noqa: F811
+    server, inventory = exo_inventory(exo, max_retries=2, max_wait=30)
+    server.switches.fail_next = 2  # 503 without Retry-After: 0.5 s, then 1 s
+    result = plan(cli, inventory)
+    assert result.exit_code == 0, result.stderr
+    assert server.log.statuses[:3] == [503, 503, 200]
+    first, second = gaps(server)[:2]
+    assert first >= 0.5 and second >= 1.0
+    assert second < 10  # not the 60 s default of max_wait
+
+
+def test_exchange_online_backoff_is_capped_by_max_wait(cli, exo):  # noqa: F811
+    server, inventory = exo_inventory(exo, max_retries=4, max_wait=0.05)
+    server.switches.fail_next = 4  # uncapped: 0.5 + 1 + 2 + 4 s
+    result = cli("apply", ROOMS_ONLINE, "-i", inventory, "-t", "cert", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert server.log.statuses[:5] == [503, 503, 503, 503, 200]
+    assert sum(gaps(server)[:4]) < 6, gaps(server)
+    notes = re.findall(r"Get-ManagementScope: HTTP 503, retried after ([0-9.]+) s", result.stdout)
+    assert notes == ["0.05"] * 4
+
+
+# ------------------------------------------------------------------------------------------------ WinRM
+@pytest.mark.parametrize("retries, failures, applied", [(0, 1, False), (1, 1, True), (1, 2, False)])
+def test_winrm_starts_a_script_at_most_retries_plus_one_times(cli, winrm_lab, retries, failures,  # noqa: F811
+                                                               applied):
+    """The facts script is Command 1; the apply script's attempts are Command 2, 3, …: the first ``failures``
+    of them are answered HTTP 500 before anything ran."""
+    server, inventory = winrm_lab(extra=f"    retries: {retries}\n")
+    server.faults += [Fault("Command", 2 + n, "500") for n in range(failures)]
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
+    assert server.counts["Command"] == 1 + min(failures + 1, retries + 1)
+    if applied:
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.count("retried after") == failures
+        assert store.load(server.state_path).role_group("Room booking service accounts") is not None
+    else:
+        assert result.exit_code == 1
+        assert "could not start the script (the WinRM server answered HTTP 500); nothing ran" in result.stderr
+        assert server.state_path.read_text() == seed_organisation().to_json()

@@ -18,7 +18,8 @@ Counting: a mutant no test reaches counts as survived; "suspicious" ones (the te
 are counted as killed. Mutants that are equivalent (no behaviour can tell them apart) are listed in
 ``EQUIVALENT`` with the reason, and left out of the score; they are shown in the report, never hidden.
 
-Last line: ``mutants=N killed=K survived=S timeout=T score=…`` with score = (killed + timeout) / (mutants).
+Last line: ``mutants=N killed=K survived=S timeout=T score=…`` over the non-equivalent mutants, with
+score = (killed + timeout) / mutants (a mutant that makes the tests hang is caught: mutmut stops it).
 """
 
 from __future__ import annotations
@@ -39,20 +40,70 @@ REPO = Path(__file__).resolve().parent.parent
 # group → (modules to mutate, test files that exercise them)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "quoting": (["toolkit/render/quoting.py"], ["tests/test_quoting.py"]),
-    "opath": (["toolkit/opath.py"], ["tests/test_opath.py"]),
+    "opath": (["toolkit/opath.py"], ["tests/test_opath.py", "tests/test_opath_exact.py"]),
     "load": (["toolkit/playbook/load.py", "toolkit/playbook/diagnostics.py"],
              ["tests/test_load.py", "tests/test_validate.py"]),
     "throttle": (["toolkit/fleet/throttle.py"], ["tests/test_throttle.py"]),
     "retries": (["toolkit/targets/exchange_online.py", "toolkit/targets/winrm.py"],
-                ["tests/test_exchange_online.py", "tests/test_winrm.py", "tests/test_retries.py"]),
-    "review": (["toolkit/render/review.py"], ["tests/test_review.py"]),
-    "plan": (["toolkit/plan.py"], ["tests/test_plan.py", "tests/test_workflow.py", "tests/test_cli.py"]),
+                ["tests/test_retries.py", "tests/test_exchange_online.py", "tests/test_winrm.py"]),
+    "review": (["toolkit/render/review.py"], ["tests/test_review.py", "tests/test_boundaries.py"]),
+    "plan": (["toolkit/plan.py"], ["tests/test_boundaries.py", "tests/test_workflow.py", "tests/test_cli.py"]),
     "cmdlets": (["toolkit/sandbox/cmdlets.py"], ["tests/test_sandbox.py", "tests/test_interpreter.py"]),
 }
 
-# Mutants no behaviour can tell apart from the original: "module group" → {mutant name: why}.
-# Names are mutmut's (``toolkit.render.quoting.x_quote_string__mutmut_3``); see ``mutmut show NAME`` in the copy.
-EQUIVALENT: dict[str, str] = {}
+# Mutants no behaviour can tell apart from the original, each with the reason. A surviving mutant is equivalent when
+# its function (mutmut's name without the number) and the line the mutation wrote (stripped) match an entry, so
+# the list does not go stale when mutmut renumbers. Shown in the report, left out of the score.
+_UTF8 = "codec names are case-insensitive: 'UTF-8' is 'utf-8'"
+_LOCALE = ("encoding=None is the locale's, UTF-8 here and wherever exkit runs its tests (Python coerces the C "
+           "locale to UTF-8)")
+_NO_MARK = ("unreachable: every MarkedYAMLError that ruamel raises while loading carries a problem or context mark")
+_UNUSED = "_parsed keeps only .data and .positions of this LoadedDocument; its file and source are not read"
+EQUIVALENT: list[tuple[str, str, str]] = [
+    # (function, mutated line, why)
+    ("toolkit.playbook.load.x_load_playbook", 'text = Path(path).read_text(encoding="UTF-8")', _UTF8),
+    ("toolkit.playbook.load.x_load_playbook", "text = Path(path).read_text(encoding=None)", _LOCALE),
+    ("toolkit.playbook.load.x_peek_platform",
+     'data = YAML(typ="safe").load(Path(path).read_text(encoding="UTF-8"))', _UTF8),
+    ("toolkit.playbook.load.x_peek_platform",
+     'data = YAML(typ="safe").load(Path(path).read_text(encoding=None))', _LOCALE),
+    ("toolkit.playbook.load.x_peek_platform",
+     'data = YAML(typ=None).load(Path(path).read_text(encoding="utf-8"))',
+     "the round-trip loader (ruamel's default) reads the same platform value as the safe one"),
+    ("toolkit.playbook.load.x_peek_platform",
+     'return platform if platform in ("XXexchange-serverXX", "exchange-online") else "exchange-server"',
+     "the else branch returns 'exchange-server' too"),
+    ("toolkit.playbook.load.x_peek_platform",
+     'return platform if platform in ("EXCHANGE-SERVER", "exchange-online") else "exchange-server"',
+     "the else branch returns 'exchange-server' too"),
+    ("toolkit.playbook.load.x__parse_yaml", 'yaml = YAML(typ=None)', "typ=None is ruamel's default, 'rt'"),
+    ("toolkit.playbook.load.x__parse_yaml",
+     'diagnostics.error("duplicate-key", _first_line(exc.problem or "XXduplicate keyXX"), file,',
+     "unreachable: ruamel's DuplicateKeyError always has a problem text"),
+    ("toolkit.playbook.load.x__parse_yaml",
+     'diagnostics.error("duplicate-key", _first_line(exc.problem or "DUPLICATE KEY"), file,',
+     "unreachable: ruamel's DuplicateKeyError always has a problem text"),
+    ("toolkit.playbook.load.x__parse_yaml",
+     "position = Position(mark.line + 1, mark.column + 1) if (mark) or True else Position(1, 1)", _NO_MARK),
+    *[("toolkit.playbook.load.x__parse_yaml",
+       f"position = Position(mark.line + 1, mark.column + 1) if mark else {fallback}", _NO_MARK)
+      for fallback in ("Position(None, 1)", "Position(1, None)", "Position(1)", "Position(1, )", "Position(2, 1)",
+                       "Position(1, 2)")],
+    ("toolkit.playbook.load.x__parse_yaml",
+     "return LoadedDocument(None, _record(node, (), positions), positions, text)", _UNUSED),
+    ("toolkit.playbook.load.x__parse_yaml",
+     "return LoadedDocument(file, _record(node, (), positions), positions, None)", _UNUSED),
+    ("toolkit.playbook.load.x__first_line",
+     "return text.strip().splitlines()[0] if (text.strip()) or True else text",
+     "unreachable: the text is a problem message or 'duplicate key', never blank"),
+    ("toolkit.playbook.load.x__first_line",
+     "return text.strip().splitlines()[0] if (text.strip()) and False else text",
+     "ruamel's duplicate-key problem is one line: its first line is itself"),
+    ("toolkit.playbook.load.x__undefined", "close = difflib.get_close_matches(name, list(variables), n=2)",
+     "only the best match (close[0]) is shown; the candidates after it are not read"),
+    ("toolkit.playbook.load.x__undefined", "close = difflib.get_close_matches(name, list(variables), )",
+     "only the best match (close[0]) is shown; the candidates after it are not read"),
+]
 
 COPY = ["toolkit", "tests", "templates", "playbooks", "pyproject.toml", "README.md", "inventory.example.yaml",
         "exkit.schema.json"]
@@ -132,7 +183,7 @@ def run(groups: list[str], sample: int | None, seed: int, children: int, timeout
             print(result.stdout[-5000:], result.stderr[-5000:], file=sys.stderr)
             print("mutmut ran no mutant", file=sys.stderr)
             return 2
-        return _report(groups, statuses, time.monotonic() - started, workdir if keep else None)
+        return _report(groups, statuses, time.monotonic() - started, workdir)
     finally:
         if keep:
             print(f"kept the working copy: {workdir}  (cd there; python -m mutmut show NAME)", file=sys.stderr)
@@ -144,9 +195,24 @@ def _module_of(name: str) -> str:
     return name.split(".x_")[0].split(".xǁ")[0]
 
 
-def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir: Path | None) -> int:
-    counted = {n: s for n, s in statuses.items() if n not in EQUIVALENT}
-    equivalent = sorted(n for n in statuses if n in EQUIVALENT)
+def _mutated_lines(workdir: Path, name: str) -> list[str]:
+    shown = _mutmut(["show", name], workdir, 120).stdout
+    return [line[1:].strip() for line in shown.splitlines() if line.startswith("+") and not line.startswith("+++")]
+
+
+def _equivalence(workdir: Path, name: str) -> str | None:
+    function = name.rsplit("__mutmut_", 1)[0]
+    candidates = [(line, why) for f, line, why in EQUIVALENT if f == function]
+    if not candidates:
+        return None
+    lines = _mutated_lines(workdir, name)
+    return next((why for line, why in candidates if lines == [line]), None)
+
+
+def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir: Path) -> int:
+    reasons = {n: _equivalence(workdir, n) for n, s in statuses.items() if _bucket(s) == "survived"}
+    equivalent = sorted(n for n, why in reasons.items() if why)
+    counted = {n: s for n, s in statuses.items() if n not in equivalent}
     by_module: dict[str, dict[str, int]] = {}
     for name, status in counted.items():
         row = by_module.setdefault(_module_of(name), {"mutants": 0, "killed": 0, "survived": 0, "timeout": 0})
@@ -164,7 +230,7 @@ def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir
     if equivalent:
         print("equivalent mutants left out of the score:")
         for name in equivalent:
-            print(f"  {name}: {EQUIVALENT[name]}")
+            print(f"  {name}: {reasons[name]}")
     total = {"mutants": 0, "killed": 0, "survived": 0, "timeout": 0}
     for row in by_module.values():
         for key in total:

@@ -14,6 +14,7 @@ SYNTAX_HINT = "check indentation, colons and quotes around this place"
 def parse_errors(text: str) -> list[tuple[int, int, str, str, str]]:
     diagnostics = Diagnostics()
     assert parse_yaml(text, "p.yaml", diagnostics) is None
+    assert [d.file for d in diagnostics.items] == ["p.yaml"]
     return [(d.position.line, d.position.column, d.code, d.message, d.hint) for d in diagnostics.items]
 
 
@@ -63,6 +64,7 @@ def load(write_playbook, text: str, supplied=None):
     path = write_playbook(text)
     diagnostics = Diagnostics()
     document = load_playbook(path, diagnostics, supplied)
+    assert {d.file for d in diagnostics.items} <= {str(path)}  # every diagnostic names the file
     return document, [(d.position.line, d.position.column, d.code, d.message, d.hint) for d in diagnostics.items], path
 
 
@@ -86,6 +88,7 @@ def test_an_unreadable_file(tmp_path, content):
     assert load_playbook(path, diagnostics) is None
     [d] = diagnostics.items
     assert (d.code, d.position, d.hint) == ("file-unreadable", Position(1, 1), "playbooks must be readable UTF-8 text")
+    assert d.file == str(path)
     assert d.message.startswith("cannot read the playbook: ")
 
 
@@ -157,9 +160,12 @@ def test_positions_of_keys_values_and_quoted_scalars(write_playbook):
     assert p.quoted == {("name",), ("scopes", 0, "name"), ("scopes", 1, "office")}
     # a path with no node of its own: the nearest enclosing node; a key without its own position: its value
     assert p.of_value(("scopes", 0, "rooms", "deeper", 3)) == Position(5, 12)
+    assert p.of_value(("scopes", 0, "rooms", "deeper")) == Position(5, 12)
+    assert p.of_value(("scopes", 1, "missing")) == Position(6, 5)
     assert p.of_value(("nothing", "here")) == Position(1, 1)
     assert p.of_key(("scopes", 0)) == Position(4, 5)
     assert Positions().of_value(("a",)) == Position(1, 1)
+    assert Positions(values={(): Position(3, 2)}).of_value(("a", 1)) == Position(3, 2)
     assert document.source == text
 
 
@@ -175,12 +181,26 @@ def test_scalars_become_plain_python(write_playbook):
     assert [type(v) for v in document.data.values()] == [int, float, int, type(None), bool, str, str]
 
 
-def test_each_parse_gets_its_own_copy(write_playbook):
-    text = "exkit: 1\nname: x\nlist: [a]\n"
-    first, _, _ = load(write_playbook, text)
+def test_each_parse_gets_its_own_copy():
+    text = "exkit: 1\nname: x\nlist: [a, {b: [c]}]\n"
+    first = parse_yaml(text, "p.yaml", Diagnostics())
+    first.data["list"][1]["b"].append("changed")
     first.data["list"].append("changed")
-    second, _, _ = load(write_playbook, text)
-    assert second.data["list"] == ["a"]
+    second = parse_yaml(text, "p.yaml", Diagnostics())
+    assert second.data == {"exkit": 1, "name": "x", "list": ["a", {"b": ["c"]}]}
+    assert (second.file, second.source) == ("p.yaml", text)
+
+
+def test_an_undefined_attribute_names_the_value(write_playbook):
+    _, errors, _ = load(write_playbook, "exkit: 1\nvars:\n  a: {}\nname: 'x {{ a.missing }}'\n")
+    assert errors == [(4, 7, "undefined-variable", "undefined variable 'x {{ a.missing }}'",
+                       "define it under 'vars:', in the inventory, or with --var x {{ a.missing }}=VALUE")]
+
+
+def test_the_vars_section_itself_is_not_expanded(write_playbook):
+    document, errors, _ = load(write_playbook, "exkit: 1\nvars:\n  a: '{{ nowhere }}'\n  b: x\nname: '{{ b }}'\n")
+    assert errors == []
+    assert document.data["vars"] == {"a": "{{ nowhere }}", "b": "x"}
 
 
 @pytest.mark.parametrize("text, platform", [
@@ -229,6 +249,16 @@ def test_diagnostics_collect_sort_and_fail():
     error = PlaybookError(diagnostics)
     assert error.diagnostics is diagnostics
     assert str(error).splitlines()[0] == "a.yaml:1:5: error: first"
+
+
+def test_a_diagnostic_without_a_hint_has_none():
+    diagnostics = Diagnostics()
+    diagnostics.error("e", "bad", "a.yaml", Position(1, 1))
+    diagnostics.warning("w", "odd", "a.yaml", Position(1, 1))
+    diagnostics.note("n", "fyi", "a.yaml", Position(1, 1))
+    diagnostics.add(Severity.NOTE, "x", "plain", "a.yaml", Position(2, 1))
+    assert [(d.code, d.hint) for d in diagnostics.items] == [("e", ""), ("w", ""), ("n", ""), ("x", "")]
+    assert diagnostics.items[0].format() == "a.yaml:1:1: error: bad"
 
 
 def test_warnings_fail_only_when_strict():

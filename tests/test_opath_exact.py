@@ -38,6 +38,13 @@ END = "the end of the filter"
     ("Name -eq 1 -or", 14, f"expected a property name, found '{END}'", A_PROPERTY),
     ("(", 1, f"expected a property name, found '{END}'", A_PROPERTY),
     (" # ", 1, "unexpected character '#'", "OPATH filters look like: RecipientTypeDetails -eq 'RoomMailbox'"),
+    # a value where a property or an operator belongs is named as written, at its offset
+    ("5 -eq 1", 0, "expected a property name, found '5'", A_PROPERTY),
+    ("$true -eq 1", 0, "expected a property name, found '$true'", A_PROPERTY),
+    ('"x" -eq 1', 0, "expected a property name, found '\"x\"'", A_PROPERTY),
+    ("Name 7", 5, "expected a comparison operator after Name, found '7'", OPERATORS),
+    ("Name xeq 'a'", 5, "expected a comparison operator after Name, found 'xeq'", OPERATORS),
+    ('Name -eq "a" "b"', 13, "unexpected '\"b\"' after a complete condition", "join conditions with -and or -or"),
 ])
 def test_every_parse_error_exactly(text, offset, message, hint):
     with pytest.raises(OpathError) as caught:
@@ -118,6 +125,17 @@ R = {"Name": "Room 1", "office": "Berlin", "CustomAttribute1": "", "CustomAttrib
 ])
 def test_evaluate_boundaries(text, result):
     assert opath.evaluate(parse(text), R) is result
+
+
+def test_values_that_cannot_be_ordered_match_nothing():
+    odd = {"CustomAttribute2": [{"a": 1}]}
+    assert opath.evaluate(parse("CustomAttribute2 -gt 4"), odd) is False
+    assert opath.evaluate(parse("CustomAttribute2 -le 4"), odd) is False
+
+
+def test_an_error_without_a_hint_has_an_empty_one():
+    error = OpathError("bad", 3)
+    assert (error.message, error.offset, error.hint, str(error)) == ("bad", 3, "", "bad")
 
 
 def test_name_with_brackets_matches_literally():

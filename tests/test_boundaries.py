@@ -8,7 +8,7 @@ import shutil
 import textwrap
 
 import pytest
-from conftest import PLAYBOOKS, REPO
+from conftest import EXAMPLE_VARS, PLAYBOOKS, REPO
 
 from toolkit.playbook.load import peek_platform
 from toolkit.sandbox import org as store
@@ -25,16 +25,17 @@ def state_of(sandbox_state, platform):
 @pytest.mark.parametrize("path", PLAYBOOKS, ids=lambda p: p.stem)
 def test_destroy_in_an_organisation_without_the_objects_removes_nothing(cli, sandbox_state, path):
     platform = peek_platform(path)
-    planned = cli("plan", path, "--destroy", "--output", "json")
+    values = [f"--var={k}={v}" for k, v in EXAMPLE_VARS.get(path.stem, {}).items()]
+    planned = cli("plan", path, *values, "--destroy", "--output", "json")
     assert planned.exit_code == 0, planned.stderr
     plan = json.loads(planned.stdout)
     assert plan["destroy"] is True
     assert plan["counts"]["delete"] == 0 and plan["counts"]["create"] == 0 and plan["counts"]["update"] == 0
     assert plan["counts"]["noop"] == len(plan["changes"]) > 0
     assert {c["action"] for c in plan["changes"]} == {"noop"}
-    assert cli("plan", path, "--destroy", "--detailed-exitcode").exit_code == 0  # 0: nothing to change
+    assert cli("plan", path, *values, "--destroy", "--detailed-exitcode").exit_code == 0  # 0: nothing to change
     # Nothing to remove, so nothing to confirm: no --yes, no terminal, and it still succeeds.
-    destroyed = cli("destroy", path)
+    destroyed = cli("destroy", path, *values)
     assert destroyed.exit_code == 0, destroyed.stderr
     assert " 0 to remove" in destroyed.stdout
     assert "confirmation" not in destroyed.stderr

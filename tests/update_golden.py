@@ -12,6 +12,9 @@ from pathlib import Path
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import render_script
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import EXAMPLE_VARS  # noqa: E402  (the values test_golden renders the examples with)
+
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
 STATES = {"present": "apply", "absent": "destroy", "facts": "facts"}
@@ -22,7 +25,7 @@ def golden_path(playbook: Path, state: str) -> Path:
 
 
 def render(playbook: Path, state: str) -> str:
-    model, _ = require_playbook(playbook)
+    model, _ = require_playbook(playbook, EXAMPLE_VARS.get(playbook.stem))
     return render_script(model, state=state).text
 
 

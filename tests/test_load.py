@@ -127,7 +127,8 @@ def test_a_broken_template_points_at_the_value(write_playbook):
     _, errors, _ = load(write_playbook, "exkit: 1\nname: ok\ndescription: '{{ a b }}'\n")
     assert errors == [(3, 14, "bad-template",
                        "cannot expand variables in this value: expected token 'end of print statement', got 'b'",
-                       "write variables as {{ name }}")]
+                       "write variables as {{ name }}; expressions are sandboxed and bounded (no Python, no huge "
+                       "strings or loops)")]
 
 
 def test_variables_expand_with_their_types_and_precedence(write_playbook):

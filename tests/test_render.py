@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import RenderError, render_script
 from toolkit.render.quoting import (
+    INVISIBLE,
     SINGLE_QUOTES,
     UnsafeValueError,
     ps_literal,
@@ -138,11 +139,8 @@ def test_ps_literal_types():
 # Text a user could put into a playbook: anything but control characters, with the dangerous ones made likely, and
 # a single-quote character (most often one of U+2018–U+201B) in every value: test_quoting measures the share.
 _DANGEROUS = "'\"`$(){};|&@#<>\u2018\u2019\u201a\u201b\u201c\u201d\u201e -"
-_piece = st.text(
-    alphabet=st.one_of(st.sampled_from(_DANGEROUS), st.characters(exclude_categories=("Cc", "Cs"),
-                                                                  exclude_characters="\u2028\u2029")),
-    max_size=20,
-)
+_printable = st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="\u2028\u2029" + "".join(INVISIBLE))
+_piece = st.text(alphabet=st.one_of(st.sampled_from(_DANGEROUS), _printable), max_size=20)
 user_text = st.builds(lambda head, quote, tail: head + quote + tail,
                       _piece, st.sampled_from(["\u2018", "\u2019", "\u201a", "\u201b", "'"]), _piece)
 

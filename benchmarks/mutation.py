@@ -50,6 +50,7 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "retries": (["toolkit/targets/exchange_online.py", "toolkit/targets/winrm.py"],
                 ["tests/test_retries.py", "tests/test_exchange_online.py", "tests/test_winrm.py"],
                 ["toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post__mutmut_*",
+                 "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying__mutmut_*",
                  "toolkit.targets.exchange_online.xǁ_Transientǁ__init____mutmut_*",
                  "toolkit.targets.winrm.xǁWinRMTargetǁrun_script__mutmut_*",
                  "toolkit.targets.winrm.xǁWinRMTargetǁ_failure__mutmut_*"]),

@@ -54,9 +54,13 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
                  "toolkit.targets.exchange_online.xǁ_Transientǁ__init____mutmut_*",
                  "toolkit.targets.winrm.xǁWinRMTargetǁrun_script__mutmut_*",
                  "toolkit.targets.winrm.xǁWinRMTargetǁ_failure__mutmut_*"]),
-    "review": (["toolkit/render/review.py"], ["tests/test_review.py", "tests/test_boundaries.py"], None),
-    "plan": (["toolkit/plan.py"], ["tests/test_boundaries.py", "tests/test_workflow.py", "tests/test_cli.py"], None),
-    "cmdlets": (["toolkit/sandbox/cmdlets.py"], ["tests/test_sandbox.py", "tests/test_interpreter.py"], None),
+    "review": (["toolkit/render/review.py"], ["tests/test_review.py", "tests/test_boundaries.py",
+                                               "tests/test_security.py"], None),
+    "plan": (["toolkit/plan.py"], ["tests/test_boundaries.py", "tests/test_workflow.py", "tests/test_differential.py"],
+             None),
+    "cmdlets": (["toolkit/sandbox/cmdlets.py"], ["tests/test_sandbox.py", "tests/test_interpreter.py",
+                                                 "tests/test_differential.py"], None),
+    "rest": (["toolkit/targets/exchange_online.py"], ["tests/test_exchange_online.py", "tests/test_retries.py"], None),
 }
 
 # Mutants no behaviour can tell apart from the original, each with the reason. A surviving mutant is equivalent when

@@ -12,9 +12,16 @@ from typing import Any
 
 from toolkit import opath
 from toolkit.boundary import canonical_name
-from toolkit.sandbox.commands import Command, CmdletError, ParamType
+from toolkit.sandbox.commands import CmdletError, Command, ParamType
+from toolkit.sandbox.model import LINKED_GROUP_MEMBERS
 from toolkit.sandbox.org import (
-    ApplicationAccessPolicy, ManagementScope, MailboxPermission, Organisation, Recipient, RoleAssignment, RoleGroup,
+    ApplicationAccessPolicy,
+    MailboxPermission,
+    ManagementScope,
+    Organisation,
+    Recipient,
+    RoleAssignment,
+    RoleGroup,
     ServicePrincipal,
 )
 from toolkit.sandbox.remoting import RemoteLogon, check_second_hop
@@ -524,6 +531,8 @@ class ExchangeCmdlets:
         ../shared/reference/exchange.md "Effective access")."""
         if assignment.role_assignee_type == "RoleGroup":
             group = self.org.role_group(assignment.role_assignee)
+            if group is not None and group.linked_foreign_group:
+                return [LINKED_GROUP_MEMBERS]  # a placeholder, not a person (Get-ManagementRoleAssignment docs)
             members: list[str] = []
             for member in group.members if group else []:
                 recipient = self.org.recipient(member)

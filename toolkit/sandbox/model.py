@@ -7,6 +7,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+LINKED_GROUP_MEMBERS = "All Linked Group Members"  # -GetEffectiveUsers' placeholder for a linked role group
 # Recipient types of security principals that are not mail-enabled: Get-Recipient does not return them (it lists
 # mail-enabled objects only), Get-User / Get-Group and Get-RoleGroupMember do (cmdlet reference: Get-Recipient,
 # Get-User, Get-Group; Add-RoleGroupMember -Member takes a SecurityPrincipalIdParameter).
@@ -96,6 +97,9 @@ class RoleGroup(_State):
     description: str = ""
     members: list[str] = Field(default_factory=list)  # Recipient.member_id of each member (lower case)
     managed_by: list[str] = Field(default_factory=list)
+    # A linked role group (New-RoleGroup -LinkedForeignGroup): its members are a group of another forest, which
+    # -GetEffectiveUsers shows as one placeholder row, "All Linked Group Members" (Get-ManagementRoleAssignment docs).
+    linked_foreign_group: str | None = None
 
 
 class RoleAssignment(_State):

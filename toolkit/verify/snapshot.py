@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from toolkit.sandbox.model import LINKED_GROUP_MEMBERS
+
 RESOURCE_MAILBOXES = frozenset({"RoomMailbox", "EquipmentMailbox", "LinkedRoomMailbox"})
 
 
@@ -48,7 +50,10 @@ class Snapshot:
             elif kind == "assignment":
                 snapshot.assignments.append(fact)
             elif kind == "effective":
-                snapshot.effective.append(fact)
+                # A linked role group's members live in another forest: -GetEffectiveUsers shows one placeholder
+                # row for them, which is not a person (Get-ManagementRoleAssignment, -GetEffectiveUsers).
+                if str(fact.get("user_name") or "") != LINKED_GROUP_MEMBERS:
+                    snapshot.effective.append(fact)
             elif kind == "permission":
                 snapshot.permissions.append(fact)
             elif kind in ("preview", "live_preview"):

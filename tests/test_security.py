@@ -484,3 +484,14 @@ def test_inventory_boundary_expressions_are_sandboxed_and_bounded(cli, workdir):
             f"targets:\n  t: {{kind: sandbox, boundary: {{recipient_root: \"{expression}\"}}}}\n")
         result = cli("plan", "playbooks/classic.yaml", "-i", "inventory.yaml")
         assert result.exit_code == 1 and "the boundary of target 't'" in result.stderr and message in result.stderr
+
+
+def test_diff_markdown_shows_names_as_text(cli, workdir):
+    old = workdir / "playbooks" / "classic.yaml"
+    new = workdir / "new.yaml"
+    new.write_text(old.read_text().replace("name: Room mailboxes", 'name: "Rooms`<img src=x onerror=alert(1)>`"')
+                   .replace("scope: Room mailboxes", 'scope: "Rooms`<img src=x onerror=alert(1)>`"'))
+    result = cli("diff", old, new, "--format", "markdown")
+    assert result.exit_code == 1, result.output
+    summary = result.stdout.split("<details>")[0]  # the script diff itself is inside a fenced code block
+    assert "<img" not in summary and "&lt;img src=x onerror=alert(1)&gt;" in summary and "\\`" in summary

@@ -246,14 +246,16 @@ def reviewed_folder_impact(directory: Path, recipients: Organisation, cli_vars: 
 def markdown(results: list[Compared]) -> str:
     """The whole diff as a pull-request comment: per playbook the summary, the access-impact table and the script
     diff folded away."""
+    from toolkit.markdown import escape
+
     lines = ["## exkit diff", ""]
     if not any(r.differ for r in results):
         lines.append("No differences: the rendered scripts are identical.")
     for result in results:
         if not result.differ and not (result.impact and result.impact.changed):
             continue
-        lines += [f"### `{result.title}` ({result.status})", ""]
-        lines += [f"- `{line}`" for line in result.summary]
+        lines += [f"### {escape(result.title)} ({result.status})", ""]
+        lines += [f"- {escape(line)}" for line in result.summary]  # names are text, never markup
         lines.append("")
         if result.impact is not None:
             lines.append(impacts.markdown(result.impact, "Access impact").replace("### Access impact",

@@ -296,7 +296,9 @@ def verdict(impact: Impact) -> tuple[str, str]:
 
 
 def _cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ") or " "
+    from toolkit.markdown import cell
+
+    return cell(value)
 
 
 def markdown(impact: Impact, title: str = "Access impact") -> str:
@@ -305,11 +307,12 @@ def markdown(impact: Impact, title: str = "Access impact") -> str:
              "| principal | right | before → after | by type (after) | added | removed | widening |",
              "|---|---|---|---|---|---|---|"]
     for row in impact.rows:
-        flag = f"**:red_circle: {_kinds(row.finding.counts)}** via {row.finding.rules[0]}" if row.finding else ""
-        lines.append("| " + " | ".join(_cell(c) for c in (
+        flag = (f"**:red_circle: {_cell(_kinds(row.finding.counts))}** via {_cell(row.finding.rules[0])}"
+                if row.finding else " ")  # markup of its own around escaped text
+        lines.append("| " + " | ".join([*(_cell(c) for c in (
             row.principal, row.right, f"{row.reach(row.before)} → {row.reach(row.after)}", _kinds(row.counts(row.after)),
             f"{len(row.added)}: {_sample(row.added)}" if row.added else "0",
-            f"{len(row.removed)}: {_sample(row.removed)}" if row.removed else "0", flag)) + " |")
+            f"{len(row.removed)}: {_sample(row.removed)}" if row.removed else "0")), flag]) + " |")
     if not impact.rows:
         lines.append("| (none) | | | | | | |")
     if impact.notes:

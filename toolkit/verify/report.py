@@ -164,14 +164,7 @@ def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, che
         parts += [f"<h2>{name}</h2>" + table(header, rows) for name, header, rows in sections]
         return "".join(parts) + "</body></html>\n"
 
-    def cell(value: object) -> str:
-        """Names come from playbooks and targets: no raw HTML, no table breaks, no Markdown links or emphasis."""
-        import html
-
-        text = html.escape(str(value), quote=False).replace("\n", " ").replace("\r", " ")
-        for char in "\\|`*_[]":
-            text = text.replace(char, "\\" + char)
-        return text or " "
+    from toolkit.markdown import cell  # names come from playbooks and targets: shown as text, never as markup
 
     lines = [f"# {cell(title)}", ""] + [f"- **{k}**: {cell(v)}" for k, v in facts]
     for name, header, rows in sections:

@@ -495,3 +495,20 @@ def test_diff_markdown_shows_names_as_text(cli, workdir):
     assert result.exit_code == 1, result.output
     summary = result.stdout.split("<details>")[0]  # the script diff itself is inside a fenced code block
     assert "<img" not in summary and "&lt;img src=x onerror=alert(1)&gt;" in summary and "\\`" in summary
+
+
+def test_fleet_apply_with_reviewed_and_report_pins_the_report_snapshots(cli, repo):
+    page = repo / "fleet.md"
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "--limit", "hosting", "--reviewed",
+                 "reviewed", "--yes", "--report", page, "--processes", "1")
+    assert result.exit_code == 0, result.stderr
+    assert os.stat(page).st_mode & 0o777 == 0o600
+    snapshot = repo / "overrides" / "snapshot.ps1.j2"  # only the report's verify sends it
+    snapshot.write_text("# a comment nobody reviewed\n" + snapshot.read_text())
+    commit("snapshot template")
+    for path in (repo / "state").iterdir():
+        path.unlink()
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "--limit", "hosting", "--reviewed",
+                 "reviewed", "--yes", "--report", page)
+    assert result.exit_code == 3 and "snapshot script" in result.stderr
+    assert state(repo, "fabrikam") is None and state(repo, "tailspin") is None

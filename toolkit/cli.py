@@ -603,13 +603,14 @@ def _fleet_confirmed(action: str, playbook: Path, inventory: Path | None, limit:
     outcomes = _fleet(action, playbook, inventory, limit, forks, var, templates, output, rate, processes, reviewed,
                       timeout=timeout)
     if report_path is not None:
-        _fleet_report(report_path, action, playbook, inventory, limit, outcomes, var, templates, forks, rate, processes)
+        _fleet_report(report_path, action, playbook, inventory, limit, outcomes, var, templates, forks, rate, processes,
+                      reviewed)
     raise typer.Exit(1 if any(not o.ok for o in outcomes) else 0)
 
 
 def _fleet_report(path: Path, action: str, playbook: Path, inventory: Path | None, limit: str, outcomes: list[Any],
                   var: list[str] | None, templates: Path | None, forks: int, rate: float | None,
-                  processes: int | None) -> None:
+                  processes: int | None, reviewed: Review | None = None) -> None:
     """One page for the fleet: each target's status, boundary, plan and results, and verify after an apply."""
     from toolkit.fleet.report import fleet_page, render_fleet_page
     from toolkit.fleet.run import run_many
@@ -619,6 +620,8 @@ def _fleet_report(path: Path, action: str, playbook: Path, inventory: Path | Non
     cli_vars = parse_vars(var)
     with user_errors():
         targets = select_targets(inventory, limit, peek_platform(playbook))  # type: ignore[arg-type]
+    if reviewed is not None:
+        _pin(reviewed, playbook, targets, var, templates)  # verify's snapshot scripts are the reviewed ones too
     applied = {o.target for o in outcomes if o.ok}
     checks = {}
     if action == "apply" and applied:

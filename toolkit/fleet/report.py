@@ -102,4 +102,6 @@ def _html_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 
 def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ") or " "
+    from toolkit.markdown import cell  # names are text, never markup
+
+    return cell(value)

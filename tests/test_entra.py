@@ -253,3 +253,16 @@ def test_policy_and_rbac_on_one_app_is_a_validate_warning(cli, write_playbook):
     assert result.exit_code == 1
     assert (f"{path}:24:19: warning: application 'Room booking app' has both an Application Access Policy and "
             "RBAC-for-Applications roles") in result.stderr
+
+
+def test_throttling_with_retry_after_as_an_http_date(cli, applied):
+    """Retry-After may be an HTTP-date (RFC 9110 section 10.2.3): float() of it failed before."""
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    server, inventory = applied
+    server.directory.switches.throttle_next = 2
+    server.directory.switches.retry_after = format_datetime(datetime.now(UTC) - timedelta(seconds=5), usegmt=True)
+    code, data = verify(cli, inventory)
+    assert code == 0 and data["entra"] == "pass"
+    assert server.directory.throttled == 2

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import requests
 
+from toolkit.targets import http_rules
 from toolkit.targets.base import Target, TargetError
 from toolkit.targets.exchange_online import RETRY_STATUS, ExchangeOnlineTarget, _short, _Transient
 
@@ -75,8 +76,8 @@ class GraphReader:
         if response.status_code == 401 and not refreshed:
             return self._get_once(url, label, refreshed=True)
         if response.status_code in RETRY_STATUS:
-            retry_after = response.headers.get("Retry-After")
-            raise _Transient(response.status_code, float(retry_after) if retry_after else None)
+            wait = http_rules.retry_after_seconds(response.headers.get("Retry-After"))  # seconds or an HTTP-date
+            raise _Transient(response.status_code, wait)
         try:
             data = json.loads(response.text) if response.text else {}
         except ValueError:

@@ -54,7 +54,7 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
                  "toolkit.targets.exchange_online.xǁ_Transientǁ__init____mutmut_*",
                  "toolkit.targets.winrm.xǁWinRMTargetǁrun_script__mutmut_*",
                  "toolkit.targets.winrm.xǁWinRMTargetǁ_failure__mutmut_*"]),
-    "review": (["toolkit/render/review.py"], ["tests/test_review.py", "tests/test_boundaries.py",
+    "review": (["toolkit/render/review.py", "toolkit/render/pin.py"], ["tests/test_review.py", "tests/test_boundaries.py",
                                                "tests/test_security.py"], None),
     "plan": (["toolkit/plan.py"], ["tests/test_boundaries.py", "tests/test_workflow.py", "tests/test_differential.py"],
              None),

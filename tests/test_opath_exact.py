@@ -186,3 +186,38 @@ def test_filters_that_constrain_no_type(text):
 ])
 def test_matches_only_resources(text, only):
     assert opath.matches_only_resources(parse(text)) is only
+
+
+TYPOGRAPHIC = "use a plain apostrophe (') instead, or leave it out"
+
+
+@pytest.mark.parametrize("text, offset, char", [
+    ("Name -eq 'a\u2019b'", 11, "\u2019"),
+    ('Office -eq "x\u201cy"', 13, "\u201c"),
+    ("Name -eq 'ok' -or Office -eq '\u201a'", 30, "\u201a"),
+])
+def test_typographic_quotes_in_a_value_are_refused_where_they_stand(text, offset, char):
+    with pytest.raises(OpathError) as caught:
+        parse(text)
+    assert (caught.value.offset, caught.value.message, caught.value.hint) == (
+        offset, f"the value holds the typographic quote {char} (U+{ord(char):04X}), which Exchange may read as the "
+                "end of the value", TYPOGRAPHIC)
+
+
+def test_quote_value_refuses_a_typographic_quote_at_its_index():
+    with pytest.raises(OpathError) as caught:
+        opath.quote_value("ab\u2018")
+    assert (caught.value.offset, caught.value.hint) == (2, TYPOGRAPHIC)
+    assert caught.value.message.startswith("the value holds the typographic quote \u2018 (U+2018)")
+
+
+@pytest.mark.parametrize("text, stored", [
+    ("Name -eq 1", "(Name -eq 1)"),
+    ("Name -eq 1 -and Office -eq 'a'", "((Name -eq 1) -and (Office -eq 'a'))"),
+    ("Name -eq 1 -or -not (Office -eq 'a' -and City -eq 'b')",
+     "((Name -eq 1) -or (-not ((Office -eq 'a') -and (City -eq 'b'))))"),
+    ("-not Name -eq $null", "(-not (Name -eq $null))"),
+])
+def test_to_stored_text_parenthesises_every_comparison_and_group(text, stored):
+    assert opath.to_stored_text(parse(text)) == stored
+    assert parse(stored) == parse(text)

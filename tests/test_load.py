@@ -270,3 +270,48 @@ def test_warnings_fail_only_when_strict():
     assert diagnostics.failed(strict=True)
     diagnostics.note("n", "fyi", "a.yaml", Position(1, 1))
     assert not diagnostics.failed()
+
+
+REQUIRES = ("exkit: 1\nrequires:\n  tenant: the tenant's short name\n  9x: bad\n  both: has a default\nvars:\n"
+            "  both: 1\nname: '{{ tenant }}'\nother: '{{ nope }}'\n")
+BAD_NAME = (4, 3, "bad-variable-name", "invalid variable name '9x'",
+            "variable names are letters, digits and underscores, not starting with a digit")
+WITH_DEFAULT = (7, 3, "required-with-default", "required variable 'both' also has a default under 'vars:'",
+                "a required variable has no default: each target supplies it; remove it from 'vars:' (or from "
+                "'requires:' to keep the default)")
+UNDEFINED = (9, 8, "undefined-variable", "undefined variable 'nope'",
+             "define it under 'vars:', in the inventory, or with --var nope=VALUE")
+
+
+def missing(name, description, where=""):
+    line = {"tenant": 3, "9x": 4}[name]
+    return (line, 3, "missing-required-variable", f"required variable {name!r} has no value{where}",
+            f"{description} — set it in the inventory (the target's or its group's vars:) or with --var {name}=VALUE")
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, [BAD_NAME, missing("tenant", "the tenant's short name"), missing("9x", "bad"), WITH_DEFAULT, UNDEFINED]),
+    ({"target": "t1"}, [BAD_NAME, missing("tenant", "the tenant's short name", " for target 't1'"),
+                        missing("9x", "bad", " for target 't1'"), WITH_DEFAULT, UNDEFINED]),
+    ({"placeholders": True}, [BAD_NAME, WITH_DEFAULT, UNDEFINED]),
+])
+def test_required_variables(options, expected):
+    diagnostics = Diagnostics()
+    document = parse_yaml(REQUIRES, "p.yaml", diagnostics)
+    from toolkit.playbook.load import expand_variables
+
+    expand_variables(document, diagnostics, {}, **options)
+    assert [(d.position.line, d.position.column, d.code, d.message, d.hint) for d in diagnostics.items] == expected
+    assert {d.file for d in diagnostics.items} == {"p.yaml"}
+    assert document.data["name"] == "{{ tenant }}"  # left unchecked: one error says what is missing
+    assert document.data["requires"]["tenant"] == "the tenant's short name"  # requires: itself is not expanded
+
+
+def test_a_required_variable_supplied_by_the_target():
+    diagnostics = Diagnostics()
+    document = parse_yaml(REQUIRES, "p.yaml", diagnostics)
+    from toolkit.playbook.load import expand_variables
+
+    expand_variables(document, diagnostics, {"tenant": "fab", "9x": 1}, target="t1")
+    assert [d.code for d in diagnostics.items] == ["bad-variable-name", "required-with-default", "undefined-variable"]
+    assert document.data["name"] == "fab"

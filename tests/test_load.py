@@ -315,3 +315,14 @@ def test_a_required_variable_supplied_by_the_target():
     expand_variables(document, diagnostics, {"tenant": "fab", "9x": 1}, target="t1")
     assert [d.code for d in diagnostics.items] == ["bad-variable-name", "required-with-default", "undefined-variable"]
     assert document.data["name"] == "fab"
+
+
+def test_load_playbook_passes_the_target_and_placeholders_on(write_playbook):
+    path = write_playbook(REQUIRES)
+    for options, message in (({}, "required variable 'tenant' has no value"),
+                             ({"target": "t1"}, "required variable 'tenant' has no value for target 't1'"),
+                             ({"placeholders": True}, None)):
+        diagnostics = Diagnostics()
+        assert load_playbook(path, diagnostics, **options) is not None
+        found = [d.message for d in diagnostics.items if d.code == "missing-required-variable"]
+        assert found[:1] == ([message] if message else [])

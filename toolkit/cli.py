@@ -418,12 +418,15 @@ def migrate(
                                      "EWS.AccessAsApp; retired in Exchange Online in 2026-27).")] = "graph",
 ) -> None:
     """Write the Exchange Online equivalent of a playbook: RBAC for Applications instead of ApplicationImpersonation."""
+    from toolkit.playbook.bounded_yaml import FileTooLarge, read_text
     from toolkit.playbook.migrate import EWS_WARNING, migrate_text
 
     if api == "ews":
         typer.echo(f"exkit: warning: {EWS_WARNING}", err=True)
     try:
-        text = migrate_text(playbook.read_text(encoding="utf-8"), api)
+        text = migrate_text(read_text(playbook), api)
+    except FileTooLarge as exc:
+        _fail(f"{playbook}: {exc}")
     except OSError as exc:
         _fail(f"cannot read {playbook}: {exc.strerror or exc}")
     except ExkitError as exc:

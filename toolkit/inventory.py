@@ -22,7 +22,8 @@ from pydantic_core import PydanticCustomError
 from toolkit.boundary import Boundary
 from toolkit.errors import ExkitError
 from toolkit.fleet.throttle import RateLimiter
-from toolkit.playbook.diagnostics import Diagnostics, PlaybookError
+from toolkit.playbook.bounded_yaml import FileTooLarge, limit_hint, read_text
+from toolkit.playbook.diagnostics import Diagnostics, PlaybookError, Position
 from toolkit.playbook.load import parse_yaml
 from toolkit.playbook.model import VariableValue, problem
 from toolkit.playbook.validate import report_model_errors
@@ -91,9 +92,12 @@ class InventoryError(ExkitError):
 def load_inventory(path: Path) -> Inventory:
     diagnostics = Diagnostics()
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InventoryError(f"cannot read the inventory {path}: {exc.strerror or exc}") from None
+        text = read_text(path)
+    except FileTooLarge as exc:
+        diagnostics.error("yaml-limit", str(exc), str(path), Position(1, 1), limit_hint())
+        raise PlaybookError(diagnostics) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"cannot read the inventory {path}: {getattr(exc, 'strerror', None) or exc}") from None
     document = parse_yaml(text, str(path), diagnostics)
     if document is not None:
         try:

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, merge_attrib
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
+from toolkit.playbook.bounded_yaml import FileTooLarge, YAMLLimitError, check_text, limit_hint, read_text, yaml_loader
 from toolkit.playbook.diagnostics import Diagnostics, Position
 from toolkit.render.bounded import BoundedEnvironment, render_text
 
@@ -70,8 +70,7 @@ def _record(node: Any, path: PathKey, positions: Positions) -> Any:
         out: dict[str, Any] = {}
         for key in node:
             child = (*path, str(key))
-            key_line, key_col = node.lc.key(key)
-            value_line, value_col = node.lc.value(key)
+            (key_line, key_col), (value_line, value_col) = _key_and_value_marks(node, key)
             positions.keys[child] = Position(key_line + 1, key_col + 1)
             positions.values[child] = Position(value_line + 1, value_col + 1)
             value = node[key]
@@ -99,6 +98,16 @@ def _record(node: Any, path: PathKey, positions: Positions) -> Any:
     return str(node)
 
 
+def _key_and_value_marks(node: CommentedMap, key: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where a key and its value stand; a key merged in (``<<: *anchor``) stands where the anchored mapping has it."""
+    if key in node.lc.data:
+        return node.lc.key(key), node.lc.value(key)
+    for source in getattr(node, merge_attrib, None) or []:
+        if isinstance(source, CommentedMap) and key in source:
+            return _key_and_value_marks(source, key)
+    return (node.lc.line, node.lc.col), (node.lc.line, node.lc.col)
+
+
 def parse_yaml(text: str, file: str, diagnostics: Diagnostics) -> LoadedDocument | None:
     """Parse YAML text; syntax errors become diagnostics.
 
@@ -120,11 +129,20 @@ def _parsed(text: str, file: str) -> tuple[Any, Positions] | Diagnostics:
 
 
 def _parse_yaml(text: str, file: str, diagnostics: Diagnostics) -> LoadedDocument | None:
-    yaml = YAML(typ="rt")
+    yaml = yaml_loader()
     yaml.preserve_quotes = True
     positions = Positions()
     try:
+        check_text(text)
         node = yaml.load(text)
+    except FileTooLarge as exc:
+        diagnostics.error("yaml-limit", str(exc), file, Position(1, 1), limit_hint())
+        return None
+    except YAMLLimitError as exc:
+        mark = exc.problem_mark
+        diagnostics.error("yaml-limit", exc.problem or "", file, Position(mark.line + 1, mark.column + 1),
+                          limit_hint())
+        return None
     except DuplicateKeyError as exc:
         mark = exc.problem_mark
         diagnostics.error("duplicate-key", _first_line(exc.problem or "duplicate key"), file,
@@ -153,7 +171,10 @@ def load_playbook(path: str | Path, diagnostics: Diagnostics, supplied_vars: Map
     use it are left unchecked."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text(path)
+    except FileTooLarge as exc:
+        diagnostics.error("yaml-limit", str(exc), file, Position(1, 1), limit_hint())
+        return None
     except FileNotFoundError:
         diagnostics.error("file-not-found", f"no such playbook file: {file}", file, Position(1, 1),
                           "check the path; playbooks are YAML files such as playbooks/classic.yaml")
@@ -254,9 +275,10 @@ def _undefined(name: str, path: PathKey, variables: Mapping[str, Any], document:
 
 def peek_platform(path: str | Path) -> str:
     """The playbook's platform key, read without validating (which target is the default depends on it)."""
-    try:
-        data = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
+    try:  # the same bounded, cached parse that validation uses a moment later
+        parsed = _parsed(read_text(path), str(path))
     except Exception:  # any problem is reported with its position by validation a moment later
         return "exchange-server"
+    data = None if isinstance(parsed, Diagnostics) else parsed[0]
     platform = data.get("platform") if isinstance(data, dict) else None
     return platform if platform in ("exchange-server", "exchange-online") else "exchange-server"

@@ -15,6 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from toolkit.errors import ExkitError
+from toolkit.playbook.bounded_yaml import yaml_loader
 from toolkit.playbook.model import IMPERSONATION_ROLE
 
 APPLICATION_NAME = "Room booking app"
@@ -34,7 +35,7 @@ class MigrateError(ExkitError):
 
 
 def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
+    yaml = yaml_loader()  # bounded: the playbook may come from anyone
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 120

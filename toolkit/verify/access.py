@@ -221,15 +221,44 @@ class RecipientsFileError(ExkitError):
     pass
 
 
+MAX_CSV_BYTES = 64 * 1024 * 1024  # 64 MiB: an export of every column is 2-3 KiB a recipient
+MAX_CSV_ROWS = 200_000
+MAX_CSV_COLUMNS = 1_000
+
+
 def read_recipients_csv(path: Path) -> list[dict[str, Any]]:
-    """Rows of an Export-Csv file (a leading '#TYPE …' line is skipped)."""
+    """Rows of an Export-Csv file (a leading '#TYPE …' line is skipped), within bounds: a hostile or broken file is
+    refused with its line, never read past MAX_CSV_BYTES or MAX_CSV_ROWS (a field over 128 KiB is the csv module's own
+    bound, refused the same way)."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CSV_BYTES + 1)
     except OSError as exc:
         raise RecipientsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if lines and lines[0].startswith("#TYPE"):
-        lines = lines[1:]
-    rows = list(csv.DictReader(lines))
+    if len(data) > MAX_CSV_BYTES:
+        raise RecipientsFileError(f"{path}:1:1: the file is larger than the limit of {MAX_CSV_BYTES // 1024 // 1024} "
+                                  "MiB: export only the columns a scope filter uses (Select-Object … | Export-Csv)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise RecipientsFileError(f"{path}:{line}:1: not UTF-8 text (Export-Csv -Encoding UTF8)") from None
+    lines = text.splitlines()
+    skipped = 1 if lines and lines[0].startswith("#TYPE") else 0
+    reader = csv.DictReader(lines[skipped:])
+    rows: list[dict[str, Any]] = []
+    try:
+        for row in reader:
+            if len(rows) == MAX_CSV_ROWS:
+                raise RecipientsFileError(f"{path}:{reader.line_num + skipped}:1: more than {MAX_CSV_ROWS:,} "
+                                          "recipients, the limit: preview a part (Get-Recipient -Filter …)")
+            if len(row) > MAX_CSV_COLUMNS:
+                raise RecipientsFileError(f"{path}:{reader.line_num + skipped}:1: more than {MAX_CSV_COLUMNS} "
+                                          "columns, the limit")
+            rows.append(row)
+    except csv.Error as exc:
+        line = reader.line_num + skipped + 1  # the line that failed is not counted yet
+        raise RecipientsFileError(f"{path}:{line}:1: not a readable CSV line: {exc}") from None
     if not rows or "RecipientTypeDetails" not in rows[0]:
         raise RecipientsFileError(f"{path} is not a Get-Recipient export: it needs a RecipientTypeDetails column "
                                   "(Get-Recipient -ResultSize Unlimited | Export-Csv -NoTypeInformation FILE)")

@@ -25,6 +25,7 @@ def test_wheel_contains_templates(wheel):
     assert "toolkit/_templates/exchange-server/script.ps1.j2" in names
     assert "toolkit/_templates/common/role_group.ps1.j2" in names
     assert "toolkit/_templates/exchange-online/service_principal.ps1.j2" in names
+    assert "toolkit/_templates/report/run_report.html.j2" in names  # the change-board report's layout
 
 
 def test_render_from_installed_wheel(wheel, tmp_path):

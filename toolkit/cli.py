@@ -873,21 +873,26 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, record: Any, sig
             typer.echo(line, err=True)
         raise typer.Exit(exit_code(RUN.reason))
     if report_path is not None:
+        from datetime import UTC, datetime
+
         from toolkit.workflow import verify_target
 
-        checks = []
+        finished = datetime.now(UTC).isoformat(timespec="seconds")
+        checks, not_run = None, "the run failed" if not result.ok else f"{verb} does not verify"
         if result.ok and verb == "apply":
             try:
                 checks = verify_target(prepared.playbook, prepared.target, templates)
             except (TargetError, RenderError) as exc:
+                not_run = f"reading the target failed: {exc}"
                 typer.echo(f"exkit: warning: verify for the report failed: {exc}", err=True)
         from toolkit.safe_paths import write_file
 
         with user_errors():  # 0600 and never through a symbolic link
             write_file(report_path, report.run_report(
                 playbook=prepared.playbook.name, target=prepared.target.name, plan=prepared.plan, result=result,
-                checks=checks, html=report_path.suffix.lower() in (".html", ".htm"),
-                reviewed_sha256=reviewed_sha, impact=found).encode("utf-8"), mode=0o600)
+                checks=checks, html=report_path.suffix.lower() in (".html", ".htm"), reviewed_sha256=reviewed_sha,
+                impact=found, record={"finished": finished, **record.data}, endpoint=prepared.target.target.describe(),
+                script=prepared.script.text, command=verb, verify_not_run=not_run).encode("utf-8"), mode=0o600)
         typer.echo(f"wrote the run report {report_path}", err=True)
     if not result.ok:
         typer.echo("exkit: error: " + report.failure_message(result), err=True)

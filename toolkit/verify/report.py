@@ -125,49 +125,16 @@ def show_previews(out: Console, previews: list[Any], where: str, entra: list[Any
         show_checks(out, entra, where, "Entra consent (Microsoft Graph)")
 
 
-def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, checks: list[Any], html: bool,
-               reviewed_sha256: str = "", impact: Any = None) -> str:
-    """A record of one apply that a change board can file: plan (each grant's role, assignee and scope), results,
-    verify outcome, script sha256, and the access impact when it was computed (toolkit.verify.impact.Impact)."""
-    rows_plan = [(c.action, c.kind, c.name, grant_text(c.resource),
-                  "; ".join(f"{f.field}: {_value(f.before)} → {_value(f.after)}" for f in c.fields))
-                 for c in plan.changes]
-    rows_results = [(r.kind, r.name, r.action, r.error) for r in result.results]
-    rows_checks = [(c.status.upper(), c.subject, c.message) for c in checks if c.area != "entra"]
-    rows_entra = [(c.status.upper(), c.subject, c.message) for c in checks if c.area == "entra"]
-    title = f"exkit run report: {playbook} on {target}"
-    facts = [("Playbook", playbook), ("Target", target), ("Script sha256", result.script_sha256),
-             ("Reviewed sha256", reviewed_sha256 or "(not pinned to a review)"),
-             ("Outcome", "applied" if result.ok else "FAILED"),
-             ("Verify", check_summary(checks))]
-    sections = [("Plan", ("action", "kind", "name", "grant", "changes"), rows_plan),
-                ("Results", ("kind", "name", "result", "error"), rows_results),
-                ("Verify", ("result", "subject", "detail"), rows_checks)]
-    if rows_entra:  # Exchange Online: what Entra ID grants the apps, read through Microsoft Graph
-        sections.append(("Entra consent (Microsoft Graph)", ("result", "subject", "detail"), rows_entra))
-    if impact is not None:  # who gains or loses which mailboxes (toolkit/verify/impact.py)
-        facts.append(("Access impact", ("WIDENING: " if impact.widening else "no widening; ") + impact.source))
-        sections.append(("Access impact", ("principal", "right", "before → after", "added", "removed", "widening"),
-                         [(r.principal, r.right, f"{r.reach(r.before)} → {r.reach(r.after)}", len(r.added),
-                           len(r.removed), r.finding.text() if r.finding else "") for r in impact.rows]))
-    if html:
-        import html as escape
+def run_report(*, playbook: str, target: str, plan: Plan, result: RunResult, checks: list[Any] | None, html: bool,
+               reviewed_sha256: str = "", record: dict[str, Any] | None = None, endpoint: str = "",
+               script: str = "", command: str = "apply", verify_not_run: str = "", impact: Any = None) -> str:
+    """A record of one apply that a change board can file (HTML or Markdown): who, where, when, which run and
+    version; the plan (each grant's role, assignee and scope) with before → after; the results; verify (or why it did
+    not run); the access impact when it was computed (toolkit.verify.impact.Impact); the script and its sha256.
+    The page's data and its layout live apart: toolkit/verify/run_report.py and templates/report/."""
+    from toolkit.verify.run_report import render_page, run_page
 
-        def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-            head = "".join(f"<th>{escape.escape(h)}</th>" for h in header)
-            body = "".join("<tr>" + "".join(f"<td>{escape.escape(str(c))}</td>" for c in row) + "</tr>"
-                           for row in rows)
-            return f"<table border=\"1\" cellpadding=\"4\"><tr>{head}</tr>{body}</table>"
-
-        parts = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape.escape(title)}</title></head>"
-                 f"<body><h1>{escape.escape(title)}</h1>", table(("", ""), facts)]
-        parts += [f"<h2>{name}</h2>" + table(header, rows) for name, header, rows in sections]
-        return "".join(parts) + "</body></html>\n"
-
-    from toolkit.markdown import cell  # names come from playbooks and targets: shown as text, never as markup
-
-    lines = [f"# {cell(title)}", ""] + [f"- **{k}**: {cell(v)}" for k, v in facts]
-    for name, header, rows in sections:
-        lines += ["", f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    page = run_page(playbook=playbook, target=target, plan=plan, result=result, checks=checks,
+                    reviewed_sha256=reviewed_sha256, record=record, endpoint=endpoint, script=script,
+                    command=command, verify_not_run=verify_not_run, impact=impact)
+    return render_page(page, html)

@@ -135,3 +135,29 @@ def test_coldstart_benchmark_prints_its_last_line():
     assert run.returncode == 0, run.stderr
     last = run.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"help_ms=\d+ validate_ms=\d+ help_median_ms=\d+ validate_median_ms=\d+", last), run.stdout
+
+
+def test_verify_off_a_terminal_prints_one_line_per_check(cli, sandbox_state):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from toolkit.targets.sandbox import SandboxTarget
+    from toolkit.verify import report
+    from toolkit.verify.checks import Check
+
+    classic = REPO / "playbooks" / "classic.yaml"
+    assert cli("apply", classic, "--yes").exit_code == 0
+    widened = SandboxTarget(platform="exchange-server").run_script(
+        "Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter \"RecipientType -eq 'UserMailbox'\"")
+    assert widened.exit_code == 0, widened.stderr
+    result = cli("verify", classic)
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Verify on sandbox organisation ") and lines[-1] == "Verify: 1 passed, 2 failed."
+    assert lines[1].startswith("FAIL scope 'Room mailboxes': ") and "│" not in result.stdout
+    assert all(re.match(r"(PASS|FAIL) [^:]+: \S", line) for line in lines[1:-1]), lines
+    # on a terminal: a table
+    screen = StringIO()
+    report.show_checks(Console(file=screen, force_terminal=True, width=100), [Check("scope 'x'", True, "fine")], "t")
+    assert "│" in screen.getvalue() and "PASS" in screen.getvalue()

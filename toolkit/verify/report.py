@@ -13,6 +13,7 @@ from toolkit.plan import Plan
 from toolkit.resources.base import ALL_MAILBOXES, grant_text
 from toolkit.verify.checks import check_summary
 from toolkit.targets.base import RunResult
+from toolkit.verify.checks import check_summary
 
 _SYMBOLS = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red"), "noop": ("=", "dim"),
             "error": ("!", "bold red")}
@@ -100,6 +101,14 @@ _STATUS_STYLE = {"pass": "green", "fail": "bold red", "not checked": "bold magen
 
 
 def show_checks(out: Console, checks: list[Any], where: str, title: str = "Verify") -> None:
+    """A table on a terminal; elsewhere (CI logs, pipes, files) one line per check, which no width wraps into an
+    unreadable column: ``FAIL principal 'svc-rooms@contoso.com': …``."""
+    if not out.is_terminal:
+        out.print(Text(f"{title} on {where}:"))
+        for check in checks:
+            out.print(Text(f"{check.status.upper()} {check.subject}: {check.message}"), soft_wrap=True)
+        out.print(Text(f"{title}: {check_summary(checks)}."))
+        return
     table = Table(title=f"{title} on {where}", title_justify="left", show_edge=False)
     table.add_column("result")
     table.add_column("subject")

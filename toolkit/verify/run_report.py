@@ -99,7 +99,7 @@ def _utc(value: Any) -> str:
 def check_section(title: str, checks: Sequence[Any] | None, not_run: str) -> Section:
     """Checks (verify, Entra consent) as a section; ``None`` means they did not run, and the section says why —
     never "0 passed, 0 failed"."""
-    from toolkit.verify.report import check_summary
+    from toolkit.verify.checks import check_summary
 
     section = Section(title, ["result", "subject", "detail"])
     if checks is None:
@@ -136,9 +136,15 @@ def run_page(*, playbook: str, target: str, plan: Any, result: Any, checks: Sequ
     exchange_checks = None if checks is None else [c for c in checks if getattr(c, "area", "exchange") != "entra"]
     entra_checks = [] if checks is None else [c for c in checks if getattr(c, "area", "exchange") == "entra"]
     verify = check_section("Verify", exchange_checks, verify_not_run or "not requested")
-    if verify.status == "fail":
-        culprit = next(c for c in exchange_checks or [] if not c.ok)
+    culprit = next((c for c in checks or [] if not c.ok), None)
+    if culprit is not None:
         headline += f"; verify FAILED: {culprit.subject}: {culprit.message}"
+    if checks is not None:  # the summary of every check, Entra's included (as exkit verify prints it)
+        from toolkit.verify.checks import check_summary
+
+        verify_summary = check_summary(list(checks))
+    else:
+        verify_summary = verify.summary
     facts = [
         ("Playbook", f"{playbook}" + (f" ({record['playbook']})" if record.get("playbook") else "")),
         ("Target", target),
@@ -154,7 +160,7 @@ def run_page(*, playbook: str, target: str, plan: Any, result: Any, checks: Sequ
         ("Reviewed sha256", reviewed_sha256 or "(not pinned to a review)"),
         ("Outcome", ("FAILED" if failed else "applied" if command == "apply" else command + "ed")
          + f" (exit code {result.exit_code})"),
-        ("Verify", verify.summary),
+        ("Verify", verify_summary),
     ]
     plan_section = Section("Plan", ["action", "kind", "name", "grant", "before → after"],
                            summary=_plan_summary(plan), empty="no resources")
@@ -185,7 +191,7 @@ def run_page(*, playbook: str, target: str, plan: Any, result: Any, checks: Sequ
     if notices:
         sections.append(Section("Notes", ["note"], rows=[[Cell(n)] for n in notices]))
     return ReportPage(title=f"exkit run report: {playbook} on {target}",
-                      status="failed" if failed or verify.status == "fail" or getattr(impact, "widening", False)
+                      status="failed" if failed or culprit is not None or getattr(impact, "widening", False)
                       else "ok", headline=headline,
                       facts=facts, sections=sections, script=script, script_sha256=result.script_sha256)
 

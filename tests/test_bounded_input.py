@@ -145,3 +145,18 @@ def test_recipients_csv_size_and_row_bounds(tmp_path, monkeypatch):
     monkeypatch.setattr(access, "MAX_CSV_BYTES", 100)
     with pytest.raises(access.RecipientsFileError, match=r":1:1: the file is larger than the limit"):
         access.read_recipients_csv(path)
+
+
+def test_what_the_fuzzer_found_is_answered_with_positions(tmp_path):
+    """Found by benchmarks/fuzz.py: a !!omap mapping (no key positions in ruamel) crashed position recording, and a
+    lone surrogate written as a YAML escape passed validation and then failed to render."""
+    omap = tmp_path / "omap.yaml"
+    omap.write_text("exkit: 1\nname: x\nvars: !!omap [a: 1]\n", encoding="utf-8")
+    run = exkit("validate", omap)
+    assert run.returncode in (0, 1) and "Traceback" not in run.stderr, run.stderr
+    surrogate = tmp_path / "surrogate.yaml"
+    surrogate.write_text((REPO / "playbooks" / "classic.yaml").read_text(encoding="utf-8").replace(
+        "roles: [ApplicationImpersonation]", 'roles: ["\\ud8b4\\udf95x"]'), encoding="utf-8")
+    error = only_error(exkit("validate", surrogate), surrogate)
+    assert error["message"] == "value contains the control character U+D8B4 (a lone surrogate, not a character)"
+    assert (error["line"], error["col"]) == ("15", "13")

@@ -100,8 +100,12 @@ def _record(node: Any, path: PathKey, positions: Positions) -> Any:
 
 def _key_and_value_marks(node: CommentedMap, key: Any) -> tuple[tuple[int, int], tuple[int, int]]:
     """Where a key and its value stand; a key merged in (``<<: *anchor``) stands where the anchored mapping has it."""
-    if key in node.lc.data:
-        return node.lc.key(key), node.lc.value(key)
+    try:
+        marks = node.lc.key(key), node.lc.value(key)
+    except (KeyError, TypeError):  # merged in, or a mapping without key positions (e.g. !!omap)
+        marks = (None, None)
+    if None not in marks:
+        return marks
     for source in getattr(node, merge_attrib, None) or []:
         if isinstance(source, CommentedMap) and key in source:
             return _key_and_value_marks(source, key)

@@ -42,8 +42,11 @@ class PowerShell(str):
 def find_unsafe_character(text: str) -> tuple[int, str] | None:
     """Return (index, description) of the first character that may not appear in a literal, or None."""
     for index, char in enumerate(text):
-        if unicodedata.category(char) == "Cc" or char in _EXTRA_FORBIDDEN or char in INVISIBLE:
+        category = unicodedata.category(char)
+        if category == "Cc" or char in _EXTRA_FORBIDDEN or char in INVISIBLE:
             return index, f"U+{ord(char):04X} ({unicodedata.name(char, 'control character')})"
+        if category == "Cs":  # e.g. YAML's "\ud83d": half of a UTF-16 pair, no character, cannot be encoded
+            return index, f"U+{ord(char):04X} (a lone surrogate, not a character)"
     return None
 
 

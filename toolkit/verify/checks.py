@@ -22,16 +22,6 @@ from toolkit.verify.snapshot import Snapshot, beyond_resources, count_types
 PASS, FAIL, WARNING, NOT_CHECKED, INFO = "pass", "fail", "warning", "not checked", "info"
 
 
-def check_summary(checks: list[Any]) -> str:
-    """'3 passed, 1 failed' plus, when there are any, not checked / warnings / information."""
-    counts = {status: sum(c.status == status for c in checks) for status in (PASS, FAIL, NOT_CHECKED, WARNING, INFO)}
-    text = f"{counts[PASS]} passed, {counts[FAIL]} failed"
-    for status, label in ((NOT_CHECKED, "not checked"), (WARNING, "warning(s)"), (INFO, "note(s)")):
-        if counts[status]:
-            text += f", {counts[status]} {label}"
-    return text
-
-
 @dataclass(frozen=True)
 class Check:
     """One finding. ``ok`` is False for a failure and for a check that could not be done ("not checked" is never a

@@ -11,7 +11,6 @@ from rich.text import Text
 
 from toolkit.plan import Plan
 from toolkit.resources.base import ALL_MAILBOXES, grant_text
-from toolkit.verify.checks import check_summary
 from toolkit.targets.base import RunResult
 from toolkit.verify.checks import check_summary
 

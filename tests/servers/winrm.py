@@ -604,6 +604,8 @@ def main() -> None:
     """Run the loopback server by hand: python -m tests.servers.winrm --port 55985 (see the README)."""
     import argparse
     import os
+    import signal
+    import sys
     import tempfile
 
     parser = argparse.ArgumentParser(description="Loopback WinRM server backed by the exkit sandbox organisation.")
@@ -615,17 +617,23 @@ def main() -> None:
     if not password:
         parser.error("set EXKIT_WINRM_PASSWORD to the password the server should accept")
     domain, _, user = arguments.user.partition("\\")
-    users = Path(tempfile.mkdtemp()) / "ntlm-users"
-    users.write_text(f"{domain}:{user}:{password}\n", encoding="utf-8")
-    os.environ["NTLM_USER_FILE"] = str(users)
-    try:
-        server = LoopbackWinRM(arguments.state, {arguments.user: password}, port=arguments.port)
-    except OSError as exc:  # e.g. EADDRINUSE: another server (or a test) holds the port
-        parser.exit(1, f"loopback WinRM: cannot listen on 127.0.0.1:{arguments.port}: {exc.strerror or exc}; "
-                       "stop the other server or choose another --port\n")
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # cleans up as Ctrl-C does
+    with tempfile.TemporaryDirectory(prefix="exkit-winrm-") as scratch:  # removed on exit, Ctrl-C included
+        users = Path(scratch) / "ntlm-users"
+        users.write_text(f"{domain}:{user}:{password}\n", encoding="utf-8")
+        os.environ["NTLM_USER_FILE"] = str(users)
+        try:
+            server = LoopbackWinRM(arguments.state, {arguments.user: password}, port=arguments.port)
+        except OSError as exc:  # e.g. EADDRINUSE: another server (or a test) holds the port
+            parser.exit(1, f"loopback WinRM: cannot listen on 127.0.0.1:{arguments.port}: {exc.strerror or exc}; "
+                           "stop the other server or choose another --port\n")
+        _serve(server, arguments.state)
+
+
+def _serve(server: LoopbackWinRM, state: Path) -> None:
     with server:
         print(f"loopback WinRM (NTLM, http with message encryption) on 127.0.0.1:{server.port}, "
-              f"organisation {arguments.state}; Ctrl-C stops it", flush=True)
+              f"organisation {state}; Ctrl-C stops it", flush=True)
         try:
             server.thread.join()
         except KeyboardInterrupt:

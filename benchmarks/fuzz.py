@@ -9,7 +9,9 @@ value as anything but a string literal) is a failure, printed with its text. Hyp
 (seeded: --seed). The last line is:
 
 examples=N failures=F max_s=… max_rss_mb=… valid=V
-where max_s is the longest time one document took and max_rss_mb the process's peak resident memory.
+where max_s is the longest time one document took, max_rss_mb the peak resident memory of a fuzzing process and
+valid the number of documents that were valid playbooks (rendered and checked as scripts). --workers N shares the
+examples among N processes.
 """
 
 from __future__ import annotations
@@ -25,19 +27,40 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 
 def main() -> None:
-    from fuzzing import Finding, check, documents, scratch
-    from hypothesis import HealthCheck, given, seed, settings
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes sharing the examples (each draws its own, seeded seed + its number)")
     parser.add_argument("--show", type=int, default=3, help="failures to print in full (default 3)")
     options = parser.parse_args()
+    shares = [options.examples // options.workers + (i < options.examples % options.workers)
+              for i in range(options.workers)]
+    if options.workers == 1:
+        results = [fuzz(shares[0], options.seed, options.show)]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(options.workers) as pool:
+            results = pool.starmap(fuzz, [(n, options.seed + i, options.show) for i, n in enumerate(shares)])
+    total = {key: sum(r[key] for r in results) for key in ("examples", "failures", "valid")}
+    max_s = max(r["max_s"] for r in results)
+    rss_mb = max(r["rss_mb"] for r in results)
+    print(f"examples={total['examples']} failures={total['failures']} max_s={max_s:.2f} max_rss_mb={rss_mb:.0f} "
+          f"valid={total['valid']}")
+    sys.exit(1 if total["failures"] else 0)
+
+
+def fuzz(examples: int, seed_value: int, show: int) -> dict[str, float]:
+    """Check ``examples`` documents drawn with ``seed_value``; the counts, the longest document and peak memory."""
+    from fuzzing import Finding, check, documents, scratch
+    from hypothesis import HealthCheck, given, seed, settings
+
     stats = {"examples": 0, "failures": 0, "valid": 0, "max_s": 0.0}
     shown = 0
 
-    @seed(options.seed)
-    @settings(max_examples=options.examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @seed(seed_value)
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(document=documents())
     def run(document) -> None:  # type: ignore[no-untyped-def]
         nonlocal shown
@@ -49,18 +72,16 @@ def main() -> None:
                 stats["valid"] += document.kind == "playbook" and _valid(Path(workdir) / "playbook.yaml")
             except Finding as finding:
                 stats["failures"] += 1
-                if shown < options.show:
+                if shown < show:
                     shown += 1
-                    print(f"--- failure {stats['failures']}: {finding}", file=sys.stderr)
+                    print(f"--- failure {stats['failures']} (seed {seed_value}): {finding}", file=sys.stderr)
             stats["max_s"] = max(stats["max_s"], time.perf_counter() - begin)
         if stats["examples"] % 500 == 0:
-            print(f"{stats['examples']} documents, {stats['failures']} failures", file=sys.stderr, flush=True)
+            print(f"seed {seed_value}: {stats['examples']} documents, {stats['failures']} failures", file=sys.stderr,
+                  flush=True)
 
     run()
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"examples={stats['examples']} failures={stats['failures']} max_s={stats['max_s']:.2f} "
-          f"max_rss_mb={rss_mb:.0f} valid={stats['valid']}")
-    sys.exit(1 if stats["failures"] else 0)
+    return {**stats, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _valid(path: Path) -> bool:

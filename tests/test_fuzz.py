@@ -19,3 +19,17 @@ def test_any_document_is_answered_with_positions_and_never_a_traceback(document:
 
         check(document, Path(workdir))
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 < MAX_RSS_MB
+
+
+def test_fuzz_benchmark_prints_its_last_line():
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fuzz.py"), "--examples", "6", "--workers", "2"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert re.fullmatch(r"examples=6 failures=0 max_s=\d+\.\d\d max_rss_mb=\d+ valid=\d+",
+                        run.stdout.strip().splitlines()[-1]), run.stdout

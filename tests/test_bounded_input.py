@@ -160,3 +160,11 @@ def test_what_the_fuzzer_found_is_answered_with_positions(tmp_path):
     error = only_error(exkit("validate", surrogate), surrogate)
     assert error["message"] == "value contains the control character U+D8B4 (a lone surrogate, not a character)"
     assert (error["line"], error["col"]) == ("15", "13")
+
+
+def test_hostile_benchmark_prints_its_last_line():
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "hostile.py"), "--runs", "1"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.fullmatch(r"bomb_s=\d+\.\d\d huge_s=\d+\.\d\d deep_s=\d+\.\d\d max_rss_mb=\d+",
+                        run.stdout.strip().splitlines()[-1]), run.stdout

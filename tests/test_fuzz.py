@@ -1,4 +1,5 @@
-"""The structural fuzzer (tests/fuzzing.py) in CI: a few hundred whole documents, valid and near-valid. Ten thousand
+"""The structural fuzzer (tests/fuzzing.py) in CI: 200 whole documents, valid and near-valid, the same ones every run
+(derandomized: CI does not turn red by chance). Other and more documents, ten thousand
 and the time and memory per document: python benchmarks/fuzz.py --examples 10000."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 MAX_RSS_MB = 1024  # a bound on the whole test process, whatever the documents held
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(document=documents())
 def test_any_document_is_answered_with_positions_and_never_a_traceback(document: Document):
     with scratch() as workdir:

@@ -217,11 +217,14 @@ def _environment() -> Any:
 
 
 def _markdown_cell(value: Any) -> str:
-    """Text inside a Markdown table cell or list item: one line, pipes and markup characters escaped."""
-    text = " ".join(str(value).split()) or " "
-    for char in "\\`*_[]<>|":
+    """Text inside a Markdown table cell or list item (names come from playbooks and targets): one line, no raw
+    HTML, no table breaks, no Markdown links or emphasis."""
+    import html
+
+    text = " ".join(html.escape(str(value), quote=False).split())
+    for char in "\\|`*_[]":
         text = text.replace(char, "\\" + char)
-    return text
+    return text or " "
 
 
 def render_page(page: ReportPage, html: bool) -> str:

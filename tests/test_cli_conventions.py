@@ -154,7 +154,8 @@ def test_verify_off_a_terminal_prints_one_line_per_check(cli, sandbox_state):
     result = cli("verify", classic)
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("Verify on sandbox organisation ") and re.fullmatch(r"Verify: \d+ passed, [1-9]\d* failed\.", lines[-1])
+    assert lines[0].startswith("Verify on sandbox organisation ")
+    assert re.fullmatch(r"Verify: \d+ passed, [1-9]\d* failed\.", lines[-1]), lines[-1]
     assert lines[1].startswith("FAIL scope 'Room mailboxes': ") and "│" not in result.stdout
     assert all(re.match(r"(PASS|FAIL) [^:]+: \S", line) for line in lines[1:-1]), lines
     # on a terminal: a table

@@ -149,7 +149,8 @@ def test_verify_off_a_terminal_prints_one_line_per_check(cli, sandbox_state):
     classic = REPO / "playbooks" / "classic.yaml"
     assert cli("apply", classic, "--yes").exit_code == 0
     widened = SandboxTarget(platform="exchange-server").run_script(
-        "Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter \"RecipientType -eq 'UserMailbox'\"")
+        "Set-ManagementScope -Identity 'Room mailboxes' "
+        "-RecipientRestrictionFilter \"RecipientType -eq 'UserMailbox'\"")
     assert widened.exit_code == 0, widened.stderr
     result = cli("verify", classic)
     assert result.exit_code == 1

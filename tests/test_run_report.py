@@ -36,7 +36,8 @@ role_groups:
 
 
 def record(runs_dir: Path) -> dict:
-    lines = [json.loads(line) for path in sorted(runs_dir.glob("runs-*.jsonl")) for line in path.read_text().splitlines()]
+    lines = [json.loads(line) for path in sorted(runs_dir.glob("runs-*.jsonl"))
+             for line in path.read_text().splitlines()]
     return lines[-1]
 
 
@@ -45,7 +46,8 @@ def drifted_classic(cli, tmp_path, suffix: str = ".html") -> tuple[Path, object]
     before → after."""
     assert cli("apply", CLASSIC, "--yes").exit_code == 0
     drift = SandboxTarget(platform="exchange-server").run_script(
-        "Set-ManagementScope -Identity 'Room mailboxes' -RecipientRestrictionFilter \"RecipientType -eq 'UserMailbox'\"")
+        "Set-ManagementScope -Identity 'Room mailboxes' "
+        "-RecipientRestrictionFilter \"RecipientType -eq 'UserMailbox'\"")
     assert drift.exit_code == 0, drift.stderr
     report = tmp_path / f"report{suffix}"
     result = cli("apply", CLASSIC, "--yes", "--report", report)

@@ -7,8 +7,8 @@ Two halves, kept apart so others can add to the report without touching its layo
   after value of each field. :func:`run_page` assembles a page for one apply; another report (a fleet run over many
   tenants, an Entra check) builds its own ``ReportPage`` or appends ``Section`` s to this one;
 - the layout: Jinja2 templates in ``templates/report/`` (shipped in the wheel with the script templates), one for
-  HTML — self-contained, inline CSS, status colours, the full script collapsible with its sha256, print CSS — and one
-  for Markdown. HTML is autoescaped: every value from a playbook, a target or an error is text, never markup.
+  HTML — self-contained, inline CSS, status colours, the full script collapsible with its sha256, print CSS — and
+  one for Markdown. HTML is autoescaped: every value from a playbook, a target or an error is text, never markup.
 """
 
 from __future__ import annotations
@@ -169,7 +169,8 @@ def run_page(*, playbook: str, target: str, plan: Any, result: Any, checks: Sequ
                  "delete": "remove"}[change.action]
         plan_section.rows.append([
             Cell(label, STATUS_OF_ACTION[change.action]), Cell(change.kind), Cell(change.name),
-            Cell(grant_text(change.resource)), Cell(changes=tuple(FieldChange(f.field, _text(f.before), _text(f.after)) for f in change.fields))])
+            Cell(grant_text(change.resource)),
+            Cell(changes=tuple(FieldChange(f.field, _text(f.before), _text(f.after)) for f in change.fields))])
     results = Section("Results", ["kind", "name", "result", "error"], summary=f"{done}.",
                       status="failed" if failed else "ok", empty="no results (the script did not report any)")
     results.rows = [[Cell(r.kind), Cell(r.name), Cell(r.action, STATUS_OF_ACTION.get(r.action, "")), Cell(r.error)]

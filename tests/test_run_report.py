@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, refuse_writes
 
 from toolkit.targets.sandbox import SandboxTarget
 
@@ -30,9 +30,16 @@ role_groups:
   - name: Room bookers
     description: "<script>alert('x')</script> & more"
     roles: [ApplicationImpersonation]
-    members: ["nobody@contoso.com"]
+    members: ["svc-rooms@contoso.com"]
     scope: Rooms
 """
+
+
+def apply_failing(cli, write_playbook, sandbox_state, report: Path):
+    """An apply the target refuses at run time (the plan cannot foresee it): the scope is created, the role group
+    fails."""
+    refuse_writes(sandbox_state, "Room bookers", "Active Directory operation failed: access denied.")
+    return cli("apply", write_playbook(FAILING), "--yes", "--report", report)
 
 
 def record(runs_dir: Path) -> dict:
@@ -86,14 +93,15 @@ def test_html_report_holds_the_script_that_ran_with_its_sha256(cli, sandbox_stat
 
 def test_html_report_is_self_contained_and_escapes_what_it_shows(cli, sandbox_state, tmp_path, write_playbook):
     report = tmp_path / "failed.html"
-    result = cli("apply", write_playbook(FAILING), "--yes", "--report", report)
-    assert result.exit_code == 1
+    result = apply_failing(cli, write_playbook, sandbox_state, report)
+    assert result.exit_code == 1, result.output
     page = report.read_text(encoding="utf-8")
-    for external in ("<link", "src=", "@import", "url(", "http://", "https://"):
+    for external in ("<link", "<script", "<img", "<iframe", "@import", "url("):  # no asset from anywhere else
         assert external not in page, external
+    assert not re.search(r"""(src|href)\s*=\s*["']?\w+:""", page)
     assert "<script>" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more" in page
     assert '<div class="banner failed" id="outcome">' in page
-    assert "couldn&#39;t be found" in page and '<span class="status failed">failed</span>' in page
+    assert "access denied" in page and '<span class="status failed">failed</span>' in page
     assert '<span class="status created">created</span>' in page  # the scope, before the failure
     # verify did not run: the report says so, and never "0 passed, 0 failed"
     assert "verify not run: the run failed" in page and "0 passed, 0 failed" not in page
@@ -101,7 +109,7 @@ def test_html_report_is_self_contained_and_escapes_what_it_shows(cli, sandbox_st
 
 def test_markdown_report_says_verify_not_run(cli, sandbox_state, tmp_path, write_playbook):
     report = tmp_path / "failed.md"
-    assert cli("apply", write_playbook(FAILING), "--yes", "--report", report).exit_code == 1
+    assert apply_failing(cli, write_playbook, sandbox_state, report).exit_code == 1
     text = report.read_text(encoding="utf-8")
     assert "- **Verify**: verify not run: the run failed" in text and "0 passed" not in text
     assert "&lt;script&gt;" in text and "<script>" not in text  # no raw HTML in Markdown either
@@ -162,7 +170,7 @@ def png_pixels(path: Path) -> tuple[int, int, set[tuple[int, int, int]]]:
 def test_report_in_a_real_headless_browser(cli, sandbox_state, tmp_path, write_playbook):
     good, _ = drifted_classic(cli, tmp_path)
     bad = tmp_path / "failed.html"
-    assert cli("apply", write_playbook(FAILING), "--yes", "--report", bad).exit_code == 1
+    assert apply_failing(cli, write_playbook, sandbox_state, bad).exit_code == 1
     for report, banner in ((good, (0xDA, 0xFB, 0xE1)), (bad, (0xFE, 0xE4, 0xE2))):
         shot = tmp_path / f"{report.stem}.png"
         run = headless(tmp_path, f"--screenshot={shot}", "--window-size=1200,1400", "--hide-scrollbars",

@@ -4,6 +4,7 @@ Ctrl-C (SIGINT to the process group, as a terminal sends it) or SIGTERM stops th
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -58,7 +59,8 @@ def test_loopback_winrm_server_cleans_up(tmp_path, stop):
                               cwd=REPO, env={**os.environ, "TMPDIR": str(temp), "EXKIT_WINRM_PASSWORD": "pw"},
                               start_new_session=True)
     try:
-        assert server.stdout.readline().startswith("loopback WinRM"), server.stderr.read()
+        assert select.select([server.stdout], [], [], 60)[0], "the server printed nothing within 60 s"
+        assert server.stdout.readline().startswith("loopback WinRM")
         assert [p.name[:12] for p in temp.iterdir()] == ["exkit-winrm-"]  # its accounts file, while it runs
         os.killpg(server.pid, stop)
         _, stderr = server.communicate(timeout=30)

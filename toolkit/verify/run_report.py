@@ -213,19 +213,10 @@ def _environment() -> Any:
                                      autoescape=jinja2.select_autoescape(["html.j2"]),
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                      keep_trailing_newline=True)
-    environment.filters["md"] = _markdown_cell
+    from toolkit.markdown import cell
+
+    environment.filters["md"] = cell  # the shared escape: names are text, never markup
     return environment
-
-
-def _markdown_cell(value: Any) -> str:
-    """Text inside a Markdown table cell or list item (names come from playbooks and targets): one line, no raw
-    HTML, no table breaks, no Markdown links or emphasis."""
-    import html
-
-    text = " ".join(html.escape(str(value), quote=False).split())
-    for char in "\\|`*_[]":
-        text = text.replace(char, "\\" + char)
-    return text or " "
 
 
 def render_page(page: ReportPage, html: bool) -> str:

@@ -270,3 +270,24 @@ def test_impact_benchmark_prints_its_line():
     assert run.returncode == 0, run.stderr
     assert re.fullmatch(r"recipients=300 assignments=11 impact_s=\d+\.\d\d live_s=\d+\.\d\d widening=True",
                         run.stdout.strip()), run.stdout
+
+
+def test_render_set_review_file_and_check(cli, repo):
+    render = ["render", "playbooks/classic.yaml", "playbooks/online-access-policy.yaml", "--out", "reviewed"]
+    assert cli(*render, "--recipients", SAMPLE).exit_code == 0
+    text = (repo / "reviewed" / "access.md").read_text()
+    assert "## `playbooks/classic.yaml` on `sandbox`" in text
+    assert "| svc-rooms@contoso.com | ApplicationImpersonation | 17 mailboxes | 17 RoomMailbox |   |" in text
+    assert "> note: group membership is not in a Get-Recipient export" in text
+    assert cli("check", "reviewed").exit_code == 0
+    path = repo / "playbooks" / "classic.yaml"
+    path.write_text(path.read_text().replace(ROOMS, WIDER))
+    assert cli(*render).exit_code == 0  # the scripts again, but not the review file
+    result = cli("check", "reviewed")
+    assert result.exit_code == 1
+    assert "reviewed/access.md: stale — the effective access the playbooks grant over" in result.stderr
+    assert cli(*render, "--recipients", SAMPLE).exit_code == 0
+    assert "| ApplicationImpersonation | 51 mailboxes | 17 RoomMailbox, 34 UserMailbox | 34 UserMailbox |" \
+           in (repo / "reviewed" / "access.md").read_text()
+    assert cli("check", "reviewed").exit_code == 0
+    assert cli("render", "playbooks/classic.yaml", "--recipients", SAMPLE).exit_code == 2  # a folder render only

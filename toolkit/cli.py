@@ -187,6 +187,9 @@ def render(
     snapin: Annotated[bool, typer.Option("--snapin", help="Without a target: load the Exchange snap-in (on the "
                                          "server itself only; Microsoft does not support it and it bypasses "
                                          "RBAC).")] = False,
+    recipients: Annotated[Path | None, typer.Option("--recipients", metavar="FILE.csv", help="Folder render: "
+                                                    "also write access.md, the effective access each playbook × "
+                                                    "target grants over this Get-Recipient export.")] = None,
 ) -> None:
     """Render playbooks into idempotent Exchange PowerShell scripts (nothing is contacted)."""
     from toolkit.inventory import resolve_target
@@ -207,10 +210,18 @@ def render(
         with user_errors():
             rendered = review.render_set(playbooks, inventory, target, cli_vars, templates, limit, out)
             removed = review.write_set(out, rendered, inventory, templates)
+            if recipients is not None:  # the review file: who can act on which mailboxes
+                from toolkit.render.compare import ACCESS_FILE, access_review
+                from toolkit.safe_paths import write_in
+
+                write_in(out, ACCESS_FILE, access_review(out, recipients, cli_vars).encode("utf-8"))
         for name in removed:
             typer.echo(f"removed {out / name}: this render no longer produces it", err=True)
-        typer.echo(f"wrote {len(rendered)} script(s) and {review.MANIFEST} to {out}", err=True)
+        typer.echo(f"wrote {len(rendered)} script(s) and {review.MANIFEST} to {out}"
+                   + (" and access.md" if recipients is not None else ""), err=True)
         return
+    if recipients is not None:
+        _fail("--recipients writes access.md into a reviewed folder: render with --out FOLDER", 2)
     if len(playbooks) != 1 or (target and len(target) > 1):
         _fail("one playbook and one target render to a file or standard output; use --out FOLDER for several", 2)
     from toolkit.workflow import load_for_target, template_context
@@ -374,7 +385,10 @@ def check(
     if fail_on_widening and recipients is None:
         _fail("--fail-on-widening needs --recipients FILE.csv (the mailboxes the impact is computed over)", 2)
     with user_errors():
+        from toolkit.render.compare import access_review_problems
+
         problems = review.check(folder, parse_vars(var), target, limit)
+        problems += access_review_problems(folder, parse_vars(var))  # access.md, when the folder has one
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:

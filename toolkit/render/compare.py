@@ -11,7 +11,10 @@ exit 1 — the two never share a code.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -30,7 +33,7 @@ from toolkit.playbook.load import peek_platform
 from toolkit.playbook.model import Playbook
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import RenderError, render_script
-from toolkit.render.review import read_manifest, read_version, summarize, unified
+from toolkit.render.review import manifest_root, read_manifest, read_version, summarize, unified
 from toolkit.targets.base import TargetError
 from toolkit.verify import impact as impacts
 from toolkit.verify.access import Organisation
@@ -217,30 +220,94 @@ def compare(old: Side, new: Side, target: str | None, cli_vars: dict[str, Any],
     return result
 
 
+def _reviewed_entries(directory: Path) -> tuple[Path, Path | None, Path | None, list[tuple[str, str]]]:
+    """A reviewed folder's root, inventory, templates and (playbook, target) pairs, as its manifest records them."""
+    manifest = read_manifest(directory)
+    root = manifest_root(directory, manifest)
+    inventory = root / manifest["inventory"] if manifest.get("inventory") else None
+    templates = root / manifest["templates"] if manifest.get("templates") else None
+    return root, inventory, templates, sorted({(e["playbook"], e["target"]) for e in manifest["scripts"].values()})
+
+
 def reviewed_folder_impact(directory: Path, recipients: Organisation, cli_vars: dict[str, Any],
                            base: str | None = None) -> list[Compared]:
     """``exkit check --fail-on-widening``: the access impact of each playbook × target of a reviewed folder —
     against its version at ``base``, or without one against nothing (every mailbox a principal reaches outside the
     intent is then a widening)."""
-    manifest = read_manifest(directory)
-    inventory = Path(manifest["inventory"]) if manifest.get("inventory") else None
-    templates = Path(manifest["templates"]) if manifest.get("templates") else None
-    entries = sorted({(e["playbook"], e["target"]) for e in manifest["scripts"].values()})
+    root, inventory, templates, entries = _reviewed_entries(directory)
     results = []
     with contextlib.ExitStack() as stack:
         tree = stack.enter_context(base_tree(base)) if base else None
         for playbook, target in entries:
-            path = Path(playbook)
+            path = root / playbook
             if not path.exists():
                 continue  # check reports it
             name = target if inventory is not None else None
             if tree is not None:
-                for old, new in base_pairs(tree, base or "", [path], inventory, templates)[:1]:
+                shown = Path(os.path.relpath(path, Path.cwd()))
+                for old, new in base_pairs(tree, base or "", [shown], inventory, templates)[:1]:
                     results.append(compare(old, new, name, cli_vars, recipients))
             else:
                 results.append(compare(Side("(nothing)", None), Side(playbook, path, inventory, templates), name,
                                        cli_vars, recipients))
     return results
+
+
+ACCESS_FILE = "access.md"
+_RECIPIENTS_LINE = re.compile(r"^Recipients: `(?P<path>[^`]+)` \(sha256 (?P<sha>[0-9a-f]{64})\)$", re.M)
+
+
+def access_review(directory: Path, recipients: Path, cli_vars: dict[str, Any]) -> str:
+    """The render set's review file: the effective access each playbook × target of a reviewed folder grants, over
+    a recipients export — committed beside the scripts, so a pull request's diff shows who gains or loses which
+    mailboxes. Deterministic (the export is named by its path and sha256, no dates)."""
+    from toolkit.verify.access import from_recipients, read_recipients_csv
+
+    root, inventory, templates, entries = _reviewed_entries(directory)
+    org = from_recipients(read_recipients_csv(recipients))
+    shown = os.path.relpath(recipients.resolve(), root) if recipients.resolve().is_relative_to(root) else str(
+        recipients)
+    lines = ["# Effective access of the reviewed playbooks", "",
+             f"Recipients: `{Path(shown).as_posix()}` (sha256 {hashlib.sha256(recipients.read_bytes()).hexdigest()})",
+             "", "Written by `exkit render … --out FOLDER --recipients FILE`; `exkit check FOLDER` fails when it is "
+             "stale.", ""]
+    for playbook, target in entries:
+        path = root / playbook
+        if not path.exists():
+            continue
+        model, _, _ = _load(Side(playbook, path, inventory, templates), target if inventory else None, cli_vars)
+        found = impacts.change_impact(org, None, model)
+        lines += [f"## `{playbook}` on `{target}`", "",
+                  "| principal | right | reaches | by type | outside the intent |", "|---|---|---|---|---|"]
+        for row in found.rows:
+            outside = ", ".join(f"{n} {k}" for k, n in row.finding.counts.items()) if row.finding else ""
+            lines.append("| " + " | ".join(c.replace("|", "\\|") or " " for c in (
+                row.principal, row.right, row.reach(row.after),
+                ", ".join(f"{n} {k}" for k, n in row.counts(row.after).items()) or "none", outside)) + " |")
+        if not found.rows:
+            lines.append("| (none) | | | | |")
+        lines += [""] + [f"> note: {note}" for note in found.notes] + ([""] if found.notes else [])
+    return "\n".join(lines)
+
+
+def access_review_problems(directory: Path, cli_vars: dict[str, Any]) -> list[str]:
+    """check: the folder's access.md, when there is one, is what the playbooks and its recipients export give now."""
+    path = directory / ACCESS_FILE
+    if not path.exists():
+        return []
+    committed = path.read_text(encoding="utf-8")
+    match = _RECIPIENTS_LINE.search(committed)
+    if match is None:
+        return [f"{path}: not an exkit access review (no 'Recipients:' line): render it again"]
+    root = _reviewed_entries(directory)[0]
+    recipients = Path(match.group("path"))
+    recipients = recipients if recipients.is_absolute() else root / recipients
+    if not recipients.exists():
+        return [f"{path}: its recipients export {match.group('path')} no longer exists"]
+    if access_review(directory, recipients, cli_vars) != committed:
+        return [f"{path}: stale — the effective access the playbooks grant over {match.group('path')} differs now: "
+                f"render it again with --recipients {match.group('path')}"]
+    return []
 
 
 def markdown(results: list[Compared]) -> str:

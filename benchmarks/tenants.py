@@ -57,14 +57,14 @@ def serve(state_dir: str, delay_ms: float, port: int, port_queue: multiprocessin
         counter.value, cpu.value = server.http_requests, time.process_time()
 
 
-def existing_tenants(state_dir: Path, tenants: int, prefix: str = "t") -> None:
-    """The tenants' organisations exist before exkit runs: the sandbox's seed organisation, each with its own
-    room-booking service account, so every tenant's scripts differ (as with real tenants)."""
+def existing_tenants(state_dir: Path, tenants: int, prefix: str = "t", platform: str = "exchange-server") -> None:
+    """The tenants' organisations exist before exkit runs: the sandbox's seed organisation (of ``platform``), each
+    with its own room-booking service account, so every tenant's scripts differ (as with real tenants)."""
     from toolkit.sandbox.org import Recipient
     from toolkit.sandbox.seed import CONTOSO_USERS, seed_organisation
 
     for index in range(tenants):
-        organisation = seed_organisation()
+        organisation = seed_organisation(platform)
         name = f"Room Booking Service t{index:04d}"
         organisation.recipients.append(Recipient(
             name=name, alias=f"svc-rooms-t{index:04d}", primary_smtp_address=f"svc-rooms-t{index:04d}@contoso.com",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,11 @@ CLOUDS = {
 }
 MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+# At most this many InvokeCommand reads of one tenant in flight at once (the collection reads a script starts with).
+# Exchange Online throttles per tenant and app; Microsoft documents no concurrency figure for the REST cmdlets, and
+# Microsoft365DSC / EXO V3 keep a handful of runspaces: a small bound keeps a tenant's plan near one round trip
+# without provoking 429s ("maximum number of concurrent requests" answers are retried as throttling).
+READS_IN_FLIGHT = 4
 _T = TypeVar("_T")
 LOGIN_RETRY_PAUSE_S = 1.0
 
@@ -115,7 +121,8 @@ class ExchangeOnlineTarget(Target):
         self.login_http = _Session()  # msal's: every request bounded by the sign-in's Wait
         self.login_http.timeout = self._login_timeout
         self._login_wait: Wait | None = None
-        self._call_wait: Wait | None = None  # the call retrying() is working on
+        self._local = threading.local()  # per thread: the call retrying() is working on (reads run concurrently)
+        self._signing_lock = threading.Lock()  # one sign-in at a time: concurrent reads share its token
         if spec.ca_trust_path:
             self.http.verify = self.login_http.verify = str(self._path(spec.ca_trust_path))
         self._thumbprint = ""
@@ -226,7 +233,12 @@ class ExchangeOnlineTarget(Target):
         return self._application
 
     def _token(self, refresh: bool = False, resource: str = "") -> str:
-        """An app-only token for ``resource`` (default: Exchange; the Graph reader asks for Graph's)."""
+        """An app-only token for ``resource`` (default: Exchange; the Graph reader asks for Graph's): from msal's
+        cache (one sign-in per tenant for the run) or signed in for, one thread at a time."""
+        with self._signing_lock:
+            return self._token_now(refresh, resource)
+
+    def _token_now(self, refresh: bool, resource: str) -> str:
         app = self._app()
         if refresh:
             app.token_cache = msal.TokenCache()  # drop the rejected token; msal refreshes before expiry otherwise
@@ -282,7 +294,7 @@ class ExchangeOnlineTarget(Target):
                             stop=stop_any(stop_after_attempt(self.spec.max_retries + 1),
                                           lambda state: not wait.may_retry(pause(state))),
                             sleep=RUN.stop.wait)  # a Ctrl-C ends a backoff pause at once
-        outer, self._call_wait = self._call_wait, wait
+        outer, self._local.call_wait = getattr(self._local, "call_wait", None), wait
         try:
             return retrying(call, *args)
         except _Transient as exc:
@@ -295,12 +307,12 @@ class ExchangeOnlineTarget(Target):
                               f"{wait.attempts} attempt(s) over {wait.elapsed:.1f} s (max_retries "
                               f"{self.spec.max_retries}, call_timeout {self.spec.call_timeout:g} s)") from None
         finally:
-            self._call_wait = outer
+            self._local.call_wait = outer
 
     def request_timeout(self) -> tuple[float, float]:
         """(connect, read) timeout for the next attempt of the call being retried: what is left of its bound.
         Raises TimedOut when nothing is left, Interrupted once the run is stopping (no further call is sent)."""
-        wait = self._call_wait or Wait("a call", self.spec.call_timeout, "call_timeout")
+        wait = getattr(self._local, "call_wait", None) or Wait("a call", self.spec.call_timeout, "call_timeout")
         left = wait.timeout()
         return min(self.spec.connect_timeout, left), left
 
@@ -452,7 +464,12 @@ class ExchangeOnlineTarget(Target):
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         """Run a rendered script in exkit's interpreter, each Exchange cmdlet sent to the tenant (see
         toolkit/targets/exchange_online_script.py); ``read_only`` sends no change."""
-        runner = TenantScriptRunner(self._call, send_changes=not read_only)
+        try:
+            self._token()  # signed in before reads go out concurrently (they share the token)
+            reads = READS_IN_FLIGHT
+        except TargetError:
+            reads = 1  # the script's first call meets the sign-in failure and reports it
+        runner = TenantScriptRunner(self._call, send_changes=not read_only, concurrent_reads=reads)
 
         def noted(line: str) -> None:  # each result as soon as it is known: a run cut short still records it
             if not read_only and line.startswith(RESULT_PREFIX):

@@ -160,37 +160,22 @@ class ExchangeOnlineTarget(Target):
         spec = self.spec
         if spec.client_secret:
             return resolve(spec.client_secret, f"client secret of target {self.name!r}")
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.serialization import pkcs12
-
         try:
             if spec.certificate_pfx:
                 password = (resolve(spec.certificate_password, f"certificate password of target {self.name!r}")
                             if spec.certificate_password else None)
-                key, certificate, _ = pkcs12.load_key_and_certificates(
-                    self._path(spec.certificate_pfx).read_bytes(), password.encode() if password else None)
+                parsed = _parsed_certificate(self._path(spec.certificate_pfx).read_bytes(), password, pfx=True)
             else:
-                data = self._path(str(spec.certificate)).read_bytes()
-                key = serialization.load_pem_private_key(data, password=None)
-                certificate = x509.load_pem_x509_certificate(data)
+                parsed = _parsed_certificate(self._path(str(spec.certificate)).read_bytes(), None, pfx=False)
         except FileNotFoundError as exc:
             raise TargetError(f"target {self.name!r}: certificate file {exc.filename} not found") from None
         except ValueError:
             raise TargetError(f"target {self.name!r}: the certificate file cannot be read (a PEM file needs the "
                               "certificate and an unencrypted private key; a PFX needs its password)") from None
-        if key is None or certificate is None:
-            raise TargetError(f"target {self.name!r}: the certificate file holds no certificate and key")
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise TargetError(f"target {self.name!r}: the certificate's key is {type(key).__name__.removeprefix('_')}"
-                              "; Entra app-only sign-in needs an RSA key (the client assertion is signed RS256)")
-        self._thumbprint = certificate.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - the x5t Entra expects
-        pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-        return {"private_key": pem_key, "thumbprint": self._thumbprint,
-                "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
+        if isinstance(parsed, str):
+            raise TargetError(f"target {self.name!r}: {parsed}")
+        self._thumbprint = parsed["thumbprint"]
+        return dict(parsed)
 
     def _login_timeout(self) -> tuple[float, float]:
         """msal's requests (discovery, token) share the sign-in's bound: token_timeout in total."""
@@ -493,6 +478,43 @@ class ExchangeOnlineTarget(Target):
             raise CallFailed(exc.message, exc.exception_type) from None
         except TargetError as exc:
             raise CallFailed(str(exc), "TargetError", "ConnectionError") from None
+
+
+_CERTIFICATES: dict[str, dict[str, str] | str] = {}  # sha-256 of file and password → parsed, for the process
+_CERTIFICATES_LOCK = threading.Lock()
+
+
+def _parsed_certificate(data: bytes, password: str | None, *, pfx: bool) -> dict[str, str] | str:
+    """msal's certificate credential from a PEM or PFX file's bytes, or why it cannot be one. Loading an RSA key
+    checks it, which costs milliseconds of CPU: a provider's many tenants share one certificate, so each file is
+    parsed once per process (keyed by a digest of its content and password, never by the secret itself)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    digest = hashlib.sha256(data + b"\0" + (password or "").encode() + (b"pfx" if pfx else b"pem")).hexdigest()
+    with _CERTIFICATES_LOCK:
+        if digest in _CERTIFICATES:
+            return _CERTIFICATES[digest]
+        if pfx:
+            key, certificate, _ = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+            certificate = x509.load_pem_x509_certificate(data)
+        parsed: dict[str, str] | str
+        if key is None or certificate is None:
+            parsed = "the certificate file holds no certificate and key"
+        elif not isinstance(key, rsa.RSAPrivateKey):
+            parsed = (f"the certificate's key is {type(key).__name__.removeprefix('_')}; Entra app-only sign-in "
+                      "needs an RSA key (the client assertion is signed RS256)")
+        else:
+            parsed = {"private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()).decode(),
+                      "thumbprint": certificate.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - Entra's x5t
+                      "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
+        _CERTIFICATES[digest] = parsed
+        return parsed
 
 
 def _lower(value: Any) -> str:

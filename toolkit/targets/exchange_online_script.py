@@ -70,14 +70,12 @@ class TenantScriptRunner:
         self.org = Organisation(name="tenant", platform="exchange-online",
                                 management_roles=platform_roles("exchange-online"), domain_controller="(the tenant)")
         self.read: set[str] = set()
+        self.failed: dict[str, CmdletError] = {}  # collections whose read ahead was refused
         self.calls = 0
         self.notes: list[str] = []
 
     def run(self, script: str, on_output: Callable[[str], None] | None = None) -> RunOutcome:
-        try:
-            self.read_ahead(script)
-        except CmdletError:
-            pass  # the script's own first use of that collection sends the read again and meets the error there
+        self.read_ahead(script)
         interpreter = Interpreter({})
         interpreter.on_output = on_output
         local = ExchangeCmdlets(self.org).commands()
@@ -107,6 +105,8 @@ class TenantScriptRunner:
 
     def _collection_read(self, command: Command) -> Callable[[dict[str, Any], list[Any]], list[Any]]:
         def run(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+            if command.name in self.failed:  # read ahead and refused: the script meets that error, once
+                raise self.failed.pop(command.name)
             if command.name not in self.read:
                 listed = self._send(command.name, {})
                 add_objects(self.org, [{**item, "type": COLLECTIONS[command.name]} for item in listed])
@@ -122,10 +122,20 @@ class TenantScriptRunner:
         wanted = [name for name in COLLECTIONS if name not in self.read and _names(script, name)]
         if len(wanted) < 2 or self.concurrent_reads < 2:
             return  # nothing to overlap: the first use reads it
+
+        def read(name: str) -> list[dict[str, Any]] | CmdletError:
+            try:
+                return self._send(name, {})
+            except CmdletError as exc:  # kept for the script's first use of the collection: not sent again
+                return exc
+
         with ThreadPoolExecutor(max_workers=min(self.concurrent_reads, len(wanted))) as pool:
-            answers = list(pool.map(lambda name: self._send(name, {}), wanted))
-        for name, listed in zip(wanted, answers):
-            add_objects(self.org, [{**item, "type": COLLECTIONS[name]} for item in listed])
+            answers = list(pool.map(read, wanted))
+        for name, answer in zip(wanted, answers):
+            if isinstance(answer, CmdletError):
+                self.failed[name] = answer
+                continue
+            add_objects(self.org, [{**item, "type": COLLECTIONS[name]} for item in answer])
             self.read.add(name)
 
     def _know_principal(self, identity: str) -> None:

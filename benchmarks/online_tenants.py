@@ -22,7 +22,6 @@ baseline's wall time ÷ the same floor_s.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import resource
@@ -37,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from benchmarks.tenants import _client_cpu, _total, existing_tenants  # noqa: E402
+from benchmarks.tenants import _client_cpu, _total, existing_tenants, fleet_arguments  # noqa: E402
 
 CLIENT_ID = "6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11"  # the provider's automation app (the playbook's app_id default)
 PLAYBOOK = REPO / "playbooks" / "online-rooms.yaml"
@@ -149,15 +148,8 @@ def pki(scratch: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--rtt-ms", type=float, default=50.0)
-    parser.add_argument("--forks", type=int, default=32)
-    parser.add_argument("--no-naive", action="store_true", help="Skip the naive baseline.")
-    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1,
-                        help="Loopback server processes, each serving its share of the tenants (default: one per "
-                             "CPU).")
-    arguments = parser.parse_args()
+    arguments = fleet_arguments(__doc__.splitlines()[0], "Loopback server processes, each serving its share of "
+                                "the tenants (default: one per CPU).")
     shards = max(1, min(arguments.server_processes, arguments.tenants))
     scratch = Path(tempfile.mkdtemp(prefix="exkit-online-bench-"))
     os.environ["EXKIT_RUNS_DIR"] = str(scratch / "runs")

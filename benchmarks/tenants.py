@@ -124,16 +124,21 @@ def _client_cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def fleet_arguments(description: str, servers_help: str) -> argparse.Namespace:
+    """The fleet benchmarks' command line: --tenants, --rtt-ms, --forks, --no-naive, --server-processes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--rtt-ms", type=float, default=50.0)
     parser.add_argument("--forks", type=int, default=32)
     parser.add_argument("--no-naive", action="store_true", help="Skip the naive baseline.")
-    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1,
-                        help="Loopback server processes sharing the port (default: one per CPU). They stand for "
-                             "many tenants' servers, which do not queue behind one Python interpreter lock.")
-    arguments = parser.parse_args()
+    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1, help=servers_help)
+    return parser.parse_args()
+
+
+def main() -> None:
+    arguments = fleet_arguments(__doc__.splitlines()[0], "Loopback server processes sharing the port (default: "
+                                "one per CPU). They stand for many tenants' servers, which do not queue behind one "
+                                "Python interpreter lock.")
     os.environ["EXKIT_BENCH_PASSWORD"] = PASSWORD
     scratch = Path(tempfile.mkdtemp(prefix="exkit-bench-"))  # the tenants' organisations: ~64 MB for 1000
     os.environ["EXKIT_RUNS_DIR"] = str(scratch / "runs")

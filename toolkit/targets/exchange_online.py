@@ -56,11 +56,10 @@ CLOUDS = {
 }
 MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-# At most this many InvokeCommand reads of one tenant in flight at once (the collection reads a script starts with).
-# Exchange Online throttles per tenant and app; Microsoft documents no concurrency figure for the REST cmdlets, and
-# Microsoft365DSC / EXO V3 keep a handful of runspaces: a small bound keeps a tenant's plan near one round trip
-# without provoking 429s ("maximum number of concurrent requests" answers are retried as throttling).
-READS_IN_FLIGHT = 4
+# reads_in_flight (default 4): at most this many InvokeCommand reads of one tenant at once (the collection reads a
+# script starts with). Exchange Online throttles per tenant and app; Microsoft documents no concurrency figure for the
+# REST cmdlets: a small bound keeps a tenant's plan near one round trip without provoking 429s ("maximum number of
+# concurrent requests" answers are retried as throttling).
 _T = TypeVar("_T")
 LOGIN_RETRY_PAUSE_S = 1.0
 
@@ -451,7 +450,7 @@ class ExchangeOnlineTarget(Target):
         toolkit/targets/exchange_online_script.py); ``read_only`` sends no change."""
         try:
             self._token()  # signed in before reads go out concurrently (they share the token)
-            reads = READS_IN_FLIGHT
+            reads = self.spec.reads_in_flight
         except TargetError:
             reads = 1  # the script's first call meets the sign-in failure and reports it
         runner = TenantScriptRunner(self._call, send_changes=not read_only, concurrent_reads=reads)

@@ -57,14 +57,14 @@ def serve(state_dir: str, delay_ms: float, port: int, port_queue: multiprocessin
         counter.value, cpu.value = server.http_requests, time.process_time()
 
 
-def existing_tenants(state_dir: Path, tenants: int, prefix: str = "t") -> None:
-    """The tenants' organisations exist before exkit runs: the sandbox's seed organisation, each with its own
-    room-booking service account, so every tenant's scripts differ (as with real tenants)."""
+def existing_tenants(state_dir: Path, tenants: int, prefix: str = "t", platform: str = "exchange-server") -> None:
+    """The tenants' organisations exist before exkit runs: the sandbox's seed organisation (of ``platform``), each
+    with its own room-booking service account, so every tenant's scripts differ (as with real tenants)."""
     from toolkit.sandbox.org import Recipient
     from toolkit.sandbox.seed import CONTOSO_USERS, seed_organisation
 
     for index in range(tenants):
-        organisation = seed_organisation()
+        organisation = seed_organisation(platform)
         name = f"Room Booking Service t{index:04d}"
         organisation.recipients.append(Recipient(
             name=name, alias=f"svc-rooms-t{index:04d}", primary_smtp_address=f"svc-rooms-t{index:04d}@contoso.com",
@@ -124,16 +124,21 @@ def _client_cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def fleet_arguments(description: str, servers_help: str) -> argparse.Namespace:
+    """The fleet benchmarks' command line: --tenants, --rtt-ms, --forks, --no-naive, --server-processes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--rtt-ms", type=float, default=50.0)
     parser.add_argument("--forks", type=int, default=32)
     parser.add_argument("--no-naive", action="store_true", help="Skip the naive baseline.")
-    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1,
-                        help="Loopback server processes sharing the port (default: one per CPU). They stand for "
-                             "many tenants' servers, which do not queue behind one Python interpreter lock.")
-    arguments = parser.parse_args()
+    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1, help=servers_help)
+    return parser.parse_args()
+
+
+def main() -> None:
+    arguments = fleet_arguments(__doc__.splitlines()[0], "Loopback server processes sharing the port (default: "
+                                "one per CPU). They stand for many tenants' servers, which do not queue behind one "
+                                "Python interpreter lock.")
     os.environ["EXKIT_BENCH_PASSWORD"] = PASSWORD
     scratch = Path(tempfile.mkdtemp(prefix="exkit-bench-"))  # the tenants' organisations: ~64 MB for 1000
     os.environ["EXKIT_RUNS_DIR"] = str(scratch / "runs")

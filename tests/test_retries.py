@@ -23,6 +23,7 @@ def exo_inventory(exo, **settings):  # noqa: F811
     server, inventory = exo
     text = inventory.read_text()
     assert text.count("max_wait: 0.2") == 3
+    settings = {"reads_in_flight": 1, **settings}  # one call at a time: each call's attempts in order
     extra = ", ".join(f"{key}: {value}" for key, value in settings.items())
     inventory.write_text(text.replace("max_wait: 0.2", extra))
     return server, inventory

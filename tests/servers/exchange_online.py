@@ -1,4 +1,7 @@
-"""Loopback Exchange Online for tests: one HTTPS server (trustme CA) playing both Entra ID and the admin REST endpoint.
+"""Loopback Exchange Online for tests: one HTTPS server (trustme CA) playing both Entra ID and the admin REST endpoint,
+for one tenant or many (each its own organisation state, app registrations, tokens, switches and log; the tenant is
+the one the URL names, as on the real endpoints: ``login.microsoftonline.com/{tenant}/…`` and
+``outlook.office365.com/adminapi/beta/{tenant}/InvokeCommand``).
 
 - ``GET /{tenant}/v2.0/.well-known/openid-configuration`` and ``POST /{tenant}/oauth2/v2.0/token``: the
   client-credentials grant as msal performs it. A client assertion must be an RS256 JWT signed by the key of the
@@ -8,6 +11,9 @@
   with paging (@odata.nextLink), throttling (429 + Retry-After), 5xx, and the error body format of the real endpoint.
 - ``GET /graph/v1.0/…``: Microsoft Graph over the tenant's Entra directory (tests/servers/entra.py). Tokens are per
   resource: scope ``{base}/.default`` for Exchange, ``{base}/graph/.default`` for Graph; one for the other is 401.
+
+``delay_ms`` stands for the network: the server waits that long before every reply (identity and InvokeCommand).
+A tenant the URL names that the server does not hold gets Entra's AADSTS90002 (identity) or a 404 (InvokeCommand).
 """
 
 from __future__ import annotations
@@ -70,11 +76,17 @@ class Log:
     # Every InvokeCommand request in order: when it arrived (time.monotonic()) and the HTTP status it was answered.
     arrivals: list[float] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    requests: int = 0  # HTTP requests (identity and InvokeCommand)
+    rounds: int = 0  # of them, those that started while no other request of the tenant was being answered
 
 
-class LoopbackExchangeOnline:
-    def __init__(self, state_path: Path, tls: ssl.SSLContext, tenant: str, apps: list[App],
+class Tenant:
+    """One tenant: its organisation (a sandbox state file), its app registrations and directory, the tokens it
+    issued, its fault switches and its log."""
+
+    def __init__(self, server: LoopbackExchangeOnline, state_path: Path, tenant: str, apps: list[App],
                  directory: Directory | None = None) -> None:
+        self.server = server
         self.state_path = state_path
         self.tenant = tenant
         self.apps = {a.client_id: a for a in apps}
@@ -85,26 +97,28 @@ class LoopbackExchangeOnline:
         self.audiences: dict[str, str] = {}  # token → the resource it was issued for
         self.graph_roles: dict[str, set[str]] = {}  # Graph token → its roles claim (fixed at issue)
         self.lock = threading.Lock()
-        self.released = threading.Event()  # set on exit: requests held by a silent fault end then
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.owner = self  # type: ignore[attr-defined]
-        self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
-        self.base = f"https://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.in_flight = 0  # this tenant's requests being answered now
 
-    def __enter__(self) -> LoopbackExchangeOnline:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @property
+    def base(self) -> str:
+        return self.server.base
 
     def expire_tokens(self) -> None:
         with self.lock:
             self.tokens = {token: 0.0 for token in self.tokens}
+
+    def arrived(self) -> None:
+        """A request of this tenant came in: it starts a new sequential round trip unless another request of the
+        tenant is being answered (then the client sent them concurrently and their waits overlap)."""
+        with self.lock:
+            if self.in_flight == 0:
+                self.log.rounds += 1
+            self.in_flight += 1
+            self.log.requests += 1
+
+    def answered(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     # ------------------------------------------------------------------------------------------- identity
     def issue_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -243,6 +257,62 @@ class LoopbackExchangeOnline:
                      "value": [to_json_value(item, 4) for item in output]}
 
 
+class LoopbackExchangeOnline:
+    """The HTTPS server. Constructed with one tenant (``server.switches``, ``server.log``, … are that tenant's);
+    :meth:`add_tenant` adds more."""
+
+    def __init__(self, state_path: Path, tls: ssl.SSLContext, tenant: str, apps: list[App],
+                 directory: Directory | None = None, *, delay_ms: float = 0.0) -> None:
+        self.delay_s = delay_ms / 1000
+        self.released = threading.Event()  # set on exit: requests held by a silent fault end then
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.request_queue_size = 1024  # many clients connect at once in the fleet benchmark
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.base = f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.tenants: dict[str, Tenant] = {}
+        self.first = self.add_tenant(state_path, tenant, apps, directory)
+
+    def add_tenant(self, state_path: Path, tenant: str, apps: list[App], directory: Directory | None = None) -> Tenant:
+        self.tenants[tenant.lower()] = found = Tenant(self, state_path, tenant, apps, directory)
+        return found
+
+    def tenant_of(self, name: str) -> Tenant | None:
+        return self.tenants.get(name.lower())
+
+    # the first tenant's, for tests of one tenant
+    state_path = property(lambda self: self.first.state_path)
+    tenant = property(lambda self: self.first.tenant)
+    apps = property(lambda self: self.first.apps)
+    directory = property(lambda self: self.first.directory)
+    switches = property(lambda self: self.first.switches)
+    log = property(lambda self: self.first.log)
+    tokens = property(lambda self: self.first.tokens)
+    graph_root = property(lambda self: self.first.graph_root)
+
+    def expire_tokens(self) -> None:
+        self.first.expire_tokens()
+
+    @property
+    def requests(self) -> int:
+        return sum(t.log.requests for t in self.tenants.values())
+
+    @property
+    def rounds(self) -> int:
+        return sum(t.log.rounds for t in self.tenants.values())
+
+    def __enter__(self) -> LoopbackExchangeOnline:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.released.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def _error(text: str, exception_type: str) -> dict[str, Any]:
     return {"error": {"code": "BadRequest", "message": "Error executing cmdlet", "details": [
         {"code": "Client", "target": "", "message": f"{uuid.uuid4()}|{exception_type}|{text}"}],
@@ -281,41 +351,82 @@ class _Handler(BaseHTTPRequestHandler):
         self.owner.released.wait()
         self.close_connection = True
 
+    def _tenant(self, path: str) -> tuple[Tenant | None, str]:
+        """The tenant the URL names ({tenant}/… for identity, /adminapi/beta/{tenant}/… for Exchange) and the rest."""
+        parts = path.split("/")
+        if path.startswith("/adminapi/beta/") and len(parts) > 4:
+            return self.owner.tenant_of(parts[3]), "/adminapi/beta/{tenant}/" + "/".join(parts[4:])
+        if len(parts) > 2:
+            return self.owner.tenant_of(parts[1]), "/{tenant}/" + "/".join(parts[2:])
+        return None, path
+
+    def _graph_tenant(self) -> Tenant:
+        """Graph URLs name no tenant: the token says which (an unknown token: the first tenant rejects it)."""
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        return next((t for t in self.owner.tenants.values() if token in t.tokens), self.owner.first)
+
+    def _answer(self, tenant: Tenant | None, reply: Any) -> None:
+        """Count the request for its tenant, wait the simulated network delay, answer."""
+        if tenant is None:
+            return reply()
+        tenant.arrived()
+        try:
+            if self.owner.delay_s:
+                time.sleep(self.owner.delay_s)
+            reply()
+        finally:
+            tenant.answered()
+
     def do_GET(self) -> None:
-        owner, parts = self.owner, urlsplit(self.path)
+        parts = urlsplit(self.path)
         path = parts.path
-        if owner.switches.silent:
-            return self._hang()
         if path.startswith("/graph/v1.0/"):
+            tenant = self._graph_tenant()
+            if tenant.switches.silent:
+                return self._hang()
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-            self._json(*owner.graph(token, path.removeprefix("/graph"), parts.query,
-                                    self.headers.get("client-request-id", "")))
-        elif path == f"/{owner.tenant}/v2.0/.well-known/openid-configuration":
-            base = f"{owner.base}/{owner.tenant}"
-            self._json(200, {"token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
-                             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode"})
+            return self._answer(tenant, lambda: self._json(*tenant.graph(
+                token, path.removeprefix("/graph"), parts.query, self.headers.get("client-request-id", ""))))
+        tenant, route = self._tenant(path)
+        if tenant is not None and tenant.switches.silent:
+            return self._hang()
+        if tenant is not None and route == "/{tenant}/v2.0/.well-known/openid-configuration":
+            base = f"{tenant.base}/{tenant.tenant}"
+            self._answer(tenant, lambda: self._json(200, {
+                "token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode"}))
+        elif route == "/{tenant}/v2.0/.well-known/openid-configuration":
+            # Entra's answer for a tenant it does not know (Microsoft Learn, AADSTS error codes: AADSTS90002)
+            self._json(400, {"error": "invalid_tenant", "error_description": f"AADSTS90002: Tenant "
+                             f"'{path.split('/')[1]}' not found."})
         else:
             self._json(404, {"error": "not_found"})
 
     def do_POST(self) -> None:
-        owner = self.owner
         parts = urlsplit(self.path)
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-        invoke = parts.path == f"/adminapi/beta/{owner.tenant}/InvokeCommand"
-        if owner.switches.silent or (invoke and owner.switches.hang_invoke):
+        tenant, route = self._tenant(parts.path)
+        if tenant is None:
+            return self._json(404, {"error": {"code": "NotFound", "message": f"no route {parts.path}"}})
+        invoke = route == "/adminapi/beta/{tenant}/InvokeCommand"
+        if tenant.switches.silent or (invoke and tenant.switches.hang_invoke):
             return self._hang()
-        if invoke and owner.switches.answer_after:
-            owner.released.wait(owner.switches.answer_after)
-        if parts.path == f"/{owner.tenant}/oauth2/v2.0/token":
+        if invoke and tenant.switches.answer_after:
+            self.owner.released.wait(tenant.switches.answer_after)
+        if route == "/{tenant}/oauth2/v2.0/token":
             form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-            self._json(*owner.issue_token(form))
-        elif parts.path == f"/adminapi/beta/{owner.tenant}/InvokeCommand":
+            self._answer(tenant, lambda: self._json(*tenant.issue_token(form)))
+        elif invoke:
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             skip = int(parse_qs(parts.query).get("$skiptoken", ["0"])[0])
-            status, data, headers = owner.invoke(token, json.loads(raw or b"{}"), skip)
-            with owner.lock:
-                cut, owner.switches.drop_next = owner.switches.drop_next > 0, max(0, owner.switches.drop_next - 1)
-            self._json(status, data, headers, cut=cut)
+
+            def reply() -> None:
+                status, data, headers = tenant.invoke(token, json.loads(raw or b"{}"), skip)
+                with tenant.lock:
+                    cut, tenant.switches.drop_next = tenant.switches.drop_next > 0, max(0, tenant.switches.drop_next - 1)
+                self._json(status, data, headers, cut=cut)
+
+            self._answer(tenant, reply)
         else:
             self._json(404, {"error": {"code": "NotFound", "message": f"no route {parts.path}"}})

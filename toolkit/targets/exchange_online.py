@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,10 @@ CLOUDS = {
 }
 MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+# reads_in_flight (default 4): at most this many InvokeCommand reads of one tenant at once (the collection reads a
+# script starts with). Exchange Online throttles per tenant and app; Microsoft documents no concurrency figure for the
+# REST cmdlets: a small bound keeps a tenant's plan near one round trip without provoking 429s ("maximum number of
+# concurrent requests" answers are retried as throttling).
 _T = TypeVar("_T")
 LOGIN_RETRY_PAUSE_S = 1.0
 
@@ -115,7 +120,8 @@ class ExchangeOnlineTarget(Target):
         self.login_http = _Session()  # msal's: every request bounded by the sign-in's Wait
         self.login_http.timeout = self._login_timeout
         self._login_wait: Wait | None = None
-        self._call_wait: Wait | None = None  # the call retrying() is working on
+        self._local = threading.local()  # per thread: the call retrying() is working on (reads run concurrently)
+        self._signing_lock = threading.Lock()  # one sign-in at a time: concurrent reads share its token
         if spec.ca_trust_path:
             self.http.verify = self.login_http.verify = str(self._path(spec.ca_trust_path))
         self._thumbprint = ""
@@ -153,37 +159,22 @@ class ExchangeOnlineTarget(Target):
         spec = self.spec
         if spec.client_secret:
             return resolve(spec.client_secret, f"client secret of target {self.name!r}")
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.serialization import pkcs12
-
         try:
             if spec.certificate_pfx:
                 password = (resolve(spec.certificate_password, f"certificate password of target {self.name!r}")
                             if spec.certificate_password else None)
-                key, certificate, _ = pkcs12.load_key_and_certificates(
-                    self._path(spec.certificate_pfx).read_bytes(), password.encode() if password else None)
+                parsed = _parsed_certificate(self._path(spec.certificate_pfx).read_bytes(), password, pfx=True)
             else:
-                data = self._path(str(spec.certificate)).read_bytes()
-                key = serialization.load_pem_private_key(data, password=None)
-                certificate = x509.load_pem_x509_certificate(data)
+                parsed = _parsed_certificate(self._path(str(spec.certificate)).read_bytes(), None, pfx=False)
         except FileNotFoundError as exc:
             raise TargetError(f"target {self.name!r}: certificate file {exc.filename} not found") from None
         except ValueError:
             raise TargetError(f"target {self.name!r}: the certificate file cannot be read (a PEM file needs the "
                               "certificate and an unencrypted private key; a PFX needs its password)") from None
-        if key is None or certificate is None:
-            raise TargetError(f"target {self.name!r}: the certificate file holds no certificate and key")
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise TargetError(f"target {self.name!r}: the certificate's key is {type(key).__name__.removeprefix('_')}"
-                              "; Entra app-only sign-in needs an RSA key (the client assertion is signed RS256)")
-        self._thumbprint = certificate.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - the x5t Entra expects
-        pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-        return {"private_key": pem_key, "thumbprint": self._thumbprint,
-                "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
+        if isinstance(parsed, str):
+            raise TargetError(f"target {self.name!r}: {parsed}")
+        self._thumbprint = parsed["thumbprint"]
+        return dict(parsed)
 
     def _login_timeout(self) -> tuple[float, float]:
         """msal's requests (discovery, token) share the sign-in's bound: token_timeout in total."""
@@ -226,7 +217,12 @@ class ExchangeOnlineTarget(Target):
         return self._application
 
     def _token(self, refresh: bool = False, resource: str = "") -> str:
-        """An app-only token for ``resource`` (default: Exchange; the Graph reader asks for Graph's)."""
+        """An app-only token for ``resource`` (default: Exchange; the Graph reader asks for Graph's): from msal's
+        cache (one sign-in per tenant for the run) or signed in for, one thread at a time."""
+        with self._signing_lock:
+            return self._token_now(refresh, resource)
+
+    def _token_now(self, refresh: bool, resource: str) -> str:
         app = self._app()
         if refresh:
             app.token_cache = msal.TokenCache()  # drop the rejected token; msal refreshes before expiry otherwise
@@ -282,7 +278,7 @@ class ExchangeOnlineTarget(Target):
                             stop=stop_any(stop_after_attempt(self.spec.max_retries + 1),
                                           lambda state: not wait.may_retry(pause(state))),
                             sleep=RUN.stop.wait)  # a Ctrl-C ends a backoff pause at once
-        outer, self._call_wait = self._call_wait, wait
+        outer, self._local.call_wait = getattr(self._local, "call_wait", None), wait
         try:
             return retrying(call, *args)
         except _Transient as exc:
@@ -295,12 +291,12 @@ class ExchangeOnlineTarget(Target):
                               f"{wait.attempts} attempt(s) over {wait.elapsed:.1f} s (max_retries "
                               f"{self.spec.max_retries}, call_timeout {self.spec.call_timeout:g} s)") from None
         finally:
-            self._call_wait = outer
+            self._local.call_wait = outer
 
     def request_timeout(self) -> tuple[float, float]:
         """(connect, read) timeout for the next attempt of the call being retried: what is left of its bound.
         Raises TimedOut when nothing is left, Interrupted once the run is stopping (no further call is sent)."""
-        wait = self._call_wait or Wait("a call", self.spec.call_timeout, "call_timeout")
+        wait = getattr(self._local, "call_wait", None) or Wait("a call", self.spec.call_timeout, "call_timeout")
         left = wait.timeout()
         return min(self.spec.connect_timeout, left), left
 
@@ -452,7 +448,12 @@ class ExchangeOnlineTarget(Target):
     def run_script(self, script: str, *, read_only: bool = False) -> RunResult:
         """Run a rendered script in exkit's interpreter, each Exchange cmdlet sent to the tenant (see
         toolkit/targets/exchange_online_script.py); ``read_only`` sends no change."""
-        runner = TenantScriptRunner(self._call, send_changes=not read_only)
+        try:
+            self._token()  # signed in before reads go out concurrently (they share the token)
+            reads = self.spec.reads_in_flight
+        except TargetError:
+            reads = 1  # the script's first call meets the sign-in failure and reports it
+        runner = TenantScriptRunner(self._call, send_changes=not read_only, concurrent_reads=reads)
 
         def noted(line: str) -> None:  # each result as soon as it is known: a run cut short still records it
             if not read_only and line.startswith(RESULT_PREFIX):
@@ -476,6 +477,43 @@ class ExchangeOnlineTarget(Target):
             raise CallFailed(exc.message, exc.exception_type) from None
         except TargetError as exc:
             raise CallFailed(str(exc), "TargetError", "ConnectionError") from None
+
+
+_CERTIFICATES: dict[str, dict[str, str] | str] = {}  # sha-256 of file and password → parsed, for the process
+_CERTIFICATES_LOCK = threading.Lock()
+
+
+def _parsed_certificate(data: bytes, password: str | None, *, pfx: bool) -> dict[str, str] | str:
+    """msal's certificate credential from a PEM or PFX file's bytes, or why it cannot be one. Loading an RSA key
+    checks it, which costs milliseconds of CPU: a provider's many tenants share one certificate, so each file is
+    parsed once per process (keyed by a digest of its content and password, never by the secret itself)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    digest = hashlib.sha256(data + b"\0" + (password or "").encode() + (b"pfx" if pfx else b"pem")).hexdigest()
+    with _CERTIFICATES_LOCK:
+        if digest in _CERTIFICATES:
+            return _CERTIFICATES[digest]
+        if pfx:
+            key, certificate, _ = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+            certificate = x509.load_pem_x509_certificate(data)
+        parsed: dict[str, str] | str
+        if key is None or certificate is None:
+            parsed = "the certificate file holds no certificate and key"
+        elif not isinstance(key, rsa.RSAPrivateKey):
+            parsed = (f"the certificate's key is {type(key).__name__.removeprefix('_')}; Entra app-only sign-in "
+                      "needs an RSA key (the client assertion is signed RS256)")
+        else:
+            parsed = {"private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()).decode(),
+                      "thumbprint": certificate.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - Entra's x5t
+                      "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
+        _CERTIFICATES[digest] = parsed
+        return parsed
 
 
 def _lower(value: Any) -> str:

@@ -152,6 +152,8 @@ class ExchangeOnlineTargetSpec(BaseModel):
                                                          "(Microsoft documents a 15-minute timeout for REST-backed "
                                                          "cmdlets).")
     max_wait: float = Field(60.0, gt=0, description="Longest single wait between retries, seconds.")
+    reads_in_flight: int = Field(4, ge=1, le=16, description="The collection reads a script needs are sent before "
+                                                             "it runs, at most this many at once (1: one at a time).")
     vars: dict[str, VariableValue] = Field(default_factory=dict)
     templates: str | None = Field(None, description="Template folder layered over the group's and the built-ins.")
     rate_limit: float | None = Field(None, gt=0, description="Round trips per second to this target at most.")

@@ -1,0 +1,76 @@
+"""A provider's fleet of Exchange Online tenants behind one loopback server (one app, one certificate, each tenant its
+own organisation): throttled tenants and a tenant that rejects the token do not stop the others, and every
+outcome is reported."""
+
+from __future__ import annotations
+
+import json
+import ssl
+
+import pytest
+import trustme
+from conftest import REPO
+from servers.exchange_online import App, LoopbackExchangeOnline
+
+from toolkit.sandbox import org as store
+from toolkit.sandbox.seed import seed_organisation
+
+CLIENT_ID = "6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11"
+ROOMS = REPO / "playbooks" / "online-rooms.yaml"
+NAMES = ["calm", "storm", "gale", "rejects", "quiet"]
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    ca = trustme.CA()
+    app_cert = trustme.CA().issue_cert("exkit-provider-app", key_type=trustme.KeyType.RSA)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "app.pem").write_bytes(app_cert.private_key_pem.bytes() + app_cert.cert_chain_pems[0].bytes())
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    apps = [App(CLIENT_ID, app_cert.cert_chain_pems[0].bytes())]
+    for name in NAMES:
+        (tmp_path / f"{name}.json").write_text(seed_organisation("exchange-online").to_json())
+    server = LoopbackExchangeOnline(tmp_path / "calm.json", tls, "calm.onmicrosoft.com", apps)
+    tenants = {"calm": server.first} | {name: server.add_tenant(tmp_path / f"{name}.json",
+                                                                f"{name}.onmicrosoft.com", apps) for name in NAMES[1:]}
+    lines = ["groups:", "  provider:", "    targets:"]
+    for index, name in enumerate(NAMES):
+        lines.append(f"      {name}: {{kind: exchange-online, tenant: {name}.onmicrosoft.com, client_id: {CLIENT_ID}, "
+                     f"certificate: app.pem, ca_trust_path: ca.pem, cloud: custom, login_endpoint: '{server.base}', "
+                     f"exchange_endpoint: '{server.base}', max_retries: 3, max_wait: 0.2, "
+                     f"vars: {{sp_object_id: 0b7c2e44-9d1a-4e5f-8c3b-00000000000{index}}}}}")
+    (tmp_path / "inventory.yaml").write_text("\n".join(lines) + "\n")
+    with server:
+        yield server, tenants, tmp_path / "inventory.yaml"
+
+
+def test_throttled_tenants_and_a_rejected_token_leave_every_other_tenant_done(cli, fleet):
+    server, tenants, inventory = fleet
+    tenants["storm"].switches.throttle_next, tenants["storm"].switches.retry_after = 3, "0.05"  # weathered
+    tenants["gale"].switches.throttle_next, tenants["gale"].switches.retry_after = 1000, "0.05"  # outlasts retries
+    tenants["rejects"].switches.token_lifetime = -600  # every token it issues is expired: InvokeCommand says 401
+
+    result = cli("apply", ROOMS, "-i", inventory, "--limit", "provider", "--forks", "3", "--yes", "-o", "json")
+
+    assert result.exit_code == 1, result.stdout
+    outcomes = {o["target"]: o for o in json.loads(result.stdout)["targets"]}
+    assert sorted(outcomes) == sorted(NAMES)  # every tenant has its outcome
+    for name in ("calm", "storm", "quiet"):
+        assert outcomes[name]["ok"], outcomes[name]
+        state = store.load(tenants[name].state_path, "exchange-online")
+        assert state.assignment("Calendars.ReadWrite-Room booking app") is not None
+    assert tenants["storm"].log.throttled == 3
+    assert any("3 call(s) were retried after throttling" in str(n) for n in outcomes["storm"]["notices"]), outcomes
+    assert not outcomes["gale"]["ok"]
+    assert ("reading the current state from Exchange Online tenant gale.onmicrosoft.com (custom) failed: "
+            "Get-ManagementScope on tenant gale.onmicrosoft.com still failed (HTTP 429) after 4 attempt(s)"
+            in outcomes["gale"]["summary"]), outcomes["gale"]
+    assert not outcomes["rejects"]["ok"]
+    assert "Access token has expired or is not yet valid" in outcomes["rejects"]["summary"], outcomes["rejects"]
+    assert tenants["rejects"].log.rejected_tokens >= 1
+    for name in ("gale", "rejects"):  # nothing was changed on the tenants that failed
+        assert tenants[name].state_path.read_text() == seed_organisation("exchange-online").to_json()
+    # one sign-in per tenant for the whole run (plan and apply share the token); the rejecting tenant's token is
+    # asked for again once, after the 401
+    assert [tenants[n].log.token_requests for n in ("calm", "storm", "quiet")] == [1, 1, 1]

@@ -118,11 +118,19 @@ def describe_call(cmdlet: str, bound: dict[str, Any]) -> str:
     """A call as PowerShell text (values quoted by the one quoting function), for people to read."""
     from toolkit.render.quoting import ps_literal
 
+    from toolkit.render.quoting import UnsafeValueError
+    from toolkit.sandbox.values import to_string
+
     parts = [cmdlet]
     for name, value in bound.items():
         if name in ("ErrorAction", "Confirm"):
             continue
-        parts.append(f"-{name}" if value is True else f"-{name} {ps_literal(value)}")
+        try:
+            shown = ps_literal(value if isinstance(value, (str, bool, int, float, list)) or value is None
+                               else to_string(value))
+        except UnsafeValueError:
+            shown = "(a value that cannot be shown)"
+        parts.append(f"-{name}" if value is True else f"-{name} {shown}")
     return " ".join(parts)
 
 

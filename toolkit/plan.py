@@ -9,6 +9,7 @@ each resource's view before and after (for the before → after lines a reviewer
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -110,15 +111,12 @@ def _recording(command: Command, interpreter: Interpreter, calls: dict[tuple[str
         calls.setdefault(key, []).append(describe_call(command.name, bound))
         return command.run(bound, pipeline)
 
-    return Command(command.name, command.parameters, run, command.positional, command.should_process,
-                   command.mandatory, command.remaining, command.module_function)
+    return dataclasses.replace(command, run=run)
 
 
 def describe_call(cmdlet: str, bound: dict[str, Any]) -> str:
     """A call as PowerShell text (values quoted by the one quoting function), for people to read."""
-    from toolkit.render.quoting import ps_literal
-
-    from toolkit.render.quoting import UnsafeValueError
+    from toolkit.render.quoting import UnsafeValueError, ps_literal
     from toolkit.sandbox.values import to_string
 
     parts = [cmdlet]

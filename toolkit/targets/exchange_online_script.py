@@ -21,6 +21,7 @@ The script is the one that was rendered (and reviewed): what was approved is wha
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -93,8 +94,7 @@ class TenantScriptRunner:
             run = self._forwarded_read(command)
         else:
             run = self._change(command)
-        return Command(name, command.parameters, run, command.positional, command.should_process, command.mandatory,
-                       command.remaining, command.module_function)
+        return dataclasses.replace(command, run=run)
 
     def _send(self, cmdlet: str, bound: dict[str, Any]) -> list[dict[str, Any]]:
         self.calls += 1

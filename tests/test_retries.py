@@ -111,7 +111,7 @@ def test_winrm_starts_a_script_at_most_retries_plus_one_times(cli, winrm_lab, re
     server, inventory = winrm_lab(extra=f"    retries: {retries}\n")
     server.faults += [Fault("Command", 2 + n, "500") for n in range(failures)]
     result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
-    assert server.counts["Command"] == 1 + min(failures + 1, retries + 1)
+    assert server.counts["Command"] == 1 + min(failures + 1, retries + 1), (result.stdout, result.stderr)
     if applied:
         assert result.exit_code == 0, result.stderr
         assert re.findall(r"nothing ran; retried after ([0-9.]+) s", result.stdout) == ["0.5", "1.0"][:failures]

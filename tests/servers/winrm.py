@@ -632,9 +632,9 @@ def main() -> None:
 
 def _serve(server: LoopbackWinRM, state: Path) -> None:
     with server:
-        print(f"loopback WinRM (NTLM, http with message encryption) on 127.0.0.1:{server.port}, "
-              f"organisation {state}; Ctrl-C stops it", flush=True)
-        try:
+        try:  # a Ctrl-C right after the line is out (while print returns) stops it as quietly as a later one
+            print(f"loopback WinRM (NTLM, http with message encryption) on 127.0.0.1:{server.port}, "
+                  f"organisation {state}; Ctrl-C stops it", flush=True)
             server.thread.join()
         except KeyboardInterrupt:
             pass

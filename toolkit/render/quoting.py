@@ -41,6 +41,8 @@ class PowerShell(str):
 
 def find_unsafe_character(text: str) -> tuple[int, str] | None:
     """Return (index, description) of the first character that may not appear in a literal, or None."""
+    if text.isascii() and text.isprintable():  # the usual value: no ASCII control character, nothing else to find
+        return None
     for index, char in enumerate(text):
         category = unicodedata.category(char)
         if category == "Cc" or char in _EXTRA_FORBIDDEN or char in INVISIBLE:

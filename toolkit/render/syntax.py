@@ -15,12 +15,15 @@ from tree_sitter import Language, Node, Parser, Tree
 
 
 @lru_cache(maxsize=1)
-def _language() -> Language:
+def language() -> Language:
     return Language(tree_sitter_powershell.language())
 
 
+@lru_cache(maxsize=8)
 def parse(text: str) -> Tree:
-    return Parser(_language()).parse(text.encode("utf-8"))
+    """The script's syntax tree. Cached by text: plan checks the rendered script's syntax, then runs the same text
+    in the sandbox (trees are only read, never edited)."""
+    return Parser(language()).parse(text.encode("utf-8"))
 
 
 @dataclass(frozen=True)

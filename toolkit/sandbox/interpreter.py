@@ -20,7 +20,7 @@ from typing import Any
 from tree_sitter import Node, Tree
 
 from toolkit.render.quoting import unquote_verbatim
-from toolkit.render.syntax import parse, syntax_problems, walk
+from toolkit.render.syntax import language, parse, syntax_problems, walk
 from toolkit.sandbox import dotnet
 from toolkit.sandbox.commands import BindingError, CmdletError, Command, convert
 from toolkit.sandbox.values import (
@@ -114,6 +114,26 @@ def _unwrap(node: Node) -> Node:
     return node
 
 
+# What _analyse does with each kind of node, by the grammar's kind id (node.kind_id is an int; node.type builds a
+# new str for each of the thousands of nodes of a script).
+_PLAIN, _NOT_ALLOWED, _WRAPPER, _COMMAND, _FLOW, _UNARY, _CAST, _EXPANDABLE, _TYPE, _INVOKE, _ASSIGN = range(11)
+_SPECIAL = {"command": _COMMAND, "flow_control_statement": _FLOW, "expression_with_unary_operator": _UNARY,
+            "cast_expression": _CAST, "expandable_string_literal": _EXPANDABLE, "type_literal": _TYPE,
+            "command_invokation_operator": _INVOKE, "assignement_operator": _ASSIGN}
+
+
+@lru_cache(maxsize=1)
+def _kind_actions() -> tuple[int, ...]:
+    grammar = language()
+
+    def action(name: str) -> int:
+        if name not in _ALLOWED:
+            return _NOT_ALLOWED
+        return _WRAPPER if name in _WRAPPERS else _SPECIAL.get(name, _PLAIN)
+
+    return tuple(action(grammar.node_kind_for_id(i) or "") for i in range(grammar.node_kind_count))
+
+
 @lru_cache(maxsize=64)
 def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
     """Parse a script and find what no command table can fix: syntax errors and constructs outside the subset.
@@ -124,38 +144,43 @@ def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
     if problems:
         return tree, ("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
                                 for p in problems[:5]),), ()
+    actions = _kind_actions()
     found: list[str] = []
     commands: list[Node] = []
     for node in walk(tree.root_node):
-        kind = node.type
-        if kind not in _ALLOWED:
+        kind = actions[node.kind_id]
+        if kind == _PLAIN:
+            continue
+        if kind == _NOT_ALLOWED:
             if node.is_named:
                 found.append(_unsupported(node))
-        elif kind in _WRAPPERS:
+        elif kind == _WRAPPER:
             if node.child_count > 1:
                 found.extend(_check_operator(node))
-        elif kind == "command":
+        elif kind == _COMMAND:
             commands.append(node)
-        elif kind == "flow_control_statement":
+        elif kind == _FLOW:
             if node.children[0].type != "throw":
                 found.append(_unsupported(node))
-        elif kind == "expression_with_unary_operator":
+        elif kind == _UNARY:
             if node.children[0].type not in ("-not", "!", "cast_expression"):
                 found.append(_unsupported(node))
-        elif kind == "cast_expression":
+        elif kind == _CAST:
             type_name = node.named_children[0].text.decode().strip("[]").lower()
             if type_name not in _CASTS:
                 found.append(_unsupported(node, f"cast to [{type_name}]"))
-        elif kind == "expandable_string_literal":
+        elif kind == _EXPANDABLE:
             if any(c in node.text.decode() for c in "$`"):
                 found.append(_unsupported(node, "expandable string with variables or escapes (use single quotes "
                                                 "and +)"))
-        elif kind == "type_literal" and node.parent is not None and node.parent.type != "cast_expression":
-            if dotnet.type_name(node.text.decode()) is None:
+        elif kind == _TYPE:
+            if node.parent is not None and node.parent.type != "cast_expression" and \
+                    dotnet.type_name(node.text.decode()) is None:
                 found.append(_unsupported(node, f"type {node.text.decode()}"))
-        elif kind == "command_invokation_operator" and node.text.decode() != "&":
-            found.append(_unsupported(node, f"operator {node.text.decode()} (dot-sourcing)"))
-        elif kind == "assignement_operator" and node.text.decode() not in _ASSIGNMENT_OPERATORS:
+        elif kind == _INVOKE:
+            if node.text.decode() != "&":
+                found.append(_unsupported(node, f"operator {node.text.decode()} (dot-sourcing)"))
+        elif node.text.decode() not in _ASSIGNMENT_OPERATORS:  # _ASSIGN
             found.append(_unsupported(node, f"assignment operator {node.text.decode()}"))
     return tree, tuple(found), tuple(commands)
 

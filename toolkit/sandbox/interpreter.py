@@ -101,14 +101,24 @@ def _line_col(node: Node) -> tuple[int, int]:
     return node.start_point[0] + 1, node.start_point[1] + 1
 
 
+def _kind_ids(names: set[str]) -> frozenset[int]:
+    """The grammar's kind ids of these node types (comparing ints, not a new str per node.type)."""
+    grammar = language()
+    return frozenset(i for i in range(grammar.node_kind_count) if grammar.node_kind_for_id(i) in names)
+
+
+_WRAPPER_IDS = _kind_ids(_WRAPPERS)
+_SKIPPED_IDS = _kind_ids({"comment", "command_argument_sep"})
+
+
 def _named(node: Node) -> list[Node]:
-    return [c for c in node.named_children if c.type not in ("comment", "command_argument_sep")]
+    return [c for c in node.named_children if c.kind_id not in _SKIPPED_IDS]
 
 
 def _unwrap(node: Node) -> Node:
-    while node.child_count == 1 and node.type in _WRAPPERS:
-        child = node.children[0]
-        if not child.is_named or child.type in ("comment", "command_argument_sep"):
+    while node.child_count == 1 and node.kind_id in _WRAPPER_IDS:
+        child = node.child(0)
+        if child is None or not child.is_named or child.kind_id in _SKIPPED_IDS:
             break
         node = child
     return node

@@ -4,6 +4,7 @@ service principals and access policies (pydantic models; lookups resolve identit
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -12,6 +13,12 @@ LINKED_GROUP_MEMBERS = "All Linked Group Members"  # -GetEffectiveUsers' placeho
 # mail-enabled objects only), Get-User / Get-Group and Get-RoleGroupMember do (cmdlet reference: Get-Recipient,
 # Get-User, Get-Group; Add-RoleGroupMember -Member takes a SecurityPrincipalIdParameter).
 NOT_MAIL_ENABLED = ("User", "UniversalSecurityGroup")
+
+
+@lru_cache(maxsize=65536)
+def _guid_of(distinguished_name: str) -> str:
+    """A sandbox object's Guid (a name-based UUID of its DN): every lookup index of every script asks again."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "exkit-sandbox:" + distinguished_name))
 
 
 class _State(BaseModel):
@@ -53,7 +60,7 @@ class Recipient(_State):
     @property
     def guid(self) -> str:
         """The object's Guid: stable for the object (derived from its distinguished name in the sandbox)."""
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, "exkit-sandbox:" + self.distinguished_name.lower()))
+        return _guid_of(self.distinguished_name.lower())
 
     @property
     def member_id(self) -> str:

@@ -479,14 +479,17 @@ class ExchangeOnlineTarget(Target):
             raise CallFailed(str(exc), "TargetError", "ConnectionError") from None
 
 
-_CERTIFICATES: dict[str, dict[str, str] | str] = {}  # sha-256 of file and password → parsed, for the process
+_CERTIFICATES: dict[str, dict[str, Any] | str] = {}  # sha-256 of file and password → parsed, for the process
 _CERTIFICATES_LOCK = threading.Lock()
 
 
-def _parsed_certificate(data: bytes, password: str | None, *, pfx: bool) -> dict[str, str] | str:
+def _parsed_certificate(data: bytes, password: str | None, *, pfx: bool) -> dict[str, Any] | str:
     """msal's certificate credential from a PEM or PFX file's bytes, or why it cannot be one. Loading an RSA key
-    checks it, which costs milliseconds of CPU: a provider's many tenants share one certificate, so each file is
-    parsed once per process (keyed by a digest of its content and password, never by the secret itself)."""
+    checks it (primality tests of its factors), which costs tens of milliseconds of CPU: a provider's many tenants
+    share one certificate, so each file is parsed once per process (keyed by a digest of its content and password,
+    never by the secret itself). The key goes to msal as the loaded key object, which msal hands to PyJWT as it is
+    (PyJWT signs with a key object directly; given PEM text it would load and check the key again for every
+    tenant's sign-in: half of a provider fleet's client CPU)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -501,15 +504,14 @@ def _parsed_certificate(data: bytes, password: str | None, *, pfx: bool) -> dict
         else:
             key = serialization.load_pem_private_key(data, password=None)
             certificate = x509.load_pem_x509_certificate(data)
-        parsed: dict[str, str] | str
+        parsed: dict[str, Any] | str
         if key is None or certificate is None:
             parsed = "the certificate file holds no certificate and key"
         elif not isinstance(key, rsa.RSAPrivateKey):
             parsed = (f"the certificate's key is {type(key).__name__.removeprefix('_')}; Entra app-only sign-in "
                       "needs an RSA key (the client assertion is signed RS256)")
         else:
-            parsed = {"private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()).decode(),
+            parsed = {"private_key": key,
                       "thumbprint": certificate.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - Entra's x5t
                       "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
         _CERTIFICATES[digest] = parsed

@@ -28,11 +28,13 @@ from tenacity import (
 
 from toolkit.render.engine import Connection, RenderedScript
 from toolkit.secrets import resolve
-from toolkit.targets import http_rules
+from toolkit.targets import http_rules, proxy_environment
 from toolkit.targets.base import RESULT_PREFIX, RunResult, Target, TargetError, parse_output
 from toolkit.targets.exchange_online_script import CallFailed, TenantScriptRunner
 from toolkit.targets.specs import ExchangeOnlineTargetSpec
 from toolkit.targets.waits import RUN, Wait
+
+proxy_environment.install()  # pywinrm's and requests' proxy lookups run in many threads (see the module)
 
 
 @dataclass(frozen=True)

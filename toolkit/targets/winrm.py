@@ -33,10 +33,13 @@ from winrm.exceptions import (
 
 from toolkit.render.engine import Connection
 from toolkit.secrets import resolve
+from toolkit.targets import proxy_environment
 from toolkit.targets.base import RESULT_PREFIX, RunResult, Target, TargetError, parse_output
 from toolkit.targets.kerberos import KerberosAuth, KerberosError, KerberosTransport, is_available
 from toolkit.targets.specs import ExchangeServerTargetSpec
 from toolkit.targets.waits import RUN, Interrupted, TimedOut, Wait
+
+proxy_environment.install()  # pywinrm's and requests' proxy lookups run in many threads (see the module)
 
 try:
     from requests_credssp.exceptions import AuthenticationException, NTStatusException

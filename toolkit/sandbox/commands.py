@@ -42,19 +42,24 @@ class Command:
     remaining: str | None = None  # the parameter that takes all positional arguments (ValueFromRemainingArguments)
     module_function: bool = False  # a script module's function: blind to a script-scope $ErrorActionPreference
     all_parameters: dict[str, ParamType] = field(init=False, compare=False)
+    _lowered: dict[str, str] = field(init=False, compare=False, repr=False)  # lower-case name → name
 
     def __post_init__(self) -> None:
         merged = {**COMMON_PARAMETERS, **(SHOULD_PROCESS_PARAMETERS if self.should_process else {}),
                   **self.parameters}
         object.__setattr__(self, "all_parameters", merged)
+        lowered: dict[str, str] = {}
+        for name in merged:
+            lowered.setdefault(name.lower(), name)  # the first one, as the list it replaces
+        object.__setattr__(self, "_lowered", lowered)
 
     def resolve_parameter(self, written: str) -> str:
         """Match a parameter as written (case-insensitive, unambiguous prefixes allowed) to its name."""
         lowered = written.lower()
-        exact = [p for p in self.all_parameters if p.lower() == lowered]
-        if exact:
-            return exact[0]
-        candidates = [p for p in self.all_parameters if p.lower().startswith(lowered)]
+        exact = self._lowered.get(lowered)
+        if exact is not None:
+            return exact
+        candidates = [p for low, p in self._lowered.items() if low.startswith(lowered)]
         if len(candidates) == 1:
             return candidates[0]
         if candidates:

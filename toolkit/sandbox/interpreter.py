@@ -312,7 +312,7 @@ class Interpreter:
         for child in children[2:]:
             if child.type == "elseif_clauses":
                 for clause in _named(child):
-                    clause_condition, clause_block = _named(clause)[0], _named(clause)[1]
+                    clause_condition, clause_block = _named(clause)[:2]
                     if is_true(self.evaluate(clause_condition)):
                         yield from self.run_block(clause_block)
                         return
@@ -320,16 +320,18 @@ class Interpreter:
                 yield from self.run_block(_named(child)[0])
 
     def run_foreach(self, node: Node) -> Iterator[Any]:
-        variable, source, block = _named(node)[0], _named(node)[1], _named(node)[-1]
+        children = _named(node)
+        variable, source, block = children[0], children[1], children[-1]
         name = variable.text.decode()[1:].lower()
         for item in list(as_list(self.evaluate(source))):
             self.variables[name] = item
             yield from self.run_block(block)
 
     def run_try(self, node: Node) -> Iterator[Any]:
-        block = _named(node)[0]
-        clauses = [c for c in _named(node) if c.type == "catch_clauses"]
-        final = [c for c in _named(node) if c.type == "finally_clause"]
+        children = _named(node)
+        block = children[0]
+        clauses = [c for c in children if c.type == "catch_clauses"]
+        final = [c for c in children if c.type == "finally_clause"]
         try:
             yield from self._run_try_catch(block, clauses)
         finally:
@@ -368,7 +370,7 @@ class Interpreter:
 
     # ------------------------------------------------------------------------------------------- assignment
     def assign(self, node: Node) -> None:
-        target, operator, value_node = _named(node)[0], _named(node)[1], _named(node)[2]
+        target, operator, value_node = _named(node)[:3]
         target = _unwrap(target)
         value = self.capture(value_node)
         if operator.text.decode() == "+=":
@@ -376,7 +378,7 @@ class Interpreter:
         if target.type == "variable":
             self.variables[target.text.decode()[1:].lower()] = value
         elif target.type == "element_access":
-            container, index = _named(target)[0], _named(target)[1]
+            container, index = _named(target)[:2]
             table = self.evaluate(container)
             key = self.evaluate(index)
             if isinstance(table, Hashtable):
@@ -448,7 +450,7 @@ class Interpreter:
         table = Hashtable()
         for body in _named(node):
             for entry in _named(body):
-                key_node, value_node = _named(entry)[0], _named(entry)[1]
+                key_node, value_node = _named(entry)[:2]
                 key = key_node.text.decode()
                 if key_node.named_children and key_node.named_children[0].type == "string_literal":
                     key = to_string(self.evaluate(key_node.named_children[0]))
@@ -509,8 +511,9 @@ class Interpreter:
             self.variables = caller
 
     def eval_element_access(self, node: Node) -> Any:
-        container = self.evaluate(_named(node)[0])
-        key = self.evaluate(_named(node)[1])
+        container_node, key_node = _named(node)[:2]
+        container = self.evaluate(container_node)
+        key = self.evaluate(key_node)
         if isinstance(container, Hashtable):
             return container[to_string(key)]
         if isinstance(container, list) and isinstance(key, int):

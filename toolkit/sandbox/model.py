@@ -21,6 +21,13 @@ def _guid_of(distinguished_name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "exkit-sandbox:" + distinguished_name))
 
 
+@lru_cache(maxsize=65536)
+def _identities_of(name: str, alias: str, address: str, distinguished_name: str) -> frozenset[str]:
+    """A recipient's identities (see Recipient.identities): asked for every recipient by every script's index."""
+    return frozenset(v.lower() for v in (name, alias, address, distinguished_name,
+                                         _guid_of(distinguished_name.lower())) if v)
+
+
 class _State(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,10 +74,9 @@ class Recipient(_State):
         """How the organisation stores a role-group membership: the address, or the DN of a principal without one."""
         return (self.primary_smtp_address or self.distinguished_name).lower()
 
-    def identities(self) -> set[str]:
+    def identities(self) -> frozenset[str]:
         """Every string Exchange resolves to this object (name, alias, address, DN, Guid), lower case."""
-        return {v.lower() for v in (self.name, self.alias, self.primary_smtp_address, self.distinguished_name,
-                                    self.guid) if v}
+        return _identities_of(self.name, self.alias, self.primary_smtp_address, self.distinguished_name)
 
     @property
     def is_group(self) -> bool:

@@ -265,6 +265,8 @@ class LoopbackExchangeOnline:
                  directory: Directory | None = None, *, delay_ms: float = 0.0) -> None:
         self.delay_s = delay_ms / 1000
         self.released = threading.Event()  # set on exit: requests held by a silent fault end then
+        self.connections = 0  # TCP connections accepted (each one TLS handshake)
+        self.connections_lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 1024  # many clients connect at once in the fleet benchmark
@@ -325,6 +327,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.owner.connections_lock:
+            self.owner.connections += 1
 
     @property
     def owner(self) -> LoopbackExchangeOnline:

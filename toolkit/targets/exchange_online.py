@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Callable, TypeVar
 
 import msal
 import requests
+import requests.adapters
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -107,6 +109,26 @@ class _Session(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
+_ADAPTERS: dict[int, requests.adapters.HTTPAdapter] = {}  # process id → the connection pool of that process
+_ADAPTERS_LOCK = threading.Lock()
+
+
+def _shared_connections() -> requests.adapters.HTTPAdapter:
+    """One connection pool per process for every tenant's calls. A provider's tenants all talk to the same Microsoft
+    endpoints (login, Exchange, Graph): a worker keeps a few TLS connections to each open instead of opening one per
+    tenant (a TLS handshake costs both ends CPU). Only connections are shared: each tenant keeps its own session
+    (cookies, CA setting, timeouts), every request carries its own tenant's bearer token, and a connection's
+    certificate checks are those of the requests using it (urllib3 keys its pools by host and TLS settings). Per
+    process: a forked worker must never write to its parent's sockets."""
+    pid = os.getpid()
+    with _ADAPTERS_LOCK:
+        adapter = _ADAPTERS.get(pid)
+        if adapter is None:
+            _ADAPTERS.clear()
+            adapter = _ADAPTERS[pid] = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=64)
+        return adapter
+
+
 class ExchangeOnlineTarget(Target):
     platform = "exchange-online"
 
@@ -121,6 +143,9 @@ class ExchangeOnlineTarget(Target):
         self.http = _Session()
         self.login_http = _Session()  # msal's: every request bounded by the sign-in's Wait
         self.login_http.timeout = self._login_timeout
+        for session in (self.http, self.login_http):
+            session.mount("https://", _shared_connections())
+            session.mount("http://", _shared_connections())
         self._login_wait: Wait | None = None
         self._local = threading.local()  # per thread: the call retrying() is working on (reads run concurrently)
         self._signing_lock = threading.Lock()  # one sign-in at a time: concurrent reads share its token

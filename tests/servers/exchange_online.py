@@ -77,6 +77,7 @@ class Log:
     arrivals: list[float] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     requests: int = 0  # HTTP requests (identity and InvokeCommand)
+    received: list[float] = field(default_factory=list)  # when each of them came in (time.monotonic()), in order
     rounds: int = 0  # of them, those that started while no other request of the tenant was being answered
 
 
@@ -115,6 +116,7 @@ class Tenant:
                 self.log.rounds += 1
             self.in_flight += 1
             self.log.requests += 1
+            self.log.received.append(time.monotonic())
 
     def answered(self) -> None:
         with self.lock:

@@ -93,9 +93,11 @@ class _Transient(Exception):
 class _Session(requests.Session):
     """requests lets REQUESTS_CA_BUNDLE override Session.verify; an explicitly configured CA must win. With
     ``timeout`` set, every request without its own timeout gets ``timeout()`` (msal passes none: it accepts a
-    session-wide timeout only for a session it builds itself, and that one would not honour our CA)."""
+    session-wide timeout only for a session it builds itself, and that one would not honour our CA). With
+    ``before`` set, it is called before every request (the sign-in's requests wait for the rate limits there)."""
 
     timeout: Any = None
+    before: Any = None
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
@@ -104,6 +106,8 @@ class _Session(requests.Session):
         return settings
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        if self.before is not None:
+            self.before()
         if self.timeout is not None and kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout()
         return super().request(method, url, *args, **kwargs)
@@ -143,6 +147,7 @@ class ExchangeOnlineTarget(Target):
         self.http = _Session()
         self.login_http = _Session()  # msal's: every request bounded by the sign-in's Wait
         self.login_http.timeout = self._login_timeout
+        self.login_http.before = self.throttle  # discovery and token requests are round trips too (--rate)
         for session in (self.http, self.login_http):
             session.mount("https://", _shared_connections())
             session.mount("http://", _shared_connections())

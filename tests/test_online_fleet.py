@@ -79,10 +79,11 @@ def test_throttled_tenants_and_a_rejected_token_leave_every_other_tenant_done(cl
 def test_the_runs_rate_spaces_every_request_the_tenants_see(cli, fleet):
     """--rate R caps the run's round trips to all tenants together — sign-ins (discovery, token) and InvokeCommand
     calls alike. Seen from the server: in any stretch of k consecutive requests (over every tenant), the first and
-    the last are at least (k - burst) / R apart, less a small allowance for the way from the client's bucket to the
-    server's clock. The bucket's burst is min(forks, R). Only lower bounds: a slow machine only widens the gaps."""
+    the last are at least (k - burst) / R apart, less an allowance for the way from the client's bucket to the
+    server's clock (a new connection's TLS handshake comes after the wait). The bucket's burst is min(forks, R).
+    Only lower bounds: a slow machine only widens the gaps."""
     server, tenants, inventory = fleet
-    rate, forks, names = 5.0, 3, ("calm", "storm", "quiet")
+    rate, forks, names = 4.0, 3, ("calm", "storm", "quiet")
 
     result = cli("plan", ROOMS, "-i", inventory, "--limit", ",".join(names), "--forks", str(forks),
                  "--rate", str(rate), "-o", "json")
@@ -93,7 +94,7 @@ def test_the_runs_rate_spaces_every_request_the_tenants_see(cli, fleet):
     received = sorted(t for name in names for t in tenants[name].log.received)
     assert all(tenants[name].log.token_requests == 1 for name in names)  # each tenant's sign-in is in there
     assert len(received) >= 5 * len(names), len(received)  # per tenant: sign-in (discovery, token), the reads
-    burst, allowance = min(forks, int(rate)), 0.5 / rate  # half a gap: scheduling on a busy machine
+    burst, allowance = min(forks, int(rate)), 0.3  # a handshake on a busy machine
     too_close = [(i, j, round(received[j] - received[i], 3)) for i in range(len(received))
                  for j in range(i + burst, len(received))
                  if received[j] - received[i] < (j - i + 1 - burst) / rate - allowance]

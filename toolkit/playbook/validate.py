@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,23 +97,35 @@ def _check_characters(document: LoadedDocument, diagnostics: Diagnostics) -> Non
                 "values are written into PowerShell and may not contain control characters (line breaks, tabs, NUL)")
 
 
-def _model_at(path: PathKey, root: type[BaseModel]) -> type[BaseModel] | None:
-    """The pydantic model that describes the mapping at ``path`` (for did-you-mean on unknown keys)."""
+def _model_at(path: PathKey, root: type[BaseModel], data: Any = None) -> type[BaseModel] | None:
+    """The pydantic model that describes the mapping at ``path`` (for did-you-mean on unknown keys); of a union of
+    models (target kinds), the one the data's ``kind`` names."""
     model: type[BaseModel] | None = root
     parts = list(path)
     index = 0
     while index < len(parts) and model is not None:
         part = parts[index]
         index += 1
+        data = _child(data, part)
         if isinstance(part, int):
             continue
         field = model.model_fields.get(str(part))
         if field is None:
             return None
         if _is_mapping(field.annotation):
+            if index < len(parts):
+                data = _child(data, parts[index])
             index += 1  # the next part is a user's key (e.g. a target name), not a field
-        model = _inner_model(field.annotation)
+        model = _inner_model(field.annotation, data)
     return model
+
+
+def _child(data: Any, part: str | int) -> Any:
+    if isinstance(data, dict):
+        return data.get(part)
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return data[part]
+    return None
 
 
 def _is_mapping(annotation: Any) -> bool:
@@ -122,14 +134,20 @@ def _is_mapping(annotation: Any) -> bool:
     return any(_is_mapping(arg) for arg in typing.get_args(annotation) if arg is not type(None))
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
+def _inner_model(annotation: Any, data: Any = None) -> type[BaseModel] | None:
+    models = _models(annotation)
+    kind = data.get("kind") if isinstance(data, dict) else None
+    for model in models:
+        field = model.model_fields.get("kind")
+        if kind is not None and field is not None and kind in typing.get_args(field.annotation):
+            return model
+    return models[0] if models else None
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _models(arg)]
 
 
 def _where(path: PathKey, root: type[BaseModel] = Playbook) -> str:
@@ -140,27 +158,40 @@ def _where(path: PathKey, root: type[BaseModel] = Playbook) -> str:
         return f"variable {path[1]!r}"
     if len(path) >= 2 and path[0] == "targets":
         return f"target {path[1]!r}"
+    if len(path) >= 4 and path[0] == "groups" and path[2] == "targets":
+        return f"target {path[3]!r} of group {path[1]!r}"
+    if len(path) >= 3 and path[0] == "groups":
+        return f"the {path[2]} of group {path[1]!r}"
     return "the playbook" if root is Playbook else "the inventory"
 
 
 def report_model_errors(exc: ValidationError, document: LoadedDocument, diagnostics: Diagnostics,
-                        root: type[BaseModel]) -> None:
-    """Turn pydantic's errors into positioned diagnostics (used for playbooks and inventories)."""
+                        root: type[BaseModel], *, validated: Any = None,
+                        relocate: Callable[[PathKey], PathKey] | None = None) -> None:
+    """Turn pydantic's errors into positioned diagnostics (used for playbooks and inventories). ``validated``: the
+    data the model saw, when it is not the document's own (an inventory's targets with their group's defaults
+    merged in); ``relocate`` maps a path in it to where the value is written in the document."""
     for error in exc.errors():
-        _report_model_error(error, document, diagnostics, root)
+        _report_model_error(error, document, diagnostics, root, validated, relocate)
 
 
 def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diagnostics: Diagnostics,
-                        root: type[BaseModel] = Playbook) -> None:
+                        root: type[BaseModel] = Playbook, validated: Any = None,
+                        relocate: Callable[[PathKey], PathKey] | None = None) -> None:
+    seen = document.data if validated is None else validated
     path: PathKey = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "list["))))
     # pydantic adds union branch names (e.g. 'str', 'list[str]') to the location; drop anything not in the data.
-    path = _existing_prefix(document.data, path, error["type"])
+    checked = path = _existing_prefix(seen, path, error["type"])
+    if relocate is not None:
+        path = _existing_prefix(document.data, relocate(checked), error["type"])
     kind, file, positions = error["type"], document.file, document.positions
     if any(path[:len(u)] == u for u in document.unresolved):
         return
+    if kind in ("extra_forbidden", "missing") and checked and (not path or path[-1] != checked[-1]):
+        path = (*path, checked[-1])  # the key belongs to a mapping written empty (`name:` with nothing under it)
     if kind == "extra_forbidden":
         key = str(path[-1])
-        model = _model_at(path[:-1], root)
+        model = _model_at(checked[:-1], root, seen)
         choices = sorted(model.model_fields) if model else []
         close = difflib.get_close_matches(key, choices, n=1)
         hint = f"did you mean {close[0]!r}?" if close else ("allowed keys: " + ", ".join(choices) if choices else "")
@@ -168,7 +199,7 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
     elif kind == "missing":
         key = str(path[-1])
         diagnostics.error("missing-key", f"missing required key {key!r} in {_where(path, root)}", file,
-                          positions.of_value(path[:-1]), f"add '{key}: …' here")
+                          _value_position(document, path[:-1]), f"add '{key}: …' here")
     elif kind == "exkit":
         context = error.get("ctx") or {}
         position = positions.of_key(path) if error["loc"][-1:] == ("[key]",) else positions.of_value(path)
@@ -180,20 +211,21 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
     elif kind == "literal_error":
         expected = (error.get("ctx") or {}).get("expected", "")
         shown = _describe_input(error["input"], secret=_is_secret(path))
-        diagnostics.error("invalid-value", f"{_describe_key(path)} must be {expected}, not {shown}",
+        diagnostics.error("invalid-value", f"{_describe_key(path, root)} must be {expected}, not {shown}",
                           file, positions.of_value(path), f"use {expected}")
     elif kind == "too_short":
-        diagnostics.error("empty-list", f"{_describe_key(path)} needs at least one entry", file,
+        diagnostics.error("empty-list", f"{_describe_key(path, root)} needs at least one entry", file,
                           positions.of_value(path), "list at least one value")
     else:
         message = error["msg"]
         expected = {"string_type": "text", "bool_type": "true or false", "bool_parsing": "true or false",
                     "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
+                    "model_attributes_type": "a mapping",
                     "int_type": "a whole number", "int_parsing": "a whole number"}.get(kind)
         if expected:
-            message = (f"{_describe_key(path)} must be {expected}, not "
+            message = (f"{_describe_key(path, root)} must be {expected}, not "
                        f"{_describe_input(error.get('input'), secret=_is_secret(path))}")
-        diagnostics.error("wrong-type", message, file, positions.of_value(path), _type_hint(kind))
+        diagnostics.error("wrong-type", message, file, _value_position(document, path), _type_hint(kind))
 
 
 def _existing_prefix(data: Any, path: PathKey, kind: str) -> PathKey:
@@ -215,9 +247,22 @@ def _existing_prefix(data: Any, path: PathKey, kind: str) -> PathKey:
     return tuple(out)
 
 
-def _describe_key(path: PathKey) -> str:
+def _describe_key(path: PathKey, root: type[BaseModel] = Playbook) -> str:
     names = [str(p) for p in path if isinstance(p, str)]
-    return f"'{names[-1]}' in {_where(path)}" if names else "the playbook"
+    if (len(path) == 2 and path[0] == "targets") or (len(path) == 4 and path[0] == "groups" and path[2] == "targets"):
+        return _where(path, root)  # the target itself
+    return f"'{names[-1]}' in {_where(path, root)}" if names else _where((), root)
+
+
+def _value_position(document: LoadedDocument, path: PathKey) -> Position:
+    """Where the value at ``path`` is written; for a key written with nothing after it, the key (the empty value's
+    own mark is where the next line starts)."""
+    node: Any = document.data
+    for part in path:
+        node = _child(node, part)
+    if node is None and tuple(path) in document.positions.keys:
+        return document.positions.of_key(path)
+    return document.positions.of_value(path)
 
 
 _SECRET_WORDS = ("password", "secret", "token", "key", "credential")
@@ -245,6 +290,7 @@ def _type_hint(kind: str) -> str:
         "bool_type": "write true or false without quotes", "bool_parsing": "write true or false without quotes",
         "list_type": "write a YAML list: one '- item' per line, or [a, b]",
         "dict_type": "write key: value pairs indented under this key", "model_type": "write key: value pairs",
+        "model_attributes_type": "write key: value pairs indented under this key",
         "string_type": "quote the value to make it text",
     }.get(kind, "")
 

@@ -1171,7 +1171,7 @@ def inventory_show(
     inventory: Annotated[Path, typer.Option("--inventory", "-i", metavar="FILE", autocompletion=complete_yaml,
                                             help="Inventory file.")],
 ) -> None:
-    """One target's merged variables (and where each comes from) and its template layers."""
+    """One target's settings and merged variables (and where each comes from) and its template layers."""
     from toolkit.inventory import resolve_target
 
     with user_errors():
@@ -1179,11 +1179,13 @@ def inventory_show(
     typer.echo(report.as_json({
         "target": resolved.name, "group": resolved.group, "platform": resolved.target.platform,
         "where": resolved.target.describe(),
+        "settings": resolved.settings(),
         "vars": {k: {"value": v, "from": resolved.sources[k]} for k, v in sorted(resolved.variables.items())},
         "templates": [str(p) for p in resolved.templates] + ["(built-in)"],
         "boundary": resolved.boundary.model_dump(exclude_none=True) if resolved.boundary else None,
         "same_organisation": sorted(resolved.neighbours),
-        "precedence": "playbook vars < inventory vars < group vars < target vars < --var"}))
+        "precedence": "playbook vars < inventory vars < group vars < target vars < --var; settings: exkit's "
+                      "default < the group's target_defaults < the target's own"}))
 
 
 templates_app = typer.Typer(help="The built-in templates, to read them or start an override.", no_args_is_help=True)

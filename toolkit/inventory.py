@@ -1,7 +1,9 @@
 """Inventories: the targets a playbook can run against, and the variables each supplies.
 
-Variable precedence (lowest first): the playbook's ``vars:`` → the inventory's top-level ``vars:`` → the target's
-``vars:`` → ``--var`` on the command line. With no inventory, the target is the embedded sandbox.
+Variable precedence (lowest first): the playbook's ``vars:`` → the inventory's top-level ``vars:`` → the group's
+``vars:`` → the target's ``vars:`` → ``--var`` on the command line. A target's settings: exkit's defaults → its
+group's ``target_defaults:`` → its own (toolkit/target_settings.py). With no inventory, the target is the embedded
+sandbox.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from toolkit import target_settings
 from toolkit.boundary import Boundary
 from toolkit.errors import ExkitError
 from toolkit.fleet.throttle import RateLimiter
@@ -57,6 +61,10 @@ class Group(BaseModel):
     templates: str | None = Field(None, description="Template folder layered over the built-in templates.")
     boundary: Boundary | None = Field(None, description="Each target's boundary (a target's own replaces it); "
                                                         "values may use {{ target }} and inventory variables.")
+    target_defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Target settings every target of the group gets unless it sets them "
+                                          "itself (kind, client_id, certificate_pfx, host, transport, …); merged and "
+                                          "checked with each target's own (toolkit/target_settings.py).")
     targets: dict[TargetName, TargetSpec] = Field(default_factory=dict)
 
 
@@ -65,6 +73,8 @@ class Inventory(BaseModel):
     vars: dict[str, VariableValue] = Field(default_factory=dict, description="Variables for every target.")
     targets: dict[TargetName, TargetSpec] = Field(default_factory=dict)
     groups: dict[str, Group] = Field(default_factory=dict)
+    # target name → setting → where it comes from (target_settings.Merged.origins); set by load_inventory
+    _origins: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Inventory:
@@ -100,10 +110,16 @@ def load_inventory(path: Path) -> Inventory:
         raise InventoryError(f"cannot read the inventory {path}: {getattr(exc, 'strerror', None) or exc}") from None
     document = parse_yaml(text, str(path), diagnostics)
     if document is not None:
+        merged = target_settings.merge(document, diagnostics)  # each group's target_defaults under its targets
         try:
-            return Inventory.model_validate(document.data or {})
+            inventory = Inventory.model_validate(merged.data or {})
         except ValidationError as exc:
-            report_model_errors(exc, document, diagnostics, Inventory)
+            report_model_errors(exc, document, diagnostics, Inventory, validated=merged.data,
+                                relocate=merged.relocate)
+        else:
+            if not diagnostics.errors:
+                inventory._origins = merged.origins
+                return inventory
     raise PlaybookError(diagnostics)
 
 
@@ -114,8 +130,11 @@ class ResolvedTarget:
     def __init__(self, name: str, target: Target, variables: dict[str, Any], *, group: str | None = None,
                  templates: list[Path] | None = None, sources: dict[str, str] | None = None,
                  boundary: Boundary | None = None, neighbours: dict[str, Boundary] | None = None,
-                 endpoint: str = "sandbox:(default state)", inventory: Path | None = None) -> None:
+                 endpoint: str = "sandbox:(default state)", inventory: Path | None = None,
+                 spec: Any = None, origins: dict[str, str] | None = None) -> None:
         self.name = name
+        self.spec = spec  # the target's settings, as the inventory gives them (None: the default sandbox)
+        self.origins = origins or {}  # where each setting comes from (see settings())
         self.endpoint = endpoint  # where it points, as the inventory says (reviewed scripts are bound to it)
         self.inventory = inventory
         self.pin: Any = None  # with --reviewed: the reviewed scripts every script sent here must equal
@@ -131,6 +150,11 @@ class ResolvedTarget:
     def neighbours(self) -> dict[str, Boundary]:
         """The boundaries of the other targets of this target's organisation."""
         return {name: b for name, b in self._organisation.items() if name != self.name}
+
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """Each setting of the target that has a value: the value and where it comes from. Secrets are in an
+        inventory only as references (env:, keyring:, prompt), so only references are shown."""
+        return target_settings.described(self.spec, self.origins) if self.spec is not None else {}
 
     def template_layers(self, cli_templates: Path | None) -> list[Path]:
         """--templates (most specific), then the target's folder, then its group's; the built-ins come last."""
@@ -247,7 +271,8 @@ def _resolve(inventory: Inventory, inventory_path: Path, name: str, group_name: 
     organisation, boundary = boundaries.get(name, ("", None))
     neighbours = organisations.get(organisation, {}) if boundary is not None else {}
     extra = {"group": group_name, "templates": templates, "sources": sources, "boundary": boundary,
-             "neighbours": neighbours, "endpoint": _endpoint(spec), "inventory": inventory_path}
+             "neighbours": neighbours, "endpoint": _endpoint(spec), "inventory": inventory_path, "spec": spec,
+             "origins": inventory._origins.get(name, {})}
     limiters = (RateLimiter(spec.rate_limit),) if spec.rate_limit else ()
     return _limited(ResolvedTarget(name, build_target(spec, name, base), variables, **extra), limiters)
 

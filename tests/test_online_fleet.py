@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import textwrap
 
 import pytest
 import trustme
@@ -100,3 +101,87 @@ def test_the_runs_rate_spaces_every_request_the_tenants_see(cli, fleet):
                  if received[j] - received[i] < (j - i + 1 - burst) / rate - allowance]
     assert not too_close, too_close[:5]
     assert any(o.get("throttled_s", 0) > 0 for o in outcomes), outcomes  # the waits are reported per tenant
+
+
+@pytest.fixture
+def provider(tmp_path, monkeypatch):
+    """The provider's shape: one automation app (its client id, PFX certificate and password reference, cloud and
+    endpoints) declared once in the group's target_defaults; tenants listed by their initial domain (one by its
+    tenant id, named by its domain), each with its own room-booking service principal object id."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    ca = trustme.CA()
+    app_cert = trustme.CA().issue_cert("exkit-provider-app", key_type=trustme.KeyType.RSA)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    key = serialization.load_pem_private_key(app_cert.private_key_pem.bytes(), password=None)
+    certificate = x509.load_pem_x509_certificate(app_cert.cert_chain_pems[0].bytes())
+    (tmp_path / "app.pfx").write_bytes(pkcs12.serialize_key_and_certificates(
+        b"exkit", key, certificate, None, serialization.BestAvailableEncryption(b"msp-pfx-password")))
+    monkeypatch.setenv("EXKIT_MSP_PFX_PASSWORD", "msp-pfx-password")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    apps = [App(CLIENT_ID, app_cert.cert_chain_pems[0].bytes())]
+    by_url = {"adatum.onmicrosoft.com": "adatum.onmicrosoft.com", "litware.onmicrosoft.com": "litware.onmicrosoft.com",
+              "northwind.onmicrosoft.com": NORTHWIND_ID}  # the tenant as the endpoints' URLs name it
+    for name in by_url:
+        (tmp_path / f"{name}.json").write_text(seed_organisation("exchange-online").to_json())
+    first, *others = by_url
+    server = LoopbackExchangeOnline(tmp_path / f"{first}.json", tls, by_url[first], apps)
+    tenants = {first: server.first} | {name: server.add_tenant(tmp_path / f"{name}.json", by_url[name], apps)
+                                       for name in others}
+    (tmp_path / "inventory.yaml").write_text(textwrap.dedent(f"""\
+        groups:
+          msp:
+            vars:
+              app_id: {CLIENT_ID}          # the room-booking app: multi-tenant, one app id everywhere
+            target_defaults:
+              kind: exchange-online
+              client_id: {CLIENT_ID}
+              certificate_pfx: app.pfx
+              certificate_password: env:EXKIT_MSP_PFX_PASSWORD
+              ca_trust_path: ca.pem
+              cloud: custom
+              login_endpoint: '{server.base}'
+              exchange_endpoint: '{server.base}'
+            targets:
+              adatum.onmicrosoft.com:
+                vars: {{sp_object_id: {OBJECT_IDS["adatum.onmicrosoft.com"]}}}
+              litware.onmicrosoft.com:
+                vars: {{sp_object_id: {OBJECT_IDS["litware.onmicrosoft.com"]}}}
+              northwind.onmicrosoft.com:
+                tenant: {NORTHWIND_ID}
+                vars: {{sp_object_id: {OBJECT_IDS["northwind.onmicrosoft.com"]}}}
+        """))
+    with server:
+        yield tenants, tmp_path / "inventory.yaml"
+
+
+NORTHWIND_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+OBJECT_IDS = {"adatum.onmicrosoft.com": "0b7c2e44-9d1a-4e5f-8c3b-0000000000a1",
+              "litware.onmicrosoft.com": "0b7c2e44-9d1a-4e5f-8c3b-0000000000b2",
+              "northwind.onmicrosoft.com": "0b7c2e44-9d1a-4e5f-8c3b-0000000000c3"}
+
+
+def test_one_app_declared_once_reaches_each_tenant_with_its_own_values(cli, provider):
+    tenants, inventory = provider
+
+    planned = cli("plan", ROOMS, "-i", inventory, "--limit", "msp", "--detailed-exitcode", "-o", "json")
+    assert planned.exit_code == 2, planned.stdout + planned.stderr  # changes pending on every tenant
+    applied = cli("apply", ROOMS, "-i", inventory, "--limit", "msp", "--forks", "3", "--yes", "-o", "json")
+
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    outcomes = {o["target"]: o for o in json.loads(applied.stdout)["targets"]}
+    assert sorted(outcomes) == sorted(OBJECT_IDS) and all(o["ok"] for o in outcomes.values()), outcomes
+    for name, tenant in tenants.items():
+        state = store.load(tenant.state_path, "exchange-online")
+        assert [(p.app_id, p.object_id) for p in state.service_principals] == [(CLIENT_ID, OBJECT_IDS[name])]
+        assert state.assignment("Calendars.ReadWrite-Room booking app") is not None
+        assert tenant.log.token_requests == 2  # signed in with the one PFX once per tenant and run (plan, apply)
+    assert tenants["northwind.onmicrosoft.com"].tenant == NORTHWIND_ID  # reached by its tenant id
+    again = cli("plan", ROOMS, "-i", inventory, "--limit", "*.onmicrosoft.com", "--detailed-exitcode")
+    assert again.exit_code == 0, again.stdout + again.stderr  # nothing left to do anywhere
+    rendered = cli("render", ROOMS, "-i", inventory, "-t", "northwind.onmicrosoft.com").stdout
+    assert "-Organization 'northwind.onmicrosoft.com'" in rendered  # the name gives Connect-ExchangeOnline's domain
+    assert "msp-pfx-password" not in rendered + applied.stdout + applied.stderr

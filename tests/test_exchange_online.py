@@ -156,7 +156,9 @@ def test_token_expiry_mid_run(cli, exo):
     server, inventory = exo
     server.switches.expire_tokens_after_calls = 4  # after the plan's reads and the apply's first read
     assert {a for _, a in actions(run(cli, inventory, "apply", ROOMS, "--yes"))} == {"created"}
-    assert server.log.rejected_tokens == 1
+    # the apply's reads go out together: each one already sent with the expired token is refused (1 to 3 of them),
+    # and one sign-in replaces the token for all of them
+    assert 1 <= server.log.rejected_tokens <= 3
     assert server.log.token_requests == 2
 
 

@@ -154,6 +154,7 @@ class ExchangeOnlineTarget(Target):
         self._login_wait: Wait | None = None
         self._local = threading.local()  # per thread: the call retrying() is working on (reads run concurrently)
         self._signing_lock = threading.Lock()  # one sign-in at a time: concurrent reads share its token
+        self._issued: dict[str, str] = {}  # resource → the token last handed out for it
         if spec.ca_trust_path:
             self.http.verify = self.login_http.verify = str(self._path(spec.ca_trust_path))
         self._thumbprint = ""
@@ -248,15 +249,17 @@ class ExchangeOnlineTarget(Target):
                 token_cache=msal.TokenCache()))
         return self._application
 
-    def _token(self, refresh: bool = False, resource: str = "") -> str:
+    def _token(self, resource: str = "", rejected: str | None = None) -> str:
         """An app-only token for ``resource`` (default: Exchange; the Graph reader asks for Graph's): from msal's
-        cache (one sign-in per tenant for the run) or signed in for, one thread at a time."""
+        cache (one sign-in per tenant for the run) or signed in for, one thread at a time. ``rejected``: the token a
+        call was refused with (401); it is dropped and a new one signed in for, unless another call already did
+        (concurrent reads sent with one expired token are all refused: one sign-in replaces it for all of them)."""
         with self._signing_lock:
-            return self._token_now(refresh, resource)
+            return self._token_now(resource, rejected)
 
-    def _token_now(self, refresh: bool, resource: str) -> str:
+    def _token_now(self, resource: str, rejected: str | None) -> str:
         app = self._app()
-        if refresh:
+        if rejected is not None and rejected == self._issued.get(resource):
             app.token_cache = msal.TokenCache()  # drop the rejected token; msal refreshes before expiry otherwise
         result = self._signing_in(lambda: app.acquire_token_for_client(
             scopes=[f"{resource or self.cloud.exchange}/.default"]))
@@ -264,7 +267,8 @@ class ExchangeOnlineTarget(Target):
             description = str(result.get("error_description") or result.get("error") or "no token").splitlines()[0]
             raise TargetError(f"sign-in of app {self.spec.client_id} to tenant {self.spec.tenant} failed: "
                               f"{description}")
-        return str(result["access_token"])
+        self._issued[resource] = token = str(result["access_token"])
+        return token
 
     # ------------------------------------------------------------------------------------------- calls
     def invoke(self, cmdlet: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -332,9 +336,9 @@ class ExchangeOnlineTarget(Target):
         left = wait.timeout()
         return min(self.spec.connect_timeout, left), left
 
-    def _post_once(self, url: str, cmdlet: str, body: dict[str, Any], refreshed: bool = False) -> dict[str, Any]:
+    def _post_once(self, url: str, cmdlet: str, body: dict[str, Any], rejected: str | None = None) -> dict[str, Any]:
         self.throttle()
-        token = self._token(refresh=refreshed)
+        token = self._token(rejected=rejected)
         headers = {
             "Authorization": f"Bearer {token}", "Content-Type": "application/json",
             "X-CmdletName": cmdlet, "X-ResponseFormat": "json", "Prefer": "odata.maxpagesize=1000",
@@ -351,8 +355,8 @@ class ExchangeOnlineTarget(Target):
         except requests.exceptions.RequestException as exc:  # refused, reset, or dropped in the middle of a reply
             raise _Transient(0, None, f"no complete answer ({_short(exc)})") from None
         self.calls += 1
-        if response.status_code == 401 and not refreshed:
-            return self._post_once(url, cmdlet, body, refreshed=True)
+        if response.status_code == 401 and rejected is None:
+            return self._post_once(url, cmdlet, body, rejected=token)
         text = response.text
         if response.status_code in RETRY_STATUS or "maximum number of concurrent requests" in text:
             wait = http_rules.retry_after_seconds(response.headers.get("Retry-After"))  # seconds or an HTTP-date

@@ -59,9 +59,9 @@ class GraphReader:
     def get(self, url: str, label: str) -> dict[str, Any]:
         return self.target.retrying(f"Graph {label}", self._get_once, url, label)
 
-    def _get_once(self, url: str, label: str, refreshed: bool = False) -> dict[str, Any]:
+    def _get_once(self, url: str, label: str, rejected: str | None = None) -> dict[str, Any]:
         self.target.throttle()
-        token = self.target._token(refresh=refreshed, resource=self.root)
+        token = self.target._token(resource=self.root, rejected=rejected)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
                    "client-request-id": str(uuid.uuid4())}
         try:
@@ -73,8 +73,8 @@ class GraphReader:
         except requests.exceptions.RequestException as exc:  # refused, reset, or cut in the middle of a reply
             raise _Transient(0, None, f"no complete answer ({_short(exc)})") from None
         self.calls += 1
-        if response.status_code == 401 and not refreshed:
-            return self._get_once(url, label, refreshed=True)
+        if response.status_code == 401 and rejected is None:
+            return self._get_once(url, label, rejected=token)
         if response.status_code in RETRY_STATUS:
             wait = http_rules.retry_after_seconds(response.headers.get("Retry-After"))  # seconds or an HTTP-date
             raise _Transient(response.status_code, wait)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,9 @@ class TargetError(Exception):
     """A connector could not run a script at all (unreachable, refused, broken state). Nothing ran."""
 
 
+_THROTTLED_LOCK = threading.Lock()
+
+
 class Target(ABC):
     """Where scripts run. ``describe`` names the target for people; ``run_script`` runs one whole script."""
 
@@ -74,9 +78,12 @@ class Target(ABC):
     throttled_s: float = 0.0
 
     def throttle(self) -> None:
-        """Wait for every rate limit that applies before a round trip; the waiting time is reported."""
+        """Wait for every rate limit that applies before a round trip; the waiting time is reported (summed under a
+        lock: a tenant's concurrent reads wait at once)."""
         for limiter in self.limiters:
-            self.throttled_s += limiter.acquire()
+            waited = limiter.acquire()
+            with _THROTTLED_LOCK:
+                self.throttled_s += waited
 
     @abstractmethod
     def describe(self) -> str: ...

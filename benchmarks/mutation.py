@@ -47,9 +47,10 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "load": (["toolkit/playbook/load.py", "toolkit/playbook/diagnostics.py"],
              ["tests/test_load.py", "tests/test_validate.py"], None),
     "throttle": (["toolkit/fleet/throttle.py"], ["tests/test_throttle.py"], None),
-    "retries": (["toolkit/targets/exchange_online.py", "toolkit/targets/winrm.py"],
+    "retries": (["toolkit/targets/exchange_online.py", "toolkit/targets/winrm.py", "toolkit/targets/waits.py"],
                 ["tests/test_retries.py", "tests/test_exchange_online.py", "tests/test_winrm.py"],
-                ["toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post__mutmut_*",
+                ["toolkit.targets.waits.xǁWaitǁ*",
+                 "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post__mutmut_*",
                  "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying__mutmut_*",
                  "toolkit.targets.exchange_online.xǁ_Transientǁ__init____mutmut_*",
                  "toolkit.targets.winrm.xǁWinRMTargetǁrun_script__mutmut_*",
@@ -60,7 +61,8 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
              None),
     "cmdlets": (["toolkit/sandbox/cmdlets.py"], ["tests/test_sandbox.py", "tests/test_interpreter.py",
                                                  "tests/test_differential.py"], None),
-    "rest": (["toolkit/targets/exchange_online.py"], ["tests/test_exchange_online.py", "tests/test_retries.py"], None),
+    "rest": (["toolkit/targets/exchange_online.py", "toolkit/targets/exchange_online_script.py"],
+             ["tests/test_exchange_online.py", "tests/test_retries.py"], None),
 }
 
 # Mutants no behaviour can tell apart from the original, each with the reason. A surviving mutant is equivalent when

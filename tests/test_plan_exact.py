@@ -1,0 +1,206 @@
+"""The plan as a reviewer and a pipeline read it, compared whole with literals: every key of ``plan --output json``,
+each state-changing call as PowerShell text, the error a refused change carries, and what a script that stops
+leaves unplanned. (Mutation testing found these read only in part.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import REPO
+
+from toolkit.plan import describe_call, make_plan, unresolved, what_if
+from toolkit.playbook.validate import require_playbook
+from toolkit.render.engine import render_script
+from toolkit.sandbox.seed import seed_organisation
+from toolkit.sandbox.values import Hashtable, PSObject
+
+CLASSIC = REPO / "playbooks" / "classic.yaml"
+SCOPE_CALL = ("New-ManagementScope -Name 'Room mailboxes' -RecipientRestrictionFilter "
+              "'RecipientTypeDetails -eq ''RoomMailbox'''")
+GROUP_CALL = ("New-RoleGroup -Name 'Room booking service accounts' -Roles @('ApplicationImpersonation') "
+              "-Members @('svc-rooms@contoso.com') -CustomRecipientWriteScope 'Room mailboxes' "
+              "-Description 'Impersonation of room mailboxes for the room-booking system.'")
+DESCRIPTION = "Impersonation of room mailboxes for the room-booking system."
+
+
+def test_the_json_plan_of_a_first_apply(cli, sandbox_state):
+    planned = cli("plan", CLASSIC, "--output", "json")
+    assert planned.exit_code == 0, planned.stderr
+    assert json.loads(planned.stdout) == {
+        "playbook": "room-booking-impersonation", "target": "sandbox", "destroy": False,
+        "counts": {"create": 2, "update": 0, "delete": 0, "noop": 0, "error": 0},
+        "changes": [
+            {"kind": "ManagementScope", "name": "Room mailboxes", "action": "create",
+             "fields": [{"field": "filter", "before": None, "after": "RecipientTypeDetails -eq 'RoomMailbox'"}],
+             "calls": [SCOPE_CALL]},
+            {"kind": "RoleGroup", "name": "Room booking service accounts", "action": "create",
+             "fields": [{"field": "description", "before": None, "after": DESCRIPTION},
+                        {"field": "members", "before": None, "after": ["svc-rooms@contoso.com"]},
+                        {"field": "roles", "before": None, "after": ["ApplicationImpersonation"]},
+                        {"field": "scope", "before": None, "after": "Room mailboxes"}],
+             "calls": [GROUP_CALL]},
+        ],
+    }
+
+
+def test_the_json_plan_of_an_update_names_switches_and_leaves_the_unchanged_alone(cli, sandbox_state):
+    assert cli("apply", CLASSIC, "--yes").exit_code == 0
+    planned = cli("plan", CLASSIC, "--var", "service_account=info@contoso.com", "--output", "json")
+    assert planned.exit_code == 0, planned.stderr
+    assert json.loads(planned.stdout)["changes"] == [
+        {"kind": "ManagementScope", "name": "Room mailboxes", "action": "noop", "fields": [], "calls": []},
+        {"kind": "RoleGroup", "name": "Room booking service accounts", "action": "update",
+         "fields": [{"field": "members", "before": ["svc-rooms@contoso.com"], "after": ["info@contoso.com"]}],
+         "calls": ["Add-RoleGroupMember -Identity 'Room booking service accounts' -Member 'info@contoso.com' "
+                   "-BypassSecurityGroupManagerCheck",
+                   "Remove-RoleGroupMember -Identity 'Room booking service accounts' -Member "
+                   "'CN=Room Booking Service,OU=Users,DC=contoso,DC=com' -BypassSecurityGroupManagerCheck"]},
+    ]
+
+
+def classic_script(state: str = "present"):
+    model, _ = require_playbook(CLASSIC, {})
+    return render_script(model, state=state)
+
+
+def test_a_change_exchange_refuses_is_an_error_with_exchanges_message():
+    script = classic_script()
+    organisation = seed_organisation()
+    organisation.failing_writes["room booking service accounts"] = "Active Directory operation failed: access denied."
+    before = organisation.to_json()
+    plan = make_plan(script.resources, what_if(script.text, organisation))
+    assert organisation.to_json() == before  # the what-if ran on a copy
+    assert plan.as_dict() == {
+        "destroy": False,
+        "counts": {"create": 1, "update": 0, "delete": 0, "noop": 0, "error": 1},
+        "changes": [
+            {"kind": "ManagementScope", "name": "Room mailboxes", "action": "create",
+             "fields": [{"field": "filter", "before": None, "after": "RecipientTypeDetails -eq 'RoomMailbox'"}],
+             "calls": [SCOPE_CALL]},
+            {"kind": "RoleGroup", "name": "Room booking service accounts", "action": "error", "fields": [],
+             "calls": [GROUP_CALL], "error": "Active Directory operation failed: access denied."},
+        ],
+    }
+    assert [c.name for c in plan.pending] == ["Room mailboxes"]
+    assert [c.name for c in plan.errors] == ["Room booking service accounts"]
+    assert plan.after is not None and plan.after.scope("Room mailboxes") is not None
+    assert plan.after.role_group("Room booking service accounts") is None
+
+
+def test_a_destroy_plan_of_objects_that_exist_removes_them_in_reverse_order():
+    organisation = seed_organisation()
+    applied = what_if(classic_script().text, organisation).after
+    script = classic_script("absent")
+    plan = make_plan(script.resources, what_if(script.text, applied), destroy=True)
+    assert plan.as_dict() == {
+        "destroy": True,
+        "counts": {"create": 0, "update": 0, "delete": 2, "noop": 0, "error": 0},
+        "changes": [
+            {"kind": "RoleGroup", "name": "Room booking service accounts", "action": "delete", "fields": [],
+             "calls": ["Remove-RoleGroup -Identity 'Room booking service accounts' -BypassSecurityGroupManagerCheck"]},
+            {"kind": "ManagementScope", "name": "Room mailboxes", "action": "delete", "fields": [],
+             "calls": ["Remove-ManagementScope -Identity 'Room mailboxes'"]},
+        ],
+    }
+
+
+def test_a_script_the_sandbox_cannot_run_leaves_every_resource_unplanned_with_the_reason():
+    script = classic_script()
+    plan = make_plan(script.resources, what_if("exit 1", seed_organisation()))
+    reason = ("not planned: the script cannot run in the sandbox: 1:1: unsupported PowerShell construct "
+              "flow_control_statement ('exit 1')")
+    assert plan.as_dict()["changes"] == [
+        {"kind": "ManagementScope", "name": "Room mailboxes", "action": "error", "fields": [], "calls": [],
+         "error": reason},
+        {"kind": "RoleGroup", "name": "Room booking service accounts", "action": "error", "fields": [], "calls": [],
+         "error": reason},
+    ]
+    assert plan.pending == []
+
+
+@pytest.mark.parametrize("bound, shown", [
+    ({"Identity": "O'Brien", "Members": ["a@contoso.com", "b‘c"]}, "-Identity 'O''Brien' -Members @('a@contoso.com', 'b‘‘c')"),
+    ({"Bypass": True, "Enabled": False, "Count": 3, "Root": None}, "-Bypass -Enabled $false -Count 3 -Root $null"),
+    ({"ErrorAction": "Stop", "Confirm": False, "Name": "x"}, "-Name 'x'"),
+    ({"Name": "a\x00b"}, "-Name (a value that cannot be shown)"),
+    ({"Identity": PSObject("RoleGroup", {"Name": "Room bookers"}), "Scope": Hashtable()},
+     "-Identity 'Room bookers' -Scope 'System.Collections.Hashtable'"),
+    ({}, ""),
+])
+def test_a_call_is_described_as_powershell_a_reviewer_reads(bound, shown):
+    assert describe_call("Set-Thing", bound) == ("Set-Thing " + shown).rstrip()
+
+
+# ------------------------------------------------------------------------------------------------ unresolved names
+HINT = "    hint: create it first, or fix the name (Exchange resolves names, aliases, addresses and DNs)"
+MISSING = """\
+exkit: 1
+name: missing-names
+scopes:
+  - name: Rooms
+    rooms: true
+role_groups:
+  - name: Bookers
+    roles: [ApplicationImpersonation]
+    members: [svc-rooms@contoso.com, ghost1@contoso.com, ghost2@contoso.com]
+    scope: Rooms
+role_assignments:
+  - name: By user
+    role: ApplicationImpersonation
+    user: ghost3@contoso.com
+    scope: Rooms
+  - name: By group
+    role: ApplicationImpersonation
+    security_group: Ghost Group
+    scope: Rooms
+  - name: Present
+    role: ApplicationImpersonation
+    user: info@contoso.com
+    scope: Rooms
+  - name: A role group, found as one
+    role: ApplicationImpersonation
+    security_group: Recipient Management
+    scope: Rooms
+delegates:
+  - user: ghost4@contoso.com
+    mailboxes: [room-berlin-1@contoso.com, ghost-room@contoso.com]
+"""
+
+
+def test_every_name_the_target_lacks_is_an_error_at_its_position(cli, sandbox_state, write_playbook):
+    path = write_playbook(MISSING)
+    result = cli("plan", path)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert errors == [
+        f"{path}:9:38: error: member 'ghost1@contoso.com' does not exist on target 'sandbox'",
+        f"{path}:9:58: error: member 'ghost2@contoso.com' does not exist on target 'sandbox'",
+        f"{path}:14:11: error: user 'ghost3@contoso.com' does not exist on target 'sandbox'",
+        f"{path}:18:21: error: security group 'Ghost Group' does not exist on target 'sandbox'",
+        f"{path}:29:11: error: delegate 'ghost4@contoso.com' does not exist on target 'sandbox'",
+        f"{path}:30:44: error: mailbox 'ghost-room@contoso.com' does not exist on target 'sandbox'",
+    ]
+    assert result.stderr.count(HINT + "\n") == 6
+
+
+def test_unresolved_lists_each_path_name_and_what_it_is(write_playbook):
+    model, _ = require_playbook(write_playbook(MISSING), {})
+    assert unresolved(model, seed_organisation()) == [
+        (("role_groups", 0, "members", 1), "ghost1@contoso.com", "member"),
+        (("role_groups", 0, "members", 2), "ghost2@contoso.com", "member"),
+        (("role_assignments", 0, "user"), "ghost3@contoso.com", "user"),
+        (("role_assignments", 1, "security_group"), "Ghost Group", "security group"),
+        (("delegates", 0, "user"), "ghost4@contoso.com", "delegate"),
+        (("delegates", 0, "mailboxes", 1), "ghost-room@contoso.com", "mailbox"),
+    ]
+
+
+def test_an_application_access_policy_group_the_tenant_lacks_is_unresolved():
+    model, _ = require_playbook(REPO / "playbooks" / "online-access-policy.yaml", {})
+    organisation = seed_organisation("exchange-online")
+    assert unresolved(model, organisation) == []
+    organisation.recipients = [r for r in organisation.recipients
+                               if r.primary_smtp_address != "bookable-rooms@contoso.com"]
+    assert unresolved(model, organisation) == [
+        (("application_access_policies", 0, "group"), "bookable-rooms@contoso.com", "group")]

@@ -9,6 +9,7 @@ import json
 import pytest
 from conftest import REPO
 
+from toolkit.resources import FieldChange
 from toolkit.plan import describe_call, make_plan, unresolved, what_if
 from toolkit.playbook.validate import require_playbook
 from toolkit.render.engine import render_script
@@ -107,7 +108,10 @@ def test_a_destroy_plan_of_objects_that_exist_removes_them_in_reverse_order():
 
 def test_a_script_the_sandbox_cannot_run_leaves_every_resource_unplanned_with_the_reason():
     script = classic_script()
-    plan = make_plan(script.resources, what_if("exit 1", seed_organisation()))
+    organisation = seed_organisation()
+    outcome = what_if("exit 1", organisation)
+    assert outcome.before is organisation and outcome.results == []
+    plan = make_plan(script.resources, outcome)
     reason = ("not planned: the script cannot run in the sandbox: 1:1: unsupported PowerShell construct "
               "flow_control_statement ('exit 1')")
     assert plan.as_dict()["changes"] == [
@@ -204,3 +208,42 @@ def test_an_application_access_policy_group_the_tenant_lacks_is_unresolved():
                                if r.primary_smtp_address != "bookable-rooms@contoso.com"]
     assert unresolved(model, organisation) == [
         (("application_access_policies", 0, "group"), "bookable-rooms@contoso.com", "group")]
+
+
+def test_a_value_given_up_is_a_field_change_even_when_it_becomes_nothing(cli, sandbox_state):
+    assert cli("apply", CLASSIC, "--yes").exit_code == 0
+    playbook = sandbox_state.parent / "classic.yaml"
+    playbook.write_text(CLASSIC.read_text().replace("    scope: Room mailboxes\n", "")
+                        .replace('members: ["{{ service_account }}"]', "members: []"))
+    planned = cli("plan", playbook, "--output", "json")
+    assert planned.exit_code == 0, planned.stderr
+    group = json.loads(planned.stdout)["changes"][1]
+    assert (group["name"], group["action"]) == ("Room booking service accounts", "update")
+    assert group["fields"] == [{"field": "members", "before": ["svc-rooms@contoso.com"], "after": []},
+                               {"field": "scope", "before": "Room mailboxes", "after": "(organisation)"}]
+
+
+def test_nothing_becoming_an_empty_text_is_no_field_change():
+    """None, [], "" and False all read as "nothing": a policy the tenant shows with an empty description (the model's
+    default) is created without a description change."""
+    from toolkit.plan import WhatIf
+    from toolkit.sandbox.model import ApplicationAccessPolicy
+    from toolkit.targets.base import ResourceResult
+
+    model, _ = require_playbook(REPO / "playbooks" / "online-access-policy.yaml", {})
+    policy = next(r for r in render_script(model).resources if r.kind == "ApplicationAccessPolicy")
+    before = seed_organisation("exchange-online")
+    after = before.model_copy(deep=True)
+    after.application_access_policies.append(ApplicationAccessPolicy(
+        app_id=policy.fields["app_id"].lower(), scope_identity=policy.fields["group"], access_right="RestrictAccess"))
+    outcome = WhatIf([ResourceResult("ApplicationAccessPolicy", policy.name, "created")], before, after, {})
+    change = make_plan([policy], outcome).changes[0]
+    assert (change.action, change.fields) == ("create", [FieldChange("access_right", None, "RestrictAccess")])
+
+
+def test_a_script_that_stops_leaves_the_rest_unplanned_with_the_first_line_of_its_error():
+    outcome = what_if("throw 'the tenant went away'", seed_organisation())
+    assert outcome.error == "the tenant went away\n    At line:1 char:1\n    + CategoryInfo: OperationStopped"
+    changes = make_plan(classic_script().resources, outcome).as_dict()["changes"]
+    assert [(c["action"], c["error"]) for c in changes] == [("error", "not planned: the tenant went away")] * 2
+    assert what_if("$done = 1", seed_organisation()).error == ""

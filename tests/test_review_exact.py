@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import os
 import shutil
+import subprocess
 
 import pytest
 from conftest import REPO
@@ -97,3 +99,111 @@ def test_check_names_every_stale_script_its_hashes_and_the_changed_playbook(cli,
                                                                     "the playbook)"), line), line
     assert lines[-1] == ("exkit: error: 4 problem(s): the reviewed folder does not match the playbooks: run exkit "
                          f"render … --out {reviewed}, review, commit")
+
+
+# ------------------------------------------------------------------------------------------------ inside git
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+@pytest.fixture
+def two_sandboxes(cli, workdir):
+    """A git repository: classic.yaml reviewed for two sandbox targets, prod and test, and committed."""
+    for other in workdir.joinpath("playbooks").glob("*.yaml"):
+        if other.name != "classic.yaml":
+            other.unlink()
+    (workdir / "inventory.yaml").write_text("targets:\n  prod: {kind: sandbox, state: state/prod.json}\n"
+                                            "  test: {kind: sandbox, state: state/test.json}\n")
+    subprocess.run(["git", "init", "-q", "-b", "main"], check=True, timeout=60)
+    assert cli("render", "playbooks/classic.yaml", "-i", "inventory.yaml", "--out", "reviewed").exit_code == 0
+    subprocess.run(["git", "add", "-A"], check=True, env={**os.environ, **GIT_ENV}, timeout=60)
+    subprocess.run(["git", "commit", "-qm", "reviewed"], check=True, env={**os.environ, **GIT_ENV}, timeout=60)
+    return workdir
+
+
+def test_a_pin_to_a_reviewed_ref_holds_from_a_subfolder_of_the_repository(cli, two_sandboxes, monkeypatch):
+    monkeypatch.chdir(two_sandboxes / "playbooks")
+    result = cli("apply", "classic.yaml", "-i", "../inventory.yaml", "-t", "prod", "--reviewed", "../reviewed",
+                 "--reviewed-ref", "main", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert (two_sandboxes / "state" / "prod.json").exists()
+
+
+def test_check_names_a_target_gone_from_the_inventory_and_an_endpoint_that_moved(cli, two_sandboxes):
+    (two_sandboxes / "inventory.yaml").write_text("targets:\n  prod: {kind: sandbox, state: state/prod2.json}\n")
+    result = cli("check", "reviewed")
+    assert result.exit_code == 1
+    moved = "reviewed for 'prod' at sandbox:state/prod.json, which now is sandbox:state/prod2.json"
+    assert result.stderr.splitlines() == [
+        f"reviewed/classic.test.ps1: no target 'test' in {two_sandboxes}/inventory.yaml (targets: prod)",
+        f"reviewed/classic.prod.destroy.ps1: {moved}",
+        f"reviewed/classic.prod.facts.ps1: {moved}",
+        f"reviewed/classic.prod.ps1: {moved}",
+        f"reviewed/classic.prod.snapshot.ps1: {moved}",
+        "exkit: error: 5 problem(s): the reviewed folder does not match the playbooks: run exkit render … --out "
+        "reviewed, review, commit",
+    ]
+
+
+def test_a_pin_refuses_a_script_of_another_mode_or_sha256_before_it_is_sent():
+    from toolkit.render.engine import RenderedScript
+    from toolkit.render.pin import Pin
+    from toolkit.render.review import PinningError
+
+    pin = Pin("reviewed", "playbooks/classic.yaml", "prod", {"apply": "a" * 64})
+    pin.require("apply", RenderedScript("Write-Output 'x'\n", "a" * 64, [], "present"))  # the reviewed one: sent
+    script = RenderedScript("Write-Output 'y'\n", "b" * 64, [], "present")
+    with pytest.raises(PinningError) as refused:
+        pin.require("apply", script)
+    assert str(refused.value) == (f"refusing to run: the apply script for playbooks/classic.yaml on 'prod' is not the "
+                                  f"reviewed one (reviewed sha256 {'a' * 64}, now {script.sha256}); nothing was sent")
+    with pytest.raises(PinningError) as missing:
+        pin.require("destroy", script)
+    assert str(missing.value) == ("refusing to run: reviewed holds no reviewed destroy script for "
+                                  "playbooks/classic.yaml on 'prod'")
+
+
+def test_a_pinned_apply_records_the_pin_whole(cli, two_sandboxes):
+    from toolkit.fleet import records
+
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+                 "--yes")
+    assert result.exit_code == 0, result.stderr
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+    record = records.read_all()[-1]
+    assert record["reviewed_commit"] == head
+    assert record["pin"] == {"status": "verified", "folder": "reviewed", "ref": None,
+                             "scripts": {"apply": reviewed_sha(two_sandboxes / "reviewed", "classic.prod.ps1"),
+                                         "facts": reviewed_sha(two_sandboxes / "reviewed", "classic.prod.facts.ps1")}}
+
+
+def test_uncommitted_files_in_the_reviewed_folder_are_each_named(cli, two_sandboxes):
+    notes = two_sandboxes / "reviewed" / "notes"
+    notes.mkdir()
+    for name in "abcdefg":
+        (notes / f"{name}.txt").write_text(name)
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed",
+                 "--yes")
+    assert result.exit_code == 3
+    listed = ", ".join(f"reviewed/notes/{name}.txt" for name in "abcde")
+    assert result.stderr.strip() == (
+        f"exkit: error: refusing to run: the reviewed folder reviewed has uncommitted changes ({listed} and 2 more): "
+        "reviewed means committed (and approved): commit them through review first")
+
+
+def test_a_playbook_without_a_reviewed_script_and_an_old_manifest_are_refused_with_what_to_do(cli, two_sandboxes):
+    shutil.copy(REPO / "playbooks" / "direct-assignment.yaml", two_sandboxes / "playbooks")
+    result = cli("apply", "playbooks/direct-assignment.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed",
+                 "reviewed", "--yes")
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        "exkit: error: reviewed/manifest.json has no reviewed script for playbooks/direct-assignment.yaml on target "
+        "'prod': render it into the reviewed folder and have it reviewed")
+    manifest = two_sandboxes / "reviewed" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"format": 2', '"format": 1'))
+    result = cli("check", "reviewed")
+    assert result.exit_code != 0
+    assert result.stderr.strip() == (
+        "exkit: error: reviewed/manifest.json is from an older exkit (it pins apply scripts only): render it again "
+        "with exkit render … --out reviewed, review and commit")

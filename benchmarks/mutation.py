@@ -133,6 +133,13 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      _BEST_MATCH),
     ("toolkit.playbook.load.x__undefined", "close = difflib.get_close_matches(name, list(variables), )",
      _BEST_MATCH),
+    ("toolkit.render.review.x__is_playbook", 'text = path.read_text(encoding=None)', _LOCALE),
+    ("toolkit.render.review.x_check", "for name in targets if (inventory is not None) or True else [None]:",
+     "without an inventory choose_targets ignores the names and gives the sandbox: each of the manifest's target "
+     "names renders the same scripts, which are kept by file name"),
+    ("toolkit.render.review.x_summarize", "if isinstance(x, list) and isinstance(y, list):",
+     "a field of a resource kind is a list in every resource of that kind (roles, members, access_rights): x and "
+     "y are both lists or neither is"),
 ]
 
 COPY = ["toolkit", "tests", "templates", "playbooks", "pyproject.toml", "README.md", "inventory.example.yaml",

@@ -207,3 +207,39 @@ def test_a_playbook_without_a_reviewed_script_and_an_old_manifest_are_refused_wi
     assert result.stderr.strip() == (
         "exkit: error: reviewed/manifest.json is from an older exkit (it pins apply scripts only): render it again "
         "with exkit render … --out reviewed, review and commit")
+
+
+def test_inputs_of_names_each_template_file_by_where_it_is(tmp_path):
+    from toolkit.render.review import default_target, inputs_of
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "head.ps1.j2").write_text("# mine\n")
+    target = default_target("exchange-server")
+    playbook = REPO / "playbooks" / "classic.yaml"
+    absolute = inputs_of(playbook, target, {}, [mine], "exchange-server")
+    relative = inputs_of(playbook, target, {}, [mine], "exchange-server", root=tmp_path)
+    mine_hash = hashlib.sha256(b"# mine\n").hexdigest()
+    builtin_head = hashlib.sha256((REPO / "templates" / "common" / "head.ps1.j2").read_bytes()).hexdigest()
+    assert absolute[f"template {mine.as_posix()}/head.ps1.j2"] == mine_hash
+    assert relative["template mine/head.ps1.j2"] == mine_hash
+    assert absolute["template built-in common/head.ps1.j2"] == relative["template built-in common/head.ps1.j2"] \
+        == builtin_head
+    assert absolute["playbook"] == hashlib.sha256(playbook.read_bytes()).hexdigest()
+    assert absolute["inventory"] == "none"
+    assert {k: v for k, v in absolute.items() if not k.startswith("template ")} == \
+        {k: v for k, v in relative.items() if not k.startswith("template ")}
+
+
+def test_a_render_set_without_a_folder_is_relative_to_the_current_directory(workdir):
+    from pathlib import Path
+
+    from toolkit.render.review import render_set
+
+    rendered = render_set([Path("playbooks/classic.yaml")], None, None, {}, None)
+    assert [(r.file, r.playbook, r.target) for r in rendered] == [
+        ("classic.sandbox.destroy.ps1", "playbooks/classic.yaml", "sandbox"),
+        ("classic.sandbox.facts.ps1", "playbooks/classic.yaml", "sandbox"),
+        ("classic.sandbox.ps1", "playbooks/classic.yaml", "sandbox"),
+        ("classic.sandbox.snapshot.ps1", "playbooks/classic.yaml", "sandbox"),
+    ]

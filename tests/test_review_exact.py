@@ -243,3 +243,51 @@ def test_a_render_set_without_a_folder_is_relative_to_the_current_directory(work
         ("classic.sandbox.ps1", "playbooks/classic.yaml", "sandbox"),
         ("classic.sandbox.snapshot.ps1", "playbooks/classic.yaml", "sandbox"),
     ]
+
+
+def test_check_reports_each_kind_of_problem_in_full(cli, workdir):
+    import toolkit
+
+    for other in [*workdir.joinpath("playbooks").glob("online-*.yaml"), workdir / "playbooks" / "hosted-tenant.yaml"]:
+        other.unlink()
+    (workdir / "inventory.yaml").write_text("targets:\n  prod: {kind: sandbox, state: state/prod.json}\n")
+    assert cli("render", *sorted(str(p) for p in workdir.joinpath("playbooks").glob("*.yaml")), "-i",
+               "inventory.yaml", "--out", "reviewed").exit_code == 0
+    manifest = workdir / "reviewed" / "manifest.json"
+    good = manifest.read_text()
+    for text, problem in [("{", "is not valid JSON"), ("[]", "is not an exkit manifest")]:
+        manifest.write_text(text)
+        result = cli("check", "reviewed")
+        assert result.exit_code != 0 and result.stderr.strip() == f"exkit: error: reviewed/manifest.json {problem}"
+    manifest.unlink()
+    assert cli("check", "reviewed").stderr.strip() == (
+        "exkit: error: reviewed/manifest.json does not exist: render the reviewed scripts with exkit render … --out "
+        "reviewed")
+    data = json.loads(good)
+    data["scripts"]["classic.prod.ps1"]["sha256"] = "0" * 64
+    data["toolkit_version"] = "0.0.1"
+    manifest.write_text(json.dumps(data))
+    shutil.copy(workdir / "playbooks" / "classic.yaml", workdir / "playbooks" / "new.yaml")
+    (workdir / "playbooks" / "delegate-access.yaml").unlink()
+    result = cli("check", "reviewed")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "playbooks/delegate-access.yaml: the playbook no longer exists",
+        "reviewed/classic.prod.ps1: the manifest's sha256 does not match the script",
+        "playbooks/new.yaml: a playbook with no reviewed script: render it into reviewed",
+        f"reviewed/manifest.json: rendered by exkit 0.0.1, this is {toolkit.__version__}",
+        "exkit: error: 4 problem(s): the reviewed folder does not match the playbooks: run exkit render … --out "
+        "reviewed, review, commit",
+    ]
+    # a subset rendered into the folder again: the scripts it no longer produces are removed, each named
+    result = cli("render", "playbooks/classic.yaml", "-i", "inventory.yaml", "--out", "reviewed")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"removed reviewed/{name}: this render no longer produces it"
+        for name in ("delegate-access.prod.destroy.ps1", "delegate-access.prod.facts.ps1", "delegate-access.prod.ps1",
+                     "delegate-access.prod.snapshot.ps1", "direct-assignment.prod.destroy.ps1",
+                     "direct-assignment.prod.facts.ps1", "direct-assignment.prod.ps1",
+                     "direct-assignment.prod.snapshot.ps1")] + ["wrote 4 script(s) and manifest.json to reviewed"]
+    assert sorted(p.name for p in (workdir / "reviewed").iterdir()) == [
+        "classic.prod.destroy.ps1", "classic.prod.facts.ps1", "classic.prod.ps1", "classic.prod.snapshot.ps1",
+        "manifest.json"]

@@ -291,3 +291,17 @@ def test_check_reports_each_kind_of_problem_in_full(cli, workdir):
     assert sorted(p.name for p in (workdir / "reviewed").iterdir()) == [
         "classic.prod.destroy.ps1", "classic.prod.facts.ps1", "classic.prod.ps1", "classic.prod.snapshot.ps1",
         "manifest.json"]
+
+
+def test_a_reviewed_ref_needs_git_and_every_reviewed_script_must_be_there(cli, workdir, two_sandboxes):
+    pinned = ["apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed", "reviewed", "--yes"]
+    subprocess.run(["git", "rm", "-q", "reviewed/classic.prod.facts.ps1"], check=True, timeout=60)
+    subprocess.run(["git", "commit", "-qm", "lost"], check=True, env={**os.environ, **GIT_ENV}, timeout=60)
+    result = cli(*pinned)
+    assert result.exit_code == 3
+    assert result.stderr.strip() == ("exkit: error: refusing to apply: the reviewed script "
+                                     "reviewed/classic.prod.facts.ps1 is missing")
+    shutil.rmtree(workdir / ".git")
+    result = cli(*pinned, "--reviewed-ref", "main")
+    assert result.exit_code == 3
+    assert result.stderr.strip() == "exkit: error: --reviewed-ref main: reviewed is not in a git repository"

@@ -1,0 +1,210 @@
+"""The sandbox's cmdlets as a script meets them, compared whole: parameter binding by name and prefix, mandatory
+parameters, the errors Exchange writes (message, category, object and domain controller). (Mutation testing found
+these read only in part.)"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from toolkit.sandbox.cmdlets import ExchangeCmdlets
+from toolkit.sandbox.interpreter import Interpreter, ScriptError
+from toolkit.sandbox.seed import seed_organisation
+
+ONLINE_DC = "EURPR01A001DC01.eurprd01.prod.outlook.com"
+APP = "6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11"
+POLICY = f"contoso.onmicrosoft.com\\{APP}:bookable-rooms@contoso.com"
+
+
+def online():
+    return Interpreter(ExchangeCmdlets(seed_organisation("exchange-online")).commands())
+
+
+def run(interpreter, script):
+    outcome = interpreter.run(textwrap.dedent(script))
+    return outcome.exit_code, outcome.output, outcome.errors
+
+
+def test_an_ambiguous_parameter_prefix_lists_every_match_by_its_name():
+    with pytest.raises(ScriptError) as refused:
+        online().run("Connect-ExchangeOnline -Cert x")
+    assert str(refused.value) == (
+        "1:24: Connect-ExchangeOnline: Parameter cannot be processed because the parameter name 'Cert' is ambiguous. "
+        "Possible matches include: -Certificate -CertificateFilePath -CertificatePassword -CertificateThumbprint.")
+
+
+@pytest.mark.parametrize("arguments, errors", [
+    ("", ["Connect-ExchangeOnline needs -AppId with a certificate and -Organization, or -AccessToken.\n"
+          "    At line:1 char:1"]),
+    (f"-AppId {APP}", ["Connect-ExchangeOnline needs -AppId with a certificate and -Organization, or -AccessToken.\n"
+                       "    At line:1 char:1"]),
+    (f"-AppId {APP} -Organization contoso.onmicrosoft.com -CertificateThumbprint AB12 -ShowBanner:$false", []),
+    ("-AccessToken eyJ0", []),
+])
+def test_connect_exchange_online_needs_an_app_and_organisation_or_a_token(arguments, errors):
+    assert run(online(), f"Connect-ExchangeOnline {arguments}") == (0, [], errors)
+
+
+def test_an_access_policy_is_removed_by_identity_named_or_positional():
+    interpreter = online()
+    assert run(interpreter, "Remove-ApplicationAccessPolicy") == (1, [], [
+        "Remove-ApplicationAccessPolicy: Cannot process command because of one or more missing mandatory "
+        "parameters: Identity.\n    At line:1 char:1\n    + CategoryInfo: InvalidArgument"])
+    created = f"""\
+        $p = New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId bookable-rooms@contoso.com `
+            -AccessRight RestrictAccess -Description d
+        $p.Identity
+        """
+    assert run(interpreter, created + "Remove-ApplicationAccessPolicy -Identity $p.Identity -Confirm:$false\n"
+               "@(Get-ApplicationAccessPolicy).Count") == (0, [POLICY, "0"], [])
+    assert run(interpreter, created + "Remove-ApplicationAccessPolicy $p.Identity -Confirm:$false\n"
+               "@(Get-ApplicationAccessPolicy).Count") == (0, [POLICY, "0"], [])
+
+
+@pytest.mark.parametrize("cmdlet, identity", [
+    ("Get-User", "nobody@contoso.com"),
+    ("Get-User", "bookable-rooms@contoso.com"),  # a group is no user
+    ("Get-Group", "nobody@contoso.com"),
+    ("Get-Group", "info@contoso.com"),  # a mailbox user is no group
+])
+def test_a_principal_that_is_not_there_is_not_found_on_the_tenants_domain_controller(cmdlet, identity):
+    assert run(online(), f"{cmdlet} -Identity {identity}") == (0, [], [
+        f"The operation couldn't be performed because object '{identity}' couldn't be found on '{ONLINE_DC}'.\n"
+        "    At line:1 char:1"])
+
+
+# ------------------------------------------------------------------------------------------------ error records
+ROOMS = "$r = New-ManagementScope -Name 'Rooms' -RecipientRestrictionFilter \"RecipientTypeDetails -eq 'RoomMailbox'\""
+APP_PRINCIPAL = (f"New-ServicePrincipal -AppId {APP} -ObjectId 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21 "
+                 "-DisplayName App")
+SERVER_DC, FILTER_END = "DC01.contoso.com", "expected a quoted value after -eq, found 'the end of the filter' (position 11)"
+EXISTS, INVALID = ("NotSpecified", "ADObjectAlreadyExistsException"), ("InvalidArgument", "RuntimeException")
+NOT_FOUND = ("NotSpecified", "ManagementObjectNotFoundException")
+
+
+@pytest.mark.parametrize("platform, setup, line, record", [
+    ("exchange-server", ROOMS, "New-ManagementScope -Name 'rooms' -RecipientRestrictionFilter \"Office -eq 'X'\"",
+     (*EXISTS, "The management scope 'rooms' already exists.")),
+    ("exchange-server", "", "New-ManagementScope -Name 'Bad' -RecipientRestrictionFilter \"Office -eq\"",
+     (*INVALID, "Cannot bind parameter 'RecipientRestrictionFilter' to the target. Exception setting "
+                f"\"RecipientRestrictionFilter\": \"Invalid filter syntax. {FILTER_END}\"")),
+    ("exchange-server", ROOMS + "\n$a = New-ManagementRoleAssignment -Name 'A' -Role ApplicationImpersonation -User "
+                                "info@contoso.com -CustomRecipientWriteScope Rooms",
+     "Remove-ManagementScope -Identity Rooms -Confirm:$false",
+     ("InvalidOperation", "RuntimeException",
+      "Management scope \"Rooms\" can't be deleted because it's referenced by role assignments: A.")),
+    ("exchange-server", "", "New-RoleGroup -Name 'organization management' -Roles 'View-Only Recipients'",
+     (*EXISTS, "The role group 'organization management' already exists.")),
+    ("exchange-server", ROOMS, "New-RoleGroup -Name 'G' -Roles 'View-Only Recipients' -CustomRecipientWriteScope Rooms "
+                               "-RecipientOrganizationalUnitScope 'contoso.com/Users'",
+     (*INVALID, "The parameters CustomRecipientWriteScope and RecipientOrganizationalUnitScope can't be used "
+                "together.")),
+    ("exchange-server", "", "Add-RoleGroupMember -Identity 'Organization Management' -Member admin@contoso.com",
+     ("InvalidArgument", "MemberAlreadyExistsException",
+      'The recipient "admin@contoso.com" is already a member of the group "Organization Management".')),
+    ("exchange-server", "", "Remove-RoleGroupMember -Identity 'Organization Management' -Member info@contoso.com "
+                            "-Confirm:$false",
+     ("InvalidArgument", "MemberNotFoundException",
+      'The recipient "info@contoso.com" isn\'t a member of the group "Organization Management".')),
+    ("exchange-server", "", "Set-ManagementScope -Identity 'No scope' -RecipientRestrictionFilter \"Office -eq 'X'\"",
+     (*NOT_FOUND, f"The operation couldn't be performed because object 'No scope' couldn't be found on '{SERVER_DC}'.")),
+    ("exchange-server", "", "New-ManagementRoleAssignment -Role 'No Such Role' -User info@contoso.com",
+     (*NOT_FOUND, "The operation couldn't be performed because object 'No Such Role' couldn't be found on "
+                  f"'{SERVER_DC}'.")),
+    ("exchange-server", "", "New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com "
+                            "-SecurityGroup 'Organization Management'",
+     (*INVALID, "Specify exactly one of the parameters User, SecurityGroup, Policy or App.")),
+    ("exchange-server", "", "New-ManagementRoleAssignment -Role ApplicationImpersonation",
+     (*INVALID, "Specify exactly one of the parameters User, SecurityGroup, Policy or App.")),
+    ("exchange-server", ROOMS, "New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com "
+                               "-ExclusiveRecipientWriteScope Rooms -CustomRecipientWriteScope Rooms",
+     (*INVALID, "The parameter ExclusiveRecipientWriteScope can't be used with other recipient write scopes.")),
+    ("exchange-server", ROOMS, "New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com "
+                               "-ExclusiveRecipientWriteScope Rooms",
+     (*INVALID, "The management scope 'Rooms' isn't an exclusive scope.")),
+    ("exchange-server", "", "New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com "
+                            "-CustomRecipientWriteScope X -RecipientOrganizationalUnitScope 'contoso.com/Users'",
+     (*INVALID, "The parameters CustomRecipientWriteScope and RecipientOrganizationalUnitScope can't be used "
+                "together.")),
+    ("exchange-server", "", "New-ManagementRoleAssignment -Role ApplicationImpersonation -Policy 'Default Role "
+                            "Assignment Policy'",
+     ("NotImplemented", "RuntimeException", "Assignment policies are not simulated by the sandbox.")),
+    ("exchange-server", "", f"New-ManagementRoleAssignment -Name '{'x' * 65}' -Role ApplicationImpersonation "
+                            "-User info@contoso.com",
+     (*INVALID, "The length of the property is too long. The maximum length is 64 and the length of the value "
+                "provided is 65.")),
+    ("exchange-server", "$a = New-ManagementRoleAssignment -Name 'A' -Role ApplicationImpersonation -User "
+                        "info@contoso.com",
+     "New-ManagementRoleAssignment -Name 'a' -Role ApplicationImpersonation -User admin@contoso.com",
+     (*EXISTS, "The role assignment 'a' already exists.")),
+    ("exchange-server", "", "New-ManagementRoleAssignment -Role ApplicationImpersonation -User nobody@contoso.com",
+     (*NOT_FOUND, "The operation couldn't be performed because object 'nobody@contoso.com' couldn't be found on "
+                  f"'{SERVER_DC}'.")),
+    ("exchange-server", "", "New-ManagementRoleAssignment -Role ApplicationImpersonation -SecurityGroup 'No Group'",
+     (*NOT_FOUND, f"The operation couldn't be performed because object 'No Group' couldn't be found on '{SERVER_DC}'.")),
+    ("exchange-server", "$a = New-ManagementRoleAssignment -Name 'A' -Role ApplicationImpersonation -User "
+                        "info@contoso.com",
+     "Set-ManagementRoleAssignment -Identity A -RecipientRelativeWriteScope Bad",
+     (*INVALID, "Cannot bind parameter 'RecipientRelativeWriteScope'. Cannot convert value \"Bad\" to type "
+                "\"RecipientWriteScopeType\".")),
+    ("exchange-server", "", "Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com",
+     (*INVALID, "The parameters User and AccessRights are required.")),
+    ("exchange-server", "", "Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com "
+                            "-AccessRights Everything",
+     (*INVALID, "Cannot bind parameter 'AccessRights' to the target. Cannot convert value \"Everything\" to type "
+                "\"MailboxRights\".")),
+    ("exchange-server", "", "Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com "
+                            "-AccessRights FullAccess -InheritanceType Sideways",
+     (*INVALID, "Cannot bind parameter 'InheritanceType'. Cannot convert value \"Sideways\" to type "
+                "\"ActiveDirectorySecurityInheritance\".")),
+    ("exchange-server", "", "Get-Recipient -Filter \"Office -eq\"", (*INVALID, f"Invalid filter syntax. {FILTER_END}")),
+    ("exchange-server", "", "New-PSSession -ConfigurationName Other -ConnectionUri http://ex01/PowerShell/",
+     ("OpenError", "RuntimeException",
+      "The WS-Management service cannot process the request. Cannot find the Other session configuration.")),
+    ("exchange-server", "", "New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://ex01/PowerShell/ "
+                            "-Authentication Digest",
+     (*INVALID, "Cannot convert value \"Digest\" to type "
+                "\"System.Management.Automation.Runspaces.AuthenticationMechanism\".")),
+    ("exchange-server", "", "Import-PSSession -Session 'x'",
+     (*INVALID, "Cannot bind parameter 'Session'. The value is not a PSSession.")),
+    ("exchange-server", "$s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri "
+                        "http://ex01/PowerShell/\nRemove-PSSession -Session $s",
+     "Import-PSSession -Session $s", ("InvalidOperation", "RuntimeException", "The session is closed.")),
+    ("exchange-online", "", "New-ManagementRoleAssignment -Role 'Application Mail.Read' -User info@contoso.com",
+     (*INVALID, "The role 'Application Mail.Read' can only be assigned to a service principal (-App).")),
+    ("exchange-online", "$p = " + APP_PRINCIPAL, "New-ManagementRoleAssignment -Role ApplicationImpersonation -App App",
+     (*NOT_FOUND, "The operation couldn't be performed because object 'ApplicationImpersonation' couldn't be found "
+                  f"on '{ONLINE_DC}'.")),
+    ("exchange-online", "$p = " + APP_PRINCIPAL,
+     "New-ManagementRoleAssignment -Role 'Application Mail.Read' -App App -CustomRecipientWriteScope X",
+     (*INVALID, "With -App, use -CustomResourceScope, -RecipientAdministrativeUnitScope or -RecipientGroupScope.")),
+    ("exchange-online", "$p = " + APP_PRINCIPAL + "\n$a = New-ManagementRoleAssignment -Name 'A' -Role "
+                                                  "'Application Mail.Read' -App App",
+     "New-ManagementRoleAssignment -Name 'a' -Role 'Application Mail.Read' -App App",
+     (*EXISTS, "The role assignment 'a' already exists.")),
+    ("exchange-online", "$a = New-ManagementRoleAssignment -Name 'A' -Role 'View-Only Recipients' -User "
+                        "info@contoso.com",
+     "Set-ManagementRoleAssignment -Identity A -CustomResourceScope X",
+     (*INVALID, "-CustomResourceScope applies only to assignments of service principals.")),
+    ("exchange-online", "$p = " + APP_PRINCIPAL,
+     f"New-ServicePrincipal -AppId {APP.upper()} -ObjectId 11111111-9d1a-4e5f-8c3b-7a6d5e4f3c21 -DisplayName Other",
+     (*EXISTS, f"A service principal with AppId '{APP}' or ObjectId '11111111-9d1a-4e5f-8c3b-7a6d5e4f3c21' already "
+               "exists.")),
+    ("exchange-online", "", f"New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId bookable-rooms@contoso.com "
+                            "-AccessRight AllowEverything",
+     (*INVALID, "Cannot convert value \"AllowEverything\" to type \"ApplicationAccessPolicyAccessRight\".")),
+    ("exchange-online", "", f"New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId info@contoso.com "
+                            "-AccessRight RestrictAccess",
+     (*INVALID, "The PolicyScopeGroupId 'info@contoso.com' must be a mail-enabled security group, a user mailbox or "
+                "a mail user; it is a SharedMailbox.")),
+    ("exchange-online", f"$p = New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId bookable-rooms@contoso.com "
+                        "-AccessRight RestrictAccess",
+     f"New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId Bookable-Rooms@contoso.com -AccessRight DenyAccess",
+     (*EXISTS, f"An application access policy for app '{APP}' and group 'Bookable Rooms' already exists.")),
+])
+def test_a_refused_cmdlet_writes_exchanges_error_record(platform, setup, line, record):
+    interpreter = Interpreter(ExchangeCmdlets(seed_organisation(platform)).commands())
+    caught = setup + "\ntry { " + line + " -ErrorAction Stop } catch { $_.CategoryInfo.Category; $_.CategoryInfo.Reason; " \
+                               "$_.Exception.Message }"
+    assert run(interpreter, caught) == (0, list(record), [])

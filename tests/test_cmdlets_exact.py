@@ -208,3 +208,84 @@ def test_a_refused_cmdlet_writes_exchanges_error_record(platform, setup, line, r
     caught = setup + "\ntry { " + line + " -ErrorAction Stop } catch { $_.CategoryInfo.Category; $_.CategoryInfo.Reason; " \
                                "$_.Exception.Message }"
     assert run(interpreter, caught) == (0, list(record), [])
+
+
+# ------------------------------------------------------------------------------------------------ objects out
+ROLE_ASSIGNMENT_TYPE = "Microsoft.Exchange.Data.Directory.SystemConfiguration.ExchangeRoleAssignmentPresentation"
+UNSET = {"CustomRecipientWriteScope": None, "CustomResourceScope": None, "ExclusiveRecipientWriteScope": None,
+         "RecipientOrganizationalUnitScope": None}
+
+
+def objects(organisation, cmdlet, bound):
+    return [(o.type_name, o.properties) for o in ExchangeCmdlets(organisation).commands()[cmdlet].run(bound, [])]
+
+
+def test_the_objects_exchange_server_cmdlets_return_have_exchanges_properties():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        {ROOMS} -RecipientRoot 'contoso.com/Users'
+        $g = New-RoleGroup -Name 'Bookers' -Roles ApplicationImpersonation -Members info@contoso.com `
+            -CustomRecipientWriteScope Rooms -Description 'd'
+        $p = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com -AccessRights FullAccess `
+            -InheritanceType All -AutoMapping $false
+        """)[2] == []
+    assert objects(organisation, "Get-RoleGroup", {"Identity": "bookers"}) == [(
+        "Microsoft.Exchange.Management.RbacTasks.RoleGroup",
+        {"Name": "Bookers", "Identity": "Bookers", "DisplayName": "Bookers", "Description": "d",
+         "Members": ["info@contoso.com"], "ManagedBy": [], "Roles": ["ApplicationImpersonation"],
+         "RoleAssignments": ["ApplicationImpersonation-Bookers"], "RoleGroupType": "Standard"})]
+    assert objects(organisation, "Get-ManagementScope", {"Identity": "rooms"}) == [(
+        "Microsoft.Exchange.Data.Directory.SystemConfiguration.ManagementScope",
+        {"Name": "Rooms", "Identity": "Rooms", "RecipientFilter": "(RecipientTypeDetails -eq 'RoomMailbox')",
+         "RecipientRoot": "contoso.com/Users", "ScopeRestrictionType": "RecipientScope", "Exclusive": False})]
+    assert objects(organisation, "Get-ManagementRoleAssignment", {"RoleAssignee": "Bookers"}) == [(
+        ROLE_ASSIGNMENT_TYPE,
+        {"Name": "ApplicationImpersonation-Bookers", "Identity": "ApplicationImpersonation-Bookers",
+         "Role": "ApplicationImpersonation", "RoleAssigneeName": "Bookers", "RoleAssignee": "Bookers",
+         "RoleAssigneeType": "RoleGroup", **UNSET, "CustomRecipientWriteScope": "Rooms",
+         "RecipientWriteScope": "CustomRecipientScope", "Enabled": True, "Delegating": False,
+         "RoleAssignmentDelegationType": "Regular"})]
+    assert objects(organisation, "Get-MailboxPermission", {"Identity": "room-berlin-1@contoso.com",
+                                                           "User": "info@contoso.com"}) == [(
+        "Microsoft.Exchange.Management.RecipientTasks.MailboxAcePresentationObject",
+        {"Identity": "room-berlin-1@contoso.com", "User": "info@contoso.com", "AccessRights": ["FullAccess"],
+         "IsInherited": False, "Deny": False, "InheritanceType": "All"})]
+    [(kind, recipient)] = objects(organisation, "Get-Recipient", {"Identity": "info@contoso.com"})
+    assert kind == "Microsoft.Exchange.Data.Directory.Management.ReducedRecipient"
+    assert recipient == {
+        "Name": "Info", "Alias": "info", "DisplayName": "Info", "PrimarySmtpAddress": "info@contoso.com",
+        "WindowsEmailAddress": "info@contoso.com", "UserPrincipalName": "info@contoso.com",
+        "EmailAddresses": ["SMTP:info@contoso.com"], "RecipientTypeDetails": "SharedMailbox",
+        "RecipientType": "UserMailbox", "Office": "Munich", "DistinguishedName": "CN=Info,OU=Users,DC=contoso,DC=com",
+        "MemberOfGroup": [], "ResourceType": "", **{f"CustomAttribute{n}": "" for n in range(1, 16)},
+        "Identity": "CN=Info,OU=Users,DC=contoso,DC=com", "Guid": "39bcf734-634e-59bb-afc6-39268cde2cc1"}
+
+
+def test_the_objects_exchange_online_cmdlets_return_have_exchanges_properties():
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $p = {APP_PRINCIPAL}
+        {ROOMS}
+        $a = New-ManagementRoleAssignment -Role 'Application Mail.Read' -App App -CustomResourceScope Rooms
+        $q = New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId bookable-rooms@contoso.com `
+            -AccessRight RestrictAccess -Description d
+        """)[2] == []
+    principal = "0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21"
+    assert objects(organisation, "Get-ServicePrincipal", {"Identity": "App"}) == [(
+        "Microsoft.Exchange.Data.Directory.Management.ServicePrincipal",
+        {"Identity": principal, "Name": principal, "AppId": APP, "ObjectId": principal, "DisplayName": "App"})]
+    assert objects(organisation, "Get-ManagementRoleAssignment", {"Role": "Application Mail.Read"}) == [(
+        ROLE_ASSIGNMENT_TYPE,
+        {"Name": "Application Mail.Read-App", "Identity": "Application Mail.Read-App", "Role": "Application Mail.Read",
+         "RoleAssigneeName": principal, "RoleAssignee": principal, "RoleAssigneeType": "ServicePrincipal", **UNSET,
+         "CustomResourceScope": "Rooms", "RecipientWriteScope": "CustomRecipientScope", "Enabled": True,
+         "Delegating": False, "RoleAssignmentDelegationType": "Regular"})]
+    assert objects(organisation, "Get-ApplicationAccessPolicy", {}) == [(
+        "Microsoft.Exchange.Data.ApplicationAccessPolicy",
+        {"Identity": POLICY, "AppId": APP, "ScopeName": "Bookable rooms (all sites)", "ScopeIdentity": "Bookable Rooms",
+         "AccessRight": "RestrictAccess", "Description": "d", "IsValid": True})]
+    assert objects(organisation, "Test-ServicePrincipalAuthorization",
+                   {"Identity": "App", "Resource": "room-berlin-1@contoso.com"}) == [(
+        "Microsoft.Exchange.Management.RbacTasks.ServicePrincipalAuthorization",
+        {"RoleName": "Application Mail.Read", "GrantedPermissions": "Mail.Read", "AllowedResourceScope": "Rooms",
+         "ScopeType": "CustomRecipientScope", "InScope": True})]

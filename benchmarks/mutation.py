@@ -16,7 +16,9 @@ exercise it (``MODULES`` below).
 
 Counting: a mutant no test reaches counts as survived; "suspicious" ones (the tests crashed in an unexpected way)
 are counted as killed. Mutants that are equivalent (no behaviour can tell them apart) are listed in
-``EQUIVALENT`` with the reason, and left out of the score; they are shown in the report, never hidden.
+``EQUIVALENT`` (one mutated line) or ``EQUIVALENT_EDITS`` (one kind of edit wherever mutmut makes it in a function,
+such as a parameter type the binder reads as [string] anyway) with the reason, and left out of the score; they are
+shown in the report, never hidden.
 
 Last line: ``mutants=N killed=K survived=S timeout=T score=…`` over the non-equivalent mutants, with
 score = (killed + timeout) / mutants (a mutant that makes the tests hang is caught: mutmut stops it).
@@ -142,6 +144,17 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "y are both lists or neither is"),
 ]
 
+# Edits equivalent wherever mutmut makes them in the named functions: a surviving mutant whose one changed line is
+# the original line with one occurrence of ``text`` replaced by one of ``replacements`` is equivalent.
+# (function glob, text, replacements, why)
+_STRING_TYPE = ("a parameter type the binder does not name is bound as [string] (toolkit/sandbox/commands.py, "
+                "convert: only object, switch, bool, string[] and int are told apart; is_switch compares with "
+                "'switch'), and nothing else reads a parameter's type")
+EQUIVALENT_EDITS: list[tuple[str, str, tuple[str, ...], str]] = [
+    (f"toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ{function}", '"string"', ("None", '"XXstringXX"', '"STRING"'),
+     _STRING_TYPE) for function in ("commands", "_online", "_online_only")
+]
+
 COPY = ["toolkit", "tests", "templates", "playbooks", "pyproject.toml", "README.md", "inventory.example.yaml",
         "exkit.schema.json"]
 
@@ -246,18 +259,31 @@ def _module_of(name: str) -> str:
     return name.split(".x_")[0].split(".xǁ")[0]
 
 
-def _mutated_lines(workdir: Path, name: str) -> list[str]:
-    shown = _mutmut(["show", name], workdir, 120).stdout
-    return [line[1:].strip() for line in shown.splitlines() if line.startswith("+") and not line.startswith("+++")]
+def _changed_lines(workdir: Path, name: str) -> tuple[list[str], list[str]]:
+    """The lines the mutation removed and the lines it wrote, stripped."""
+    shown = _mutmut(["show", name], workdir, 120).stdout.splitlines()
+    return ([line[1:].strip() for line in shown if line.startswith("-") and not line.startswith("---")],
+            [line[1:].strip() for line in shown if line.startswith("+") and not line.startswith("+++")])
 
 
 def _equivalence(workdir: Path, name: str) -> str | None:
     function = name.rsplit("__mutmut_", 1)[0]
     candidates = [(line, why) for f, line, why in EQUIVALENT if f == function]
-    if not candidates:
+    edits = [(text, replacements, why) for f, text, replacements, why in EQUIVALENT_EDITS if fnmatch(function, f)]
+    if not candidates and not edits:
         return None
-    lines = _mutated_lines(workdir, name)
-    return next((why for line, why in candidates if lines == [line]), None)
+    removed, written = _changed_lines(workdir, name)
+    found = next((why for line, why in candidates if written == [line]), None)
+    if found or len(removed) != 1 or len(written) != 1:
+        return found
+    return next((why for text, replacements, why in edits if written[0] in _single_edits(removed[0], text,
+                                                                                      replacements)), None)
+
+
+def _single_edits(line: str, text: str, replacements: tuple[str, ...]) -> set[str]:
+    """``line`` with one occurrence of ``text`` replaced by one of ``replacements``, every way."""
+    starts = [i for i in range(len(line)) if line.startswith(text, i)]
+    return {line[:i] + new + line[i + len(text):] for i in starts for new in replacements}
 
 
 def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir: Path) -> int:

@@ -289,3 +289,28 @@ def test_the_objects_exchange_online_cmdlets_return_have_exchanges_properties():
         "Microsoft.Exchange.Management.RbacTasks.ServicePrincipalAuthorization",
         {"RoleName": "Application Mail.Read", "GrantedPermissions": "Mail.Read", "AllowedResourceScope": "Rooms",
          "ScopeType": "CustomRecipientScope", "InScope": True})]
+
+
+@pytest.mark.parametrize("bound, names", [
+    ({"Delegating": True}, ["Mail Recipients-Organization Management-Delegating",
+                            "Mailbox Import Export-Organization Management-Delegating",
+                            "Role Management-Organization Management-Delegating",
+                            "View-Only Configuration-Organization Management-Delegating"]),
+    ({"Delegating": False}, ["Mail Recipients-Organization Management", "Mail Recipients-Recipient Management",
+                             "Mailbox Import Export-Organization Management", "Role Management-Organization Management",
+                             "View-Only Configuration-Organization Management",
+                             "View-Only Configuration-View-Only Organization Management", "Rooms A"]),
+    ({"CustomRecipientWriteScope": "rooms"}, ["Rooms A"]),
+    ({"Enabled": False}, ["Rooms A"]),
+    ({"Role": "applicationimpersonation", "RoleAssignee": "info@contoso.com"}, ["Rooms A"]),
+    ({"Role": "ApplicationImpersonation", "RoleAssignee": "admin@contoso.com"}, []),
+])
+def test_role_assignments_are_filtered_like_exchange_filters_them(bound, names):
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        {ROOMS}
+        $a = New-ManagementRoleAssignment -Name 'Rooms A' -Role ApplicationImpersonation -User info@contoso.com `
+            -CustomRecipientWriteScope Rooms
+        Set-ManagementRoleAssignment -Identity 'Rooms A' -Enabled $false
+        """)[2] == []
+    assert [properties["Name"] for _, properties in objects(organisation, "Get-ManagementRoleAssignment", bound)] == names

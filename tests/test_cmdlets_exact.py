@@ -314,3 +314,15 @@ def test_role_assignments_are_filtered_like_exchange_filters_them(bound, names):
         Set-ManagementRoleAssignment -Identity 'Rooms A' -Enabled $false
         """)[2] == []
     assert [properties["Name"] for _, properties in objects(organisation, "Get-ManagementRoleAssignment", bound)] == names
+
+
+@pytest.mark.parametrize("written, stored", [("none", "None"), ("ALL", "All"), ("children", "Children"),
+                                             ("descendents", "Descendents"), ("selfandchildren", "SelfAndChildren")])
+def test_an_inheritance_type_is_stored_in_exchanges_spelling(written, stored):
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               "$p = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com "
+               f"-AccessRights FullAccess -InheritanceType {written}")[2] == []
+    [(_, permission)] = objects(organisation, "Get-MailboxPermission", {"Identity": "room-berlin-1@contoso.com",
+                                                                         "User": "info@contoso.com"})
+    assert permission["InheritanceType"] == stored

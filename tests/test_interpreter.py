@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from conftest import REPO
+
 from toolkit.sandbox.interpreter import ScriptError
 
 
@@ -184,3 +186,57 @@ def test_binding_errors_are_terminating_and_catchable(exchange):
     first, second = output(exchange, script)
     assert "Cannot convert value \"yes\" to type \"System.Boolean\"" in first
     assert "Cannot convert 'System.Object[]' to the type 'System.String'" in second
+
+
+# ------------------------------------------------------------------------------------------------ shapes
+def _fresh_analysis(text):
+    """What the full walk finds, with no shape remembered."""
+    from toolkit.sandbox import interpreter
+
+    with interpreter._SHAPES_LOCK:
+        kept = dict(interpreter._SHAPES_INSIDE)
+        interpreter._SHAPES_INSIDE.clear()
+    try:
+        return interpreter._analyse.__wrapped__(text)
+    finally:
+        with interpreter._SHAPES_LOCK:
+            interpreter._SHAPES_INSIDE.update(kept)
+
+
+@pytest.mark.parametrize("playbook", sorted((REPO / "playbooks").glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_tenant_script_of_a_checked_shape_gets_what_the_full_check_finds(playbook):
+    """Two tenants' scripts differ in strings and the header comment: the second is not walked again, and what it
+    gets (no problems, its own command nodes in order) is what walking it finds."""
+    from toolkit.playbook.diagnostics import Diagnostics
+    from toolkit.playbook.validate import load_and_validate
+    from toolkit.render.engine import render_script
+    from toolkit.sandbox import interpreter
+
+    texts = []
+    for tenant in ("t0001", "t0002"):
+        values = {"service_account": f"svc-{tenant}@contoso.com", "tenant": tenant, "sp_object_id":
+                  f"0b7c2e44-9d1a-4e5f-8c3b-00000000{tenant[1:]}", "tenant_ou": f"OU={tenant},DC=hoster,DC=local"}
+        loaded, diagnostics = load_and_validate(playbook, values, Diagnostics())
+        assert loaded is not None, [d.format() for d in diagnostics.errors]
+        texts += [render_script(loaded, state=state).text for state in ("facts", "present", "absent")]
+    for index, text in enumerate(texts):
+        shape = interpreter._shape(interpreter.parse(text), text.encode())[0]
+        with interpreter._SHAPES_LOCK:
+            known = shape in interpreter._SHAPES_INSIDE
+        assert known or index < 3  # the second tenant's scripts have the first one's shapes: not walked again
+        _, problems, commands = interpreter._analyse.__wrapped__(text)
+        _, fresh_problems, fresh_commands = _fresh_analysis(text)
+        assert problems == fresh_problems == ()
+        assert [(c.start_byte, c.text) for c in commands] == [(c.start_byte, c.text) for c in fresh_commands]
+
+
+def test_a_construct_outside_the_subset_is_refused_even_in_a_script_shaped_like_a_checked_one(exchange):
+    checked = "# tenant a\n$name = 'room-a'\nif ($name -eq 'room-a') { $count = 1 }\n"
+    assert exchange.run(checked).exit_code == 0
+    # the same shape (other strings, another comment) is inside the subset, and is run
+    assert exchange.run("# tenant b\n$name = 'b'\nif ($name -eq 'x') { $count = 1 }\n").exit_code == 0
+    # outside the strings and comments the script differs: walked again, and refused
+    with pytest.raises(ScriptError, match="operator -band"):
+        exchange.run("# tenant c\n$name = 'c'\nif ($name -band 'x') { $count = 1 }\n")
+    with pytest.raises(ScriptError, match="unsupported PowerShell construct"):
+        exchange.run("# tenant d\n$name = \"$(Get-Date)\"\nif ($name -eq 'x') { $count = 1 }\n")

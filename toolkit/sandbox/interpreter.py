@@ -12,12 +12,13 @@ command or an unknown parameter fails with ``line:col: …`` and nothing runs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from tree_sitter import Node, Tree
+from tree_sitter import Node, Query, QueryCursor, Tree
 
 from toolkit.render.quoting import unquote_verbatim
 from toolkit.render.syntax import language, parse, syntax_problems, walk
@@ -144,6 +145,32 @@ def _kind_actions() -> tuple[int, ...]:
     return tuple(action(grammar.node_kind_for_id(i) or "") for i in range(grammar.node_kind_count))
 
 
+# A fleet's scripts differ in their single-quoted strings and comments only (each tenant's names and addresses, the
+# header's digest), and whether a script stays inside the subset never depends on what its verbatim strings or its
+# comments hold: a script's *shape* — its text with those taken out, where the grammar found them — that was walked
+# and found inside the subset is not walked again (each tenant's script would otherwise be walked node by node in
+# Python, on both ends).
+_SHAPES_INSIDE: dict[bytes, None] = {}  # insertion-ordered: the oldest is dropped first
+_SHAPES_LOCK = threading.Lock()
+_SHAPES_KEPT = 256
+
+
+@lru_cache(maxsize=1)
+def _shape_query() -> Query:
+    return Query(language(), "(verbatim_string_characters) @text (comment) @text (command) @command")
+
+
+def _shape(tree: Tree, source: bytes) -> tuple[bytes, list[Node]]:
+    """The script's shape, and its command nodes in document order (both found by the grammar's query, in C)."""
+    found = QueryCursor(_shape_query()).captures(tree.root_node)
+    parts, last = [], 0
+    for start, end in sorted((n.start_byte, n.end_byte) for n in found.get("text", [])):
+        parts.append(source[last:start])
+        last = end
+    parts.append(source[last:])
+    return b"\0".join(parts), sorted(found.get("command", []), key=lambda n: n.start_byte)
+
+
 @lru_cache(maxsize=64)
 def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
     """Parse a script and find what no command table can fix: syntax errors and constructs outside the subset.
@@ -154,6 +181,10 @@ def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
     if problems:
         return tree, ("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
                                 for p in problems[:5]),), ()
+    shape, shape_commands = _shape(tree, text.encode("utf-8"))
+    with _SHAPES_LOCK:
+        if shape in _SHAPES_INSIDE:
+            return tree, (), tuple(shape_commands)
     actions = _kind_actions()
     found: list[str] = []
     commands: list[Node] = []
@@ -192,6 +223,11 @@ def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
                 found.append(_unsupported(node, f"operator {node.text.decode()} (dot-sourcing)"))
         elif node.text.decode() not in _ASSIGNMENT_OPERATORS:  # _ASSIGN
             found.append(_unsupported(node, f"assignment operator {node.text.decode()}"))
+    if not found:
+        with _SHAPES_LOCK:
+            _SHAPES_INSIDE[shape] = None
+            if len(_SHAPES_INSIDE) > _SHAPES_KEPT:
+                del _SHAPES_INSIDE[next(iter(_SHAPES_INSIDE))]
     return tree, tuple(found), tuple(commands)
 
 

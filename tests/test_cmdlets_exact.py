@@ -326,3 +326,35 @@ def test_an_inheritance_type_is_stored_in_exchanges_spelling(written, stored):
     [(_, permission)] = objects(organisation, "Get-MailboxPermission", {"Identity": "room-berlin-1@contoso.com",
                                                                          "User": "info@contoso.com"})
     assert permission["InheritanceType"] == stored
+
+
+def test_a_user_without_mail_has_no_address_of_any_kind():
+    operator = "CN=Room Sync Operator,OU=Users,DC=contoso,DC=com"
+    [(_, user)] = objects(seed_organisation(), "Get-User", {"Identity": operator})
+    assert user == {
+        "Name": "Room Sync Operator", "Alias": "", "DisplayName": "Room Sync Operator", "PrimarySmtpAddress": "",
+        "WindowsEmailAddress": "", "UserPrincipalName": "", "EmailAddresses": [], "RecipientTypeDetails": "User",
+        "RecipientType": "UserMailbox", "Office": "", "DistinguishedName": operator, "MemberOfGroup": [],
+        "ResourceType": "", **{f"CustomAttribute{n}": "" for n in range(1, 16)}, "Identity": operator,
+        "Guid": "e1e35787-9094-5214-955c-5bda796d7829"}
+
+
+def test_recipients_are_listed_by_their_type_details_in_any_case():
+    found = objects(seed_organisation(), "Get-Recipient", {"RecipientTypeDetails": ["roommailbox", "EquipmentMailbox"]})
+    assert [properties["Name"] for _, properties in found] == [
+        "Pool Car Munich 1", "Projector Berlin 1", "Fabrikam Projector", "Tailspin Projector", "Fabrikam Room 1",
+        "Tailspin Room 1", "Fabrikam Room 2", "Tailspin Room 2", "Fabrikam Room 3", "Tailspin Room 3", "Room Berlin 1",
+        "Room Berlin 2", "Room Berlin 3", "Room Berlin 4", "Room London 1", "Room London 2", "Room Munich 1",
+        "Room Munich 2", "Room Munich 3", "Room New York 1", "Room New York 2"]
+
+
+def test_mailbox_rights_are_stored_in_exchanges_spelling_once_each():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               "$p = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com "
+               "-AccessRights @('sendas', 'FULLACCESS', 'readpermission', 'changepermission', 'changeowner', "
+               "'deleteitem', 'externalaccount', 'SendAs')")[2] == []
+    [(_, permission)] = objects(organisation, "Get-MailboxPermission", {"Identity": "room-berlin-1@contoso.com",
+                                                                         "User": "info@contoso.com"})
+    assert permission["AccessRights"] == ["ChangeOwner", "ChangePermission", "DeleteItem", "ExternalAccount",
+                                          "FullAccess", "ReadPermission", "SendAs"]

@@ -358,3 +358,18 @@ def test_mailbox_rights_are_stored_in_exchanges_spelling_once_each():
                                                                          "User": "info@contoso.com"})
     assert permission["AccessRights"] == ["ChangeOwner", "ChangePermission", "DeleteItem", "ExternalAccount",
                                           "FullAccess", "ReadPermission", "SendAs"]
+
+
+def test_a_positional_identity_binds_after_a_switch_and_without_a_name():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        {ROOMS}
+        $g = New-RoleGroup -Name 'Bookers' -Roles ApplicationImpersonation -CustomRecipientWriteScope Rooms
+        Set-RoleGroup -Force 'Bookers' -Description 'set after a switch'
+        $a = New-ManagementRoleAssignment -Name 'Rooms A' -Role ApplicationImpersonation -User info@contoso.com
+        Set-ManagementRoleAssignment 'Rooms A' -Enabled $false
+        """)[2] == []
+    assert [p["Description"] for _, p in objects(organisation, "Get-RoleGroup", {"Identity": "Bookers"})] == [
+        "set after a switch"]
+    assert [p["Name"] for _, p in objects(organisation, "Get-ManagementRoleAssignment", {"Enabled": False})] == [
+        "Rooms A"]

@@ -13,6 +13,7 @@ exercise it (``MODULES`` below).
     python benchmarks/mutation.py quoting throttle      # some groups
     python benchmarks/mutation.py --sample 40 quoting   # 40 mutants drawn with a fixed seed (CI runs this)
     python benchmarks/mutation.py --list                # the groups, their modules and their tests
+    python benchmarks/mutation.py --report /tmp/exkit-mutation-…  # a kept copy (--keep) reported again
 
 Counting: a mutant no test reaches counts as survived; "suspicious" ones (the tests crashed in an unexpected way)
 are counted as killed. Mutants that are equivalent (no behaviour can tell them apart) are listed in
@@ -62,8 +63,8 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
                 "tests/test_security.py"], None),
     "plan": (["toolkit/plan.py"], ["tests/test_plan_exact.py", "tests/test_boundaries.py", "tests/test_workflow.py",
                                    "tests/test_differential.py"], None),
-    "cmdlets": (["toolkit/sandbox/cmdlets.py"], ["tests/test_sandbox.py", "tests/test_interpreter.py",
-                                                 "tests/test_differential.py"], None),
+    "cmdlets": (["toolkit/sandbox/cmdlets.py"], ["tests/test_cmdlets_exact.py", "tests/test_sandbox.py",
+                                                 "tests/test_interpreter.py", "tests/test_differential.py"], None),
     "rest": (["toolkit/targets/exchange_online.py", "toolkit/targets/exchange_online_script.py"],
              ["tests/test_exchange_online.py", "tests/test_retries.py"], None),
 }
@@ -338,7 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before the whole run is stopped")
     parser.add_argument("--keep", action="store_true", help="keep the working copy (to inspect mutants)")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--report", type=Path, metavar="COPY",
+                        help="report the mutants a kept copy tested, again (after editing EQUIVALENT)")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        tested = {n: s for n, s in _results(args.report).items() if s != "not checked"}
+        return _report([f"(kept copy {args.report})"], tested, 0.0, args.report)
     if args.list:
         for group, (modules, tests, functions) in MODULES.items():
             print(f"{group:10} {' '.join(modules)}  ←  {' '.join(tests)}")

@@ -136,6 +136,10 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      _BEST_MATCH),
     ("toolkit.playbook.load.x__undefined", "close = difflib.get_close_matches(name, list(variables), )",
      _BEST_MATCH),
+    ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁcommands",
+     '("Get-OrganizationalUnit", {"Identity": "string", "SINGLENODEONLY": "switch",',
+     "get_ou does not read -SingleNodeOnly (an OU is matched by its identity alone) and no other parameter of "
+     "Get-OrganizationalUnit starts with S: binding is case-insensitive, so the name's spelling shows nowhere"),
     ("toolkit.render.review.x__is_playbook", 'text = path.read_text(encoding=None)', _LOCALE),
     ("toolkit.render.review.x_check", "for name in targets if (inventory is not None) or True else [None]:",
      "without an inventory choose_targets ignores the names and gives the sandbox: each of the manifest's target "

@@ -373,3 +373,17 @@ def test_a_positional_identity_binds_after_a_switch_and_without_a_name():
         "set after a switch"]
     assert [p["Name"] for _, p in objects(organisation, "Get-ManagementRoleAssignment", {"Enabled": False})] == [
         "Rooms A"]
+
+
+@pytest.mark.parametrize("cmdlet", ["Get-MailboxPermission -Identity room-berlin-1@contoso.com", "Get-Recipient",
+                                    "Get-RoleGroup", "Get-ManagementScope", "Get-ManagementRoleAssignment"])
+def test_a_read_takes_no_confirm_or_whatif(cmdlet):
+    """Reads change nothing: Exchange gives them no -WhatIf / -Confirm (ShouldProcess), and plan does not list
+    them among the calls that change the target."""
+    name = cmdlet.split()[0]
+    for switch in ("WhatIf", "Confirm"):
+        with pytest.raises(ScriptError) as refused:
+            Interpreter(ExchangeCmdlets(seed_organisation()).commands()).run(f"{cmdlet} -{switch}")
+        assert str(refused.value) == (f"1:{len(cmdlet) + 2}: {name}: A parameter cannot be found that matches "
+                                      f"parameter name '{switch}'.")
+    assert not ExchangeCmdlets(seed_organisation()).commands()[name].should_process

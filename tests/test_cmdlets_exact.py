@@ -387,3 +387,12 @@ def test_a_read_takes_no_confirm_or_whatif(cmdlet):
         assert str(refused.value) == (f"1:{len(cmdlet) + 2}: {name}: A parameter cannot be found that matches "
                                       f"parameter name '{switch}'.")
     assert not ExchangeCmdlets(seed_organisation()).commands()[name].should_process
+
+
+@pytest.mark.parametrize("mechanism", ["Negotiate", "kerberos", "CredSSP", "Default"])
+def test_a_remote_session_opens_with_each_mechanism_exchange_accepts(mechanism):
+    outcome = run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()),
+                  "$s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri "
+                  f"http://ex01.contoso.com/PowerShell/ -Authentication {mechanism}\n"
+                  "$s.Name\n$s.State\n$s.ComputerName")
+    assert outcome == (0, ["WinRM1", "Opened", "http://ex01.contoso.com/PowerShell/"], [])

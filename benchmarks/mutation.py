@@ -51,7 +51,8 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
              ["tests/test_load.py", "tests/test_validate.py"], None),
     "throttle": (["toolkit/fleet/throttle.py"], ["tests/test_throttle.py"], None),
     "retries": (["toolkit/targets/exchange_online.py", "toolkit/targets/winrm.py", "toolkit/targets/waits.py"],
-                ["tests/test_retries.py", "tests/test_exchange_online.py", "tests/test_winrm.py"],
+                ["tests/test_retries.py", "tests/test_exchange_online.py", "tests/test_winrm.py",
+                 "tests/test_operate.py"],
                 ["toolkit.targets.waits.xǁWaitǁ*",
                  "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post__mutmut_*",
                  "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying__mutmut_*",
@@ -140,6 +141,10 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      '("Get-OrganizationalUnit", {"Identity": "string", "SINGLENODEONLY": "switch",',
      "get_ou does not read -SingleNodeOnly (an OU is matched by its identity alone) and no other parameter of "
      "Get-OrganizationalUnit starts with S: binding is case-insensitive, so the name's spelling shows nowhere"),
+    ("toolkit.targets.exchange_online.xǁ_Transientǁ__init__",
+     'def __init__(self, status: int, retry_after: float | None, reason: str = "XXXX") -> None:',
+     "the default reason goes with an HTTP status (every _Transient without a reason has one), and the reason is "
+     "read only when the status is 0 or to compare it with 'timeout'"),
     ("toolkit.render.review.x__is_playbook", 'text = path.read_text(encoding=None)', _LOCALE),
     ("toolkit.render.review.x_check", "for name in targets if (inventory is not None) or True else [None]:",
      "without an inventory choose_targets ignores the names and gives the sandbox: each of the manifest's target "

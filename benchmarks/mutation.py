@@ -52,7 +52,7 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "throttle": (["toolkit/fleet/throttle.py"], ["tests/test_throttle.py"], None),
     "retries": (["toolkit/targets/exchange_online.py", "toolkit/targets/winrm.py", "toolkit/targets/waits.py"],
                 ["tests/test_retries.py", "tests/test_exchange_online.py", "tests/test_winrm.py",
-                 "tests/test_operate.py"],
+                 "tests/test_operate.py", "tests/test_waits.py"],
                 ["toolkit.targets.waits.xǁWaitǁ*",
                  "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post__mutmut_*",
                  "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying__mutmut_*",

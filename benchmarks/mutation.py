@@ -145,6 +145,9 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'def __init__(self, status: int, retry_after: float | None, reason: str = "XXXX") -> None:',
      "the default reason goes with an HTTP status (every _Transient without a reason has one), and the reason is "
      "read only when the status is 0 or to compare it with 'timeout'"),
+    ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying",
+     "error = state.outcome.exception() if (state.outcome) or True else None",
+     "tenacity calls the wait and stop callbacks only after an attempt, with its outcome set"),
     ("toolkit.render.review.x__is_playbook", 'text = path.read_text(encoding=None)', _LOCALE),
     ("toolkit.render.review.x_check", "for name in targets if (inventory is not None) or True else [None]:",
      "without an inventory choose_targets ignores the names and gives the sandbox: each of the manifest's target "

@@ -6,6 +6,8 @@ bound where exkit must wait at least so long, and an upper bound far below what 
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import pytest
 from servers.winrm import Fault
@@ -14,6 +16,7 @@ from test_winrm import CLASSIC, ca, winrm_lab  # noqa: F401  (fixtures)
 
 from toolkit.sandbox import org as store
 from toolkit.sandbox.seed import seed_organisation
+from toolkit.targets.waits import RUN
 
 ROOMS_ONLINE = CLASSIC.parent / "online-rooms.yaml"
 
@@ -120,3 +123,28 @@ def test_winrm_starts_a_script_at_most_retries_plus_one_times(cli, winrm_lab, re
         assert result.exit_code == 1
         assert "could not start the script (the WinRM server answered HTTP 500); nothing ran" in result.stderr
         assert server.state_path.read_text() == seed_organisation().to_json()
+
+
+def test_a_stop_ends_a_backoff_pause_at_once(cli, exo):  # noqa: F811
+    """Ctrl-C during a 20 s Retry-After pause: the pause ends when the run is stopped, and no call follows."""
+    server, inventory = exo_inventory(exo, max_retries=2, max_wait=30)
+    server.switches.throttle_next = 1
+    server.switches.retry_after = "20"
+
+    def stop_after_the_429() -> None:
+        deadline = time.monotonic() + 60
+        while not server.log.statuses and time.monotonic() < deadline:
+            time.sleep(0.01)
+        RUN.request_stop("SIGINT")
+
+    stopper = threading.Thread(target=stop_after_the_429, daemon=True)
+    stopper.start()
+    started = time.monotonic()
+    try:
+        result = plan(cli, inventory)
+    finally:
+        stopper.join(timeout=60)
+        RUN.reset()
+    assert time.monotonic() - started < 10  # not the 20 s pause
+    assert result.exit_code != 0
+    assert server.log.statuses == [429]

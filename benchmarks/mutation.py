@@ -148,6 +148,10 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying",
      "error = state.outcome.exception() if (state.outcome) or True else None",
      "tenacity calls the wait and stop callbacks only after an attempt, with its outcome set"),
+    ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying",
+     'outer, self._local.call_wait = getattr(None, "call_wait", None), wait',
+     "no retrying() runs inside another on the same thread (_post_once and the Graph reader's _get_once call none): "
+     "the wait it saves and restores is always None"),
     ("toolkit.render.review.x__is_playbook", 'text = path.read_text(encoding=None)', _LOCALE),
     ("toolkit.render.review.x_check", "for name in targets if (inventory is not None) or True else [None]:",
      "without an inventory choose_targets ignores the names and gives the sandbox: each of the manifest's target "

@@ -122,6 +122,9 @@ def test_winrm_starts_a_script_at_most_retries_plus_one_times(cli, winrm_lab, re
     else:
         assert result.exit_code == 1
         assert "could not start the script (the WinRM server answered HTTP 500); nothing ran" in result.stderr
+        tried = re.search(r"nothing ran( \((\d+) attempts over \d+\.\d s\))?\n", result.stderr)
+        assert tried is not None, result.stderr
+        assert tried.group(2) == (str(retries + 1) if retries else None)  # the attempts, when there was a retry
         assert server.state_path.read_text() == seed_organisation().to_json()
 
 

@@ -125,6 +125,9 @@ def test_winrm_starts_a_script_at_most_retries_plus_one_times(cli, winrm_lab, re
         tried = re.search(r"nothing ran( \((\d+) attempts over \d+\.\d s\))?\n", result.stderr)
         assert tried is not None, result.stderr
         assert tried.group(2) == (str(retries + 1) if retries else None)  # the attempts, when there was a retry
+        from toolkit.fleet import records
+
+        assert records.read_all()[-1]["status"] == "failed"  # an answer that refused: not "timed-out"
         assert server.state_path.read_text() == seed_organisation().to_json()
 
 

@@ -65,3 +65,19 @@ def test_nothing_new_starts_once_the_run_is_stopping_or_past_its_timeout(run_con
     with pytest.raises(Interrupted) as stopped:
         Wait("InvokeCommand Get-RoleGroup", 30.0, "call_timeout").timeout()
     assert str(stopped.value) == "InvokeCommand Get-RoleGroup was not started: the run was interrupted (SIGTERM)"
+
+
+def test_a_wait_with_nothing_left_starts_no_attempt(run_control, monkeypatch):
+    """On a virtual clock: at exactly the bound, nothing is left and no attempt starts."""
+    import toolkit.targets.waits as waits
+
+    now = [1000.0]
+    monkeypatch.setattr(waits.time, "monotonic", lambda: now[0])
+    wait = Wait("WinRM Receive", 2.0, "read_timeout", started=now[0])
+    now[0] += 1.5
+    assert wait.timeout() == 0.5 and wait.attempts == 1
+    now[0] += 0.5
+    with pytest.raises(TimedOut) as expired:
+        wait.timeout()
+    assert str(expired.value) == ("no answer from WinRM Receive: waited 2.0 s in total over 1 attempt(s) "
+                                  "(read_timeout 2 s)")

@@ -94,3 +94,14 @@ def test_a_refused_cmdlet_is_exchanges_message_and_exception_type_whole(exo):  #
     assert (missing.value.message, missing.value.exception_type, missing.value.not_found) == (
         "The operation couldn't be performed because object 'No | such scope' couldn't be found on "
         "'EURPR01A001DC01.eurprd01.prod.outlook.com'.", "ManagementObjectNotFoundException", True)
+
+
+def test_an_assignee_the_copy_lacks_is_read_once_by_identity(exo):  # noqa: F811
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    result = target.run_script("Get-ManagementRoleAssignment -RoleAssignee 'clara.costa@contoso.com'\n"
+                               "Get-ManagementRoleAssignment -RoleAssignee 'clara.costa@contoso.com'", read_only=True)
+    assert result.exit_code == 0, result.stderr
+    assert server.log.invocations == ["Get-ManagementRoleAssignment", "Get-Recipient"]

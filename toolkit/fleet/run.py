@@ -221,7 +221,9 @@ def _run_in_threads(action: Action, playbook: Path, targets: list[ResolvedTarget
     running: set[int] = set()
     lock = threading.Lock()
 
-    def job(index: int) -> TargetOutcome:
+    def job(index: int) -> TargetOutcome | None:
+        if RUN.stopping:  # stopped before this target was taken (the loop cancels the rest): it never starts
+            return None
         with lock:
             running.add(index)
         try:
@@ -246,9 +248,9 @@ def _run_in_threads(action: Action, playbook: Path, targets: list[ResolvedTarget
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             pending = {f for f in pending if not f.cancelled()}  # wait() never counts a cancelled future as done
             for future in done:
-                if future.cancelled():
-                    continue
-                outcomes[futures[future]] = outcome = future.result()
+                if future.cancelled() or (outcome := future.result()) is None:
+                    continue  # reported as not started
+                outcomes[futures[future]] = outcome
                 if progress is not None:
                     progress(outcome, len(outcomes), len(targets))
         for future in pending:

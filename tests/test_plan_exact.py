@@ -247,3 +247,22 @@ def test_a_script_that_stops_leaves_the_rest_unplanned_with_the_first_line_of_it
     changes = make_plan(classic_script().resources, outcome).as_dict()["changes"]
     assert [(c["action"], c["error"]) for c in changes] == [("error", "not planned: the tenant went away")] * 2
     assert what_if("$done = 1", seed_organisation()).error == ""
+
+
+def test_errors_a_script_writes_but_finishes_despite_are_not_the_plans_error():
+    """A non-terminating error (written, the script goes on, exit code 0) does not make the plan an error."""
+    outcome = what_if("Get-ManagementScope -Identity 'no such scope'\n$done = 1", seed_organisation())
+    assert outcome.error == ""
+
+
+def test_a_resource_the_script_gave_no_result_for_is_unplanned_because_it_stopped_before_it():
+    from toolkit.plan import WhatIf
+    from toolkit.targets.base import ResourceResult
+
+    resources = classic_script().resources
+    first = resources[0]
+    organisation = seed_organisation()
+    outcome = WhatIf([ResourceResult(first.kind, first.name, "created")], organisation, organisation, {})
+    changes = make_plan(resources, outcome).as_dict()["changes"]
+    assert [(c["action"], c.get("error")) for c in changes][1] == (
+        "error", "not planned: the script stopped before this resource")

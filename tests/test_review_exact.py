@@ -305,3 +305,16 @@ def test_a_reviewed_ref_needs_git_and_every_reviewed_script_must_be_there(cli, w
     result = cli(*pinned, "--reviewed-ref", "main")
     assert result.exit_code == 3
     assert result.stderr.strip() == "exkit: error: --reviewed-ref main: reviewed is not in a git repository"
+
+
+def test_a_render_set_refuses_playbooks_that_share_a_file_name_naming_each(workdir):
+    from pathlib import Path
+
+    from toolkit.render.review import ReviewError, render_set
+
+    (workdir / "copy").mkdir()
+    shutil.copy(workdir / "playbooks" / "classic.yaml", workdir / "copy" / "classic.yaml")
+    with pytest.raises(ReviewError) as refused:
+        render_set([Path("playbooks/classic.yaml"), Path("copy/classic.yaml"), Path("playbooks/online-rooms.yaml"),
+                    Path("playbooks/online-rooms.yaml")], None, None, {}, None)
+    assert str(refused.value) == "playbooks with the same file name would share script names: classic, online-rooms"

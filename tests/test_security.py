@@ -297,8 +297,10 @@ def test_a_folder_reviewed_for_one_target_is_refused_for_another(cli, repo):
     result = cli("apply", "playbooks/classic.yaml", "-i", "elsewhere/inventory.yaml", "-t", "prod", "--reviewed",
                  "reviewed", "--yes")
     assert result.exit_code == 3
-    assert "was reviewed for target 'prod' at sandbox:state/prod.json" in result.stderr
-    assert "not sandbox:../state/other.json" in result.stderr
+    assert result.stderr == ("exkit: error: refusing to apply: reviewed was reviewed for target 'prod' at "
+                             "sandbox:state/prod.json (exchange-server, inventory inventory.yaml), not "
+                             "sandbox:../state/other.json (exchange-server, inventory elsewhere/inventory.yaml); "
+                             "nothing ran\n")
     assert state(repo, "other") is None
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from toolkit import opath
 from toolkit.boundary import canonical_name
 from toolkit.sandbox.commands import CmdletError, Command, ParamType
-from toolkit.sandbox.model import LINKED_GROUP_MEMBERS
-from toolkit.sandbox.org import (
+from toolkit.sandbox.model import (
+    LINKED_GROUP_MEMBERS,
     ApplicationAccessPolicy,
     MailboxPermission,
     ManagementScope,

@@ -148,9 +148,10 @@ class ExchangeOnlineTarget(Target):
         self.login_http = _Session()  # msal's: every request bounded by the sign-in's Wait
         self.login_http.timeout = self._login_timeout
         self.login_http.before = self.throttle  # discovery and token requests are round trips too (--rate)
+        connections = _shared_connections()
         for session in (self.http, self.login_http):
-            session.mount("https://", _shared_connections())
-            session.mount("http://", _shared_connections())
+            session.mount("https://", connections)
+            session.mount("http://", connections)
         self._login_wait: Wait | None = None
         self._local = threading.local()  # per thread: the call retrying() is working on (reads run concurrently)
         self._signing_lock = threading.Lock()  # one sign-in at a time: concurrent reads share its token

@@ -11,9 +11,8 @@ lookup, and every thread that looks proxies up through requests, sees the enviro
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Callable
 
 import requests.utils
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from toolkit import __version__
+from toolkit.resources import FieldChange  # here with before and after as the text shown
 
 # How results and checks are coloured (a CSS class per status, the same words in Markdown).
 STATUS_OF_ACTION = {"created": "created", "updated": "updated", "removed": "removed", "unchanged": "unchanged",
@@ -27,13 +28,6 @@ STATUS_OF_ACTION = {"created": "created", "updated": "updated", "removed": "remo
                     "delete": "removed", "noop": "unchanged"}
 STATUS_OF_CHECK = {"pass": "pass", "fail": "fail", "not checked": "notchecked", "warning": "warning",
                    "info": "info"}
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    field: str
-    before: str
-    after: str
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,14 @@ def test_pinning_needs_a_reviewed_entry(cli, workdir, reviewed):
     assert "has no reviewed script for playbooks/direct-assignment.yaml on target 'sandbox'" in result.stderr
     result = cli("apply", "playbooks/classic.yaml", "--reviewed", workdir / "nowhere", "--yes")
     assert "manifest.json does not exist" in result.stderr
+
+
+def test_diff_of_a_grant_scoped_after_being_organisation_wide(cli, workdir):
+    old = workdir / "old.yaml"
+    shutil.copy(workdir / "playbooks" / "classic.yaml", old)
+    edit(old, "    scope: Room mailboxes\n", "    all_mailboxes: true\n")
+    result = cli("diff", old, workdir / "playbooks" / "classic.yaml")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == ("~ RoleGroup 'Room booking service accounts': scope changed: "
+                                             "ALL MAILBOXES → 'Room mailboxes'")
+    assert result.stdout.splitlines()[1] == f"--- {old}"

@@ -318,3 +318,156 @@ def test_a_render_set_refuses_playbooks_that_share_a_file_name_naming_each(workd
         render_set([Path("playbooks/classic.yaml"), Path("copy/classic.yaml"), Path("playbooks/online-rooms.yaml"),
                     Path("playbooks/online-rooms.yaml")], None, None, {}, None)
     assert str(refused.value) == "playbooks with the same file name would share script names: classic, online-rooms"
+
+
+# ------------------------------------------------------------------------------- templates that know their target
+@pytest.fixture
+def overridden(cli, workdir):
+    """classic.yaml reviewed for prod and test (not in git) with a script.ps1.j2 override whose first line names
+    the target and a variable, so each mode's script says which target and values it was rendered for, and a copy
+    of the built-in snapshot.ps1.j2."""
+    mine = workdir / "mine"
+    mine.mkdir()
+    builtin = (REPO / "templates" / "exchange-server" / "script.ps1.j2").read_text()
+    (mine / "script.ps1.j2").write_text("# for {{ target.name }} at {{ target.vars.site }}\n" + builtin)
+    shutil.copy(REPO / "templates" / "common" / "snapshot.ps1.j2", mine / "snapshot.ps1.j2")
+    (workdir / "inventory.yaml").write_text(
+        "vars: {site: Oslo}\ntargets:\n  prod: {kind: sandbox, state: state/prod.json}\n"
+        "  test: {kind: sandbox, state: state/test.json}\n")
+    result = cli("render", "playbooks/classic.yaml", "-i", "inventory.yaml", "--templates", "mine", "--var",
+                 "site=Bergen", "--out", "reviewed")
+    assert result.exit_code == 0, result.stderr
+    return workdir
+
+
+def test_every_mode_of_an_override_knows_its_target_and_a_pinned_run_renders_the_same(cli, overridden):
+    # the snapshot (verify's read) too: it once rendered script.ps1.j2 without `target` ('target' is undefined)
+    for name in ("prod", "test"):
+        for mode in (".destroy", ".facts", "", ".snapshot"):
+            text = (overridden / "reviewed" / f"classic.{name}{mode}.ps1").read_text(encoding="utf-8-sig")
+            assert text.splitlines()[0] == f"# for '{name}' at 'Bergen'"
+    pinned = ["-i", "inventory.yaml", "-t", "prod", "--templates", "mine", "--var", "site=Bergen", "--reviewed",
+              "reviewed"]
+    result = cli("apply", "playbooks/classic.yaml", *pinned, "--yes")
+    assert result.exit_code == 0, result.stderr
+    result = cli("verify", "playbooks/classic.yaml", *pinned)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "Verify: 3 passed, 0 failed."
+    # verify renders its snapshot with the --var values: without them it is not the reviewed script
+    result = cli("verify", "playbooks/classic.yaml", *pinned[:-4], "--reviewed", "reviewed")
+    assert result.exit_code == 3
+    assert re.fullmatch(re.escape(
+        "exkit: error: refusing to verify: the snapshot script for playbooks/classic.yaml on 'prod' is not the reviewed "
+        f"one (reviewed sha256 {reviewed_sha(overridden / 'reviewed', 'classic.prod.snapshot.ps1')}, now ") + SHA
+        + re.escape("; changed since review: the variables). Render, review and commit again; nothing ran"),
+        result.stderr.strip()), result.stderr
+
+
+def test_check_renders_with_the_reviewed_folders_templates_and_names_the_one_that_changed(cli, overridden):
+    assert cli("check", "reviewed", "--var", "site=Bergen").exit_code == 0
+    script = overridden / "mine" / "script.ps1.j2"
+    script.write_text(script.read_text().replace("# for ", "# rendered for "))
+    result = cli("check", "reviewed", "--var", "site=Bergen")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    files = [f"classic.{name}{mode}.ps1" for name in ("prod", "test") for mode in (".destroy", ".facts", "",
+                                                                                  ".snapshot")]
+    assert len(lines) == len(files) + 1
+    for line, file in zip(lines, files):
+        assert re.fullmatch(re.escape(f"reviewed/{file}: stale — playbooks/classic.yaml renders differently now "
+                                      "(sha256 ") + SHA + re.escape(f", committed {reviewed_sha(overridden / 'reviewed', file)}; "
+                                                                    "changed since review: the templates "
+                                                                    "(../mine/script.ps1.j2))"), line), line
+
+
+def test_a_pin_renders_only_the_scripts_its_command_sends(cli, overridden):
+    # a template only the snapshot reads, broken after review: apply neither renders nor sends the snapshot
+    (overridden / "mine" / "snapshot.ps1.j2").write_text("{{ no_such_value }}\n")
+    assert "'no_such_value' is undefined" in cli("verify", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t",
+                                                 "prod", "--templates", "mine").stderr
+    result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--templates", "mine",
+                 "--var", "site=Bergen", "--reviewed", "reviewed", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[0] == "The scripts are the reviewed ones (reviewed; 1 target(s))"
+
+
+def test_check_of_some_targets_checks_each_of_them(cli, two_sandboxes):
+    # test's scripts sort after prod's, which -t test leaves out
+    (two_sandboxes / "inventory.yaml").write_text("targets:\n  prod: {kind: sandbox, state: state/prod.json}\n"
+                                                  "  test: {kind: sandbox, state: state/test2.json}\n")
+    assert cli("check", "reviewed", "-t", "prod").exit_code == 0
+    result = cli("check", "reviewed", "-t", "test")
+    assert result.exit_code == 1
+    moved = "reviewed for 'test' at sandbox:state/test.json, which now is sandbox:state/test2.json"
+    assert result.stderr.splitlines() == [
+        *(f"reviewed/classic.test{mode}.ps1: {moved}" for mode in (".destroy", ".facts", "", ".snapshot")),
+        "exkit: error: 4 problem(s): the reviewed folder does not match the playbooks: run exkit render … --out "
+        "reviewed, review, commit",
+    ]
+
+
+def test_a_yml_playbook_added_to_a_reviewed_folder_of_playbooks_is_named(cli, workdir):
+    for other in workdir.joinpath("playbooks").glob("*.yaml"):
+        if other.name != "classic.yaml":
+            other.unlink()
+    (workdir / "playbooks" / "classic.yaml").rename(workdir / "playbooks" / "classic.yml")
+    assert cli("render", "playbooks/classic.yml", "--out", "reviewed").exit_code == 0
+    assert json.loads((workdir / "reviewed" / "manifest.json").read_text())["playbook_folders"] == ["../playbooks"]
+    shutil.copy(workdir / "playbooks" / "classic.yml", workdir / "playbooks" / "extra.yml")
+    result = cli("check", "reviewed")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "playbooks/extra.yml: a playbook with no reviewed script: render it into reviewed",
+        "exkit: error: 1 problem(s): the reviewed folder does not match the playbooks: run exkit render … --out "
+        "reviewed, review, commit",
+    ]
+
+
+def test_pin_target_returns_the_pin_whole_and_it_names_the_playbook_in_a_refusal(overridden):
+    from pathlib import Path
+
+    from toolkit.inventory import resolve_target
+    from toolkit.render.engine import RenderedScript
+    from toolkit.render.pin import Pin, pin_target
+    from toolkit.render.review import PinningError
+
+    target = resolve_target(Path("inventory.yaml"), "prod", "exchange-server")
+    pin = pin_target(Path("reviewed"), Path("playbooks/classic.yaml"), target, {"site": "Bergen"}, Path("mine"),
+                     ("apply", "facts"), "apply")
+    sha = {mode: reviewed_sha(overridden / "reviewed", f"classic.prod{suffix}.ps1")
+           for mode, suffix in (("apply", ""), ("facts", ".facts"))}
+    assert pin == Pin("reviewed", "playbooks/classic.yaml", "prod", sha, None, None)
+    with pytest.raises(PinningError) as refused:
+        pin.require("apply", RenderedScript("Write-Output 'x'\n", "c" * 64, [], "present"))
+    assert str(refused.value) == (f"refusing to run: the apply script for playbooks/classic.yaml on 'prod' is not the "
+                                  f"reviewed one (reviewed sha256 {sha['apply']}, now {'c' * 64}); nothing was sent")
+
+
+def test_check_goes_on_after_a_playbook_that_no_longer_exists(cli, workdir):
+    assert cli("render", "playbooks/classic.yaml", "playbooks/direct-assignment.yaml", "--out",
+               "reviewed").exit_code == 0
+    (workdir / "playbooks" / "classic.yaml").unlink()
+    (workdir / "reviewed" / "direct-assignment.sandbox.ps1").unlink()
+    result = cli("check", "reviewed")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "playbooks/classic.yaml: the playbook no longer exists",
+        "reviewed/direct-assignment.sandbox.ps1: missing; render it again",
+        "exkit: error: 2 problem(s): the reviewed folder does not match the playbooks: run exkit render … --out "
+        "reviewed, review, commit",
+    ]
+    # --limit picks targets of the folder's inventory: this one was rendered without one
+    result = cli("check", "reviewed", "--limit", "prod")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("exkit: error: --limit selects targets of the reviewed folder's inventory, and "
+                                     "its manifest names none")
+
+
+def test_the_manifest_keeps_non_ascii_names_readable(cli, workdir):
+    # committed for review: a diff shows the names as written, not as \\u escapes
+    shutil.copy(workdir / "playbooks" / "classic.yaml", workdir / "playbooks" / "räume.yaml")
+    assert cli("render", "playbooks/räume.yaml", "--out", "reviewed").exit_code == 0
+    text = (workdir / "reviewed" / "manifest.json").read_text(encoding="utf-8")
+    assert '    "räume.sandbox.ps1": {\n' in text
+    assert '      "playbook": "../playbooks/räume.yaml",\n' in text
+    assert "\\u" not in text

@@ -815,7 +815,7 @@ def _impact(prepared: Prepared, templates: Path | None) -> Any:
     from toolkit.workflow import read_snapshot
 
     with user_errors():
-        snapshot = read_snapshot(prepared.playbook, prepared.target, templates)
+        snapshot = read_snapshot(prepared.playbook, prepared.target, templates, context=prepared.context)
     return live_impact(prepared.playbook, snapshot, f"live: {prepared.target.target.describe()}",
                        prepared.plan.destroy)
 
@@ -895,7 +895,7 @@ def _run(prepared: Prepared, yes: bool, output: str, verb: str, record: Any, sig
         checks, not_run = None, "the run failed" if not result.ok else f"{verb} does not verify"
         if result.ok and verb == "apply":
             try:
-                checks = verify_target(prepared.playbook, prepared.target, templates)
+                checks = verify_target(prepared.playbook, prepared.target, templates, prepared.context.vars)
             except (TargetError, RenderError) as exc:
                 not_run = f"reading the target failed: {exc}"
                 typer.echo(f"exkit: warning: verify for the report failed: {exc}", err=True)
@@ -1019,8 +1019,8 @@ def verify(
         _pin(pins, playbook, [resolved], var, templates)
     find_out = _find_out(playbook, inventory, target)
     with _operating(timeout, find_out) as signals, _reading_state(find_out):
-        checks = signals.wait_for(lambda: verify_target(model, resolved, templates), [resolved.target],
-                                  f"reading the state of {resolved.target.describe()}")
+        checks = signals.wait_for(lambda: verify_target(model, resolved, templates, parse_vars(var)),
+                                  [resolved.target], f"reading the state of {resolved.target.describe()}")
     if output == "json":
         typer.echo(report.as_json({"playbook": model.name, "target": resolved.name, "ok": all(c.ok for c in checks),
                                    "entra": entra_outcome(checks), "checks": [c.as_dict() for c in checks]}))

@@ -34,6 +34,7 @@ class Prepared:
     target: ResolvedTarget
     plan: Plan
     script: RenderedScript
+    context: TargetContext  # the target as its templates saw it (the snapshot of its report renders with it too)
 
 
 def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any], *, destroy: bool = False,
@@ -66,7 +67,7 @@ def prepare(playbook_path: Path, target: ResolvedTarget, cli_vars: dict[str, Any
     # The plan is the script's own verdict: it runs against what the target has, in the sandbox.
     outcome = what_if(script.text, organisation)
     plan = make_plan(script.resources, outcome, destroy=destroy)
-    return Prepared(playbook, diagnostics, target, plan, script)
+    return Prepared(playbook, diagnostics, target, plan, script, context)
 
 
 def boundary_facts(organisation: Any) -> BoundaryFacts:
@@ -114,12 +115,14 @@ def _load(playbook_path: Path, target: ResolvedTarget,
 
 
 def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | None = None,
-                  extra_roles: tuple[str, ...] = ()) -> Snapshot:
+                  extra_roles: tuple[str, ...] = (), context: TargetContext | None = None) -> Snapshot:
     """The target's RBAC state around the playbook (one round trip on script targets), and on Exchange Online what
-    Entra ID grants the playbook's applications (read through Microsoft Graph)."""
+    Entra ID grants the playbook's applications (read through Microsoft Graph). ``context``: the target as the
+    templates see it (default: without --var values)."""
+    context = context or template_context(playbook, target, {})
     script = pinned(target, "snapshot", render_snapshot(playbook, templates=target.template_layers(templates),
                                                         connection=target.target.connection(),
-                                                        extra_roles=extra_roles))
+                                                        extra_roles=extra_roles, target=context))
     facts = target.target.read_snapshot(script, playbook)
     if target.target.platform == "exchange-online" and playbook.applications:
         from toolkit.targets.graph import read_entra
@@ -128,11 +131,12 @@ def read_snapshot(playbook: Playbook, target: ResolvedTarget, templates: Path | 
     return Snapshot.from_facts(facts)
 
 
-def verify_target(playbook: Playbook, target: ResolvedTarget, templates: Path | None = None) -> list[Check]:
+def verify_target(playbook: Playbook, target: ResolvedTarget, templates: Path | None = None,
+                  cli_vars: dict[str, Any] | None = None) -> list[Check]:
     """verify's checks on one target, and its boundary checks when the inventory gives it one."""
     from toolkit.verify.checks import boundary_checks, verify
 
-    snapshot = read_snapshot(playbook, target, templates)
+    snapshot = read_snapshot(playbook, target, templates, context=template_context(playbook, target, cli_vars or {}))
     checks = verify(playbook, snapshot)
     if target.boundary is not None:
         checks += boundary_checks(playbook, snapshot, target.name, target.boundary, target.neighbours)
@@ -194,7 +198,7 @@ def preview_targets(playbook_path: Path, targets: list[ResolvedTarget], cli_vars
         if rows is not None:
             previews, where = preview_offline(playbook, rows), f"offline, {recipients}"
         else:
-            snapshot = read_snapshot(playbook, target)
+            snapshot = read_snapshot(playbook, target, context=template_context(playbook, target, cli_vars))
             previews, where = preview_live(playbook, snapshot), target.target.describe()
             entra = entra_checks(playbook, snapshot)
         if target.boundary is not None:

@@ -100,7 +100,7 @@ def _plan_apply_verify(action: Action, playbook: Path, target: ResolvedTarget, c
         from toolkit.workflow import load_for_target, verify_target
 
         model, _ = load_for_target(playbook, target, cli_vars)
-        checks = verify_target(model, target, templates)
+        checks = verify_target(model, target, templates, cli_vars)
         failed = [c for c in checks if not c.ok]  # failures and checks not done
         failed.sort(key=lambda c: c.subject != "boundary")  # a boundary crossed is what the summary shows first
         summary = _boundary_word(target, not any(c.subject == "boundary" for c in failed)) + (

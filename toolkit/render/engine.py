@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jinja2
 from jinja2.sandbox import SecurityError
@@ -167,9 +167,7 @@ def render_script(playbook: Playbook, *, state: State = "present", templates: Te
     chosen = list(resources if resources is not None else desired_resources(playbook))
     ordered = list(reversed(chosen)) if state == "absent" else chosen
     environment = make_environment(playbook.platform, templates)
-    context = target or TargetContext(platform=playbook.platform)
-    about = {"target": {"name": context.name, "platform": context.platform,
-                        "vars": dict(context.vars if context.vars is not None else playbook.vars)}}
+    about = _about(playbook, target)
     with template_errors(playbook.platform), budget():
         blocks = [PowerShell(render_text(environment.get_template(r.template), r.fields, state=state, kind=r.kind,
                                          resource_name=r.name, **about))
@@ -190,6 +188,13 @@ def render_script(playbook: Playbook, *, state: State = "present", templates: Te
         listed = "; ".join(str(p) for p in problems[:5])
         raise RenderError(f"the rendered script is not valid PowerShell (check custom templates): {listed}")
     return RenderedScript(text, hashlib.sha256(text.encode()).hexdigest(), ordered, state)
+
+
+def _about(playbook: Playbook, target: TargetContext | None) -> dict[str, Any]:
+    """``target`` as every template of every mode sees it (without a context: the playbook's own defaults)."""
+    context = target or TargetContext(platform=playbook.platform)
+    return {"target": {"name": context.name, "platform": context.platform,
+                       "vars": dict(context.vars if context.vars is not None else playbook.vars)}}
 
 
 def _template_position(exc: BaseException) -> str:
@@ -247,7 +252,7 @@ def render_mode(playbook: Playbook, mode: Mode, *, templates: Templates = None,
     """The script of one mode, exactly as plan/apply/destroy/verify send it: ``facts`` (plan reads the current
     state), ``apply``, ``destroy``, ``snapshot`` (verify, scope preview, the report after apply)."""
     if mode == "snapshot":
-        return render_snapshot(playbook, templates=templates, connection=connection)
+        return render_snapshot(playbook, templates=templates, connection=connection, target=target)
     state: State = {"facts": "facts", "apply": "present", "destroy": "absent"}[mode]  # type: ignore[assignment]
     return render_script(playbook, state=state, templates=templates, connection=connection, target=target)
 
@@ -281,9 +286,11 @@ def snapshot_roles(playbook: Playbook, extra_roles: tuple[str, ...] = ()) -> lis
 
 
 def render_snapshot(playbook: Playbook, *, templates: Templates = None, connection: Connection | None = None,
-                    extra_roles: tuple[str, ...] = ()) -> RenderedScript:
-    """The read-only script that reads what verify, scope preview and export need (one round trip)."""
+                    extra_roles: tuple[str, ...] = (), target: TargetContext | None = None) -> RenderedScript:
+    """The read-only script that reads what verify, scope preview and export need (one round trip). Its templates
+    get ``target`` like those of the other modes."""
     environment = make_environment(playbook.platform, templates)
+    about = _about(playbook, target)
     roles = snapshot_roles(playbook, extra_roles)
     scopes = [{"name": s.name, "filter": s.filter_text() if s.filter is None else s.filter,
                "recipient_root": s.recipient_root} for s in playbook.scopes]
@@ -292,9 +299,9 @@ def render_snapshot(playbook: Playbook, *, templates: Templates = None, connecti
     with template_errors(playbook.platform), budget():
         block = render_text(environment.get_template("snapshot.ps1.j2"),
                             roles=roles, scopes=scopes, permissions=True, platform=playbook.platform,
-                            authorizations=authorizations)
+                            authorizations=authorizations, **about)
         text = render_text(environment.get_template(SCRIPT_TEMPLATE),
                            playbook_name=playbook.name, toolkit_version=toolkit.__version__,
                            digest=desired_state_digest(playbook, []), state="facts", blocks=[PowerShell(block)],
-                           resource_count=0, connection=connection or Connection())
+                           resource_count=0, connection=connection or Connection(), **about)
     return RenderedScript(text, hashlib.sha256(text.encode()).hexdigest(), [], "facts")

@@ -341,8 +341,8 @@ def _chosen_targets(inventory: Path | None, names: list[str] | None, limit: str 
 
 
 def _shown(path: Path) -> str:
-    """A path as a user in the current directory would type it."""
-    return os.path.relpath(path) if path.is_absolute() else str(path)
+    """A path (absolute: under the manifest's resolved root) as a user in the current directory would type it."""
+    return os.path.relpath(path)
 
 
 def _is_playbook(path: Path) -> bool:

@@ -79,6 +79,7 @@ _LOCALE = ("encoding=None is the locale's, UTF-8 here and wherever exkit runs it
 _NO_MARK = ("unreachable: every MarkedYAMLError that ruamel raises while loading carries a problem or context mark")
 _UNUSED = "_parsed keeps only .data and .positions of this LoadedDocument; its file and source are not read"
 _BEST_MATCH = "only the best match (close[0]) is shown; the candidates after it are not read"
+_NO_PIPELINE = "no cmdlet of the sandbox's table (toolkit/sandbox/cmdlets.py) reads its pipeline input"
 EQUIVALENT: list[tuple[str, str, str]] = [
     # (function, mutated line, why)
     ("toolkit.opath.x__tokenize", 'if char in "XX\'\\"XX":',
@@ -156,12 +157,18 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      '"X-CmdletName": cmdlet, "X-ResponseFormat": "json", "prefer": "odata.maxpagesize=1000",',
      "HTTP field names are case-insensitive (RFC 9110, 5.1)"),
     ("toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ_collection_read",
-     "return command.run(bound, None)",
-     "no cmdlet of the sandbox's table (toolkit/sandbox/cmdlets.py) reads its pipeline input"),
+     "return command.run(bound, None)", _NO_PIPELINE),
     ("toolkit.render.review.x__is_playbook", 'text = path.read_text(encoding=None)', _LOCALE),
     ("toolkit.render.review.x_check", "for name in targets if (inventory is not None) or True else [None]:",
      "without an inventory choose_targets ignores the names and gives the sandbox: each of the manifest's target "
      "names renders the same scripts, which are kept by file name"),
+    ("toolkit.plan.x__recording", "return command.run(bound, None)", _NO_PIPELINE),
+    ("toolkit.plan.x_make_plan", "stopped = None",
+     "None and '' are both false: stopped is read only as `stopped or …` before anything else reads it"),
+    ("toolkit.render.review.x_check",
+     "for item in render_set([path], inventory, [name] if (name) or True else None, cli_vars, templates,",
+     "with an inventory each name is a manifest's target name, never empty (render refuses an empty one); without "
+     "one the name is None and choose_targets ignores the names: [None] and None give the same sandbox"),
     ("toolkit.render.review.x_summarize", "if isinstance(x, list) and isinstance(y, list):",
      "a field of a resource kind is a list in every resource of that kind (roles, members, access_rights): x and "
      "y are both lists or neither is"),
@@ -173,9 +180,14 @@ EQUIVALENT: list[tuple[str, str, str]] = [
 _STRING_TYPE = ("a parameter type the binder does not name is bound as [string] (toolkit/sandbox/commands.py, "
                 "convert: only object, switch, bool, string[] and int are told apart; is_switch compares with "
                 "'switch'), and nothing else reads a parameter's type")
+_TARGET_HASH = ("the key names a value inside the target's hash only: spelled otherwise, the name, platform, endpoint "
+                "and group all still go into it, and the hash is only ever compared with one the same exkit made (a "
+                "manifest of another version is reported as such)")
 EQUIVALENT_EDITS: list[tuple[str, str, tuple[str, ...], str]] = [
-    (f"toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ{function}", '"string"', ("None", '"XXstringXX"', '"STRING"'),
-     _STRING_TYPE) for function in ("commands", "_online", "_online_only")
+    *[(f"toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ{function}", '"string"', ("None", '"XXstringXX"', '"STRING"'),
+       _STRING_TYPE) for function in ("commands", "_online", "_online_only")],
+    *[("toolkit.render.review.x_inputs_of", f'"{key}"', (f'"XX{key}XX"', f'"{key.upper()}"'), _TARGET_HASH)
+      for key in ("name", "platform", "endpoint", "group")],
 ]
 
 COPY = ["toolkit", "tests", "templates", "playbooks", "pyproject.toml", "README.md", "inventory.example.yaml",

@@ -17,7 +17,7 @@ from servers.winrm import Fault, LoopbackWinRM
 
 from toolkit.sandbox import org as store
 from toolkit.sandbox.seed import seed_organisation
-from toolkit.targets.winrm import decode_clixml
+from toolkit.targets.winrm import decode_clixml, ntlm_hash_credential
 
 PASSWORD = "S3cret!pässwörd"
 USER = "CONTOSO\\exkit-admin"
@@ -239,6 +239,14 @@ def test_wrong_password_is_clear_and_changes_nothing(cli, winrm_lab, monkeypatch
     assert result.exit_code == 1
     assert f"refused the credentials of {USER} (HTTP 401)" in result.stderr
     assert not server.state_path.exists()
+
+
+def test_ntlm_gets_the_password_as_its_lm_and_nt_hashes():
+    # MS-NLMP 4.2.2.1.1 / 4.2.2.1.2: the documented LMOWFv1 and NTOWFv1 of the password "Password".
+    assert ntlm_hash_credential("Password") == "e52cac67419a9a224a3b108f3fa6cb6d:a4f49c406510bdcab6824ee7c30fd852"
+    # A password pyspnego reads as hashes already is handed on unchanged (as it was before).
+    looks_like_hashes = "E52CAC67419A9A224A3B108F3FA6CB6D:a4f49c406510bdcab6824ee7c30fd852"
+    assert ntlm_hash_credential(looks_like_hashes) == looks_like_hashes
 
 
 def test_refused_credentials_fault(cli, winrm_lab):

@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import requests
@@ -135,6 +136,20 @@ class _Running:
     stopped: bool = False
 
 
+@lru_cache(maxsize=16)
+def ntlm_hash_credential(password: str) -> str:
+    """The password as NTLM uses it: its LM and NT hashes, "LM:NT" in hex. pyspnego takes a password of that form
+    as an NTLM hash credential (its ``NTLMHash``; unify_credentials checks ``is_ntlm_hash``) and otherwise derives
+    both hashes for every new context, the LM one with DES written in Python: about a millisecond per target. Here
+    they are derived once per password in this process. A password that already has that form is one pyspnego
+    would read as hashes anyway: it is passed on as it is."""
+    from spnego._ntlm_raw.crypto import is_ntlm_hash, lmowfv1, ntowfv1
+
+    if is_ntlm_hash(password):
+        return password
+    return f"{lmowfv1(password).hex()}:{ntowfv1(password).hex()}"
+
+
 class WinRMTarget(Target):
     def __init__(self, spec: ExchangeServerTargetSpec, name: str, base_dir: Path | None = None) -> None:
         self.spec = spec
@@ -186,6 +201,8 @@ class WinRMTarget(Target):
     def _protocol(self) -> winrm.Protocol:
         spec = self.spec
         password = self._password()
+        if spec.transport == "ntlm" and password:
+            password = ntlm_hash_credential(password)
         transport = {"certificate": "certificate", "basic": "basic", "ntlm": "ntlm", "kerberos": "kerberos",
                      "credssp": "credssp"}[spec.transport]
         try:

@@ -7,6 +7,7 @@ on Linux (see worker_processes).
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -295,16 +296,23 @@ def _run_in_processes(action: Action, playbook: Path, targets: list[ResolvedTarg
     for _ in range(forks):
         tasks.put(None)  # one stop sign per thread
     workers, pipes = [], {}
-    for number in range(count):
-        threads = forks // count + (1 if number < forks % count else 0)
-        receiving, sending = context.Pipe(duplex=False)
-        worker = context.Process(target=_worker, name=f"exkit-worker-{number}", daemon=True,
-                                 args=(action, playbook, targets, cli_vars, templates, threads, tasks, sending,
-                                       stopping, reason))
-        worker.start()
-        sending.close()  # the worker holds the only sending end: its exit reads as end-of-file here
-        workers.append(worker)
-        pipes[receiving] = number
+    # What the workers inherit (the resolved targets, the loaded modules) stays as it is in them: frozen objects are
+    # left out of their garbage collections, which would otherwise walk them all again and again and write to their
+    # pages, copying them (the gc.freeze documentation's advice for fork without exec).
+    gc.freeze()
+    try:
+        for number in range(count):
+            threads = forks // count + (1 if number < forks % count else 0)
+            receiving, sending = context.Pipe(duplex=False)
+            worker = context.Process(target=_worker, name=f"exkit-worker-{number}", daemon=True,
+                                     args=(action, playbook, targets, cli_vars, templates, threads, tasks, sending,
+                                           stopping, reason))
+            worker.start()
+            sending.close()  # the worker holds the only sending end: its exit reads as end-of-file here
+            workers.append(worker)
+            pipes[receiving] = number
+    finally:
+        gc.unfreeze()
     outcomes: dict[int, TargetOutcome] = {}
     running: dict[int, int] = {}  # target index → worker number
 

@@ -223,6 +223,9 @@ def _fault(code: int, subcode: str, text: str) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: without TCP_NODELAY each costs ~40 ms
+    # A reply's headers and body leave in one send (handle_one_request flushes after each request; the faults that
+    # cut a reply short flush themselves): one system call and one wake-up of the client instead of two.
+    wbufsize = 256 * 1024
 
     def setup(self) -> None:
         super().setup()

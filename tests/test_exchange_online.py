@@ -162,6 +162,22 @@ def test_token_expiry_mid_run(cli, exo):
     assert server.log.token_requests == 2
 
 
+def test_a_token_is_reused_until_msal_would_sign_in_again(cli, exo):
+    from toolkit.targets.exchange_online import _reuse_for
+
+    # msal signs in again five minutes before a token expires, or once its refresh_in has passed
+    assert _reuse_for({"expires_in": 3600}) == 3300
+    assert _reuse_for({"expires_in": 3600, "refresh_in": 1800}) == 1800
+    assert _reuse_for({"expires_in": 200}) == 0 and _reuse_for({}) == 0
+    server, inventory = exo
+    assert run(cli, inventory, "plan", ROOMS).exit_code == 0
+    assert server.log.token_requests == 1  # an hour's token serves the whole run
+    server.log.token_requests = 0
+    server.switches.token_lifetime = 240  # less than msal's five minutes: msal signs in again whenever asked
+    assert run(cli, inventory, "plan", ROOMS).exit_code == 0
+    assert server.log.token_requests == 4  # as many as without the reuse (checked against the code before it)
+
+
 def test_cmdlet_errors_are_readable(cli, exo, write_playbook):
     server, inventory = exo
     path = write_playbook(POLICY.read_text().replace("bookable-rooms@contoso.com", "room-berlin-1@contoso.com"))

@@ -140,6 +140,8 @@ def test_a_tenant_not_named_by_its_domain_needs_tenant(cli, tmp_path):
         f"{inventory}:5:7: error: missing required key 'tenant' in target 'adatum' of group 'msp'",
         f"{inventory}:6:16: error: missing required key 'tenant' in target 'litware' of group 'msp'",
     ], result.stderr
+    assert ("    hint: add 'tenant: …' here (the tenant id or its initial domain), or name the target by its initial "
+            "domain ('adatum.onmicrosoft.com:'): that name is then its tenant\n") in result.stderr
 
 
 def test_targets_without_defaults_are_as_before(cli, tmp_path):

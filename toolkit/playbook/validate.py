@@ -175,6 +175,14 @@ def report_model_errors(exc: ValidationError, document: LoadedDocument, diagnost
         _report_model_error(error, document, diagnostics, root, validated, relocate)
 
 
+# Hints for a missing key that say more than "add it": (model, key) → hint ({key}, {name}: the mapping's name).
+_MISSING_HINTS = {
+    ("ExchangeOnlineTargetSpec", "tenant"): "add 'tenant: …' here (the tenant id or its initial domain), or name the "
+                                            "target by its initial domain ('{name}.onmicrosoft.com:'): that name is "
+                                            "then its tenant",
+}
+
+
 def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diagnostics: Diagnostics,
                         root: type[BaseModel] = Playbook, validated: Any = None,
                         relocate: Callable[[PathKey], PathKey] | None = None) -> None:
@@ -198,8 +206,11 @@ def _report_model_error(error: Mapping[str, Any], document: LoadedDocument, diag
         diagnostics.error("unknown-key", f"unknown key {key!r} in {_where(path, root)}", file, positions.of_key(path), hint)
     elif kind == "missing":
         key = str(path[-1])
+        model = _model_at(checked[:-1], root, seen)
+        hint = _MISSING_HINTS.get((model.__name__ if model else "", key), "add '{key}: …' here").format(
+            key=key, name=path[-2] if len(path) > 1 else "")
         diagnostics.error("missing-key", f"missing required key {key!r} in {_where(path, root)}", file,
-                          _value_position(document, path[:-1]), f"add '{key}: …' here")
+                          _value_position(document, path[:-1]), hint)
     elif kind == "exkit":
         context = error.get("ctx") or {}
         position = positions.of_key(path) if error["loc"][-1:] == ("[key]",) else positions.of_value(path)

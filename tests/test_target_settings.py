@@ -173,3 +173,35 @@ def test_defaults_of_a_kind_are_for_the_targets_of_that_kind(tmp_path):
     assert lab.target.platform == adatum.target.platform == "exchange-online"
     assert lab.settings()["kind"] == {"value": "sandbox", "from": "target"} and "client_id" not in lab.settings()
     assert adatum.settings()["client_id"]["from"] == "target_defaults of group msp"
+
+
+def test_defaults_no_target_inherits_are_still_checked(cli, tmp_path):
+    """A typo in defaults nothing uses yet is an error now, not the day a target first inherits it; defaults that
+    are fine but incomplete (no tenant, no host: each target would add its own) are no error."""
+    inventory = write(tmp_path, f"""
+        groups:
+          lab:
+            target_defaults: {{kind: exchange-online, clent_id: {APP}, cloud: mars}}
+            targets:
+              local: {{kind: sandbox}}
+          onprem:
+            target_defaults: {{kind: exchange-server, transport: ntlm, usrname: exkit}}
+            targets:
+              local2: {{kind: sandbox}}
+          fine:
+            target_defaults: {{kind: exchange-online, client_id: {APP}, certificate: app.pem}}
+            targets:
+              local3: {{kind: sandbox}}
+        """)
+    result = cli("inventory", "list", "-i", inventory)
+    assert errors(result) == [
+        f"{inventory}:3:46: error: unknown key 'clent_id' in the target_defaults of group 'lab'",
+        f"{inventory}:3:101: error: 'cloud' in the target_defaults of group 'lab' must be 'global', 'gcc-high', "
+        "'dod', 'china' or 'custom', not 'mars'",
+        f"{inventory}:7:63: error: unknown key 'usrname' in the target_defaults of group 'onprem'",
+    ], result.stderr
+    assert "did you mean 'client_id'?" in result.stderr and "did you mean 'username'?" in result.stderr
+    fixed = inventory.read_text().replace("clent_id", "client_id").replace("mars", "global").replace("usrname",
+                                                                                                      "username")
+    inventory.write_text(fixed)
+    assert cli("inventory", "list", "-i", inventory).exit_code == 0

@@ -111,6 +111,13 @@ def load_inventory(path: Path) -> Inventory:
     document = parse_yaml(text, str(path), diagnostics)
     if document is not None:
         merged = target_settings.merge(document, diagnostics)  # each group's target_defaults under its targets
+        if merged.unused:
+            probe, probed = target_settings.unused(merged, document, diagnostics)
+            try:
+                Inventory.model_validate(probe)
+            except ValidationError as exc:
+                report_model_errors(exc, document, diagnostics, Inventory, validated=probe,
+                                    relocate=probed.relocate, partial=True)
         try:
             inventory = Inventory.model_validate(merged.data or {})
         except ValidationError as exc:

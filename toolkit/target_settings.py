@@ -13,6 +13,7 @@ written on (reported once, not once per target that inherits it).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,8 @@ class Merged:
 
     data: Any
     origins: dict[str, dict[str, str]] = field(default_factory=dict)
+    # group → its defaults, when none of its targets inherits any of them (checked on their own: see unused())
+    unused: dict[str, dict[str, Any]] = field(default_factory=dict)
     _inherited: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def relocate(self, path: PathKey) -> PathKey:
@@ -87,7 +90,40 @@ def merge(document: LoadedDocument, diagnostics: Diagnostics) -> Merged:
         if isinstance(members, dict):
             merged.data["groups"][group_name] = {**group, "targets": {
                 name: _named(merged, str(group_name), str(name), spec, shared) for name, spec in members.items()}}
+            members_inherit = any(merged._inherited.get((str(group_name), str(name))) for name in members)
+        else:
+            members_inherit = False
+        if shared and not members_inherit:
+            merged.unused[str(group_name)] = shared
     return merged
+
+
+PROBE = "target_defaults"  # the name the defaults no target inherits are checked under
+
+
+def unused(merged: Merged, document: LoadedDocument, diagnostics: Diagnostics) -> tuple[dict[str, Any], Merged]:
+    """The defaults no target inherits (every target sets them itself, or is of another kind), as an inventory of
+    one target per group made of them alone, to be checked like any target: a misspelt key or a wrong value in
+    them is an error even though nothing uses them (a typo must not wait for the day a target inherits it). The
+    returned Merged relocates that target's settings to the defaults' lines. Defaults that name no ``kind`` may be
+    meant for a target of any kind: only their keys are checked here, against every kind's settings."""
+    from toolkit.targets.specs import ExchangeOnlineTargetSpec, ExchangeServerTargetSpec, SandboxTargetSpec
+
+    known = sorted({key for spec in (SandboxTargetSpec, ExchangeServerTargetSpec, ExchangeOnlineTargetSpec)
+                    for key in spec.model_fields} - set(GROUP_KEYS))
+    probe = Merged({"groups": {}})
+    for group, shared in merged.unused.items():
+        if "kind" in shared:
+            probe.data["groups"][group] = {"targets": {PROBE: dict(shared)}}
+            probe._inherited[(group, PROBE)] = set(shared)
+            continue
+        for key in shared:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                diagnostics.error("unknown-key", f"unknown key {key!r} in the {DEFAULTS} of group {group!r}",
+                                  document.file, document.positions.of_key(("groups", group, DEFAULTS, key)),
+                                  f"did you mean {close[0]!r}?" if close else "allowed keys: " + ", ".join(known))
+    return probe.data, probe
 
 
 def _named(merged: Merged, group: str | None, name: str, spec: Any, shared: dict[str, Any]) -> Any:

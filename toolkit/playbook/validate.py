@@ -167,11 +167,13 @@ def _where(path: PathKey, root: type[BaseModel] = Playbook) -> str:
 
 def report_model_errors(exc: ValidationError, document: LoadedDocument, diagnostics: Diagnostics,
                         root: type[BaseModel], *, validated: Any = None,
-                        relocate: Callable[[PathKey], PathKey] | None = None) -> None:
+                        relocate: Callable[[PathKey], PathKey] | None = None, partial: bool = False) -> None:
     """Turn pydantic's errors into positioned diagnostics (used for playbooks and inventories). ``validated``: the
     data the model saw, when it is not the document's own (an inventory's targets with their group's defaults
     merged in); ``relocate`` maps a path in it to where the value is written in the document."""
     for error in exc.errors():
+        if partial and error["type"] == "missing":
+            continue  # ``partial``: settings checked on their own (a group's defaults), not a whole target
         _report_model_error(error, document, diagnostics, root, validated, relocate)
 
 

@@ -157,6 +157,44 @@ def test_a_script_that_changes_nothing_does_not_rewrite_the_state(tmp_path):
     assert path.stat().st_ino != inode and "\"R\"" in path.read_text()
 
 
+def test_runs_reuse_the_organisation_only_while_the_file_is_as_they_left_it(tmp_path, monkeypatch):
+    """A process's runs against one state file parse it once while nothing else writes it; a file changed by
+    anyone else (another process's save, a hand edit of the same size) is read again, and a run that failed in
+    Python (its organisation possibly half changed, not saved) leaves nothing to reuse."""
+    from toolkit.targets.sandbox import SandboxTarget
+
+    path = tmp_path / "s.json"
+    target = SandboxTarget(path)
+    parsed = []
+    real = store.load_with_text
+    monkeypatch.setattr(store, "load_with_text", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    new_scope = "New-ManagementScope -Name '{}' -RecipientRestrictionFilter \"RecipientTypeDetails -eq 'RoomMailbox'\"\n"
+    assert target.run_script(new_scope.format("A")).exit_code == 0
+    assert target.run_script("Get-ManagementScope | Out-Null\n").exit_code == 0
+    assert target.run_script(new_scope.format("B")).exit_code == 0
+    assert len(parsed) == 1  # the missing file's seed, then the organisation as saved
+    text = path.read_text()
+    path.write_text(text.replace('"name": "B"', '"name": "C"'))  # same inode, same size, another name
+    assert path.stat().st_size == len(text.encode())
+    listed = target.run_script("(Get-ManagementScope).Name\n").stdout.split()
+    assert "C" in listed and "B" not in listed and len(parsed) == 2
+    other = real(path)[0]  # (not counted: this is the other writer)
+    other.management_scopes = [s for s in other.management_scopes if s.name != "A"]
+    store.save(path, other)  # as another process saves: a new file renamed over it
+    listed = target.run_script("(Get-ManagementScope).Name\n").stdout.split()
+    assert "A" not in listed and len(parsed) == 3
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug halfway through a run")
+
+    monkeypatch.setattr(store, "save", broken)
+    with pytest.raises(RuntimeError):
+        target.run_script(new_scope.format("D"))  # D is in the organisation in memory, never saved
+    monkeypatch.undo()
+    listed = SandboxTarget(path).run_script("(Get-ManagementScope).Name\n").stdout.split()
+    assert "D" not in listed
+
+
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, mocker):
     # A full disk cannot be produced on demand here: the seam is os.fsync failing mid-save.
     path = tmp_path / "s.json"

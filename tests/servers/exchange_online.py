@@ -230,7 +230,7 @@ class Tenant:
 
     def _run(self, name: str, parameters: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with store.locked(self.state_path):
-            organisation, loaded = store.load_with_text(self.state_path, "exchange-online")
+            organisation, loaded = store.take(self.state_path, "exchange-online")
             commands = {k.lower(): v for k, v in ExchangeCmdlets(organisation).commands().items()}
             command = commands.get(name.lower())
             if command is None:
@@ -254,7 +254,9 @@ class Tenant:
             except CmdletError as exc:
                 exception = exc.error_id or "TaskException"
                 return 400, _error(exc.message, f"Microsoft.Exchange.Management.Tasks.{exception}")
-            store.save(self.state_path, organisation, unless=loaded)  # a read leaves the file as it was
+            # a read leaves the file as it was; a refused call changed nothing and is not remembered (taken again
+            # from the file)
+            store.keep(self.state_path, organisation, store.save(self.state_path, organisation, unless=loaded))
         return 200, {"@odata.context": f"{self.base}/adminapi/beta/{self.tenant}/$metadata#Collection",
                      "value": [to_json_value(item, 4) for item in output]}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,12 +60,13 @@ def load_with_text(path: Path, platform: str = "exchange-server") -> tuple[Organ
                              "reset it with 'exkit sandbox reset'") from None
 
 
-def save(path: Path, organisation: Organisation, *, unless: str | None = None) -> None:
+def save(path: Path, organisation: Organisation, *, unless: str | None = None) -> str:
     """Write atomically: a temporary file in the same folder, flushed and fsynced, then renamed over the target.
-    Nothing is written when the organisation's text equals ``unless`` (what was loaded: nothing changed)."""
+    Nothing is written when the organisation's text equals ``unless`` (what was loaded: nothing changed). Returns
+    the text the file now holds."""
     text = organisation.to_json()
     if unless is not None and text == unless:
-        return
+        return text
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -81,6 +83,47 @@ def save(path: Path, organisation: Organisation, *, unless: str | None = None) -
         os.fsync(directory)
     finally:
         os.close(directory)
+    return text
+
+
+# This process's last look at each state file, while the file is as it was then: the file's identity (inode, size,
+# modification and change times: every save renames a new file over it), its text and the organisation parsed from
+# it. A loopback server runs each call or script of a tenant against the tenant's file; parsing its ~60 KB of JSON
+# again for each was most of the servers' CPU. An entry is taken out while a run uses (and may change) its
+# organisation, and put back only once the file holds exactly that organisation; both happen under locked(path).
+_KNOWN: dict[Path, tuple[tuple[int, int, int, int], str, Organisation]] = {}  # the most recently kept last
+_KNOWN_LOCK = threading.Lock()
+_KNOWN_KEPT = 64  # a tenant's calls come close together: the last few dozen files are enough (and memory bounded)
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+
+
+def take(path: Path, platform: str = "exchange-server") -> tuple[Organisation, str | None]:
+    """load_with_text, served from this process's last look when the file has not changed since (call it under
+    locked(path); the organisation is the caller's until it calls keep())."""
+    with _KNOWN_LOCK:
+        known = _KNOWN.pop(path, None)
+    if known is not None and known[0] == _identity(path):
+        return known[2], known[1]
+    return load_with_text(path, platform)
+
+
+def keep(path: Path, organisation: Organisation, text: str) -> None:
+    """Remember that the file at ``path`` holds ``text``, which is ``organisation`` (what save() returned, still
+    under locked(path))."""
+    identity = _identity(path)
+    if identity is not None:
+        with _KNOWN_LOCK:
+            _KNOWN.pop(path, None)
+            _KNOWN[path] = (identity, text, organisation)
+            if len(_KNOWN) > _KNOWN_KEPT:
+                del _KNOWN[next(iter(_KNOWN))]
 
 
 @contextmanager

@@ -33,18 +33,21 @@ class SandboxTarget(Target):
 
     def _run_locked(self, script: str, read_only: bool, stdin: str) -> RunResult:
         with org_store.locked(self.state_path):
-            organisation, loaded = org_store.load_with_text(self.state_path, self.platform)
+            organisation, loaded = org_store.take(self.state_path, self.platform)
             interpreter = Interpreter(ExchangeCmdlets(organisation, self.logon).commands(), stdin=stdin)
             try:
                 outcome = interpreter.run(script)
             except ScriptError as exc:
                 # Checked before anything ran: the organisation is untouched.
+                if loaded is not None:
+                    org_store.keep(self.state_path, organisation, loaded)
                 return RunResult(2, "", f"the script cannot run in the sandbox:\n{exc}",
                                  script_sha256=_sha(script))
             if not read_only:
                 # Whatever ran is real, also when the script stopped halfway (as on a real Exchange); an unchanged
                 # organisation is not written again.
-                org_store.save(self.state_path, organisation, unless=loaded)
+                org_store.keep(self.state_path, organisation,
+                               org_store.save(self.state_path, organisation, unless=loaded))
         stdout = "\n".join(outcome.output) + ("\n" if outcome.output else "")
         results, facts = parse_output(stdout)
         return RunResult(outcome.exit_code, stdout, "\n".join(outcome.errors), results, facts, _sha(script))

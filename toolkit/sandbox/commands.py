@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from toolkit.sandbox.values import Hashtable, PSObject, as_list, to_string
@@ -45,12 +46,8 @@ class Command:
     _lowered: dict[str, str] = field(init=False, compare=False, repr=False)  # lower-case name → name
 
     def __post_init__(self) -> None:
-        merged = {**COMMON_PARAMETERS, **(SHOULD_PROCESS_PARAMETERS if self.should_process else {}),
-                  **self.parameters}
+        merged, lowered = _parameter_tables(self.should_process, tuple(self.parameters.items()))
         object.__setattr__(self, "all_parameters", merged)
-        lowered: dict[str, str] = {}
-        for name in merged:
-            lowered.setdefault(name.lower(), name)  # the first one, as the list it replaces
         object.__setattr__(self, "_lowered", lowered)
 
     def resolve_parameter(self, written: str) -> str:
@@ -70,6 +67,18 @@ class Command:
 
     def is_switch(self, name: str) -> bool:
         return self.all_parameters[name] == "switch"
+
+
+@lru_cache(maxsize=512)
+def _parameter_tables(should_process: bool, parameters: tuple[tuple[str, ParamType], ...]) -> tuple[
+        dict[str, ParamType], dict[str, str]]:
+    """A command's parameters with the common ones, and its lower-case name → name index; shared (read only) by
+    the commands of every interpreter (each run builds its command table anew)."""
+    merged = {**COMMON_PARAMETERS, **(SHOULD_PROCESS_PARAMETERS if should_process else {}), **dict(parameters)}
+    lowered: dict[str, str] = {}
+    for name in merged:
+        lowered.setdefault(name.lower(), name)  # the first one, as the list it replaces
+    return merged, lowered
 
 
 def convert(command: str, name: str, kind: ParamType, value: Any) -> Any:

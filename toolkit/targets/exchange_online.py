@@ -100,10 +100,23 @@ class _Session(requests.Session):
     timeout: Any = None
     before: Any = None
 
+    def __init__(self) -> None:
+        super().__init__()
+        # the environment's settings per origin, read once per session (a tenant's run): requests reads the proxy
+        # variables and CA bundle again for every request (~0.1 ms each)
+        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        key = (http_rules.origin(url), stream, verify, cert) if not proxies else None
+        known = self._environment.get(key) if key is not None else None
+        if known is not None:
+            return {name: dict(value) if isinstance(value, dict) else value for name, value in known.items()}
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if isinstance(self.verify, str) and verify in (None, True):
             settings["verify"] = self.verify
+        if key is not None:
+            self._environment[key] = {name: dict(value) if isinstance(value, dict) else value
+                                      for name, value in settings.items()}
         return settings
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def,override]

@@ -58,6 +58,9 @@ def quote_string(text: str) -> str:
     if problem is not None:
         index, what = problem
         raise UnsafeValueError(f"control character {what} at position {index + 1} cannot be used in a value")
+    if not any(quote in text for quote in SINGLE_QUOTES):
+        return "".join(("'", text, "'"))  # nothing to double (most values): no walk character by character (and
+        # a plain str, as the walk gives, whatever subclass of str ``text`` is: Jinja's Markup adds with escaping)
     return "'" + "".join(c + c if c in SINGLE_QUOTES else c for c in text) + "'"
 
 
@@ -86,6 +89,8 @@ def unquote_verbatim(literal: str) -> str:
     if len(literal) < 2 or literal[0] not in SINGLE_QUOTES or literal[-1] not in SINGLE_QUOTES:
         raise ValueError(f"not a single-quoted literal: {literal!r}")
     body, out, i = literal[1:-1], [], 0
+    if not any(quote in body for quote in SINGLE_QUOTES):
+        return "".join((body,))  # nothing doubled (most literals): no walk character by character; a plain str
     while i < len(body):
         char = body[i]
         if char in SINGLE_QUOTES:

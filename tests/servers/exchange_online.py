@@ -99,6 +99,9 @@ class Tenant:
         self.graph_roles: dict[str, set[str]] = {}  # Graph token → its roles claim (fixed at issue)
         self.lock = threading.Lock()
         self.in_flight = 0  # this tenant's requests being answered now
+        # the cmdlet table of the organisation last taken from the state file (a tenant's calls mostly find the same
+        # organisation object: see org.take): built once for it, not for every call
+        self._commands: tuple[object, dict[str, Any]] | None = None
 
     @property
     def base(self) -> str:
@@ -231,7 +234,10 @@ class Tenant:
     def _run(self, name: str, parameters: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with store.locked(self.state_path):
             organisation, loaded = store.take(self.state_path, "exchange-online")
-            commands = {k.lower(): v for k, v in ExchangeCmdlets(organisation).commands().items()}
+            if self._commands is None or self._commands[0] is not organisation:
+                self._commands = (organisation, {k.lower(): v for k, v in
+                                                 ExchangeCmdlets(organisation).commands().items()})
+            commands = self._commands[1]
             command = commands.get(name.lower())
             if command is None:
                 return 400, _error(f"The term '{name}' is not recognized as a name of a cmdlet.",

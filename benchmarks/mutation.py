@@ -138,10 +138,6 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      _BEST_MATCH),
     ("toolkit.playbook.load.x__undefined", "close = difflib.get_close_matches(name, list(variables), )",
      _BEST_MATCH),
-    ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁcommands",
-     '("Get-OrganizationalUnit", {"Identity": "string", "SINGLENODEONLY": "switch",',
-     "get_ou does not read -SingleNodeOnly (an OU is matched by its identity alone) and no other parameter of "
-     "Get-OrganizationalUnit starts with S: binding is case-insensitive, so the name's spelling shows nowhere"),
     ("toolkit.targets.exchange_online.xǁ_Transientǁ__init__",
      'def __init__(self, status: int, retry_after: float | None, reason: str = "XXXX") -> None:',
      "the default reason goes with an HTTP status (every _Transient without a reason has one), and the reason is "

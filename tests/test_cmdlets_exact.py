@@ -396,3 +396,185 @@ def test_a_remote_session_opens_with_each_mechanism_exchange_accepts(mechanism):
                   f"http://ex01.contoso.com/PowerShell/ -Authentication {mechanism}\n"
                   "$s.Name\n$s.State\n$s.ComputerName")
     assert outcome == (0, ["WinRM1", "Opened", "http://ex01.contoso.com/PowerShell/"], [])
+
+
+# ------------------------------------------------------------------------------------------------ names as spelled
+# Each cmdlet's parameters as the Exchange cmdlet reference (learn.microsoft.com/powershell/module/exchange) spells
+# them. Binding ignores case, but PowerShell names a parameter in its own spelling in every binding error: a
+# parameter given twice is refused naming it so (whatever case the script wrote it in).
+SERVER_PARAMETERS = {
+    "Get-ManagementScope": "Identity Exclusive Orphan",
+    "New-ManagementScope": "Name RecipientRestrictionFilter RecipientRoot Exclusive Force",
+    "Set-ManagementScope": "Identity Name RecipientRestrictionFilter RecipientRoot Force",
+    "Remove-ManagementScope": "Identity Force",
+    "Get-RoleGroup": "Identity Filter ResultSize",
+    "New-RoleGroup": "Name Roles Members CustomRecipientWriteScope RecipientOrganizationalUnitScope Description "
+                     "DisplayName ManagedBy",
+    "Set-RoleGroup": "Identity Description DisplayName ManagedBy Name BypassSecurityGroupManagerCheck Force",
+    "Remove-RoleGroup": "Identity BypassSecurityGroupManagerCheck",
+    "Add-RoleGroupMember": "Identity Member BypassSecurityGroupManagerCheck",
+    "Remove-RoleGroupMember": "Identity Member BypassSecurityGroupManagerCheck",
+    "Get-RoleGroupMember": "Identity ResultSize",
+    "New-ManagementRoleAssignment": "Name Role User SecurityGroup Policy CustomRecipientWriteScope "
+                                    "RecipientOrganizationalUnitScope ExclusiveRecipientWriteScope "
+                                    "RecipientRelativeWriteScope Delegating",
+    "Get-ManagementRoleAssignment": "Identity Role RoleAssignee Delegating Enabled GetEffectiveUsers WritableRecipient "
+                                    "CustomRecipientWriteScope",
+    "Set-ManagementRoleAssignment": "Identity CustomRecipientWriteScope RecipientOrganizationalUnitScope "
+                                    "RecipientRelativeWriteScope Enabled Force",
+    "Remove-ManagementRoleAssignment": "Identity Force",
+    "Add-MailboxPermission": "Identity User AccessRights InheritanceType AutoMapping Deny Owner",
+    "Get-MailboxPermission": "Identity User Owner ResultSize",
+    "Remove-MailboxPermission": "Identity User AccessRights InheritanceType Deny",
+    "Get-Recipient": "Identity RecipientPreviewFilter Filter RecipientTypeDetails OrganizationalUnit ResultSize",
+    "Get-User": "Identity ResultSize",
+    "Get-Group": "Identity ResultSize",
+    "Get-OrganizationalUnit": "Identity SingleNodeOnly",
+    "New-PSSession": "ConfigurationName ConnectionUri Authentication Credential SessionOption",
+    "Import-PSSession": "Session DisableNameChecking AllowClobber CommandName",
+    "Remove-PSSession": "Session",
+}
+ONLINE_PARAMETERS = {
+    **SERVER_PARAMETERS,
+    "New-ManagementRoleAssignment": SERVER_PARAMETERS["New-ManagementRoleAssignment"]
+    + " App CustomResourceScope RecipientGroupScope RecipientAdministrativeUnitScope",
+    "Get-ManagementRoleAssignment": SERVER_PARAMETERS["Get-ManagementRoleAssignment"] + " RoleAssigneeType",
+    "Set-ManagementRoleAssignment": SERVER_PARAMETERS["Set-ManagementRoleAssignment"] + " CustomResourceScope",
+    "Connect-ExchangeOnline": "AppId CertificateThumbprint Certificate CertificateFilePath CertificatePassword "
+                              "Organization ShowBanner ExchangeEnvironmentName AccessToken",
+    "Disconnect-ExchangeOnline": "",
+    "Get-ServicePrincipal": "Identity",
+    "New-ServicePrincipal": "AppId ObjectId DisplayName ServiceId",
+    "Set-ServicePrincipal": "Identity DisplayName",
+    "Remove-ServicePrincipal": "Identity",
+    "Get-ApplicationAccessPolicy": "Identity",
+    "New-ApplicationAccessPolicy": "AppId PolicyScopeGroupId AccessRight Description",
+    "Set-ApplicationAccessPolicy": "Identity Description",
+    "Remove-ApplicationAccessPolicy": "Identity",
+    "Test-ServicePrincipalAuthorization": "Identity Resource",
+}
+REMOTING = {"New-PSSession", "Import-PSSession", "Remove-PSSession"}  # PowerShell's own: no -DomainController
+
+
+@pytest.mark.parametrize("platform, table", [("exchange-server", SERVER_PARAMETERS),
+                                             ("exchange-online", ONLINE_PARAMETERS)])
+def test_each_cmdlet_and_parameter_is_named_in_exchanges_spelling(platform, table):
+    interpreter = Interpreter(ExchangeCmdlets(seed_organisation(platform)).commands())
+    for cmdlet, names in table.items():
+        assert run(interpreter, f"(Get-Command {cmdlet.lower()}).Name") == (0, [cmdlet], [])
+        server_only = ["DomainController"] if platform == "exchange-server" and cmdlet not in REMOTING else []
+        for name in names.split() + server_only:
+            written = f"-{name.lower()} $true"
+            assert run(interpreter, f"{cmdlet.upper()} {written} {written}") == (1, [], [
+                f"{cmdlet}: Cannot bind parameter because parameter '{name}' is specified more than once.\n"
+                "    At line:1 char:1\n    + CategoryInfo: InvalidArgument"]), (cmdlet, name)
+
+
+def test_exchange_online_has_no_domain_controller_parameter():
+    """Exchange Online's cmdlets take no -DomainController (the service picks its own; cmdlet reference, "This
+    parameter is available only in on-premises Exchange")."""
+    interpreter = Interpreter(ExchangeCmdlets(seed_organisation("exchange-online")).commands())
+    for cmdlet in SERVER_PARAMETERS.keys() - REMOTING:
+        with pytest.raises(ScriptError) as refused:
+            interpreter.run(f"{cmdlet} -DomainController dc01")
+        assert str(refused.value) == (f"1:{len(cmdlet) + 2}: {cmdlet}: A parameter cannot be found that matches "
+                                      "parameter name 'DomainController'.")
+
+
+@pytest.mark.parametrize("cmdlet", ["Get-ServicePrincipal", "Get-ApplicationAccessPolicy"])
+def test_an_online_read_takes_no_confirm_or_whatif(cmdlet):
+    """Get-ServicePrincipal's and Get-ApplicationAccessPolicy's syntax (cmdlet reference) has no -WhatIf / -Confirm:
+    reads change nothing."""
+    for switch in ("WhatIf", "Confirm"):
+        with pytest.raises(ScriptError) as refused:
+            online().run(f"{cmdlet} -{switch}")
+        assert str(refused.value) == (f"1:{len(cmdlet) + 2}: {cmdlet}: A parameter cannot be found that matches "
+                                      f"parameter name '{switch}'.")
+
+
+# ------------------------------------------------------------------------------------------------ OUs, scopes, groups
+OU_TYPE = "Microsoft.Exchange.Data.Directory.Management.ExtendedOrganizationalUnit"
+
+
+@pytest.mark.parametrize("identity", ["OU=Rooms,DC=contoso,DC=com", "CONTOSO.COM/rooms", None])
+def test_an_organizational_unit_is_found_by_distinguished_or_canonical_name(identity):
+    rooms = (OU_TYPE, {"Name": "Rooms", "Identity": "contoso.com/Rooms", "DistinguishedName": "OU=Rooms,DC=contoso,DC=com"})
+    found = objects(seed_organisation(), "Get-OrganizationalUnit", {} if identity is None else {"Identity": identity})
+    if identity is not None:
+        assert found == [rooms]
+    else:
+        assert [properties["Identity"] for _, properties in found] == [
+            "contoso.com/Users", "contoso.com/Rooms", "hoster.local/Hosting", "hoster.local/Hosting/Fabrikam",
+            "hoster.local/Hosting/Tailspin"]
+        assert found[1] == rooms
+
+
+def test_an_organizational_unit_that_is_not_there_is_not_found():
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()),
+               "Get-OrganizationalUnit 'contoso.com/Nowhere'") == (0, [], [
+        f"The operation couldn't be performed because object 'contoso.com/Nowhere' couldn't be found on '{SERVER_DC}'."
+        "\n    At line:1 char:1"])
+
+
+@pytest.mark.parametrize("ou", ["OU=Fabrikam,OU=Hosting,DC=hoster,DC=local", "HOSTER.LOCAL/hosting/fabrikam"])
+def test_recipients_are_listed_by_the_organizational_unit_they_are_in(ou):
+    found = objects(seed_organisation(), "Get-Recipient", {"OrganizationalUnit": ou})
+    assert [properties["Name"] for _, properties in found] == [
+        "Anna (Fabrikam)", "Ben (Fabrikam)", "Clara (Fabrikam)", "Fabrikam Projector", "Fabrikam Room 1",
+        "Fabrikam Room 2", "Fabrikam Room 3", "Fabrikam Room Booking"]
+
+
+def test_an_exclusive_scope_is_stored_exclusive():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        $s = New-ManagementScope -Name 'VIP' -RecipientRestrictionFilter "Office -eq 'Berlin'" -Exclusive -Force
+        $a = New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com `
+            -ExclusiveRecipientWriteScope VIP
+        """)[2] == []
+    assert objects(organisation, "Get-ManagementScope", {"Identity": "VIP"}) == [(
+        "Microsoft.Exchange.Data.Directory.SystemConfiguration.ManagementScope",
+        {"Name": "VIP", "Identity": "VIP", "RecipientFilter": "(Office -eq 'Berlin')", "RecipientRoot": None,
+         "ScopeRestrictionType": "RecipientScope", "Exclusive": True})]
+    [(_, assignment)] = objects(organisation, "Get-ManagementRoleAssignment", {"RoleAssignee": "info@contoso.com"})
+    assert (assignment["CustomRecipientWriteScope"], assignment["ExclusiveRecipientWriteScope"]) == ("VIP", "VIP")
+
+
+def test_a_role_groups_description_is_cleared_with_an_empty_string():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        $g = New-RoleGroup -Name 'Bookers' -Description 'Room booking'
+        Set-RoleGroup -Identity 'Bookers' -Description ''
+        """)[2] == []
+    assert [p["Description"] for _, p in objects(organisation, "Get-RoleGroup", {"Identity": "Bookers"})] == [""]
+
+
+def test_an_organisation_wide_application_role_is_reported_in_scope_for_every_mailbox():
+    """Test-ServicePrincipalAuthorization, per role: an assignment without a resource scope reaches the whole
+    organisation (RBAC for Applications); "Not Run" without -Resource (cmdlet reference)."""
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $p = {APP_PRINCIPAL}
+        $a = New-ManagementRoleAssignment -Role 'Application Mail.Read' -App App
+        """)[2] == []
+    row = ("Microsoft.Exchange.Management.RbacTasks.ServicePrincipalAuthorization",
+           {"RoleName": "Application Mail.Read", "GrantedPermissions": "Mail.Read",
+            "AllowedResourceScope": "Organization", "ScopeType": "Organization", "InScope": True})
+    assert objects(organisation, "Test-ServicePrincipalAuthorization",
+                   {"Identity": APP, "Resource": "room-berlin-1@contoso.com"}) == [row]
+    assert objects(organisation, "Test-ServicePrincipalAuthorization", {"Identity": APP}) == [
+        (row[0], {**row[1], "InScope": "Not Run"})]
+
+
+def test_a_deny_entry_is_kept_apart_from_the_allow_entry_of_the_same_user():
+    """Add-MailboxPermission -Deny (a switch) adds a Deny ACE; the user's Allow ACE on the same mailbox stays its own
+    entry (cmdlet reference, -Deny)."""
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        $p = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com -Deny -AccessRights SendAs
+        $q = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com -AccessRights FullAccess
+        """)[2] == []
+    entry = {"Identity": "room-berlin-1@contoso.com", "User": "info@contoso.com", "IsInherited": False,
+             "InheritanceType": "All"}
+    assert [p for _, p in objects(organisation, "Get-MailboxPermission", {"Identity": "room-berlin-1@contoso.com",
+                                                                           "User": "info@contoso.com"})] == [
+        {**entry, "AccessRights": ["SendAs"], "Deny": True}, {**entry, "AccessRights": ["FullAccess"], "Deny": False}]

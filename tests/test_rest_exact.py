@@ -105,3 +105,81 @@ def test_an_assignee_the_copy_lacks_is_read_once_by_identity(exo):  # noqa: F811
                                "Get-ManagementRoleAssignment -RoleAssignee 'clara.costa@contoso.com'", read_only=True)
     assert result.exit_code == 0, result.stderr
     assert server.log.invocations == ["Get-ManagementRoleAssignment", "Get-Recipient"]
+
+
+APP = "6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11"
+
+
+def test_a_read_only_run_makes_its_changes_in_the_copy_only(exo):  # noqa: F811
+    """read_only sends no change: the script's changes are made in exkit's copy of the tenant (with the tenant's
+    roles), so its later reads see them; members read one call each are kept in the copy (a member added again is
+    refused as Exchange refuses it)."""
+    from toolkit.inventory import resolve_target
+    from toolkit.sandbox.seed import seed_organisation
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    result = target.run_script(textwrap.dedent(f"""\
+        $p = New-ServicePrincipal -AppId {APP} -ObjectId 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21 -DisplayName App
+        $a = New-ManagementRoleAssignment -Role 'Application Mail.Read' -App App
+        $a.Name
+        (Get-ManagementRoleAssignment -Role 'Application Mail.Read').RoleAssignee
+        (Get-RoleGroupMember -Identity 'Organization Management').PrimarySmtpAddress
+        Add-RoleGroupMember -Identity 'Organization Management' -Member admin@contoso.com
+        (Get-RoleGroup -Identity 'Organization Management').Name
+        """), read_only=True)
+    assert (result.exit_code, result.stdout, result.stderr, result.notices) == (
+        0, "Application Mail.Read-App\n0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21\nadmin@contoso.com\nOrganization Management\n",
+        'The recipient "admin@contoso.com" is already a member of the group "Organization Management".\n'
+        "    At line:6 char:1", [])
+    # the two collections the script names are read ahead, concurrently (either may come first); nothing is changed
+    assert sorted(server.log.invocations[:2]) == ["Get-ManagementRoleAssignment", "Get-RoleGroup"]
+    assert server.log.invocations[2:] == ["Get-RoleGroupMember"]
+    assert server.state_path.read_text() == seed_organisation("exchange-online").to_json()
+
+
+def test_a_custom_clouds_endpoints_are_used_as_written_less_trailing_slashes(tmp_path):
+    from toolkit.inventory import resolve_target
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(textwrap.dedent(f"""\
+        targets:
+          tenant: {{kind: exchange-online, tenant: {TENANT}, client_id: {CLIENT_ID}, certificate: app.pem,
+                   cloud: custom, login_endpoint: 'https://login.contoso.example/AUX/',
+                   exchange_endpoint: 'https://exchange.contoso.example/X//', graph_endpoint: 'https://graph.example/'}}
+        """))
+    assert resolve_target(inventory, "tenant", "exchange-online").target.where() == {
+        "endpoint": f"https://exchange.contoso.example/X/adminapi/beta/{TENANT}/InvokeCommand",
+        "login": f"https://login.contoso.example/AUX/{TENANT}", "transport": "rest"}
+
+
+def test_a_certificate_exkit_cannot_sign_in_with_is_refused_with_the_reason(tmp_path, pki):  # noqa: F811
+    """Entra's app-only client assertion is signed RS256: an EC key cannot sign it; a PFX without the key cannot
+    sign at all. Each is refused before any request, naming the target."""
+    import trustme
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import NoEncryption, load_pem_private_key, pkcs12
+
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.base import TargetError
+
+    _, app_cert, _ = pki
+    ec = trustme.CA().issue_cert("exkit-app", key_type=trustme.KeyType.ECDSA)
+    (tmp_path / "ec.pem").write_bytes(ec.private_key_pem.bytes() + ec.cert_chain_pems[0].bytes())
+    certificate = x509.load_pem_x509_certificate(app_cert.cert_chain_pems[0].bytes())
+    (tmp_path / "no-key.pfx").write_bytes(pkcs12.serialize_key_and_certificates(b"app", None, certificate, None,
+                                                                                NoEncryption()))
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(textwrap.dedent(f"""\
+        targets:
+          ec: {{kind: exchange-online, tenant: {TENANT}, client_id: {CLIENT_ID}, certificate: ec.pem}}
+          no-key: {{kind: exchange-online, tenant: {TENANT}, client_id: {CLIENT_ID}, certificate_pfx: no-key.pfx}}
+        """))
+    key_type = type(load_pem_private_key(ec.private_key_pem.bytes(), None)).__name__.removeprefix("_")  # ECPrivateKey
+    for name, message in (
+            ("ec", f"target 'ec': the certificate's key is {key_type}; Entra app-only sign-in needs an RSA key (the "
+                   "client assertion is signed RS256)"),
+            ("no-key", "target 'no-key': the certificate file holds no certificate and key")):
+        with pytest.raises(TargetError) as refused:
+            resolve_target(inventory, name, "exchange-online").target.connection()
+        assert str(refused.value) == message

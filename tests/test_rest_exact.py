@@ -183,3 +183,56 @@ def test_a_certificate_exkit_cannot_sign_in_with_is_refused_with_the_reason(tmp_
         with pytest.raises(TargetError) as refused:
             resolve_target(inventory, name, "exchange-online").target.connection()
         assert str(refused.value) == message
+
+
+def test_the_snapshot_sends_each_read_with_exchanges_parameter_names(cli, exo, write_playbook):  # noqa: F811
+    """read_snapshot's calls, each as the tenant received it (cmdlet and parameters, spelled as the cmdlet reference
+    spells them), and the assignment facts it makes of them: the user of an assignment is resolved for a User
+    assignee only (a security group's name is a recipient's name too, but no user)."""
+    from test_exchange_online import RBAC
+
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import render_snapshot
+    from toolkit.targets.sandbox import SandboxTarget
+
+    server, inventory = exo
+    assert cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--yes").exit_code == 0
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    model, _ = require_playbook(ROOMS, {})
+    del server.log.calls[:]
+    target.read_snapshot(render_snapshot(model), model)
+    principal, every = "0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21", {"ResultSize": "Unlimited"}
+    previews = [("Get-Recipient", {"RecipientPreviewFilter": "(RecipientTypeDetails -eq 'RoomMailbox')", **every}),
+                ("Get-Recipient", {"RecipientPreviewFilter": "RecipientTypeDetails -eq 'RoomMailbox'", **every})]
+    assert server.log.calls == [
+        ("Get-ManagementScope", {}), ("Get-Recipient", every), ("Get-ManagementRoleAssignment", {}),
+        ("Get-ServicePrincipal", {}), ("Get-ApplicationAccessPolicy", {}), *previews,
+        ("Get-Recipient", {"RecipientTypeDetails": ["UserMailbox"], **every}),
+        ("Test-ServicePrincipalAuthorization", {"Identity": principal, "Resource": "room-berlin-1@contoso.com"}),
+        ("Test-ServicePrincipalAuthorization", {"Identity": principal, "Resource": "admin@contoso.com"})]
+
+    assert SandboxTarget(server.state_path, platform="exchange-online").run_script(
+        "$g = New-ManagementRoleAssignment -Name 'Group viewer' -Role 'View-Only Recipients' "
+        "-SecurityGroup bookable-rooms@contoso.com\n"
+        "$u = New-ManagementRoleAssignment -Name 'Clara viewer' -Role 'View-Only Recipients' "
+        "-User clara.costa@contoso.com").exit_code == 0
+    model, _ = require_playbook(write_playbook(RBAC), {})
+    del server.log.calls[:]
+    facts = target.read_snapshot(render_snapshot(model), model)
+    assert server.log.calls == [
+        ("Get-ManagementScope", {}), ("Get-Recipient", every), ("Get-Recipient", every), ("Get-RoleGroup", {}),
+        *[("Get-RoleGroupMember", {"Identity": group, **every})
+          for group in ("Organization Management", "Recipient Management", "View-Only Organization Management")],
+        ("Get-ManagementRoleAssignment", {"Delegating": False}),
+        ("Get-ManagementRoleAssignment", {"Role": "Mail Recipients", "GetEffectiveUsers": True, "Delegating": False}),
+        ("Get-ManagementRoleAssignment", {"Role": "View-Only Recipients", "GetEffectiveUsers": True,
+                                          "Delegating": False}),
+        ("Get-ServicePrincipal", {}), ("Get-ApplicationAccessPolicy", {}), *previews]
+    unscoped = {"type": "assignment", "role": "View-Only Recipients", "scope": "", "ou_scope": "",
+                "resource_scope": "", "exclusive_scope": "", "enabled": "True"}
+    assert [f for f in facts if f["type"] == "assignment" and f["name"] in ("Group viewer", "Clara viewer")] == [
+        {**unscoped, "name": "Clara viewer", "assignee": "Clara Costa",
+         "assignee_id": "contoso.com/Users/Clara Costa", "assignee_type": "User", "user": "clara.costa@contoso.com"},
+        {**unscoped, "name": "Group viewer", "assignee": "Bookable Rooms",
+         "assignee_id": "contoso.com/Rooms/Bookable Rooms", "assignee_type": "SecurityGroup", "user": ""}]

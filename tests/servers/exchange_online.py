@@ -70,6 +70,7 @@ class Switches:
 class Log:
     token_requests: int = 0
     invocations: list[str] = field(default_factory=list)  # cmdlet names, one per HTTP call that ran a cmdlet
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # each of them: (cmdlet, its Parameters)
     throttled: int = 0
     failed: int = 0
     rejected_tokens: int = 0
@@ -202,6 +203,7 @@ class Tenant:
         cmdlet_input = body.get("CmdletInput") or {}
         name = str(cmdlet_input.get("CmdletName", ""))
         self.log.invocations.append(name)
+        self.log.calls.append((name, dict(cmdlet_input.get("Parameters") or {})))
         status, data = self._run(name, cmdlet_input.get("Parameters") or {})
         if status == 200 and self.switches.page_size:
             values, size = data["value"], self.switches.page_size

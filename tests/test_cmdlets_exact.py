@@ -498,7 +498,8 @@ OU_TYPE = "Microsoft.Exchange.Data.Directory.Management.ExtendedOrganizationalUn
 
 @pytest.mark.parametrize("identity", ["OU=Rooms,DC=contoso,DC=com", "CONTOSO.COM/rooms", None])
 def test_an_organizational_unit_is_found_by_distinguished_or_canonical_name(identity):
-    rooms = (OU_TYPE, {"Name": "Rooms", "Identity": "contoso.com/Rooms", "DistinguishedName": "OU=Rooms,DC=contoso,DC=com"})
+    rooms = (OU_TYPE, {"Name": "Rooms", "Identity": "contoso.com/Rooms",
+                       "DistinguishedName": "OU=Rooms,DC=contoso,DC=com"})
     found = objects(seed_organisation(), "Get-OrganizationalUnit", {} if identity is None else {"Identity": identity})
     if identity is not None:
         assert found == [rooms]

@@ -129,7 +129,8 @@ def test_a_read_only_run_makes_its_changes_in_the_copy_only(exo):  # noqa: F811
         (Get-RoleGroup -Identity 'Organization Management').Name
         """), read_only=True)
     assert (result.exit_code, result.stdout, result.stderr, result.notices) == (
-        0, "Application Mail.Read-App\n0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21\nadmin@contoso.com\nOrganization Management\n",
+        0, "Application Mail.Read-App\n0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21\nadmin@contoso.com\n"
+           "Organization Management\n",
         'The recipient "admin@contoso.com" is already a member of the group "Organization Management".\n'
         "    At line:6 char:1", [])
     # the two collections the script names are read ahead, concurrently (either may come first); nothing is changed
@@ -236,3 +237,32 @@ def test_the_snapshot_sends_each_read_with_exchanges_parameter_names(cli, exo, w
          "assignee_id": "contoso.com/Users/Clara Costa", "assignee_type": "User", "user": "clara.costa@contoso.com"},
         {**unscoped, "name": "Group viewer", "assignee": "Bookable Rooms",
          "assignee_id": "contoso.com/Rooms/Bookable Rooms", "assignee_type": "SecurityGroup", "user": ""}]
+
+
+def test_each_call_carries_the_invoke_command_headers(exo):  # noqa: F811
+    """The headers Exchange Online's InvokeCommand reads beside the body: the cmdlet's name, JSON answers in pages of
+    up to 1000 (OData's odata.maxpagesize preference), the app's anchor mailbox and the client's name."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    assert target.invoke("Get-ServicePrincipal") == []
+    [sent] = server.log.headers
+    assert {name: sent.get(name) for name in ("content-type", "x-cmdletname", "x-responseformat", "prefer",
+                                              "x-anchormailbox", "x-clientapplication")} == {
+        "content-type": "application/json", "x-cmdletname": "Get-ServicePrincipal", "x-responseformat": "json",
+        "prefer": "odata.maxpagesize=1000", "x-clientapplication": "exkit",
+        "x-anchormailbox": f"APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{TENANT}"}
+
+
+def test_a_tenant_at_its_concurrency_limit_is_retried_whatever_the_status(exo):  # noqa: F811
+    """Refused for concurrency with a status that is no throttling status: retried like throttling (backoff capped at
+    max_wait, 0.2 s here), and each retry reported."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    server.switches.busy_next = 2
+    assert target.invoke("Get-ServicePrincipal") == []
+    assert server.log.statuses == [400, 400, 200]
+    assert target.retries == ["Get-ServicePrincipal: HTTP 400, retried after 0.20 s"] * 2

@@ -56,6 +56,9 @@ class Switches:
     throttle_next: int = 0  # answer this many InvokeCommand calls with 429
     retry_after: str = "0.05"
     fail_next: int = 0  # answer this many InvokeCommand calls with 503
+    # answer this many InvokeCommand calls HTTP 400 saying the tenant is serving its maximum number of concurrent
+    # requests (a refusal by its text, not its status: the connector retries it as throttling)
+    busy_next: int = 0
     expire_tokens_after_calls: int = 0  # after this many successful calls, every issued token expires
     token_lifetime: int = 3600
     next_link_base: str = ""  # the base URL @odata.nextLink names (default: this server's)
@@ -71,6 +74,7 @@ class Log:
     token_requests: int = 0
     invocations: list[str] = field(default_factory=list)  # cmdlet names, one per HTTP call that ran a cmdlet
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # each of them: (cmdlet, its Parameters)
+    headers: list[dict[str, str]] = field(default_factory=list)  # each InvokeCommand request's, names lower-cased
     throttled: int = 0
     failed: int = 0
     rejected_tokens: int = 0
@@ -200,6 +204,10 @@ class Tenant:
             self.switches.fail_next -= 1
             self.log.failed += 1
             return 503, {"error": {"code": "ServiceUnavailable", "message": "Service Unavailable"}}, {}
+        if self.switches.busy_next > 0:
+            self.switches.busy_next -= 1
+            return 400, _error("The request was refused: the tenant is already serving the maximum number of "
+                               "concurrent requests.", "Microsoft.Exchange.Configuration.Tasks.ThrottlingException"), {}
         cmdlet_input = body.get("CmdletInput") or {}
         name = str(cmdlet_input.get("CmdletName", ""))
         self.log.invocations.append(name)
@@ -439,6 +447,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif invoke:
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             skip = int(parse_qs(parts.query).get("$skiptoken", ["0"])[0])
+            tenant.log.headers.append({k.lower(): v for k, v in self.headers.items()})  # field names ignore case
 
             def reply() -> None:
                 status, data, headers = tenant.invoke(token, json.loads(raw or b"{}"), skip)

@@ -154,6 +154,32 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "HTTP field names are case-insensitive (RFC 9110, 5.1)"),
     ("toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ_collection_read",
      "return command.run(bound, None)", _NO_PIPELINE),
+    ("toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ_change",
+     'return [PSObject(command.name.split("-", )[1], item) for item in answer]',
+     "every cmdlet name of the sandbox's table is Verb-Noun with one hyphen: split at every hyphen, the second part "
+     "is the same"),
+    ("toolkit.targets.exchange_online.x__assignment_row",
+     '"exclusive_scope": row.get("ExclusiveRecipientWriteScope") or "", "enabled": str(row.get("Enabled", ))}',
+     "every role assignment Get-ManagementRoleAssignment returns has Enabled (the loopback tenant's objects are the "
+     "sandbox's, which always set it): the default is never read"),
+    ("toolkit.targets.exchange_online.x__cmdlet_error",
+     'return CmdletFailed(cmdlet, parts[2].strip(), parts[1].rsplit(".", 1)[+1])',
+     "Exchange names the exception type with its namespace in every error detail ('Ex6F9304|Microsoft.Exchange."
+     "Configuration.Tasks.ManagementObjectNotFoundException|…', as the loopback tenant does): rsplit('.', 1) gives "
+     "two parts, and [+1] is [-1]"),
+    ("toolkit.targets.exchange_online.x__shared_connections",
+     "adapter = _ADAPTERS[pid] = requests.adapters.HTTPAdapter(pool_connections=9, pool_maxsize=64)",
+     "pool_connections is how many hosts' connection pools urllib3 keeps open before closing the least recently "
+     "used one (a later call to that host then opens a new connection): no call's result depends on it, and a "
+     "cloud has three hosts (login, Exchange, Graph); connection reuse is measured by benchmarks/online_tenants.py"),
+    ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_login_timeout",
+     'wait = self._login_wait or Wait(self._login_what(), "token_timeout")',
+     "unreachable: login_http is msal's only, and msal sends requests only inside _signing_in, which sets "
+     "_login_wait first: the fallback Wait is never built"),
+    ("toolkit.targets.exchange_online.xǁ_Sessionǁmerge_environment_settings",
+     "settings = super().merge_environment_settings(url, proxies, stream, None, cert)",
+     "no request through these sessions sets verify: requests' Session.request passes verify=None on, and msal, "
+     "given an http_client, passes none (it refuses one): the mutant passes the value that was passed"),
     ("toolkit.render.review.x__is_playbook", 'text = path.read_text(encoding=None)', _LOCALE),
     ("toolkit.render.review.x_check", "for name in targets if (inventory is not None) or True else [None]:",
      "without an inventory choose_targets ignores the names and gives the sandbox: each of the manifest's target "

@@ -266,3 +266,84 @@ def test_a_tenant_at_its_concurrency_limit_is_retried_whatever_the_status(exo): 
     assert target.invoke("Get-ServicePrincipal") == []
     assert server.log.statuses == [400, 400, 200]
     assert target.retries == ["Get-ServicePrincipal: HTTP 400, retried after 0.20 s"] * 2
+
+
+class _ConnectProxy:
+    """A forward proxy on loopback that tunnels HTTPS (CONNECT host:port, then bytes both ways), as a corporate
+    proxy does; it records each CONNECT request line."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.tunnels: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client) -> None:  # type: ignore[no-untyped-def]
+        import socket
+        import threading
+
+        def pump(source, sink) -> None:  # type: ignore[no-untyped-def]
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                try:
+                    sink.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        with client:
+            client.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            line = head.split(b"\r\n", 1)[0].decode()
+            self.tunnels.append(line)
+            host, port = line.split()[1].rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=10) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+                back.start()
+                pump(client, upstream)
+                back.join(10)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_the_tenant_is_reached_through_the_proxy_the_environment_names(exo, monkeypatch):  # noqa: F811
+    """HTTPS_PROXY (requests' environment proxies): the sign-in and the cmdlet calls go through the proxy's tunnel."""
+    from urllib.parse import urlsplit
+
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    proxy = _ConnectProxy()
+    try:
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        target = resolve_target(inventory, "cert", "exchange-online").target
+        assert target.invoke("Get-ServicePrincipal") == []
+        assert server.log.invocations == ["Get-ServicePrincipal"]
+        assert set(proxy.tunnels) == {f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"}  # urllib3 speaks 1.0 here
+    finally:
+        proxy.close()

@@ -158,6 +158,20 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'return [PSObject(command.name.split("-", )[1], item) for item in answer]',
      "every cmdlet name of the sandbox's table is Verb-Noun with one hyphen: split at every hyphen, the second part "
      "is the same"),
+    ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ_assignment_object",
+     'assignment.custom_recipient_write_scope or "XXXX").exclusive else None),',
+     "this second lookup runs only when the first found a scope, so the scope name is set: its `or` fallback is "
+     "never taken"),
+    *[("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post_once", line,
+       "ExchangeOnlineTarget.calls is read by nothing (toolkit, benchmarks, tests): the count it keeps shows nowhere")
+      for line in ("self.calls = 1", "self.calls += 2")],
+    ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ__init__", 'self._thumbprint = None',
+     "read only by connection(), after _credential() has set it from the certificate (a secret target returns "
+     "before reading it)"),
+    ("toolkit.targets.exchange_online.xǁ_Sessionǁrequest",
+     'if self.timeout is not None and kwargs.get("XXtimeoutXX") is None:',
+     "no request through a session with a timeout function carries its own timeout: that session is msal's, and "
+     "msal, given an http_client, passes none (it refuses a timeout then)"),
     ("toolkit.targets.exchange_online.x__assignment_row",
      '"exclusive_scope": row.get("ExclusiveRecipientWriteScope") or "", "enabled": str(row.get("Enabled", ))}',
      "every role assignment Get-ManagementRoleAssignment returns has Enabled (the loopback tenant's objects are the "

@@ -580,3 +580,104 @@ def test_a_deny_entry_is_kept_apart_from_the_allow_entry_of_the_same_user():
     assert [p for _, p in objects(organisation, "Get-MailboxPermission", {"Identity": "room-berlin-1@contoso.com",
                                                                            "User": "info@contoso.com"})] == [
         {**entry, "AccessRights": ["SendAs"], "Deny": True}, {**entry, "AccessRights": ["FullAccess"], "Deny": False}]
+
+
+def test_connect_exchange_online_takes_no_confirm_or_whatif():
+    """Connect-ExchangeOnline changes nothing in the organisation: its syntax (ExchangeOnlineManagement cmdlet
+    reference) has no -WhatIf / -Confirm."""
+    for switch in ("WhatIf", "Confirm"):
+        with pytest.raises(ScriptError) as refused:
+            online().run(f"Connect-ExchangeOnline -AccessToken eyJ0 -{switch}")
+        assert str(refused.value) == ("1:42: Connect-ExchangeOnline: A parameter cannot be found that matches parameter "
+                                      f"name '{switch}'.")
+
+
+@pytest.mark.parametrize("relative", ["None", "organization", "MyGAL", "Self", "MyDistributionGroups"])
+def test_a_relative_write_scope_replaces_the_custom_scope(relative):
+    """Set-ManagementRoleAssignment -RecipientRelativeWriteScope: "The available types are: None, Organization,
+    MyGAL, Self and MyDistributionGroups. If you specify a predefined scope, any custom scope or configured OU …
+    is overwritten" (cmdlet reference)."""
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        {ROOMS}
+        $a = New-ManagementRoleAssignment -Name 'Rooms A' -Role ApplicationImpersonation -User info@contoso.com `
+            -CustomRecipientWriteScope Rooms
+        Set-ManagementRoleAssignment -Identity 'Rooms A' -RecipientRelativeWriteScope {relative}
+        """)[2] == []
+    [(_, assignment)] = objects(organisation, "Get-ManagementRoleAssignment", {"Identity": "Rooms A"})
+    assert (assignment["CustomRecipientWriteScope"], assignment["RecipientOrganizationalUnitScope"]) == (None, None)
+
+
+def test_an_ou_scope_replaces_the_custom_scope():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        {ROOMS}
+        $a = New-ManagementRoleAssignment -Name 'Rooms A' -Role ApplicationImpersonation -User info@contoso.com `
+            -CustomRecipientWriteScope Rooms
+        Set-ManagementRoleAssignment -Identity 'Rooms A' -RecipientOrganizationalUnitScope 'contoso.com/Rooms'
+        """)[2] == []
+    [(_, assignment)] = objects(organisation, "Get-ManagementRoleAssignment", {"Identity": "Rooms A"})
+    assert (assignment["CustomRecipientWriteScope"], assignment["RecipientWriteScope"]) == (None, "OU")
+
+
+def test_a_deny_access_policy_is_stored_as_deny_access():
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               f"$q = New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId bookable-rooms@contoso.com "
+               "-AccessRight denyaccess")[2] == []
+    assert [p["AccessRight"] for _, p in objects(organisation, "Get-ApplicationAccessPolicy", {})] == ["DenyAccess"]
+
+
+def test_new_role_assignments_to_a_role_group_an_ou_and_delegating_have_exchanges_properties():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        $d = New-ManagementRoleAssignment -Name 'Delegate' -Role ApplicationImpersonation `
+            -SecurityGroup 'organization management' -Delegating
+        $o = New-ManagementRoleAssignment -Name 'Rooms OU' -Role ApplicationImpersonation -User info@contoso.com `
+            -RecipientOrganizationalUnitScope 'contoso.com/Rooms'
+        """)[2] == []
+    common = {"Role": "ApplicationImpersonation", **UNSET, "Enabled": True}
+    assert objects(organisation, "Get-ManagementRoleAssignment", {"Identity": "Delegate"}) == [(ROLE_ASSIGNMENT_TYPE, {
+        "Name": "Delegate", "Identity": "Delegate", **common, "RoleAssigneeName": "Organization Management",
+        "RoleAssignee": "Organization Management", "RoleAssigneeType": "RoleGroup",
+        "RecipientWriteScope": "Organization", "Delegating": True, "RoleAssignmentDelegationType": "DelegatingOrgWide"})]
+    [(_, ou_scoped)] = objects(organisation, "Get-ManagementRoleAssignment", {"Identity": "Rooms OU"})
+    assert (ou_scoped["RecipientWriteScope"], ou_scoped["Delegating"], ou_scoped["RoleAssigneeType"]) == (
+        "OU", False, "User")
+    assert [(p["Name"], p["EffectiveUserName"]) for _, p in objects(
+        organisation, "Get-ManagementRoleAssignment", {"Identity": "Rooms OU", "GetEffectiveUsers": True})] == [
+        ("Rooms OU", "Info")]
+
+
+# Required: True in each cmdlet reference's parameter list (in the parameter set exkit's templates use).
+MANDATORY = {
+    "New-ManagementScope": "Name RecipientRestrictionFilter", "Set-ManagementScope": "Identity",
+    "Remove-ManagementScope": "Identity", "New-RoleGroup": "Name", "Set-RoleGroup": "Identity",
+    "Remove-RoleGroup": "Identity", "Add-RoleGroupMember": "Identity Member",
+    "Remove-RoleGroupMember": "Identity Member", "Get-RoleGroupMember": "Identity",
+    "New-ManagementRoleAssignment": "Role", "Set-ManagementRoleAssignment": "Identity",
+    "Remove-ManagementRoleAssignment": "Identity", "Add-MailboxPermission": "Identity",
+    "Get-MailboxPermission": "Identity", "Remove-MailboxPermission": "Identity",
+    "New-PSSession": "ConfigurationName ConnectionUri", "Import-PSSession": "Session", "Remove-PSSession": "Session",
+    "New-ServicePrincipal": "AppId ObjectId", "Set-ServicePrincipal": "Identity", "Remove-ServicePrincipal": "Identity",
+    "New-ApplicationAccessPolicy": "AppId PolicyScopeGroupId AccessRight", "Set-ApplicationAccessPolicy": "Identity",
+    "Remove-ApplicationAccessPolicy": "Identity", "Test-ServicePrincipalAuthorization": "Identity",
+}
+
+
+def test_a_cmdlet_called_without_its_mandatory_parameters_names_each_of_them():
+    script = "".join(f"try {{ {cmdlet} }} catch {{ $_.Exception.Message }}\n" for cmdlet in MANDATORY)
+    assert run(online(), script) == (0, [
+        f"{cmdlet}: Cannot process command because of one or more missing mandatory parameters: {names}."
+        for cmdlet, names in MANDATORY.items()], [])
+
+
+def test_a_role_group_is_removed_with_its_role_assignments():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        $g = New-RoleGroup -Name 'Bookers' -Roles @('ApplicationImpersonation', 'View-Only Recipients')
+        Remove-RoleGroup -Identity 'bookers' -Confirm:$false
+        Get-RoleGroup -Identity 'Bookers'
+        @(Get-ManagementRoleAssignment -RoleAssignee 'Bookers').Count
+        """) == (0, ["0"], [f"The operation couldn't be performed because object 'Bookers' couldn't be found on "
+                            f"'{SERVER_DC}'.\n    At line:3 char:1"])

@@ -217,14 +217,16 @@ def test_the_snapshot_sends_each_read_with_exchanges_parameter_names(cli, exo, w
         "$g = New-ManagementRoleAssignment -Name 'Group viewer' -Role 'View-Only Recipients' "
         "-SecurityGroup bookable-rooms@contoso.com\n"
         "$u = New-ManagementRoleAssignment -Name 'Clara viewer' -Role 'View-Only Recipients' "
-        "-User clara.costa@contoso.com").exit_code == 0
+        "-User clara.costa@contoso.com\n$r = New-RoleGroup -Name 'Readers' -Roles 'View-Only Recipients' "
+        "-Members clara.costa@contoso.com").exit_code == 0
     model, _ = require_playbook(write_playbook(RBAC), {})
     del server.log.calls[:]
     facts = target.read_snapshot(render_snapshot(model), model)
     assert server.log.calls == [
         ("Get-ManagementScope", {}), ("Get-Recipient", every), ("Get-Recipient", every), ("Get-RoleGroup", {}),
         *[("Get-RoleGroupMember", {"Identity": group, **every})
-          for group in ("Organization Management", "Recipient Management", "View-Only Organization Management")],
+          for group in ("Organization Management", "Readers", "Recipient Management",
+                        "View-Only Organization Management")],
         ("Get-ManagementRoleAssignment", {"Delegating": False}),
         ("Get-ManagementRoleAssignment", {"Role": "Mail Recipients", "GetEffectiveUsers": True, "Delegating": False}),
         ("Get-ManagementRoleAssignment", {"Role": "View-Only Recipients", "GetEffectiveUsers": True,
@@ -237,6 +239,12 @@ def test_the_snapshot_sends_each_read_with_exchanges_parameter_names(cli, exo, w
          "assignee_id": "contoso.com/Users/Clara Costa", "assignee_type": "User", "user": "clara.costa@contoso.com"},
         {**unscoped, "name": "Group viewer", "assignee": "Bookable Rooms",
          "assignee_id": "contoso.com/Rooms/Bookable Rooms", "assignee_type": "SecurityGroup", "user": ""}]
+    clara = {"type": "effective", "role": "View-Only Recipients", "user_name": "Clara Costa",
+             "user": "clara.costa@contoso.com"}
+    assert [f for f in facts if f["type"] == "group" and f["name"] == "Readers"] + [
+        f for f in facts if f["type"] == "effective" and f["user"] == "clara.costa@contoso.com"] == [
+        {"type": "group", "name": "Readers", "description": "", "members": ["clara.costa@contoso.com"]},
+        {**clara, "assignment": "Clara viewer"}, {**clara, "assignment": "View-Only Recipients-Readers"}]
 
 
 def test_each_call_carries_the_invoke_command_headers(exo):  # noqa: F811
@@ -347,3 +355,68 @@ def test_the_tenant_is_reached_through_the_proxy_the_environment_names(exo, monk
         assert set(proxy.tunnels) == {f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"}  # urllib3 speaks 1.0 here
     finally:
         proxy.close()
+
+
+def test_an_assignee_that_is_nowhere_is_looked_up_once_by_its_identity(exo):  # noqa: F811
+    """-RoleAssignee naming no recipient: the tenant is asked once (Get-Recipient -Identity), not again for the
+    script's second call; the answer (not found) is Exchange's, and the assignments match nobody."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    script = "@(Get-ManagementRoleAssignment -RoleAssignee 'nobody@contoso.com').Count\n"
+    result = target.run_script(script * 2, read_only=True)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "0\n0\n", "")
+    assert server.log.calls == [("Get-ManagementRoleAssignment", {}),
+                                ("Get-Recipient", {"Identity": "nobody@contoso.com"})]
+
+
+def test_a_cmdlet_the_tenant_refuses_is_the_scripts_error_record_whole(exo):  # noqa: F811
+    """Exchange's message, category and reason (its exception type) reach the script's error record; a change the
+    copy alone refuses (read-only) is worded with the tenant in place of a domain controller."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    scope = "New-ManagementScope -Name 'Rooms' -RecipientRestrictionFilter \"Office -eq 'Berlin'\" -ErrorAction Stop"
+    caught = f"try {{ {scope} }} catch {{ $_.Exception.Message; $_.CategoryInfo.Category; $_.CategoryInfo.Reason }}\n"
+    assert target.run_script(f"$s = {scope}\n").exit_code == 0
+    result = target.run_script(caught)
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, "The management scope 'Rooms' already exists.\nNotSpecified\nADObjectAlreadyExistsException\n", "")
+    result = target.run_script("Remove-ManagementScope -Identity 'No such scope' -Confirm:$false", read_only=True)
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, "", "The operation couldn't be performed because object 'No such scope' couldn't be found on "
+               "'(the tenant)'.\n    At line:1 char:1")
+
+
+def test_a_retried_call_is_noted_once_and_a_short_list_has_no_ellipsis(exo):  # noqa: F811
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    server.switches.throttle_next, server.switches.retry_after = 1, "0.01"
+    result = resolve_target(inventory, "cert", "exchange-online").target.run_script("@(Get-ServicePrincipal).Count")
+    assert (result.exit_code, result.stdout, result.notices) == (
+        0, "0\n", ["1 call(s) were retried after throttling or transient errors: Get-ServicePrincipal: HTTP 429, "
+                   "retried after 0.01 s"])
+
+
+def test_a_pem_file_named_as_a_pfx_is_refused_even_after_it_was_read_as_pem(tmp_path, pki):  # noqa: F811
+    """Certificates are parsed once per file and kind: the same bytes given as a PFX are parsed as a PFX (and
+    refused), not handed the PEM parse."""
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.base import TargetError
+
+    _, app_cert, _ = pki
+    (tmp_path / "app.pem").write_bytes(app_cert.private_key_pem.bytes() + app_cert.cert_chain_pems[0].bytes())
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(textwrap.dedent(f"""\
+        targets:
+          pem: {{kind: exchange-online, tenant: {TENANT}, client_id: {CLIENT_ID}, certificate: app.pem}}
+          pfx: {{kind: exchange-online, tenant: {TENANT}, client_id: {CLIENT_ID}, certificate_pfx: app.pem}}
+        """))
+    assert resolve_target(inventory, "pem", "exchange-online").target.connection().certificate_thumbprint
+    with pytest.raises(TargetError) as refused:
+        resolve_target(inventory, "pfx", "exchange-online").target.connection()
+    assert str(refused.value) == ("target 'pfx': the certificate file cannot be read (a PEM file needs the certificate "
+                                  "and an unencrypted private key; a PFX needs its password)")

@@ -634,7 +634,8 @@ class ExchangeCmdlets:
             assignment.custom_recipient_write_scope = None
         relative = bound.get("RecipientRelativeWriteScope")
         if relative is not None:
-            if relative.lower() not in ("organization", "self", "none", "myga", "mydistributiongroups"):
+            # "The available types are: None, Organization, MyGAL, Self and MyDistributionGroups" (cmdlet reference)
+            if relative.lower() not in ("organization", "self", "none", "mygal", "mydistributiongroups"):
                 raise CmdletError(f"Cannot bind parameter 'RecipientRelativeWriteScope'. Cannot convert value "
                                   f"\"{relative}\" to type \"RecipientWriteScopeType\".", "InvalidArgument")
             assignment.custom_recipient_write_scope = None

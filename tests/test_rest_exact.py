@@ -420,3 +420,50 @@ def test_a_pem_file_named_as_a_pfx_is_refused_even_after_it_was_read_as_pem(tmp_
         resolve_target(inventory, "pfx", "exchange-online").target.connection()
     assert str(refused.value) == ("target 'pfx': the certificate file cannot be read (a PEM file needs the certificate "
                                   "and an unencrypted private key; a PFX needs its password)")
+
+
+def test_the_snapshot_reads_explicit_permissions_only(exo, write_playbook):  # noqa: F811
+    """Delegates' facts: each mailbox's explicit Allow entries; entries inherited from above the mailbox, Deny entries
+    and the mailbox's own SELF entry are no delegation."""
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import render_snapshot
+    from toolkit.sandbox import org as store
+    from toolkit.sandbox.model import MailboxPermission
+    from toolkit.targets.sandbox import SandboxTarget
+
+    server, inventory = exo
+    assert SandboxTarget(server.state_path, platform="exchange-online").run_script(
+        "$a = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User ben.becker@contoso.com "
+        "-AccessRights @('FullAccess', 'ReadPermission') -AutoMapping $false\n"
+        "$d = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User anna.adler@contoso.com "
+        "-AccessRights SendAs -Deny").exit_code == 0
+    organisation = store.load(server.state_path, "exchange-online")
+    organisation.mailbox_permissions.append(MailboxPermission(
+        identity="room-berlin-1@contoso.com", user="clara.costa@contoso.com", access_rights=["FullAccess"],
+        is_inherited=True))
+    store.save(server.state_path, organisation)
+    model, _ = require_playbook(write_playbook("""\
+        exkit: 1
+        name: online-delegates
+        platform: exchange-online
+        delegates:
+          - user: ben.becker@contoso.com
+            mailboxes: [room-berlin-1@contoso.com]
+        """), {})
+    facts = resolve_target(inventory, "cert", "exchange-online").target.read_snapshot(render_snapshot(model), model)
+    assert [f for f in facts if f["type"] == "permission"] == [
+        {"type": "permission", "mailbox": "room-berlin-1@contoso.com", "user_name": "ben.becker@contoso.com",
+         "user": "ben.becker@contoso.com", "rights": "FullAccess ReadPermission"}]
+
+
+def test_a_request_closed_without_an_answer_is_retried_and_noted(exo):  # noqa: F811
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    server.switches.close_next = 1
+    assert target.invoke("Get-ServicePrincipal") == []
+    assert (server.log.invocations, target.retries) == (["Get-ServicePrincipal"], [
+        "Get-ServicePrincipal: no complete answer (Remote end closed connection without response), retried after "
+        "0.20 s"])

@@ -59,6 +59,7 @@ class Switches:
     # answer this many InvokeCommand calls HTTP 400 saying the tenant is serving its maximum number of concurrent
     # requests (a refusal by its text, not its status: the connector retries it as throttling)
     busy_next: int = 0
+    close_next: int = 0  # read this many InvokeCommand requests and close the connection without a byte of answer
     expire_tokens_after_calls: int = 0  # after this many successful calls, every issued token expires
     token_lifetime: int = 3600
     next_link_base: str = ""  # the base URL @odata.nextLink names (default: this server's)
@@ -448,6 +449,10 @@ class _Handler(BaseHTTPRequestHandler):
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             skip = int(parse_qs(parts.query).get("$skiptoken", ["0"])[0])
             tenant.log.headers.append({k.lower(): v for k, v in self.headers.items()})  # field names ignore case
+            if tenant.switches.close_next > 0:  # a front end dropping the request (Python's RemoteDisconnected)
+                tenant.switches.close_next -= 1
+                self.close_connection = True
+                return
 
             def reply() -> None:
                 status, data, headers = tenant.invoke(token, json.loads(raw or b"{}"), skip)

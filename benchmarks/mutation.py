@@ -172,6 +172,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'if self.timeout is not None and kwargs.get("XXtimeoutXX") is None:',
      "no request through a session with a timeout function carries its own timeout: that session is msal's, and "
      "msal, given an http_client, passes none (it refuses a timeout then)"),
+    ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁnew_session",
+     'if (bound.get("Authentication") or "DEFAULT").lower() not in ("kerberos", "credssp", "default", "negotiate"):',
+     "the default is lower-cased before it is compared: 'DEFAULT' is 'default'"),
+    ("toolkit.targets.exchange_online.x__parsed_certificate",
+     'digest = hashlib.sha256(data + b"\\0" + (password or "").encode() + (b"XXpfxXX" if pfx else b"pem")).hexdigest()',
+     "the suffix only keeps a file's PEM and PFX parses apart in the cache: any suffix other than the PEM one does"),
     ("toolkit.targets.exchange_online.x__assignment_row",
      '"exclusive_scope": row.get("ExclusiveRecipientWriteScope") or "", "enabled": str(row.get("Enabled", ))}',
      "every role assignment Get-ManagementRoleAssignment returns has Enabled (the loopback tenant's objects are the "

@@ -681,3 +681,49 @@ def test_a_role_group_is_removed_with_its_role_assignments():
         @(Get-ManagementRoleAssignment -RoleAssignee 'Bookers').Count
         """) == (0, ["0"], [f"The operation couldn't be performed because object 'Bookers' couldn't be found on "
                             f"'{SERVER_DC}'.\n    At line:3 char:1"])
+
+
+def test_users_and_groups_are_listed_apart():
+    """Get-User lists user accounts (mail-enabled or not), Get-Group groups (cmdlet reference)."""
+    commands = ExchangeCmdlets(seed_organisation("exchange-online")).commands()
+    groups = [o.properties["Name"] for o in commands["Get-Group"].run({}, [])]
+    users = [o.properties["Name"] for o in commands["Get-User"].run({}, [])]
+    assert groups == ["Room Admins", "Berlin Rooms", "Bookable Rooms"]
+    assert (len(users), users[:3], set(users) & set(groups)) == (
+        42, ["Room Sync Operator", "Exchange Admin", "Anna Adler"], set())
+
+
+def test_a_service_principals_display_name_is_changed():
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               f"$p = {APP_PRINCIPAL}\nSet-ServicePrincipal -Identity {APP} -DisplayName 'Room booking'")[2] == []
+    assert [p["DisplayName"] for _, p in objects(organisation, "Get-ServicePrincipal", {})] == ["Room booking"]
+
+
+def test_a_role_groups_managers_are_a_list_even_of_one():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               "$g = New-RoleGroup -Name 'Bookers' -ManagedBy admin@contoso.com")[2] == []
+    assert [p["ManagedBy"] for _, p in objects(organisation, "Get-RoleGroup", {"Identity": "Bookers"})] == [
+        ["admin@contoso.com"]]
+
+
+def test_a_security_groups_assignments_are_found_by_the_groups_address():
+    """-RoleAssignee takes any identity of the assignee: a mail-enabled security group's address finds the
+    assignments made to it by name."""
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               "$a = New-ManagementRoleAssignment -Name 'Group viewer' -Role 'View-Only Recipients' "
+               "-SecurityGroup bookable-rooms@contoso.com")[2] == []
+    assert [p["Name"] for _, p in objects(organisation, "Get-ManagementRoleAssignment",
+                                          {"RoleAssignee": "bookable-rooms@contoso.com"})] == ["Group viewer"]
+
+
+def test_a_management_role_is_assigned_to_a_service_principal_only_if_it_is_an_application_role():
+    interpreter = online()
+    assert run(interpreter, f"""\
+        $p = {APP_PRINCIPAL}
+        try {{ New-ManagementRoleAssignment -Role 'View-Only Recipients' -App App -ErrorAction Stop }} catch {{
+            $_.CategoryInfo.Category; $_.Exception.Message }}
+        """) == (0, ["InvalidArgument", "The role 'View-Only Recipients' can't be assigned to a service principal: only "
+                     "'Application …' roles can."], [])

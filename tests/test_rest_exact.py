@@ -239,6 +239,10 @@ def test_the_snapshot_sends_each_read_with_exchanges_parameter_names(cli, exo, w
          "assignee_id": "contoso.com/Users/Clara Costa", "assignee_type": "User", "user": "clara.costa@contoso.com"},
         {**unscoped, "name": "Group viewer", "assignee": "Bookable Rooms",
          "assignee_id": "contoso.com/Rooms/Bookable Rooms", "assignee_type": "SecurityGroup", "user": ""}]
+    assert [f for f in facts if f["type"] == "group" and f["name"] == "Organization Management"] == [
+        {"type": "group", "name": "Organization Management", "members": ["admin@contoso.com"],
+         "description": "Members of this management role group have permissions to manage Exchange objects and their "
+                        "properties in the Exchange organization."}]
     clara = {"type": "effective", "role": "View-Only Recipients", "user_name": "Clara Costa",
              "user": "clara.costa@contoso.com"}
     assert [f for f in facts if f["type"] == "group" and f["name"] == "Readers"] + [
@@ -467,3 +471,33 @@ def test_a_request_closed_without_an_answer_is_retried_and_noted(exo):  # noqa: 
     assert (server.log.invocations, target.retries) == (["Get-ServicePrincipal"], [
         "Get-ServicePrincipal: no complete answer (Remote end closed connection without response), retried after "
         "0.20 s"])
+
+
+def test_a_read_outside_the_collections_goes_to_the_tenant_and_a_known_app_is_not_looked_up(exo):  # noqa: F811
+    """A read-only run sends every read (Get-OrganizationalUnit has no collection form and changes nothing); an app id
+    the copy knows as a service principal needs no Get-Recipient to match -RoleAssignee."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    assert target.run_script(f"$p = New-ServicePrincipal -AppId {APP} -ObjectId 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21 "
+                             "-DisplayName App").exit_code == 0
+    del server.log.calls[:]
+    result = target.run_script(f"Get-OrganizationalUnit\n$p = @(Get-ServicePrincipal)\n"
+                               f"@(Get-ManagementRoleAssignment -RoleAssignee '{APP}').Count", read_only=True)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "0\n", "")
+    assert sorted(name for name, _ in server.log.calls) == [
+        "Get-ManagementRoleAssignment", "Get-OrganizationalUnit", "Get-ServicePrincipal"]
+
+
+def test_the_ca_bundle_the_environment_names_is_trusted_without_ca_trust_path(exo, monkeypatch):  # noqa: F811
+    """REQUESTS_CA_BUNDLE (requests' environment setting) is honoured when the target names no ca_trust_path."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    text = inventory.read_text()
+    assert "ca_trust_path: ca.pem, " in text
+    inventory.write_text(text.replace("ca_trust_path: ca.pem, ", ""))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(inventory.parent / "ca.pem"))
+    assert resolve_target(inventory, "cert", "exchange-online").target.invoke("Get-ServicePrincipal") == []
+    assert server.log.invocations == ["Get-ServicePrincipal"]

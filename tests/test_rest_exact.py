@@ -501,3 +501,15 @@ def test_the_ca_bundle_the_environment_names_is_trusted_without_ca_trust_path(ex
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(inventory.parent / "ca.pem"))
     assert resolve_target(inventory, "cert", "exchange-online").target.invoke("Get-ServicePrincipal") == []
     assert server.log.invocations == ["Get-ServicePrincipal"]
+
+
+def test_the_snapshot_tests_no_authorization_of_an_app_the_tenant_has_no_principal_for(exo):  # noqa: F811
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import render_snapshot
+
+    server, inventory = exo
+    model, _ = require_playbook(ROOMS, {})
+    facts = resolve_target(inventory, "cert", "exchange-online").target.read_snapshot(render_snapshot(model), model)
+    assert [f for f in facts if f["type"] in ("principal", "authorization")] == []
+    assert "Test-ServicePrincipalAuthorization" not in server.log.invocations

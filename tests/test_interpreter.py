@@ -240,3 +240,35 @@ def test_a_construct_outside_the_subset_is_refused_even_in_a_script_shaped_like_
         exchange.run("# tenant c\n$name = 'c'\nif ($name -band 'x') { $count = 1 }\n")
     with pytest.raises(ScriptError, match="unsupported PowerShell construct"):
         exchange.run("# tenant d\n$name = \"$(Get-Date)\"\nif ($name -eq 'x') { $count = 1 }\n")
+
+
+def test_the_shape_kept_longest_is_the_one_used_least_recently():
+    """A fleet's few script shapes are used again and again among one-off scripts: a shape used again is kept while
+    older ones make way (least recently used, not first in)."""
+    from toolkit.sandbox import interpreter
+
+    def shape_of(text):
+        return interpreter._shape(interpreter.parse(text), text.encode())[0]
+
+    def check(text):
+        interpreter._analyse.__wrapped__(text)  # the check itself, past the cache by text
+
+    with interpreter._SHAPES_LOCK:
+        kept = dict(interpreter._SHAPES_INSIDE)
+        interpreter._SHAPES_INSIDE.clear()
+    try:
+        fleet, first_one_off = "$a = 'x'\n", "$v0 = 'y'\n"
+        check(fleet)
+        check(first_one_off)
+        for index in range(1, interpreter._SHAPES_KEPT - 1):
+            check(f"$v{index} = 'y'\n")
+        check(fleet.replace("x", "another tenant"))  # the fleet's shape, used again: now the newest
+        check("$w = 'z'\n")  # one more: the least recently used goes
+        with interpreter._SHAPES_LOCK:
+            assert shape_of(fleet) in interpreter._SHAPES_INSIDE
+            assert shape_of(first_one_off) not in interpreter._SHAPES_INSIDE
+            assert len(interpreter._SHAPES_INSIDE) == interpreter._SHAPES_KEPT
+    finally:
+        with interpreter._SHAPES_LOCK:
+            interpreter._SHAPES_INSIDE.clear()
+            interpreter._SHAPES_INSIDE.update(kept)

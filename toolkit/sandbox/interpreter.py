@@ -150,7 +150,7 @@ def _kind_actions() -> tuple[int, ...]:
 # comments hold: a script's *shape* — its text with those taken out, where the grammar found them — that was walked
 # and found inside the subset is not walked again (each tenant's script would otherwise be walked node by node in
 # Python, on both ends).
-_SHAPES_INSIDE: dict[bytes, None] = {}  # insertion-ordered: the oldest is dropped first
+_SHAPES_INSIDE: dict[bytes, None] = {}  # ordered by last use: the least recently used is dropped first
 _SHAPES_LOCK = threading.Lock()
 _SHAPES_KEPT = 256
 
@@ -184,6 +184,8 @@ def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
     shape, shape_commands = _shape(tree, text.encode("utf-8"))
     with _SHAPES_LOCK:
         if shape in _SHAPES_INSIDE:
+            del _SHAPES_INSIDE[shape]
+            _SHAPES_INSIDE[shape] = None  # used again: the newest now (the least recently used is dropped first)
             return tree, (), tuple(shape_commands)
     actions = _kind_actions()
     found: list[str] = []

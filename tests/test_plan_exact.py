@@ -266,3 +266,24 @@ def test_a_resource_the_script_gave_no_result_for_is_unplanned_because_it_stoppe
     changes = make_plan(resources, outcome).as_dict()["changes"]
     assert [(c["action"], c.get("error")) for c in changes][1] == (
         "error", "not planned: the script stopped before this resource")
+
+
+def test_a_script_that_stops_after_errors_it_wrote_keeps_each_on_its_lines():
+    outcome = what_if("Get-ManagementScope -Identity 'no such scope'\nthrow 'the tenant went away'", seed_organisation())
+    assert outcome.error == ("The operation couldn't be performed because object 'no such scope' couldn't be found on "
+                             "'DC01.contoso.com'.\n    At line:1 char:1\nthe tenant went away\n    At line:2 char:1\n"
+                             "    + CategoryInfo: OperationStopped")
+
+
+def test_a_resource_whose_block_stopped_halfway_shows_the_calls_it_made():
+    script = ("$exkitkind = 'ManagementScope'; $exkitname = 'Room mailboxes'\n"
+              "New-ManagementScope -Name 'Room mailboxes' -RecipientRestrictionFilter \"RecipientTypeDetails -eq "
+              "'RoomMailbox'\"\nthrow 'the tenant went away'")
+    changes = make_plan(classic_script().resources, what_if(script, seed_organisation())).as_dict()["changes"]
+    assert changes == [
+        {"kind": "ManagementScope", "name": "Room mailboxes", "action": "error", "fields": [],
+         "calls": ["New-ManagementScope -Name 'Room mailboxes' -RecipientRestrictionFilter 'RecipientTypeDetails -eq "
+                   "''RoomMailbox'''"], "error": "not planned: the tenant went away"},
+        {"kind": "RoleGroup", "name": "Room booking service accounts", "action": "error", "fields": [], "calls": [],
+         "error": "not planned: the tenant went away"},
+    ]

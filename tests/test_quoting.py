@@ -177,3 +177,12 @@ def test_the_strategy_really_produces_unicode_quotes():
     assert all(any(q in text for q in SINGLE_QUOTES) for text in seen)
     for quote in UNICODE_QUOTES:  # each of the four, not one of them again and again
         assert sum(quote in text for text in seen) >= 20, quote
+
+
+def test_a_lone_surrogate_is_refused_at_its_position():
+    # YAML's "\ud83d": half of a UTF-16 pair, no character (it cannot even be encoded)
+    assert find_unsafe_character("Räume \ud83d") == (6, "U+D83D (a lone surrogate, not a character)")
+    with pytest.raises(UnsafeValueError) as refused:
+        quote_string("a\udc00")
+    assert str(refused.value) == ("control character U+DC00 (a lone surrogate, not a character) at position 2 cannot "
+                                  "be used in a value")

@@ -262,6 +262,11 @@ def _copy_repo(into: Path, groups: list[str]) -> None:
             shutil.copy2(source, into / name)
     pyproject = into / "pyproject.toml"
     pyproject.write_text(pyproject.read_text(encoding="utf-8") + _config(groups), encoding="utf-8")
+    # A git work tree with one commit, like the clean clone CI tests (a run record names its playbook's commit).
+    env = {**os.environ, "GIT_AUTHOR_NAME": "exkit", "GIT_AUTHOR_EMAIL": "exkit@example.com",
+           "GIT_COMMITTER_NAME": "exkit", "GIT_COMMITTER_EMAIL": "exkit@example.com"}
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "mutation testing copy"]):
+        subprocess.run(["git", *command], cwd=into, env=env, check=True, capture_output=True, timeout=120)
 
 
 def _mutmut(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:

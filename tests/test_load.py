@@ -326,3 +326,34 @@ def test_load_playbook_passes_the_target_and_placeholders_on(write_playbook):
         assert load_playbook(path, diagnostics, **options) is not None
         found = [d.message for d in diagnostics.items if d.code == "missing-required-variable"]
         assert found[:1] == ([message] if message else [])
+
+
+def test_a_key_merged_in_stands_where_the_anchored_mapping_has_it():
+    diagnostics = Diagnostics()
+    text = "exkit: 1\nscopes:\n  - &rooms\n    name: Rooms\n    rooms: true\n  - <<: *rooms\n    name: Rooms again\n"
+    document = parse_yaml(text, "p.yaml", diagnostics)
+    assert document is not None and diagnostics.items == []
+    assert document.data["scopes"][1] == {"name": "Rooms again", "rooms": True}
+    positions = document.positions
+    assert (positions.of_key(("scopes", 1, "rooms")), positions.of_value(("scopes", 1, "rooms"))) == \
+        (Position(5, 5), Position(5, 12))
+    assert positions.of_key(("scopes", 1, "name")) == Position(7, 5)
+
+
+def test_each_yaml_bound_is_a_yaml_limit_error_at_its_place(tmp_path):
+    from toolkit.playbook.bounded_yaml import limit_hint
+
+    too_large = "the file is 8.0 MiB, over the limit of 8 MiB"
+    big = "# " + "x" * (8 * 1024 * 1024) + "\n"
+    # text already in memory (a playbook read from git): its UTF-8 length
+    assert parse_errors(big) == [(1, 1, "yaml-limit", too_large, limit_hint())]
+    # a file: refused before it is read
+    path = tmp_path / "big.yaml"
+    path.write_text(big)
+    diagnostics = Diagnostics()
+    assert load_playbook(path, diagnostics) is None
+    assert [(d.file, d.position, d.code, d.message, d.hint) for d in diagnostics.items] == [
+        (str(path), Position(1, 1), "yaml-limit", too_large, limit_hint())]
+    # nesting: the bracket that passes the bound
+    assert parse_errors("exkit: 1\nlist: " + "[" * 70 + "]" * 70 + "\n") == [
+        (2, 71, "yaml-limit", "the document nests deeper than 64 levels", limit_hint())]

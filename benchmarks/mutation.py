@@ -11,7 +11,8 @@ exercise it (``MODULES`` below).
 
     python benchmarks/mutation.py                       # every core module group (tens of minutes)
     python benchmarks/mutation.py quoting throttle      # some groups
-    python benchmarks/mutation.py --sample 40 quoting   # 40 mutants drawn with a fixed seed (CI runs this)
+    python benchmarks/mutation.py --sample 40 quoting   # 40 mutants drawn with a fixed seed
+    python benchmarks/mutation.py --sample 40           # 40 of each group: one figure over the whole core
     python benchmarks/mutation.py --list                # the groups, their modules and their tests
     python benchmarks/mutation.py --report /tmp/exkit-mutation-…  # a kept copy (--keep) reported again
 
@@ -23,6 +24,12 @@ shown in the report, never hidden.
 
 Last line: ``mutants=N killed=K survived=S timeout=T score=…`` over the non-equivalent mutants, with
 score = (killed + timeout) / mutants (a mutant that makes the tests hang is caught: mutmut stops it).
+
+``--sample N`` draws N mutants of each group named (a stratified sample: one group draws exactly what it draws
+alone), and runs them in one mutmut run whose tests are all the groups' (a mutant meets every one of them that
+reaches its function). With several groups the report adds each group's own line and the score over all their
+mutants estimated from the sample, each group's score weighted by its number of mutants; the last line counts the
+sample as drawn (each group equally).
 """
 
 from __future__ import annotations
@@ -291,11 +298,23 @@ def _globs(groups: list[str]) -> list[str]:
     """mutmut name globs selecting the mutated functions, or [] when every group mutates whole modules."""
     if all(MODULES[g][2] is None for g in groups):
         return []
-    globs: list[str] = []
+    return [glob for group in groups for glob in _group_globs(group)]
+
+
+def _group_globs(group: str) -> list[str]:
+    modules, _, functions = MODULES[group]
+    return functions or [m.removesuffix(".py").replace("/", ".") + ".*" for m in modules]
+
+
+def _stratified(everything: list[str], groups: list[str], sample: int, seed: int) -> dict[str, tuple[int, list[str]]]:
+    """group → (its number of mutants, ``sample`` of them drawn with ``seed``). One group draws exactly what
+    ``--sample N GROUP`` alone draws; a mutant two groups mutate (the Exchange Online retry code: retries and rest)
+    may be drawn by both."""
+    strata = {}
     for group in groups:
-        modules, _, functions = MODULES[group]
-        globs += functions or [m.removesuffix(".py").replace("/", ".") + ".*" for m in modules]
-    return globs
+        pool = [n for n in everything if any(fnmatch(n, g) for g in _group_globs(group))]
+        strata[group] = (len(pool), sorted(random.Random(seed).sample(pool, min(sample, len(pool)))))
+    return strata
 
 
 def _all_mutant_names(workdir: Path) -> list[str]:
@@ -309,6 +328,7 @@ def run(groups: list[str], sample: int | None, seed: int, children: int, timeout
     try:
         _copy_repo(workdir, groups)
         names: list[str] = []
+        strata: dict[str, tuple[int, list[str]]] = {}
         globs = _globs(groups)
         if sample is not None or globs:
             # Generate the mutants and the test statistics, then test the selected ones (a seeded sample).
@@ -320,7 +340,8 @@ def run(groups: list[str], sample: int | None, seed: int, children: int, timeout
                 return 2
             names = everything
             if sample is not None:
-                names = sorted(random.Random(seed).sample(everything, min(sample, len(everything))))
+                strata = _stratified(everything, groups, sample, seed)
+                names = sorted({n for _, drawn in strata.values() for n in drawn})
         result = _mutmut(["run", "--max-children", str(children), *names], workdir, timeout)
         statuses = _results(workdir)
         if names:
@@ -329,7 +350,7 @@ def run(groups: list[str], sample: int | None, seed: int, children: int, timeout
             print(result.stdout[-5000:], result.stderr[-5000:], file=sys.stderr)
             print("mutmut ran no mutant", file=sys.stderr)
             return 2
-        return _report(groups, statuses, time.monotonic() - started, workdir)
+        return _report(groups, statuses, time.monotonic() - started, workdir, strata)
     finally:
         if keep:
             print(f"kept the working copy: {workdir}  (cd there; python -m mutmut show NAME)", file=sys.stderr)
@@ -368,7 +389,8 @@ def _single_edits(line: str, text: str, replacements: tuple[str, ...]) -> set[st
     return {line[:i] + new + line[i + len(text):] for i in starts for new in replacements}
 
 
-def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir: Path) -> int:
+def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir: Path,
+            strata: dict[str, tuple[int, list[str]]] | None = None) -> int:
     reasons = {n: _equivalence(workdir, n) for n, s in statuses.items() if _bucket(s) == "survived"}
     equivalent = sorted(n for n, why in reasons.items() if why)
     counted = {n: s for n, s in statuses.items() if n not in equivalent}
@@ -390,6 +412,8 @@ def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir
         print("equivalent mutants left out of the score:")
         for name in equivalent:
             print(f"  {name}: {reasons[name]}")
+    if strata and len(strata) > 1:
+        _strata_report(strata, counted)
     total = {"mutants": 0, "killed": 0, "survived": 0, "timeout": 0}
     for row in by_module.values():
         for key in total:
@@ -397,6 +421,25 @@ def _report(groups: list[str], statuses: dict[str, str], seconds: float, workdir
     print(f"mutants={total['mutants']} killed={total['killed']} survived={total['survived']} "
           f"timeout={total['timeout']} score={_score(total):.3f}")
     return 0
+
+
+def _strata_report(strata: dict[str, tuple[int, list[str]]], counted: dict[str, str]) -> None:
+    """Each group's own sample, and the score over all the groups' mutants estimated from them: each group's score
+    weighted by its number of mutants (the last line counts the sample as drawn, each group equally)."""
+    print("by group (each drawn on its own; equivalent mutants left out):")
+    weighted = population = 0.0
+    for group, (size, drawn) in strata.items():
+        row = {"mutants": 0, "killed": 0, "survived": 0, "timeout": 0}
+        for name in drawn:
+            if name in counted:
+                row["mutants"] += 1
+                row[_bucket(counted[name])] += 1
+        print(f"  {group:10} of {size:5}  mutants={row['mutants']:4} killed={row['killed']:4} "
+              f"survived={row['survived']:4} timeout={row['timeout']:3} score={_score(row):.3f}")
+        weighted += size * _score(row)
+        population += size
+    print(f"estimated over all {population:.0f} mutants of these groups (each group's score weighted by its number "
+          f"of mutants): score={weighted / population:.3f}")
 
 
 def _bucket(status: str) -> str:
@@ -414,7 +457,7 @@ def _score(row: dict[str, int]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help="module groups (default: all): " + ", ".join(MODULES))
-    parser.add_argument("--sample", type=int, help="test only this many mutants, drawn with --seed")
+    parser.add_argument("--sample", type=int, help="test only this many mutants of each group, drawn with --seed")
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--children", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before the whole run is stopped")

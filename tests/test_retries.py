@@ -154,3 +154,14 @@ def test_a_stop_ends_a_backoff_pause_at_once(cli, exo):  # noqa: F811
     assert time.monotonic() - started < 10  # not the 20 s pause
     assert result.exit_code != 0
     assert server.log.statuses == [429]
+
+
+def test_a_reply_cut_in_the_middle_is_retried_and_noted_with_why(cli, exo):  # noqa: F811
+    server, inventory = exo_inventory(exo, max_retries=2, max_wait=30)
+    server.switches.drop_next = 1  # headers and half the body, then the connection closes
+    result = cli("apply", ROOMS_ONLINE, "-i", inventory, "-t", "cert", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert server.log.invocations[:2] == ["Get-ManagementScope", "Get-ManagementScope"]  # the cut one, then again
+    assert re.findall(r"^Note: .*$", result.stdout, re.MULTILINE) == [
+        "Note: 1 call(s) were retried after throttling or transient errors: Get-ManagementScope: no complete answer "
+        "(IncompleteRead), retried after 0.50 s"]

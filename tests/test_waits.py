@@ -81,3 +81,20 @@ def test_a_wait_with_nothing_left_starts_no_attempt(run_control, monkeypatch):
         wait.timeout()
     assert str(expired.value) == ("no answer from WinRM Receive: waited 2.0 s in total over 1 attempt(s) "
                                   "(read_timeout 2 s)")
+
+
+def test_a_wait_that_ends_with_the_runs_timeout_names_its_own_setting(run_control, monkeypatch):
+    """On a virtual clock: the setting and --timeout end at the same moment; the message names the setting, and
+    the run's --timeout only when it ends first."""
+    import toolkit.targets.waits as waits
+
+    now = [1000.0]
+    monkeypatch.setattr(waits.time, "monotonic", lambda: now[0])
+    run_control.set_timeout(2.0)
+    wait = Wait("WinRM Receive", 2.0, "read_timeout", started=now[0])
+    now[0] += 1.5
+    assert str(wait.expired()) == ("no answer from WinRM Receive: waited 1.5 s in total over 0 attempt(s) "
+                                   "(read_timeout 2 s)")
+    run_control.set_timeout(0.25)  # now the run ends 0.25 s before the setting does
+    assert str(wait.expired()) == ("no answer from WinRM Receive: waited 1.5 s in total over 0 attempt(s) "
+                                   "(the run's --timeout of 0.25 s)")

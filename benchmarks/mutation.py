@@ -59,7 +59,7 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "throttle": (["toolkit/fleet/throttle.py"], ["tests/test_throttle.py"], None),
     "retries": (["toolkit/targets/exchange_online.py", "toolkit/targets/winrm.py", "toolkit/targets/waits.py"],
                 ["tests/test_retries.py", "tests/test_exchange_online.py", "tests/test_winrm.py",
-                 "tests/test_operate.py", "tests/test_waits.py"],
+                 "tests/test_operate.py", "tests/test_waits.py", "tests/test_rest_exact.py"],
                 ["toolkit.targets.waits.xǁWaitǁ*",
                  "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post__mutmut_*",
                  "toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying__mutmut_*",
@@ -156,6 +156,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'outer, self._local.call_wait = getattr(None, "call_wait", None), wait',
      "no retrying() runs inside another on the same thread (_post_once and the Graph reader's _get_once call none): "
      "the wait it saves and restores is always None"),
+    ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying", "self._local.call_wait = None",
+     "no retrying() runs inside another on the same thread: the outer wait it restores is always None"),
+    *[("toolkit.targets.winrm.xǁWinRMTargetǁrun_script", line,
+       "unreachable: the last attempt (attempt == retries) returns or raises, so the loop never runs out")
+      for line in ("for attempt in range(self.spec.retries + 2):", 'raise AssertionError("XXunreachableXX")',
+                   'raise AssertionError("UNREACHABLE")', "raise AssertionError(None)")],
     ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post_once",
      '"X-CmdletName": cmdlet, "X-ResponseFormat": "json", "prefer": "odata.maxpagesize=1000",',
      "HTTP field names are case-insensitive (RFC 9110, 5.1)"),

@@ -92,6 +92,12 @@ def edit(path, old, new):
      ["~ RoleGroup 'Room booking service accounts': member added: anna.adler@contoso.com"]),
     (('members: ["{{ service_account }}"]', "members: []"),
      ["~ RoleGroup 'Room booking service accounts': member removed: svc-rooms@contoso.com"]),
+    (('room-booking system.\n    roles: [ApplicationImpersonation]\n    members: ["{{ service_account }}"]',
+      'room-booking system, v2.\n    roles: [ApplicationImpersonation]\n'
+      '    members: ["{{ service_account }}", anna.adler@contoso.com]'),
+     ["~ RoleGroup 'Room booking service accounts': description changed: 'Impersonation of room mailboxes for the "
+      "room-booking system.' → 'Impersonation of room mailboxes for the room-booking system, v2.'",
+      "~ RoleGroup 'Room booking service accounts': member added: anna.adler@contoso.com"]),
     (("roles: [ApplicationImpersonation]", "roles: [ApplicationImpersonation, View-Only Recipients]"),
      ["~ RoleGroup 'Room booking service accounts': role added: View-Only Recipients"]),
     (("    scope: Room mailboxes\n", "    all_mailboxes: true\n"),

@@ -190,6 +190,13 @@ def test_uncommitted_files_in_the_reviewed_folder_are_each_named(cli, two_sandbo
     assert result.stderr.strip() == (
         f"exkit: error: refusing to run: the reviewed folder reviewed has uncommitted changes ({listed} and 2 more): "
         "reviewed means committed (and approved): commit them through review first")
+    for name, more in (("g", " and 1 more"), ("f", "")):  # six files: five and 1 more; five: all five
+        (notes / f"{name}.txt").unlink()
+        result = cli("apply", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "prod", "--reviewed",
+                     "reviewed", "--yes")
+        assert result.stderr.strip() == (
+            f"exkit: error: refusing to run: the reviewed folder reviewed has uncommitted changes ({listed}{more}): "
+            "reviewed means committed (and approved): commit them through review first")
 
 
 def test_a_playbook_without_a_reviewed_script_and_an_old_manifest_are_refused_with_what_to_do(cli, two_sandboxes):
@@ -471,3 +478,41 @@ def test_the_manifest_keeps_non_ascii_names_readable(cli, workdir):
     assert '    "räume.sandbox.ps1": {\n' in text
     assert '      "playbook": "../playbooks/räume.yaml",\n' in text
     assert "\\u" not in text
+
+
+def test_check_limit_picks_targets_of_the_folders_inventory(cli, two_sandboxes):
+    (two_sandboxes / "inventory.yaml").write_text("targets:\n  prod: {kind: sandbox, state: state/prod.json}\n"
+                                                  "  test: {kind: sandbox, state: state/test2.json}\n")
+    assert cli("check", "reviewed", "--limit", "prod").exit_code == 0
+    result = cli("check", "reviewed", "--limit", "test")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == ("reviewed/classic.test.destroy.ps1: reviewed for 'test' at "
+                                             "sandbox:state/test.json, which now is sandbox:state/test2.json")
+
+
+def test_the_manifest_does_not_depend_on_the_order_of_the_variables(cli, workdir):
+    first = ["--var", "service_account=svc-rooms@contoso.com", "--var", "site=Oslo"]
+    assert cli("render", "playbooks/classic.yaml", *first, "--out", "one").exit_code == 0
+    assert cli("render", "playbooks/classic.yaml", *first[2:], *first[:2], "--out", "two").exit_code == 0
+    one, two = (json.loads((workdir / name / "manifest.json").read_text()) for name in ("one", "two"))
+    assert one["scripts"] == two["scripts"]
+
+
+def test_the_inputs_name_a_changed_inventory_and_a_changed_target():
+    from toolkit.inventory import resolve_target
+    from toolkit.render.review import default_target, inputs_of
+
+    playbook = REPO / "playbooks" / "classic.yaml"
+    sandbox = default_target("exchange-server")
+    assert (sandbox.name, sandbox.target.platform) == ("sandbox", "exchange-server")
+    online = default_target("exchange-online")
+    assert (online.name, online.target.platform) == ("sandbox", "exchange-online")
+    inventory = REPO / "inventory.example.yaml"
+    lab = resolve_target(inventory, "loopback", "exchange-server")
+    reviewed = inputs_of(playbook, sandbox, {}, [], "exchange-server")
+    now = inputs_of(playbook, lab, {}, [], "exchange-server")
+    assert reviewed["inventory"] == "none"
+    assert now["inventory"] == hashlib.sha256(inventory.read_bytes()).hexdigest()
+    assert changed_inputs(reviewed, {**reviewed, "inventory": now["inventory"], "target": now["target"]}) == \
+        "changed since review: the inventory, the target"
+    assert changed_inputs(reviewed, {**reviewed, "target": now["target"]}) == "changed since review: the target"

@@ -224,6 +224,8 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "for item in render_set([path], inventory, [name] if (name) or True else None, cli_vars, templates,",
      "with an inventory each name is a manifest's target name, never empty (render refuses an empty one); without "
      "one the name is None and choose_targets ignores the names: [None] and None give the same sandbox"),
+    ("toolkit.render.review.x_summarize", 'noun = field[:-1] if (field.endswith("s")) or True else field',
+     "every list field of a resource kind is a plural ending in s (roles, members, access_rights)"),
     ("toolkit.render.review.x_summarize", "if isinstance(x, list) and isinstance(y, list):",
      "a field of a resource kind is a list in every resource of that kind (roles, members, access_rights): x and "
      "y are both lists or neither is"),

@@ -287,3 +287,22 @@ def test_a_resource_whose_block_stopped_halfway_shows_the_calls_it_made():
         {"kind": "RoleGroup", "name": "Room booking service accounts", "action": "error", "fields": [], "calls": [],
          "error": "not planned: the tenant went away"},
     ]
+
+
+def test_a_field_that_was_true_and_becomes_false_is_a_change_and_an_unknown_result_an_error():
+    from toolkit.plan import WhatIf
+    from toolkit.sandbox.model import ManagementScope
+    from toolkit.targets.base import ResourceResult
+
+    scope, group = classic_script().resources
+    before = seed_organisation()
+    before.management_scopes.append(ManagementScope(name=scope.fields["name"], recipient_filter=scope.fields["filter"],
+                                         exclusive=True))
+    after = before.model_copy(deep=True)
+    after.management_scopes[-1].exclusive = False
+    outcome = WhatIf([ResourceResult(scope.kind, scope.name, "updated"),
+                      ResourceResult(group.kind, group.name, "exploded")], before, after, {})
+    plan = make_plan([scope, group], outcome)
+    assert [(c.action, c.fields) for c in plan.changes] == [("update", [FieldChange("exclusive", True, False)]),
+                                                            ("error", [])]
+    assert plan.counts() == {"create": 0, "update": 1, "delete": 0, "noop": 0, "error": 1}

@@ -357,3 +357,15 @@ def test_each_yaml_bound_is_a_yaml_limit_error_at_its_place(tmp_path):
     # nesting: the bracket that passes the bound
     assert parse_errors("exkit: 1\nlist: " + "[" * 70 + "]" * 70 + "\n") == [
         (2, 71, "yaml-limit", "the document nests deeper than 64 levels", limit_hint())]
+
+
+def test_peek_platform_parses_the_file_once_for_the_validation_that_follows(write_playbook):
+    from toolkit.playbook.load import _parsed
+
+    path = write_playbook("exkit: 1\nname: peeked\nplatform: exchange-online\n")
+    _parsed.cache_clear()
+    assert peek_platform(path) == "exchange-online"
+    document = load_playbook(path, Diagnostics())
+    assert document is not None and document.file == str(path)
+    info = _parsed.cache_info()
+    assert (info.misses, info.hits) == (1, 1)  # the validation a moment later reuses the peek's parse

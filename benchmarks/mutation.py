@@ -245,6 +245,8 @@ EQUIVALENT_EDITS: list[tuple[str, str, tuple[str, ...], str]] = [
        _STRING_TYPE) for function in ("commands", "_online", "_online_only")],
     *[("toolkit.render.review.x_inputs_of", f'"{key}"', (f'"XX{key}XX"', f'"{key.upper()}"'), _TARGET_HASH)
       for key in ("name", "platform", "endpoint", "group")],
+    ("toolkit.render.review.x_*", '"utf-8"', ('"UTF-8"',), _UTF8),
+    ("toolkit.render.review.x_*", 'encoding="utf-8"', ("encoding=None",), _LOCALE),
 ]
 
 COPY = ["toolkit", "tests", "templates", "playbooks", "pyproject.toml", "README.md", "inventory.example.yaml",

@@ -516,3 +516,13 @@ def test_the_inputs_name_a_changed_inventory_and_a_changed_target():
     assert changed_inputs(reviewed, {**reviewed, "inventory": now["inventory"], "target": now["target"]}) == \
         "changed since review: the inventory, the target"
     assert changed_inputs(reviewed, {**reviewed, "target": now["target"]}) == "changed since review: the target"
+
+
+def test_a_render_set_refuses_two_scripts_of_one_name_naming_both(cli, workdir):
+    (workdir / "inventory.yaml").write_text("targets:\n  prod: {kind: sandbox, state: state/prod.json}\n"
+                                            "  prod.facts: {kind: sandbox, state: state/other.json}\n")
+    result = cli("render", "playbooks/classic.yaml", "-i", "inventory.yaml", "--out", "reviewed")
+    assert result.exit_code != 0
+    assert result.stderr.strip() == (
+        "exkit: error: two scripts would be named classic.prod.facts.ps1 (target 'prod', mode facts, and target "
+        "'prod.facts', mode apply): rename one of the targets")

@@ -158,6 +158,16 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "the wait it saves and restores is always None"),
     ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying", "self._local.call_wait = None",
      "no retrying() runs inside another on the same thread: the outer wait it restores is always None"),
+    *[("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁretrying",
+       f'outer, self._local.call_wait = getattr(self._local, "{name}", None), wait',
+       "no retrying() runs inside another on the same thread: the outer wait it saves is None however it is read")
+      for name in ("XXcall_waitXX", "CALL_WAIT")],
+    ("toolkit.targets.winrm.xǁWinRMTargetǁ_failure", "return (TimedOut if timed_out else TargetError)(self._lost(None, "
+     "reason))", "this line runs only for a stage other than connect and start, and _lost tells only those two apart: "
+     "None reads as any other stage"),
+    ("toolkit.targets.winrm.xǁWinRMTargetǁrun_script",
+     'wait = Wait("XXWinRM Create (open a shell)XX", self.spec.read_timeout, "read_timeout")',
+     "every request names the wait (_request: wait.what = 'WinRM <operation>') before anything reads the name"),
     *[("toolkit.targets.winrm.xǁWinRMTargetǁrun_script", line,
        "unreachable: the last attempt (attempt == retries) returns or raises, so the loop never runs out")
       for line in ("for attempt in range(self.spec.retries + 2):", 'raise AssertionError("XXunreachableXX")',

@@ -98,3 +98,13 @@ def test_a_wait_that_ends_with_the_runs_timeout_names_its_own_setting(run_contro
     run_control.set_timeout(0.25)  # now the run ends 0.25 s before the setting does
     assert str(wait.expired()) == ("no answer from WinRM Receive: waited 1.5 s in total over 0 attempt(s) "
                                    "(the run's --timeout of 0.25 s)")
+
+
+def test_a_retry_whose_pause_and_shortest_attempt_end_exactly_at_the_bound_does_not_start(run_control, monkeypatch):
+    """On a virtual clock: 9.5 s of pause and the shortest attempt (0.5 s) end exactly at the 10 s bound."""
+    import toolkit.targets.waits as waits
+
+    now = [1000.0]
+    monkeypatch.setattr(waits.time, "monotonic", lambda: now[0])
+    wait = Wait("InvokeCommand Get-RoleGroup", 10.0, "call_timeout", started=now[0])
+    assert wait.may_retry(9.25) and not wait.may_retry(9.5)

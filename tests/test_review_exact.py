@@ -398,12 +398,14 @@ def test_a_pin_renders_only_the_scripts_its_command_sends(cli, overridden):
     assert result.stderr.splitlines()[0] == "The scripts are the reviewed ones (reviewed; 1 target(s))"
 
 
-def test_check_of_some_targets_checks_each_of_them(cli, two_sandboxes):
-    # test's scripts sort after prod's, which -t test leaves out
+@pytest.mark.parametrize("option", ["-t", "--limit"])
+def test_check_of_some_targets_checks_each_of_them(cli, two_sandboxes, option):
+    """-t names targets, --limit picks them from the folder's inventory: either way only they are checked (test's
+    scripts sort after prod's, which choosing test leaves out)."""
     (two_sandboxes / "inventory.yaml").write_text("targets:\n  prod: {kind: sandbox, state: state/prod.json}\n"
                                                   "  test: {kind: sandbox, state: state/test2.json}\n")
-    assert cli("check", "reviewed", "-t", "prod").exit_code == 0
-    result = cli("check", "reviewed", "-t", "test")
+    assert cli("check", "reviewed", option, "prod").exit_code == 0
+    result = cli("check", "reviewed", option, "test")
     assert result.exit_code == 1
     moved = "reviewed for 'test' at sandbox:state/test.json, which now is sandbox:state/test2.json"
     assert result.stderr.splitlines() == [
@@ -478,16 +480,6 @@ def test_the_manifest_keeps_non_ascii_names_readable(cli, workdir):
     assert '    "räume.sandbox.ps1": {\n' in text
     assert '      "playbook": "../playbooks/räume.yaml",\n' in text
     assert "\\u" not in text
-
-
-def test_check_limit_picks_targets_of_the_folders_inventory(cli, two_sandboxes):
-    (two_sandboxes / "inventory.yaml").write_text("targets:\n  prod: {kind: sandbox, state: state/prod.json}\n"
-                                                  "  test: {kind: sandbox, state: state/test2.json}\n")
-    assert cli("check", "reviewed", "--limit", "prod").exit_code == 0
-    result = cli("check", "reviewed", "--limit", "test")
-    assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == ("reviewed/classic.test.destroy.ps1: reviewed for 'test' at "
-                                             "sandbox:state/test.json, which now is sandbox:state/test2.json")
 
 
 def test_the_manifest_does_not_depend_on_the_order_of_the_variables(cli, workdir):

@@ -56,8 +56,10 @@ class Switches:
     throttle_next: int = 0  # answer this many InvokeCommand calls with 429
     retry_after: str = "0.05"
     fail_next: int = 0  # answer this many InvokeCommand calls with 503
-    # answer this many InvokeCommand calls HTTP 400 saying the tenant is serving its maximum number of concurrent
-    # requests (a refusal by its text, not its status: the connector retries it as throttling)
+    # answer this many InvokeCommand calls saying the tenant is serving its maximum number of concurrent requests:
+    # the admin REST endpoint refuses so in its body ("maximum number of concurrent requests per tenant",
+    # /work/shared/reference/exchange.md, Throttling); no status is documented for it, so HTTP 400 here checks that
+    # the connector goes by the text (it retries it as throttling)
     busy_next: int = 0
     close_next: int = 0  # read this many InvokeCommand requests and close the connection without a byte of answer
     expire_tokens_after_calls: int = 0  # after this many successful calls, every issued token expires

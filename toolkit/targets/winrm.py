@@ -143,8 +143,10 @@ def ntlm_hash_credential(password: str) -> str:
     both hashes for every new context, the LM one with DES written in Python: about a millisecond per target. Here
     they are derived once per password in this process. A password that already has that form is one pyspnego
     would read as hashes anyway: it is passed on as it is."""
-    from spnego._ntlm_raw.crypto import is_ntlm_hash, lmowfv1, ntowfv1
-
+    try:
+        from spnego._ntlm_raw.crypto import is_ntlm_hash, lmowfv1, ntowfv1  # pyspnego's own derivation
+    except ImportError:  # a pyspnego that moved them: the password as it is (pyspnego derives per context again)
+        return password
     if is_ntlm_hash(password):
         return password
     return f"{lmowfv1(password).hex()}:{ntowfv1(password).hex()}"

@@ -70,6 +70,9 @@ class Switches:
     hang_invoke: bool = False  # the token endpoint answers; InvokeCommand reads the request and never answers
     answer_after: float = 0.0  # every InvokeCommand answer comes after this many seconds
     drop_next: int = 0  # cut this many InvokeCommand replies in the middle (headers and half the body, then close)
+    redirect_to: str = ""  # answer InvokeCommand with 307 Temporary Redirect to this URL
+    # more resources (URIs) the identity endpoint issues tokens for: a test's Exchange endpoint on another server
+    resources: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -140,7 +143,7 @@ class Tenant:
         if form.get("grant_type") != "client_credentials" or app is None:
             return 400, {"error": "unauthorized_client", "error_description": "AADSTS700016: Application with "
                          f"identifier '{form.get('client_id')}' was not found in the directory '{self.tenant}'."}
-        resources = {f"{self.base}/.default": self.base, f"{self.graph_root}/.default": self.graph_root}
+        resources = {f"{uri}/.default": uri for uri in (self.base, self.graph_root, *self.switches.resources)}
         if form.get("scope") not in resources:
             return 400, {"error": "invalid_scope", "error_description": f"AADSTS70011: The provided value for scope "
                          f"{form.get('scope')} is not valid."}
@@ -451,6 +454,8 @@ class _Handler(BaseHTTPRequestHandler):
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             skip = int(parse_qs(parts.query).get("$skiptoken", ["0"])[0])
             tenant.log.headers.append({k.lower(): v for k, v in self.headers.items()})  # field names ignore case
+            if tenant.switches.redirect_to:
+                return self._json(307, {}, {"Location": tenant.switches.redirect_to})
             if tenant.switches.close_next > 0:  # a front end dropping the request (Python's RemoteDisconnected)
                 tenant.switches.close_next -= 1
                 self.close_connection = True

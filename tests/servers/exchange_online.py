@@ -276,9 +276,14 @@ class Tenant:
             except CmdletError as exc:
                 exception = exc.error_id or "TaskException"
                 return 400, _error(exc.message, f"Microsoft.Exchange.Management.Tasks.{exception}")
-            # a read leaves the file as it was; a refused call changed nothing and is not remembered (taken again
-            # from the file)
-            store.keep(self.state_path, organisation, store.save(self.state_path, organisation, unless=loaded))
+            # A cmdlet that cannot change anything has no -WhatIf (PowerShell's rule: a command that changes state
+            # supports ShouldProcess, about_Functions_CmdletBindingAttribute; Exchange's Get-* pages list no
+            # -WhatIf): its organisation is put back as read, not serialised to be compared with the file. A change
+            # is saved (nothing is written when it changed nothing); a refused call changed nothing and is not
+            # remembered (taken again from the file).
+            if command.should_process or loaded is None:
+                loaded = store.save(self.state_path, organisation, unless=loaded)
+            store.keep(self.state_path, organisation, loaded)
         return 200, {"@odata.context": f"{self.base}/adminapi/beta/{self.tenant}/$metadata#Collection",
                      "value": [to_json_value(item, 4) for item in output]}
 

@@ -202,8 +202,10 @@ class Organisation(_State):
 
     def normalise(self) -> None:
         self.recipients.sort(key=lambda r: r.primary_smtp_address.lower())
-        for recipient in self.recipients:
-            recipient.custom_attributes = dict(sorted(recipient.custom_attributes.items()))
+        for recipient in self.recipients:  # (set only when out of order: pydantic's __setattr__ is not free)
+            attributes = recipient.custom_attributes
+            if len(attributes) > 1 and list(attributes) != sorted(attributes):
+                recipient.custom_attributes = dict(sorted(attributes.items()))
         self.management_scopes.sort(key=lambda s: s.name.lower())
         self.role_groups.sort(key=lambda g: g.name.lower())
         for group in self.role_groups:

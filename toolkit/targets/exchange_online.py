@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TypeVar
+from urllib.parse import urlencode
 
 import msal
 import requests
@@ -95,13 +96,10 @@ class _Transient(Exception):
 
 
 class _Session(requests.Session):
-    """requests lets REQUESTS_CA_BUNDLE override Session.verify; an explicitly configured CA must win. With
-    ``timeout`` set, every request without its own timeout gets ``timeout()`` (msal passes none: it accepts a
-    session-wide timeout only for a session it builds itself, and that one would not honour our CA). With
-    ``before`` set, it is called before every request (the sign-in's requests wait for the rate limits there)."""
-
-    timeout: Any = None
-    before: Any = None
+    """A tenant's HTTP settings and connections: the environment's proxy and CA settings (read once per origin), the
+    configured CA (requests lets REQUESTS_CA_BUNDLE override Session.verify; an explicitly configured CA must win),
+    the process's shared connection pool. InvokeCommand and msal's requests go through :meth:`send_direct`; the Graph
+    reader uses requests' own path."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -122,30 +120,23 @@ class _Session(requests.Session):
                                       for name, value in settings.items()}
         return settings
 
-    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        if self.before is not None:
-            self.before()
-        if self.timeout is not None and kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout()
-        return super().request(method, url, *args, **kwargs)
-
-    def post_json(self, url: str, body: Any, headers: dict[str, str], timeout: tuple[float, float]) -> _Answer:
-        """POST ``body`` as JSON: the session's default headers, the environment's proxy and CA settings and the
-        connection pool its adapter has for ``url``, sent with urllib3 directly. requests' own per-request work
+    def send_direct(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+                    timeout: tuple[float, float]) -> _Answer:
+        """Send one request with the session's default headers, the environment's proxy and CA settings and the
+        connection pool its adapter has for ``url``, through urllib3 directly. requests' own per-request work
         (merging cookies, hooks and settings, preparing and checking every header, building a Response: ~0.9 ms
-        of CPU a call) was a fifth of a tenant's client CPU for calls that use none of it. Errors are raised as
-        requests raises them (requests.adapters.HTTPAdapter.send maps urllib3's errors the same way); redirects
+        of CPU a request) was a fifth of a tenant's client CPU, for requests that use none of it. Errors are raised
+        as requests raises them (requests.adapters.HTTPAdapter.send maps urllib3's errors the same way); redirects
         are not followed (a bearer token never follows one; the caller sees the 3xx)."""
         settings = self.merge_environment_settings(url, {}, False, None, None)
         request = requests.PreparedRequest()
-        request.prepare_method("POST")
+        request.prepare_method(method)
         request.url = url
         adapter = self.get_adapter(url)
         try:
             pool = adapter.get_connection_with_tls_context(request, settings["verify"], settings["proxies"],
                                                            settings["cert"])
-            response = pool.urlopen("POST", adapter.request_url(request, settings["proxies"]),
-                                    body=json.dumps(body, allow_nan=False).encode(),
+            response = pool.urlopen(method, adapter.request_url(request, settings["proxies"]), body=body,
                                     headers={**self.headers, **headers}, redirect=False, assert_same_host=False,
                                     preload_content=True, decode_content=True, retries=False,
                                     timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
@@ -165,11 +156,51 @@ class _Session(requests.Session):
 
 
 class _Answer(NamedTuple):
-    """What a caller of :meth:`_Session.post_json` reads of a response (the names requests' Response has)."""
+    """What a caller of :meth:`_Session.send_direct` reads of a response (the names requests' Response has, and
+    msal's HttpClient interface asks for)."""
 
     status_code: int
     text: str
     headers: Mapping[str, str]
+
+
+class _SignInHttp:
+    """msal's http_client, in the interface msal documents for one (msal.oauth2cli.http.HttpClient: ``get`` and
+    ``post`` answering status_code, text and headers): its discovery and token requests go through the tenant's
+    session like the InvokeCommand calls, each after ``before()`` (the rate limits: they are round trips too) and
+    bounded by ``timeout()`` (what is left of token_timeout) unless msal passes its own."""
+
+    def __init__(self, session: _Session, before: Callable[[], None],
+                 timeout: Callable[[], tuple[float, float]]) -> None:
+        self.session, self.before, self.timeout = session, before, timeout
+
+    def post(self, url: str, params: dict[str, Any] | None = None, data: Any = None,
+             headers: dict[str, str] | None = None, **kwargs: Any) -> _Answer:
+        headers = dict(headers or {})
+        if isinstance(data, dict):  # a form (msal's token requests), as requests sends a dict
+            body: bytes | None = urlencode(data, doseq=True).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        else:
+            body = data.encode() if isinstance(data, str) else data
+        return self._send("POST", url, params, body, headers, kwargs.get("timeout"))
+
+    def get(self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+            **kwargs: Any) -> _Answer:
+        return self._send("GET", url, params, None, dict(headers or {}), kwargs.get("timeout"))
+
+    def close(self) -> None:
+        """The connections are the process's (shared by every tenant): nothing of this tenant's to close."""
+
+    def _send(self, method: str, url: str, params: dict[str, Any] | None, body: bytes | None,
+              headers: dict[str, str], timeout: Any) -> _Answer:
+        self.before()
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
+        if timeout is None:
+            timeout = self.timeout()
+        elif not isinstance(timeout, tuple):
+            timeout = (timeout, timeout)
+        return self.session.send_direct(method, url, body, headers, timeout)
 
 
 _ADAPTERS: dict[int, requests.adapters.HTTPAdapter] = {}  # process id → the connection pool of that process
@@ -204,13 +235,11 @@ class ExchangeOnlineTarget(Target):
                             "O365Default", str(spec.graph_endpoint or "").rstrip("/")))
         self._application: msal.ConfidentialClientApplication | None = None
         self.http = _Session()
-        self.login_http = _Session()  # msal's: every request bounded by the sign-in's Wait
-        self.login_http.timeout = self._login_timeout
-        self.login_http.before = self.throttle  # discovery and token requests are round trips too (--rate)
         connections = _shared_connections()
-        for session in (self.http, self.login_http):
-            session.mount("https://", connections)
-            session.mount("http://", connections)
+        self.http.mount("https://", connections)
+        self.http.mount("http://", connections)
+        # msal's: every request bounded by the sign-in's Wait, after the rate limits
+        self.login_http = _SignInHttp(self.http, self.throttle, self._login_timeout)
         self._login_wait: Wait | None = None
         self._local = threading.local()  # per thread: the call retrying() is working on (reads run concurrently)
         self._signing_lock = threading.Lock()  # one sign-in at a time: concurrent reads share its token
@@ -218,7 +247,7 @@ class ExchangeOnlineTarget(Target):
         # without asking msal
         self._issued: dict[str, tuple[str, float]] = {}
         if spec.ca_trust_path:
-            self.http.verify = self.login_http.verify = str(self._path(spec.ca_trust_path))
+            self.http.verify = str(self._path(spec.ca_trust_path))
         self._thumbprint = ""
         self.retries: list[str] = []
         self.calls = 0
@@ -413,7 +442,7 @@ class ExchangeOnlineTarget(Target):
         }
         timeout = self.request_timeout()  # raises once the call's bound or the run's deadline has passed, or on a stop
         try:
-            response = self.http.post_json(url, body, headers, timeout)
+            response = self.http.send_direct("POST", url, json.dumps(body, allow_nan=False).encode(), headers, timeout)
         except requests.exceptions.SSLError as exc:
             raise TargetError(f"TLS with {self.cloud.exchange} failed: {_short(exc)}") from None
         except requests.exceptions.Timeout:

@@ -1,6 +1,7 @@
-"""InvokeCommand's HTTP: exkit sends each call with urllib3 through its session's pool and settings (not requests'
-per-request path), so what requests did for it is checked here: the certificate is verified against the configured
-CA or the environment's bundle, and a redirect is never followed with the tenant's token."""
+"""InvokeCommand's and msal's HTTP: exkit sends those requests with urllib3 through its session's pool and settings
+(not requests' per-request path), so what requests did for them is checked here: the certificate is verified against
+the configured CA or the environment's bundle, a redirect is never followed with the tenant's token, and msal's
+requests (query parameters, forms) are sent as requests would send them."""
 
 from __future__ import annotations
 
@@ -75,3 +76,65 @@ def test_a_redirect_is_refused_and_the_token_goes_nowhere_else(exo, elsewhere, t
         f"Get-ServicePrincipal: {server.base} answered HTTP 307, a redirect to {server.switches.redirect_to}; exkit "
         "does not follow it (the request carries the tenant's token): check exchange_endpoint")
     assert (len(server.log.headers), target.retries, elsewhere.connections, elsewhere.log.headers) == (1, [], 0, [])
+
+
+class _Recorder:
+    """A plain-HTTP loopback server that records each request (method, path, headers, body) and answers JSON."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST = _answer
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_msal_requests_are_sent_as_requests_would_send_them():
+    """msal's HttpClient interface: a GET's params go into the query, a dict is sent as a form, a str as it is;
+    each request waits for the rate limits first and is bounded by the sign-in's time left unless msal gives one."""
+    from toolkit.targets.exchange_online import _Session, _SignInHttp
+
+    server, waits, bounds = _Recorder(), [], []
+    try:
+        client = _SignInHttp(_Session(), lambda: waits.append(1), lambda: bounds.append(1) or (5.0, 5.0))
+        answers = [
+            client.get(f"{server.base}/common/discovery/instance",
+                       params={"authorization_endpoint": "https://login/x/oauth2/v2.0/authorize", "api-version": "1.0"}),
+            client.post(f"{server.base}/t/oauth2/v2.0/token", data={"scope": "https://x/.default", "grant_type": "c c"},
+                        headers={"Accept": "application/json"}),
+            client.post(f"{server.base}/raw?a=1", params={"b": "2"}, data="as=is", timeout=3),
+        ]
+    finally:
+        server.close()
+    assert [(a.status_code, a.text) for a in answers] == [(200, "{}")] * 3
+    assert server.seen == [
+        ("GET", "/common/discovery/instance?authorization_endpoint=https%3A%2F%2Flogin%2Fx%2Foauth2%2Fv2.0%2Fauthorize"
+                "&api-version=1.0", None, b""),
+        ("POST", "/t/oauth2/v2.0/token", "application/x-www-form-urlencoded",
+         b"scope=https%3A%2F%2Fx%2F.default&grant_type=c+c"),
+        ("POST", "/raw?a=1&b=2", None, b"as=is")]
+    assert (len(waits), len(bounds)) == (3, 2)  # msal's own timeout (the third) is used as given

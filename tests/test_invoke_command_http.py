@@ -132,8 +132,8 @@ def test_msal_requests_are_sent_as_requests_would_send_them():
         server.close()
     assert [(a.status_code, a.text) for a in answers] == [(200, "{}")] * 3
     assert server.seen == [
-        ("GET", "/common/discovery/instance?authorization_endpoint=https%3A%2F%2Flogin%2Fx%2Foauth2%2Fv2.0%2Fauthorize"
-                "&api-version=1.0", None, b""),
+        ("GET", ("/common/discovery/instance?authorization_endpoint=https%3A%2F%2Flogin%2Fx%2Foauth2%2Fv2.0%2F"
+                 "authorize&api-version=1.0"), None, b""),
         ("POST", "/t/oauth2/v2.0/token", "application/x-www-form-urlencoded",
          b"scope=https%3A%2F%2Fx%2F.default&grant_type=c+c"),
         ("POST", "/raw?a=1&b=2", None, b"as=is")]

@@ -3,7 +3,9 @@ cmdlet names the tenant sees. (Mutation testing found these read only in part.)"
 
 from __future__ import annotations
 
+import re
 import textwrap
+import threading
 
 import pytest
 from test_exchange_online import CLIENT_ID, ROOMS, TENANT, exo, pki  # noqa: F401  (fixtures)
@@ -282,15 +284,18 @@ def test_a_tenant_at_its_concurrency_limit_is_retried_whatever_the_status(exo): 
 
 class _ConnectProxy:
     """A forward proxy on loopback that tunnels HTTPS (CONNECT host:port, then bytes both ways), as a corporate
-    proxy does; it records each CONNECT request line."""
+    proxy does; it records each CONNECT request line. The first ``resets`` CONNECT requests are answered with a TCP
+    reset instead (SO_LINGER with a zero timeout: close() aborts the connection, socket(7) and tcp(7)), as a proxy
+    refusing a destination can."""
 
-    def __init__(self) -> None:
+    def __init__(self, resets: int = 0) -> None:
         import socket
         import threading
 
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.tunnels: list[str] = []
+        self.resets = resets
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -305,6 +310,7 @@ class _ConnectProxy:
 
     def _tunnel(self, client) -> None:  # type: ignore[no-untyped-def]
         import socket
+        import struct
         import threading
 
         def pump(source, sink) -> None:  # type: ignore[no-untyped-def]
@@ -329,6 +335,10 @@ class _ConnectProxy:
                 head += chunk
             line = head.split(b"\r\n", 1)[0].decode()
             self.tunnels.append(line)
+            if self.resets > 0:
+                self.resets -= 1
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return  # closed by the with block: a reset
             host, port = line.split()[1].rsplit(":", 1)
             with socket.create_connection((host, int(port)), timeout=10) as upstream:
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -357,6 +367,30 @@ def test_the_tenant_is_reached_through_the_proxy_the_environment_names(exo, monk
         assert target.invoke("Get-ServicePrincipal") == []
         assert server.log.invocations == ["Get-ServicePrincipal"]
         assert set(proxy.tunnels) == {f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"}  # urllib3 speaks 1.0 here
+    finally:
+        proxy.close()
+
+
+def test_a_proxy_that_resets_the_connection_is_named_in_the_sign_in_failure(exo, monkeypatch):  # noqa: F811
+    """The proxy aborts the connection (a TCP reset) when asked for the tunnel: the sign-in fails at once (a reset is
+    no timeout: not retried), and the message says what happened in exkit's words, not the exception's class."""
+    from urllib.parse import urlsplit
+
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.base import TargetError
+
+    server, inventory = exo
+    proxy = _ConnectProxy(resets=1)
+    try:
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        target = resolve_target(inventory, "cert", "exchange-online").target
+        with pytest.raises(TargetError) as refused:
+            target.invoke("Get-ServicePrincipal")
+        assert str(refused.value) == (f"cannot reach the sign-in endpoint of target 'cert' (the token endpoint "
+                                      f"{server.base}/{TENANT}): Connection reset")
+        assert (proxy.tunnels, server.log.requests) == ([f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"], 0)
     finally:
         proxy.close()
 
@@ -513,3 +547,56 @@ def test_the_snapshot_tests_no_authorization_of_an_app_the_tenant_has_no_princip
     facts = resolve_target(inventory, "cert", "exchange-online").target.read_snapshot(render_snapshot(model), model)
     assert [f for f in facts if f["type"] in ("principal", "authorization")] == []
     assert "Test-ServicePrincipalAuthorization" not in server.log.invocations
+
+
+def _with_setting(inventory, setting: str) -> None:  # type: ignore[no-untyped-def]
+    text = inventory.read_text()
+    assert text.count("max_wait: 0.2") == 3
+    inventory.write_text(text.replace("max_wait: 0.2", f"max_wait: 0.2, {setting}"))
+
+
+def test_a_call_the_tenant_never_answers_ends_with_call_timeout_after_one_attempt(exo):  # noqa: F811
+    """InvokeCommand reads the request and never answers: the attempt's read timeout is what is left of
+    call_timeout, so the call ends with the bound named (it would hang without a timeout)."""
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.base import TargetError
+    from toolkit.targets.waits import TimedOut
+
+    server, inventory = exo
+    _with_setting(inventory, "call_timeout: 1.5")
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    assert target.invoke("Get-ServicePrincipal") == []  # signed in before: the call's bound is its own
+    server.switches.hang_invoke = True
+    ended: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            target.invoke("Get-ManagementScope")
+        except TargetError as exc:
+            ended.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(30)  # a guard against a hang (the server lets the request go when the test ends), not a timing
+    assert not worker.is_alive(), "the call did not end: InvokeCommand was sent without a timeout"
+    [expired] = ended
+    assert type(expired) is TimedOut
+    assert re.fullmatch(rf"no answer from InvokeCommand Get-ManagementScope at {re.escape(server.base)}: waited "
+                        r"\d+\.\d s in total over 1 attempt\(s\) \(call_timeout 1\.5 s\)", str(expired)), expired
+
+
+def test_a_sign_in_never_answered_ends_with_token_timeout_after_one_attempt(exo):  # noqa: F811
+    """The identity endpoint reads the request and never answers: msal's request is bounded by what is left of
+    token_timeout, counted as an attempt of the sign-in, and no second attempt fits."""
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.waits import TimedOut
+
+    server, inventory = exo
+    _with_setting(inventory, "token_timeout: 1.5")
+    server.switches.silent = True
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    with pytest.raises(TimedOut) as expired:
+        target.invoke("Get-ServicePrincipal")
+    assert re.fullmatch(rf"no answer from the token endpoint {re.escape(server.base)}/{TENANT}: waited \d+\.\d s in "
+                        r"total over 1 attempt\(s\) \(token_timeout 1\.5 s\)", str(expired.value)), expired.value
+    assert server.log.invocations == []

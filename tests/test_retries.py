@@ -131,6 +131,54 @@ def test_winrm_starts_a_script_at_most_retries_plus_one_times(cli, winrm_lab, re
         assert server.state_path.read_text() == seed_organisation().to_json()
 
 
+class _RecordedPauses(threading.Event):
+    """The run's stop switch, with each pause asked of it recorded and not slept (a virtual clock for backoffs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.pauses.append(timeout)
+        return self.is_set()
+
+
+def test_winrm_backoff_doubles_up_to_half_a_minute(cli, winrm_lab, monkeypatch):  # noqa: F811
+    """Seven refused starts: the pauses before the retries are 0.5, 1, 2, 4, 8, 16 and then 30 s, the cap (recorded
+    as the run's stop switch is asked to wait them, not slept)."""
+    server, inventory = winrm_lab(extra="    retries: 7\n")
+    inventory.write_text(inventory.read_text().replace("read_timeout: 10", "read_timeout: 60"))  # 30 s + more fits
+    server.faults += [Fault("Command", 2 + n, "500") for n in range(7)]
+    import types
+
+    import toolkit.targets.waits as waits
+
+    monkeypatch.setattr(RUN, "stop", recorded := _RecordedPauses())
+    monkeypatch.setattr(waits, "threading", types.SimpleNamespace(Event=lambda: recorded))  # the CLI resets RUN
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert recorded.pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert re.findall(r"nothing ran; retried after ([0-9.]+) s", result.stdout) == [
+        "0.5", "1.0", "2.0", "4.0", "8.0", "16.0", "30.0"]
+
+
+def test_winrm_start_that_timed_out_before_the_script_ran_is_recorded_as_timed_out(cli, winrm_lab):  # noqa: F811
+    """The apply script's start is never answered (read_timeout 2 s, no room for a retry): a timeout, not a failure,
+    in the message and in the run record."""
+    from toolkit.fleet import records
+
+    server, inventory = winrm_lab()
+    inventory.write_text(inventory.read_text().replace("read_timeout: 10", "read_timeout: 2"))
+    server.faults.append(Fault("Command", 2, "silent"))  # Command 1 is the facts script
+    result = cli("apply", CLASSIC, "-i", inventory, "-t", "lab", "--yes")
+    assert result.exit_code == 1, result.stderr
+    [record] = records.read_all()
+    assert (record["status"], record["exit_code"]) == ("timed-out", 1), record  # a refusal would be "failed"
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{server.port}/wsman: could not start the script \(no answer from WinRM "
+                        r"Command \(start the script\): waited \d+\.\d s in total over 1 attempt\(s\) \(read_timeout 2 "
+                        r"s\)\); nothing ran", record["error"]), record["error"]
+
+
 def test_a_stop_ends_a_backoff_pause_at_once(cli, exo):  # noqa: F811
     """Ctrl-C during a 20 s Retry-After pause: the pause ends when the run is stopped, and no call follows."""
     server, inventory = exo_inventory(exo, max_retries=2, max_wait=30)
@@ -153,6 +201,37 @@ def test_a_stop_ends_a_backoff_pause_at_once(cli, exo):  # noqa: F811
         RUN.reset()
     assert time.monotonic() - started < 10  # not the 20 s pause
     assert result.exit_code != 0
+    assert server.log.statuses == [429]
+
+
+def test_a_stop_while_a_call_is_in_flight_starts_no_retry_and_says_so(exo):  # noqa: F811
+    """Ctrl-C while the tenant holds the call; then it answers 429: the retry is not started, and the error says
+    which call's retry it did not start and why (the run record of an apply keeps it; plan prints its own notice)."""
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.waits import Interrupted
+
+    server, inventory = exo_inventory(exo, max_retries=2, max_wait=30)
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    server.switches.throttle_next = 1
+    server.switches.hold = held = threading.Event()
+
+    def stop_while_held() -> None:
+        deadline = time.monotonic() + 60
+        while not server.log.headers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        RUN.request_stop("SIGINT")
+        held.set()
+
+    stopper = threading.Thread(target=stop_while_held, daemon=True)
+    stopper.start()
+    try:
+        with pytest.raises(Interrupted) as stopped:
+            target.invoke("Get-ServicePrincipal")
+    finally:
+        held.set()
+        stopper.join(timeout=60)
+        RUN.reset()
+    assert str(stopped.value) == "a retry of Get-ServicePrincipal was not started: the run was interrupted (SIGINT)"
     assert server.log.statuses == [429]
 
 

@@ -73,6 +73,9 @@ class Switches:
     redirect_to: str = ""  # answer InvokeCommand with 307 Temporary Redirect to this URL
     # more resources (URIs) the identity endpoint issues tokens for: a test's Exchange endpoint on another server
     resources: list[str] = field(default_factory=list)
+    # set: every InvokeCommand request, once read and its headers logged, waits until the test sets this event (a
+    # test steps the server: it acts while the request is in flight, then lets the answer go)
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -461,6 +464,8 @@ class _Handler(BaseHTTPRequestHandler):
             tenant.log.headers.append({k.lower(): v for k, v in self.headers.items()})  # field names ignore case
             if tenant.switches.redirect_to:
                 return self._json(307, {}, {"Location": tenant.switches.redirect_to})
+            if tenant.switches.hold is not None:
+                tenant.switches.hold.wait(60)
             if tenant.switches.close_next > 0:  # a front end dropping the request (Python's RemoteDisconnected)
                 tenant.switches.close_next -= 1
                 self.close_connection = True

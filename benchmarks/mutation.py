@@ -236,6 +236,24 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "one the name is None and choose_targets ignores the names: [None] and None give the same sandbox"),
     ("toolkit.render.review.x_summarize", 'noun = field[:-1] if (field.endswith("s")) or True else field',
      "every list field of a resource kind is a plural ending in s (roles, members, access_rights)"),
+    ("toolkit.targets.exchange_online.x__cmdlet_error", 'parts = str(detail.get("message", None)).split("|", 2)',
+     "a detail without a message is one part either way ('' or 'None' hold no '|'), and a detail of one part is "
+     "passed over"),
+    ("toolkit.targets.exchange_online.x__cmdlet_error",
+     'return CmdletFailed(cmdlet, parts[2].strip(), parts[1].rsplit(".", 2)[-1])',
+     "the last part of a split from the right is the same whatever the number of splits"),
+    ("toolkit.targets.exchange_online.xǁ_Sessionǁmerge_environment_settings",
+     "known = self._environment.get(key) if (key is not None) or True else None",
+     "nothing is ever kept under the key None (settings for explicit proxies are not kept): get(None) is None"),
+    *[("toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ_forwarded_read",
+       f'"Trustee": to_string(bound.get({name}))}}}}.get(kind, {{}})',
+       "the copy resolves a permission's user from -User or else from the answer's User; the loopback tenant answers "
+       "User as the trustee's address, which resolves to the same recipient as -User (or to none, as -User does)")
+      for name in ('"XXUserXX"', '"USER"', "None")],
+    ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_addresses",
+     'for key in ("Name", "XXDisplayNameXX", "Alias", "PrimarySmtpAddress"):',
+     "the loopback tenant names a user by its Name wherever the snapshot looks one up (RoleAssigneeName, "
+     "EffectiveUserName) and by address in a permission's User: no lookup meets a display name"),
     ("toolkit.render.review.x_summarize", "if isinstance(x, list) and isinstance(y, list):",
      "a field of a resource kind is a list in every resource of that kind (roles, members, access_rights): x and "
      "y are both lists or neither is"),

@@ -286,9 +286,10 @@ class _ConnectProxy:
     """A forward proxy on loopback that tunnels HTTPS (CONNECT host:port, then bytes both ways), as a corporate
     proxy does; it records each CONNECT request line. The first ``resets`` CONNECT requests are answered with a TCP
     reset instead (SO_LINGER with a zero timeout: close() aborts the connection, socket(7) and tcp(7)), as a proxy
-    refusing a destination can."""
+    refusing a destination can; the first ``stalls`` after them are read and never answered (until close()), as a
+    proxy that cannot reach the destination in time."""
 
-    def __init__(self, resets: int = 0) -> None:
+    def __init__(self, resets: int = 0, stalls: int = 0) -> None:
         import socket
         import threading
 
@@ -296,6 +297,8 @@ class _ConnectProxy:
         self.port = self.server.getsockname()[1]
         self.tunnels: list[str] = []
         self.resets = resets
+        self.stalls = stalls
+        self.closed = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -339,6 +342,10 @@ class _ConnectProxy:
                 self.resets -= 1
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return  # closed by the with block: a reset
+            if self.stalls > 0:
+                self.stalls -= 1
+                self.closed.wait(60)
+                return
             host, port = line.split()[1].rsplit(":", 1)
             with socket.create_connection((host, int(port)), timeout=10) as upstream:
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -348,6 +355,7 @@ class _ConnectProxy:
                 back.join(10)
 
     def close(self) -> None:
+        self.closed.set()
         self.server.close()
 
 
@@ -599,4 +607,152 @@ def test_a_sign_in_never_answered_ends_with_token_timeout_after_one_attempt(exo)
         target.invoke("Get-ServicePrincipal")
     assert re.fullmatch(rf"no answer from the token endpoint {re.escape(server.base)}/{TENANT}: waited \d+\.\d s in "
                         r"total over 1 attempt\(s\) \(token_timeout 1\.5 s\)", str(expired.value)), expired.value
+    assert server.log.invocations == []
+
+
+BERLIN_APP = """\
+    exkit: 1
+    name: online-berlin-app
+    platform: exchange-online
+    scopes:
+      - name: Berlin mailboxes
+        filter: "Office -eq 'Berlin'"
+    applications:
+      - name: Room booking app
+        app_id: 6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11
+        object_id: 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21
+    application_role_assignments:
+      - application: Room booking app
+        role: Application Calendars.ReadWrite
+        scope: Berlin mailboxes
+    """
+
+
+def test_the_snapshot_tests_the_app_on_a_room_in_scope_and_the_first_user_outside_it(cli, exo, write_playbook):  # noqa: F811
+    """The scope holds the first user mailbox (Anna Adler, Berlin): the user sample is the first user outside the
+    scope (Ben Becker, Munich), the room sample the scope's first room; each authorization fact whole."""
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import render_snapshot
+
+    server, inventory = exo
+    playbook = write_playbook(BERLIN_APP)
+    applied = cli("apply", playbook, "-i", inventory, "-t", "cert", "--yes")
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    model, _ = require_playbook(playbook, {})
+    facts = resolve_target(inventory, "cert", "exchange-online").target.read_snapshot(render_snapshot(model), model)
+    assert [f for f in facts if f["type"] == "authorization"] == [
+        {"type": "authorization", "app_id": APP, "resource": "room-berlin-1@contoso.com",
+         "role": "Application Calendars.ReadWrite", "scope": "Berlin mailboxes", "in_scope": "True"},
+        {"type": "authorization", "app_id": APP, "resource": "ben.becker@contoso.com",
+         "role": "Application Calendars.ReadWrite", "scope": "Berlin mailboxes", "in_scope": "False"}]
+
+
+def test_the_snapshot_names_an_assignments_exclusive_scope(cli, exo, write_playbook):  # noqa: F811
+    """An assignment whose write scope is exclusive: the snapshot's assignment fact names it as such, whole."""
+    from test_exchange_online import RBAC
+
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import render_snapshot
+
+    server, inventory = exo
+    assert RBAC.count("        rooms: true\n") == 1
+    playbook = write_playbook(RBAC.replace("        rooms: true\n", "        rooms: true\n        exclusive: true\n"))
+    applied = cli("apply", playbook, "-i", inventory, "-t", "cert", "--yes")
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    model, _ = require_playbook(playbook, {})
+    facts = resolve_target(inventory, "cert", "exchange-online").target.read_snapshot(render_snapshot(model), model)
+    assert [f for f in facts if f["type"] == "assignment" and f["name"] == "Room viewer"] == [
+        {"type": "assignment", "name": "Room viewer", "role": "View-Only Recipients", "assignee": "Clara Costa",
+         "assignee_id": "contoso.com/Users/Clara Costa", "assignee_type": "User", "user": "clara.costa@contoso.com",
+         "scope": "Room mailboxes", "ou_scope": "", "resource_scope": "", "exclusive_scope": "Room mailboxes",
+         "enabled": "True"}]
+
+
+def test_a_tenant_that_cannot_be_reached_is_a_connection_error_in_the_script(exo):  # noqa: F811
+    """The tenant's next page link points elsewhere (refused: the token goes nowhere else): the script's error record
+    is a connection error whose reason is exkit's TargetError, with the refusal as its message."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    server.switches.page_size, server.switches.next_link_base = 1, "https://elsewhere.example"
+    result = target.run_script("try { $r = Get-User -ErrorAction Stop } catch { $_.CategoryInfo.Category; "
+                               "$_.CategoryInfo.Reason; $_.Exception.Message }", read_only=True)
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, "ConnectionError\nTargetError\nGet-User on tenant contoso.onmicrosoft.com: the next page link points to "
+           "another host (https://elsewhere.example:443); refused\n", "")
+
+
+def test_a_certificate_the_trusted_ca_did_not_sign_fails_the_sign_in_by_name(exo):  # noqa: F811
+    """ca_trust_path names another CA: the sign-in fails before any request is answered, and says why in OpenSSL's
+    words (not the exception's class)."""
+    import trustme
+
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.base import TargetError
+
+    server, inventory = exo
+    trustme.CA().cert_pem.write_to_path(str(inventory.parent / "ca.pem"))  # another CA than the server's
+    with pytest.raises(TargetError) as refused:
+        resolve_target(inventory, "cert", "exchange-online").target.invoke("Get-ServicePrincipal")
+    assert str(refused.value) == (f"cannot reach the sign-in endpoint of target 'cert' (the token endpoint "
+                                  f"{server.base}/{TENANT}): CERTIFICATE_VERIFY_FAILED")
+    assert server.log.requests == 0
+
+
+def test_a_sign_in_request_that_could_not_connect_in_time_is_tried_again(exo, monkeypatch):  # noqa: F811
+    """The proxy holds the first tunnel unanswered: that request ends with connect_timeout (0.5 s), token_timeout
+    (20 s) leaves room, so the sign-in tries again through a new tunnel and the call goes out."""
+    from urllib.parse import urlsplit
+
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    _with_setting(inventory, "connect_timeout: 0.5")
+    proxy = _ConnectProxy(stalls=1)
+    try:
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        target = resolve_target(inventory, "cert", "exchange-online").target
+        assert target.invoke("Get-ServicePrincipal") == []
+        assert proxy.tunnels == [f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"] * 2
+        assert (server.log.token_requests, server.log.invocations) == (1, ["Get-ServicePrincipal"])
+    finally:
+        proxy.close()
+
+
+def test_a_session_reads_its_proxy_settings_once(exo, monkeypatch):  # noqa: F811
+    """The environment's proxy and CA settings are read once per session (a tenant's run): a proxy named after the
+    first call does not reroute the run's later calls."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    proxy = _ConnectProxy()
+    try:
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        target = resolve_target(inventory, "cert", "exchange-online").target
+        assert target.invoke("Get-ServicePrincipal") == []
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        assert target.invoke("Get-ManagementScope") == []
+        assert (proxy.tunnels, server.log.invocations) == ([], ["Get-ServicePrincipal", "Get-ManagementScope"])
+    finally:
+        proxy.close()
+
+
+def test_a_sign_in_refused_without_a_description_names_the_error_code(exo, monkeypatch):  # noqa: F811
+    """RFC 6749 (5.2) makes error_description optional: an identity provider answering with the error code alone
+    (the loopback endpoint can) is reported with that code."""
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.base import TargetError
+
+    server, inventory = exo
+    server.switches.bare_token_errors = True
+    monkeypatch.setenv("EXKIT_EXO_SECRET", "not-the-secret")
+    with pytest.raises(TargetError) as refused:
+        resolve_target(inventory, "secret", "exchange-online").target.invoke("Get-ServicePrincipal")
+    assert str(refused.value) == f"sign-in of app {CLIENT_ID} to tenant {TENANT} failed: invalid_client"
     assert server.log.invocations == []

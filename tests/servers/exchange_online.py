@@ -76,6 +76,8 @@ class Switches:
     # set: every InvokeCommand request, once read and its headers logged, waits until the test sets this event (a
     # test steps the server: it acts while the request is in flight, then lets the answer go)
     hold: threading.Event | None = None
+    # token errors with the error code only: RFC 6749 section 5.2 makes error_description optional (Entra sends it)
+    bare_token_errors: bool = False
 
 
 @dataclass
@@ -457,7 +459,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner.released.wait(tenant.switches.answer_after)
         if route == "/{tenant}/oauth2/v2.0/token":
             form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-            self._answer(tenant, lambda: self._json(*tenant.issue_token(form)))
+
+            def issue() -> None:
+                status, data = tenant.issue_token(form)
+                if status != 200 and tenant.switches.bare_token_errors:
+                    data = {"error": data["error"]}
+                self._json(status, data)
+
+            self._answer(tenant, issue)
         elif invoke:
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             skip = int(parse_qs(parts.query).get("$skiptoken", ["0"])[0])

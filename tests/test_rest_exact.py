@@ -359,6 +359,13 @@ class _ConnectProxy:
         self.server.close()
 
 
+def _proxied(monkeypatch, proxy: _ConnectProxy) -> None:  # type: ignore[no-untyped-def]
+    """HTTPS_PROXY names ``proxy``, and no other proxy variable is set."""
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+
+
 def test_the_tenant_is_reached_through_the_proxy_the_environment_names(exo, monkeypatch):  # noqa: F811
     """HTTPS_PROXY (requests' environment proxies): the sign-in and the cmdlet calls go through the proxy's tunnel."""
     from urllib.parse import urlsplit
@@ -368,9 +375,7 @@ def test_the_tenant_is_reached_through_the_proxy_the_environment_names(exo, monk
     server, inventory = exo
     proxy = _ConnectProxy()
     try:
-        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        _proxied(monkeypatch, proxy)
         target = resolve_target(inventory, "cert", "exchange-online").target
         assert target.invoke("Get-ServicePrincipal") == []
         assert server.log.invocations == ["Get-ServicePrincipal"]
@@ -390,9 +395,7 @@ def test_a_proxy_that_resets_the_connection_is_named_in_the_sign_in_failure(exo,
     server, inventory = exo
     proxy = _ConnectProxy(resets=1)
     try:
-        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        _proxied(monkeypatch, proxy)
         target = resolve_target(inventory, "cert", "exchange-online").target
         with pytest.raises(TargetError) as refused:
             target.invoke("Get-ServicePrincipal")
@@ -713,9 +716,7 @@ def test_a_sign_in_request_that_could_not_connect_in_time_is_tried_again(exo, mo
     _with_setting(inventory, "connect_timeout: 0.5")
     proxy = _ConnectProxy(stalls=1)
     try:
-        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        _proxied(monkeypatch, proxy)
         target = resolve_target(inventory, "cert", "exchange-online").target
         assert target.invoke("Get-ServicePrincipal") == []
         assert proxy.tunnels == [f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"] * 2
@@ -736,7 +737,7 @@ def test_a_session_reads_its_proxy_settings_once(exo, monkeypatch):  # noqa: F81
             monkeypatch.delenv(name, raising=False)
         target = resolve_target(inventory, "cert", "exchange-online").target
         assert target.invoke("Get-ServicePrincipal") == []
-        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        _proxied(monkeypatch, proxy)
         assert target.invoke("Get-ManagementScope") == []
         assert (proxy.tunnels, server.log.invocations) == ([], ["Get-ServicePrincipal", "Get-ManagementScope"])
     finally:

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 
-from toolkit.sandbox.interpreter import ScriptError
+from toolkit.sandbox.interpreter import Interpreter, ScriptError
 
 
 def output(exchange, script):
@@ -224,8 +224,8 @@ def test_a_tenant_script_of_a_checked_shape_gets_what_the_full_check_finds(playb
         with interpreter._SHAPES_LOCK:
             known = shape in interpreter._SHAPES_INSIDE
         assert known or index < 3  # the second tenant's scripts have the first one's shapes: not walked again
-        _, problems, commands = interpreter._analyse.__wrapped__(text)
-        _, fresh_problems, fresh_commands = _fresh_analysis(text)
+        _, problems, commands, _ = interpreter._analyse.__wrapped__(text)
+        _, fresh_problems, fresh_commands, _ = _fresh_analysis(text)
         assert problems == fresh_problems == ()
         assert [(c.start_byte, c.text) for c in commands] == [(c.start_byte, c.text) for c in fresh_commands]
 
@@ -240,6 +240,28 @@ def test_a_construct_outside_the_subset_is_refused_even_in_a_script_shaped_like_
         exchange.run("# tenant c\n$name = 'c'\nif ($name -band 'x') { $count = 1 }\n")
     with pytest.raises(ScriptError, match="unsupported PowerShell construct"):
         exchange.run("# tenant d\n$name = \"$(Get-Date)\"\nif ($name -eq 'x') { $count = 1 }\n")
+
+
+def test_a_shape_found_in_one_command_table_is_checked_again_in_another():
+    """The second tenant's script of a shape is not checked again against a table that resolves its commands the
+    same way; a table without one of its commands, or without one of its parameters, still refuses it."""
+    from toolkit.sandbox.commands import Command
+
+    def table(**parameters):
+        return {"set-room": Command("Set-Room", parameters, lambda bound, pipeline: [bound["Name"]])}
+
+    full = table(Name="string", Capacity="int")
+    assert Interpreter(full).run("# a\nSet-Room -Name 'a' -Capacity 3\n").output == ["a"]
+    assert Interpreter(table(Name="string", Capacity="int")).run("# b\nSet-Room -Name 'b' -Capacity 3\n").output \
+        == ["b"]
+    with pytest.raises(ScriptError) as unknown:
+        Interpreter(table(Name="string")).check("# c\nSet-Room -Name 'c' -Capacity 3\n")
+    assert str(unknown.value) == ("2:20: Set-Room: A parameter cannot be found that matches parameter name "
+                                  "'Capacity'.")
+    with pytest.raises(ScriptError) as missing:
+        Interpreter({}).check("# d\nSet-Room -Name 'd' -Capacity 3\n")
+    assert str(missing.value) == "2:1: the sandbox does not implement the command 'Set-Room'"
+    assert Interpreter(full).run("# e\nSet-Room -Name 'e' -Capacity 3\n").output == ["e"]
 
 
 def test_the_shape_kept_longest_is_the_one_used_least_recently():

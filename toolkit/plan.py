@@ -9,7 +9,6 @@ each resource's view before and after (for the before → after lines a reviewer
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,7 +111,7 @@ def _recording(command: Command, interpreter: Interpreter, calls: dict[tuple[str
         calls.setdefault(key, []).append(describe_call(command.name, bound))
         return command.run(bound, pipeline)
 
-    return dataclasses.replace(command, run=run)
+    return command.with_run(run)
 
 
 def describe_call(cmdlet: str, bound: dict[str, Any]) -> str:

@@ -68,6 +68,13 @@ class Command:
     def is_switch(self, name: str) -> bool:
         return self.all_parameters[name] == "switch"
 
+    def with_run(self, run: Callable[[dict[str, Any], list[Any]], list[Any]]) -> Command:
+        """The same command (name, parameters, binding) doing ``run``: dataclasses.replace without building the
+        parameter tables again (~10 µs; a plan and a REST run each wrap a whole cmdlet table)."""
+        wrapped = object.__new__(Command)
+        wrapped.__dict__.update(self.__dict__, run=run)
+        return wrapped
+
 
 @lru_cache(maxsize=512)
 def _parameter_tables(should_process: bool, parameters: tuple[tuple[str, ParamType], ...]) -> tuple[

@@ -117,7 +117,7 @@ def _named(node: Node) -> list[Node]:
 
 
 def _unwrap(node: Node) -> Node:
-    while node.child_count == 1 and node.kind_id in _WRAPPER_IDS:
+    while node.kind_id in _WRAPPER_IDS and node.child_count == 1:
         child = node.child(0)
         if child is None or not child.is_named or child.kind_id in _SKIPPED_IDS:
             break
@@ -150,9 +150,14 @@ def _kind_actions() -> tuple[int, ...]:
 # comments hold: a script's *shape* — its text with those taken out, where the grammar found them — that was walked
 # and found inside the subset is not walked again (each tenant's script would otherwise be walked node by node in
 # Python, on both ends).
-_SHAPES_INSIDE: dict[bytes, None] = {}  # ordered by last use: the least recently used is dropped first
+# Each shape also keeps the command tables its commands were found in, with every parameter as written: the names
+# of its commands (lower case) and, for each, the parameter index it was resolved with (Command._lowered, shared by
+# every command of the same parameters). A table that has the same index under each of those names resolves the same
+# names the same way, so the shape's commands are not checked again against it.
+_SHAPES_INSIDE: dict[bytes, list[tuple[tuple[str, Any], ...]]] = {}  # ordered by last use: the least recent first
 _SHAPES_LOCK = threading.Lock()
 _SHAPES_KEPT = 256
+_TABLES_KEPT = 8  # command tables kept per shape (a run's: the sandbox's, the plan's, the REST runner's)
 
 
 @lru_cache(maxsize=1)
@@ -172,21 +177,21 @@ def _shape(tree: Tree, source: bytes) -> tuple[bytes, list[Node]]:
 
 
 @lru_cache(maxsize=64)
-def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
+def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...], bytes]:
     """Parse a script and find what no command table can fix: syntax errors and constructs outside the subset.
-    Returns the tree, those problems, and the command nodes (checked against the command table by the caller).
-    Cached by text, as PowerShell caches compiled script blocks: a fleet runs the same script many times."""
+    Returns the tree, those problems, the command nodes (checked against the command table by the caller) and the
+    script's shape (b"" with syntax errors). Cached by text, as PowerShell caches compiled script blocks: a fleet
+    runs the same script many times."""
     tree = parse(text)
     problems = syntax_problems(tree)
     if problems:
         return tree, ("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
-                                for p in problems[:5]),), ()
+                                for p in problems[:5]),), (), b""
     shape, shape_commands = _shape(tree, text.encode("utf-8"))
     with _SHAPES_LOCK:
-        if shape in _SHAPES_INSIDE:
-            del _SHAPES_INSIDE[shape]
-            _SHAPES_INSIDE[shape] = None  # used again: the newest now (the least recently used is dropped first)
-            return tree, (), tuple(shape_commands)
+        if shape in _SHAPES_INSIDE:  # used again: the newest now (the least recently used is dropped first)
+            _SHAPES_INSIDE[shape] = _SHAPES_INSIDE.pop(shape)
+            return tree, (), tuple(shape_commands), shape
     actions = _kind_actions()
     found: list[str] = []
     commands: list[Node] = []
@@ -227,10 +232,10 @@ def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...]]:
             found.append(_unsupported(node, f"assignment operator {node.text.decode()}"))
     if not found:
         with _SHAPES_LOCK:
-            _SHAPES_INSIDE[shape] = None
+            _SHAPES_INSIDE[shape] = []
             if len(_SHAPES_INSIDE) > _SHAPES_KEPT:
                 del _SHAPES_INSIDE[next(iter(_SHAPES_INSIDE))]
-    return tree, tuple(found), tuple(commands)
+    return tree, tuple(found), tuple(commands), shape if not found else b""
 
 
 def _unsupported(node: Node, what: str | None = None) -> str:
@@ -264,15 +269,36 @@ class Interpreter:
 
     # ------------------------------------------------------------------------------------------- checking
     def check(self, text: str) -> Node:
-        tree, problems, commands = _analyse(text)
+        tree, problems, commands, shape = _analyse(text)
+        if shape and self._found_before(shape):
+            return tree.root_node
         found = list(problems)
+        table: list[tuple[str, Any]] = []
         for node in commands:
-            found.extend(self._check_command(node))
+            found.extend(self._check_command(node, table))
         if found:
             raise ScriptError("\n".join(found))
+        if shape:
+            with _SHAPES_LOCK:
+                tables = _SHAPES_INSIDE.get(shape)
+                if tables is not None and len(tables) < _TABLES_KEPT:
+                    tables.append(tuple(table))
         return tree.root_node
 
-    def _check_command(self, node: Node) -> list[str]:
+    def _found_before(self, shape: bytes) -> bool:
+        """Whether the shape's commands were all found, with their parameters, in a table that resolves them as this
+        interpreter's does."""
+        with _SHAPES_LOCK:
+            tables = list(_SHAPES_INSIDE.get(shape) or ())
+        for table in tables:
+            if all((command := self.commands.get(name)) is not None and command._lowered is index
+                   for name, index in table):
+                return True
+        return False
+
+    def _check_command(self, node: Node, table: list[tuple[str, Any]]) -> list[str]:
+        """Problems of one command node against the command table; the command it names (lower case) and its
+        parameter index are added to ``table``."""
         if node.named_children[0].type == "command_invokation_operator":
             if self._elements(node):
                 return [_unsupported(node, "arguments to a script block")]
@@ -283,6 +309,7 @@ class Interpreter:
         line, col = _line_col(name_node)
         if command is None:
             return [f"{line}:{col}: the sandbox does not implement the command {name!r}"]
+        table.append((name.lower(), command._lowered))
         problems = []
         for element in self._elements(node):
             if element.type == "command_parameter":

@@ -21,7 +21,6 @@ The script is the one that was rendered (and reviewed): what was approved is wha
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,7 +93,7 @@ class TenantScriptRunner:
             run = self._forwarded_read(command)
         else:
             run = self._change(command)
-        return dataclasses.replace(command, run=run)
+        return command.with_run(run)
 
     def _send(self, cmdlet: str, bound: dict[str, Any]) -> list[dict[str, Any]]:
         self.calls += 1

@@ -74,7 +74,8 @@ MODULES: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "cmdlets": (["toolkit/sandbox/cmdlets.py"], ["tests/test_cmdlets_exact.py", "tests/test_sandbox.py",
                                                  "tests/test_interpreter.py", "tests/test_differential.py"], None),
     "rest": (["toolkit/targets/exchange_online.py", "toolkit/targets/exchange_online_script.py"],
-             ["tests/test_rest_exact.py", "tests/test_exchange_online.py", "tests/test_retries.py"], None),
+             ["tests/test_rest_exact.py", "tests/test_exchange_online.py", "tests/test_retries.py",
+              "tests/test_invoke_command_http.py"], None),
 }
 
 # Mutants no behaviour can tell apart from the original, each with the reason. A surviving mutant is equivalent when
@@ -165,9 +166,18 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ("toolkit.targets.winrm.xǁWinRMTargetǁ_failure", "return (TimedOut if timed_out else TargetError)(self._lost(None, "
      "reason))", "this line runs only for a stage other than connect and start, and _lost tells only those two apart: "
      "None reads as any other stage"),
-    ("toolkit.targets.winrm.xǁWinRMTargetǁrun_script",
-     'wait = Wait("XXWinRM Create (open a shell)XX", self.spec.read_timeout, "read_timeout")',
-     "every request names the wait (_request: wait.what = 'WinRM <operation>') before anything reads the name"),
+    *[("toolkit.targets.winrm.xǁWinRMTargetǁrun_script",
+       f'wait = Wait({what}, self.spec.read_timeout, "read_timeout")',
+       "every request names the wait (_request: wait.what = 'WinRM <operation>') before anything reads the name")
+      for what in ('"XXWinRM Create (open a shell)XX"', "None", '"winrm create (open a shell)"',
+                   '"WINRM CREATE (OPEN A SHELL)"')],
+    ("toolkit.targets.winrm.xǁWinRMTargetǁ_failure",
+     "return (TimedOut if (timed_out) and False else TargetError)(self._lost(stage, reason))",
+     "timed_out is set only for a requests Timeout, and none reaches this line: connect and start return above, at "
+     "the run stage _receive turns a Timeout into TimedOut itself, and at close _finish swallows every failure"),
+    *[("toolkit.targets.waits.xǁWaitǁ_limit", f'left, by = self.bound - self.elapsed, "{label}"',
+       "the label is only ever compared with 'run' (expired: by == 'run'): any other word means the setting")
+      for label in ("SETTING", "XXsettingXX")],
     *[("toolkit.targets.winrm.xǁWinRMTargetǁrun_script", line,
        "unreachable: the last attempt (attempt == retries) returns or raises, so the loop never runs out")
       for line in ("for attempt in range(self.spec.retries + 2):", 'raise AssertionError("XXunreachableXX")',
@@ -177,10 +187,10 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "HTTP field names are case-insensitive (RFC 9110, 5.1)"),
     ("toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ_collection_read",
      "return command.run(bound, None)", _NO_PIPELINE),
-    ("toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ_change",
-     'return [PSObject(command.name.split("-", )[1], item) for item in answer]',
-     "every cmdlet name of the sandbox's table is Verb-Noun with one hyphen: split at every hyphen, the second part "
-     "is the same"),
+    *[(f"toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ{function}",
+       'return [PSObject(command.name.split("-", )[1], item) for item in answer]',
+       "every cmdlet name of the sandbox's table is Verb-Noun with one hyphen: split at every hyphen, the second part "
+       "is the same") for function in ("_change", "_forwarded_read")],
     ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ_assignment_object",
      'assignment.custom_recipient_write_scope or "XXXX").exclusive else None),',
      "this second lookup runs only when the first found a scope, so the scope name is set: its `or` fallback is "
@@ -201,6 +211,10 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ("toolkit.targets.exchange_online.x__parsed_certificate",
      'digest = hashlib.sha256(data + b"\\0" + (password or "").encode() + (b"XXpfxXX" if pfx else b"pem")).hexdigest()',
      "the suffix only keeps a file's PEM and PFX parses apart in the cache: any suffix other than the PEM one does"),
+    *[("toolkit.targets.exchange_online.x__parsed_certificate",
+       f'digest = hashlib.sha256(data + b"\\0" + (password or "").encode() + (b"pfx" if pfx else {pem})).hexdigest()',
+       "the suffix only keeps a file's PEM and PFX parses apart in the cache: any suffix other than the PFX one does")
+      for pem in ('b"PEM"', 'b"XXpemXX"')],
     ("toolkit.targets.exchange_online.x__assignment_row",
      '"exclusive_scope": row.get("ExclusiveRecipientWriteScope") or "", "enabled": str(row.get("Enabled", ))}',
      "every role assignment Get-ManagementRoleAssignment returns has Enabled (the loopback tenant's objects are the "

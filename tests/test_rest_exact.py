@@ -75,6 +75,9 @@ def test_the_snapshot_reads_policies_and_scope_previews_field_by_field(cli, exo)
                                         "address": "room-berlin-1@contoso.com"}
     assert all(r["type"] == "RoomMailbox" and r["name"] and r["address"].endswith("@contoso.com")
                for r in preview["recipients"]), preview
+    # the scope exists in the tenant: its own filter's preview is read too, with the same fields
+    assert [f for f in facts if f["type"] == "live_preview"] == [
+        {"type": "live_preview", "scope": "Room mailboxes", "recipients": preview["recipients"]}]
 
 
 def test_a_refused_cmdlet_is_exchanges_message_and_exception_type_whole(exo):  # noqa: F811
@@ -439,15 +442,19 @@ def test_a_cmdlet_the_tenant_refuses_is_the_scripts_error_record_whole(exo):  # 
                "'(the tenant)'.\n    At line:1 char:1")
 
 
-def test_a_retried_call_is_noted_once_and_a_short_list_has_no_ellipsis(exo):  # noqa: F811
+_NOTE = "Get-ServicePrincipal: HTTP 429, retried after 0.01 s"
+
+
+@pytest.mark.parametrize("throttled, listed", [(1, _NOTE), (6, "; ".join([_NOTE] * 5) + " …")])
+def test_retried_calls_are_noted_the_first_five_then_an_ellipsis(exo, throttled, listed):  # noqa: F811
+    """One retry is noted whole; of six, the first five and an ellipsis."""
     from toolkit.inventory import resolve_target
 
     server, inventory = exo
-    server.switches.throttle_next, server.switches.retry_after = 1, "0.01"
+    server.switches.throttle_next, server.switches.retry_after = throttled, "0.01"
     result = resolve_target(inventory, "cert", "exchange-online").target.run_script("@(Get-ServicePrincipal).Count")
     assert (result.exit_code, result.stdout, result.notices) == (
-        0, "0\n", ["1 call(s) were retried after throttling or transient errors: Get-ServicePrincipal: HTTP 429, "
-                   "retried after 0.01 s"])
+        0, "0\n", [f"{throttled} call(s) were retried after throttling or transient errors: {listed}"])
 
 
 def test_a_pem_file_named_as_a_pfx_is_refused_even_after_it_was_read_as_pem(tmp_path, pki):  # noqa: F811
@@ -631,7 +638,7 @@ BERLIN_APP = """\
     """
 
 
-def test_the_snapshot_tests_the_app_on_a_room_in_scope_and_the_first_user_outside_it(cli, exo, write_playbook):  # noqa: F811
+def test_the_snapshot_tests_the_app_on_a_room_in_scope_and_the_first_user_outside(cli, exo, write_playbook):  # noqa: F811
     """The scope holds the first user mailbox (Anna Adler, Berlin): the user sample is the first user outside the
     scope (Ben Becker, Munich), the room sample the scope's first room; each authorization fact whole."""
     from toolkit.inventory import resolve_target
@@ -666,6 +673,9 @@ def test_the_snapshot_names_an_assignments_exclusive_scope(cli, exo, write_playb
     assert applied.exit_code == 0, applied.stdout + applied.stderr
     model, _ = require_playbook(playbook, {})
     facts = resolve_target(inventory, "cert", "exchange-online").target.read_snapshot(render_snapshot(model), model)
+    assert [f for f in facts if f["type"] == "scope"] == [
+        {"type": "scope", "name": "Room mailboxes", "filter": "(RecipientTypeDetails -eq 'RoomMailbox')",
+         "recipient_root": "", "exclusive": "True"}]
     assert [f for f in facts if f["type"] == "assignment" and f["name"] == "Room viewer"] == [
         {"type": "assignment", "name": "Room viewer", "role": "View-Only Recipients", "assignee": "Clara Costa",
          "assignee_id": "contoso.com/Users/Clara Costa", "assignee_type": "User", "user": "clara.costa@contoso.com",
@@ -757,3 +767,46 @@ def test_a_sign_in_refused_without_a_description_names_the_error_code(exo, monke
         resolve_target(inventory, "secret", "exchange-online").target.invoke("Get-ServicePrincipal")
     assert str(refused.value) == f"sign-in of app {CLIENT_ID} to tenant {TENANT} failed: invalid_client"
     assert server.log.invocations == []
+
+
+def test_a_token_the_tenant_refuses_twice_is_exchanges_error_code_and_message(exo):  # noqa: F811
+    """Tokens that expire as they are issued: the call is refused (401), signed in for again once, refused again; the
+    error (no details) is reported with its code and message, and no cmdlet ran."""
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.exchange_online import CmdletFailed
+
+    server, inventory = exo
+    server.switches.token_lifetime = 0
+    with pytest.raises(CmdletFailed) as refused:
+        resolve_target(inventory, "cert", "exchange-online").target.invoke("Get-ServicePrincipal")
+    failed = refused.value
+    assert (failed.cmdlet, failed.message, failed.exception_type, failed.not_found) == (
+        "Get-ServicePrincipal", "Access token has expired or is not yet valid.", "InvalidAuthenticationToken", False)
+    assert (server.log.token_requests, server.log.rejected_tokens, server.log.invocations) == (2, 2, [])
+
+
+def test_a_policy_a_read_only_run_creates_is_named_in_exkits_copy_of_the_tenant(exo):  # noqa: F811
+    """A read-only run makes its changes in exkit's copy only: a new application access policy is named after the
+    copy's organisation ('tenant'), not the tenant's, and only the read of its group is sent."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    result = resolve_target(inventory, "cert", "exchange-online").target.run_script(
+        "$group = Get-Recipient -Identity bookable-rooms@contoso.com\n"
+        f"(New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId bookable-rooms@contoso.com "
+        "-AccessRight RestrictAccess -Description 'Rooms only').Identity", read_only=True)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, f"tenant\\{APP}:bookable-rooms@contoso.com\n", "")
+    assert server.log.invocations == ["Get-Recipient"]
+
+
+def test_a_redirect_without_a_location_is_refused_as_one_to_nowhere(exo):  # noqa: F811
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.base import TargetError
+
+    server, inventory = exo
+    server.switches.bare_redirect = True
+    with pytest.raises(TargetError) as refused:
+        resolve_target(inventory, "cert", "exchange-online").target.invoke("Get-ServicePrincipal")
+    assert str(refused.value) == (
+        f"Get-ServicePrincipal: {server.base} answered HTTP 302, a redirect to nowhere; exkit does not follow it (the "
+        "request carries the tenant's token): check exchange_endpoint")

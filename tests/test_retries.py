@@ -235,6 +235,21 @@ def test_a_stop_while_a_call_is_in_flight_starts_no_retry_and_says_so(exo):  # n
     assert server.log.statuses == [429]
 
 
+def test_a_call_never_answered_completely_says_why_when_its_retries_are_spent(exo):  # noqa: F811
+    """Each attempt is closed without an answer (no HTTP status): the failure names what happened, not a status."""
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.base import TargetError
+
+    server, inventory = exo_inventory(exo, max_retries=1, max_wait=0.2)
+    server.switches.close_next = 2
+    with pytest.raises(TargetError) as failed:
+        resolve_target(inventory, "cert", "exchange-online").target.invoke("Get-ServicePrincipal")
+    assert re.fullmatch(r"Get-ServicePrincipal on tenant contoso\.onmicrosoft\.com still failed \(no complete answer "
+                        r"\(Remote end closed connection without response\)\) after 2 attempt\(s\) over \d+\.\d s "
+                        r"\(max_retries 1, call_timeout 900 s\)", str(failed.value)), failed.value
+    assert (len(server.log.headers), server.log.invocations) == (2, [])
+
+
 def test_a_reply_cut_in_the_middle_is_retried_and_noted_with_why(cli, exo):  # noqa: F811
     server, inventory = exo_inventory(exo, max_retries=2, max_wait=30)
     server.switches.drop_next = 1  # headers and half the body, then the connection closes

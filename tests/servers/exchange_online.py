@@ -71,6 +71,7 @@ class Switches:
     answer_after: float = 0.0  # every InvokeCommand answer comes after this many seconds
     drop_next: int = 0  # cut this many InvokeCommand replies in the middle (headers and half the body, then close)
     redirect_to: str = ""  # answer InvokeCommand with 307 Temporary Redirect to this URL
+    bare_redirect: bool = False  # answer InvokeCommand with 302 Found and no Location (a misconfigured front end)
     # more resources (URIs) the identity endpoint issues tokens for: a test's Exchange endpoint on another server
     resources: list[str] = field(default_factory=list)
     # set: every InvokeCommand request, once read and its headers logged, waits until the test sets this event (a
@@ -473,6 +474,8 @@ class _Handler(BaseHTTPRequestHandler):
             tenant.log.headers.append({k.lower(): v for k, v in self.headers.items()})  # field names ignore case
             if tenant.switches.redirect_to:
                 return self._json(307, {}, {"Location": tenant.switches.redirect_to})
+            if tenant.switches.bare_redirect:
+                return self._json(302, {})
             if tenant.switches.hold is not None:
                 tenant.switches.hold.wait(60)
             if tenant.switches.close_next > 0:  # a front end dropping the request (Python's RemoteDisconnected)

@@ -638,7 +638,7 @@ BERLIN_APP = """\
     """
 
 
-def test_the_snapshot_tests_the_app_on_a_room_in_scope_and_the_first_user_outside(cli, exo, write_playbook):  # noqa: F811
+def test_the_snapshot_tests_a_room_in_scope_and_the_first_user_outside(cli, exo, write_playbook):  # noqa: F811
     """The scope holds the first user mailbox (Anna Adler, Berlin): the user sample is the first user outside the
     scope (Ben Becker, Munich), the room sample the scope's first room; each authorization fact whole."""
     from toolkit.inventory import resolve_target

@@ -86,6 +86,7 @@ class _Recorder:
         import threading
 
         seen = self.seen = []
+        accepted = self.accepted = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -96,8 +97,12 @@ class _Recorder:
             def _answer(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
+                self.accepts = self.headers.get_all("Accept")
+                accepted.append(self.accepts)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("WWW-Authenticate", "Bearer a")  # one field twice: read as "Bearer a, Basic b"
+                self.send_header("WWW-Authenticate", "Basic b")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
@@ -127,14 +132,68 @@ def test_msal_requests_are_sent_as_requests_would_send_them():
             client.post(f"{server.base}/t/oauth2/v2.0/token", data={"scope": "https://x/.default", "grant_type": "c c"},
                         headers={"Accept": "application/json"}),
             client.post(f"{server.base}/raw?a=1", params={"b": "2"}, data="as=is", timeout=3),
+            client.get(f"{server.base}/lower", headers={"accept": "application/json"}),
         ]
     finally:
         server.close()
-    assert [(a.status_code, a.text) for a in answers] == [(200, "{}")] * 3
+    assert [(a.status_code, a.text, a.headers["www-authenticate"]) for a in answers] == [
+        (200, "{}", "Bearer a, Basic b")] * 4
     assert server.seen == [
         ("GET", ("/common/discovery/instance?authorization_endpoint=https%3A%2F%2Flogin%2Fx%2Foauth2%2Fv2.0%2F"
                  "authorize&api-version=1.0"), None, b""),
         ("POST", "/t/oauth2/v2.0/token", "application/x-www-form-urlencoded",
          b"scope=https%3A%2F%2Fx%2F.default&grant_type=c+c"),
-        ("POST", "/raw?a=1&b=2", None, b"as=is")]
-    assert (len(waits), len(bounds)) == (3, 2)  # msal's own timeout (the third) is used as given
+        ("POST", "/raw?a=1&b=2", None, b"as=is"), ("GET", "/lower", None, b"")]
+    # a header named in other case replaces the session's default (one Accept), as requests merges them
+    assert server.accepted == [["*/*"], ["application/json"], ["*/*"], ["application/json"]]
+    assert (len(waits), len(bounds)) == (4, 3)  # msal's own timeout (the third) is used as given
+
+
+def test_the_default_trust_is_certifi_not_the_system_store(exo, tmp_path, monkeypatch):  # noqa: F811
+    """As requests: with no ca_trust_path and no REQUESTS_CA_BUNDLE, certifi's bundle decides (here it does not hold
+    the loopback CA, though OpenSSL's default store — SSL_CERT_FILE — does)."""
+    server, _ = exo
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    with pytest.raises(TargetError) as refused:
+        _target(tmp_path, server.base, server.base, trust="").invoke("Get-ServicePrincipal")
+    assert str(refused.value) == (f"cannot reach the sign-in endpoint of target 't' (the token endpoint "
+                                  f"{server.base}/{TENANT}): CERTIFICATE_VERIFY_FAILED")
+    assert (server.log.token_requests, server.log.invocations) == (0, [])
+
+
+def test_a_ca_file_that_is_not_there_is_named(exo, tmp_path):  # noqa: F811
+    server, _ = exo
+    with pytest.raises(TargetError) as refused:
+        _target(tmp_path, server.base, server.base, trust="ca_trust_path: gone.pem, ").invoke("Get-ServicePrincipal")
+    assert str(refused.value) == (f"target 't': Could not find a suitable TLS CA certificate bundle, invalid path: "
+                                  f"{tmp_path / 'gone.pem'}")
+
+
+def test_a_discovery_that_moved_is_followed(exo):  # noqa: F811
+    """msal's discovery GET follows a redirect (public metadata), as requests did; the token POST is then sent."""
+    server, inventory = exo
+    server.switches.discovery_moved = True
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    assert target.invoke("Get-ServicePrincipal") == []
+    assert (server.log.token_requests, server.log.invocations) == (1, ["Get-ServicePrincipal"])
+
+
+def test_an_exchange_endpoint_that_refuses_connections_is_retried_then_named(exo, tmp_path):  # noqa: F811
+    import socket
+
+    server, _ = exo
+    with socket.socket() as closed:  # a port nothing listens on (bound, never listening: connections are refused)
+        closed.bind(("127.0.0.1", 0))
+        refusing = f"https://127.0.0.1:{closed.getsockname()[1]}"
+        server.switches.resources = [refusing]
+        target = _target(tmp_path, server.base, refusing, trust="ca_trust_path: ca.pem, max_retries: 2, ")
+        with pytest.raises(TargetError) as refused:
+            target.invoke("Get-ServicePrincipal")
+    assert str(refused.value).startswith(f"Get-ServicePrincipal on tenant {TENANT} still failed (no complete answer "
+                                         "(Connection refused)) after 3 attempt(s) over "), refused.value
+    assert str(refused.value).endswith(" s (max_retries 2, call_timeout 900 s)"), refused.value
+    # two retries noted, not the third attempt that was not retried
+    assert (target.calls, target.retries, server.log.token_requests) == (0, [
+        "Get-ServicePrincipal: no complete answer (Connection refused), retried after 0.20 s"] * 2, 1)

@@ -71,6 +71,7 @@ class Switches:
     answer_after: float = 0.0  # every InvokeCommand answer comes after this many seconds
     drop_next: int = 0  # cut this many InvokeCommand replies in the middle (headers and half the body, then close)
     redirect_to: str = ""  # answer InvokeCommand with 307 Temporary Redirect to this URL
+    discovery_moved: bool = False  # answer discovery with 301 Moved Permanently to the same URL with ?moved=1
     bare_redirect: bool = False  # answer InvokeCommand with 302 Found and no Location (a misconfigured front end)
     # more resources (URIs) the identity endpoint issues tokens for: a test's Exchange endpoint on another server
     resources: list[str] = field(default_factory=list)
@@ -434,7 +435,10 @@ class _Handler(BaseHTTPRequestHandler):
         tenant, route = self._tenant(path)
         if tenant is not None and tenant.switches.silent:
             return self._hang()
-        if tenant is not None and route == "/{tenant}/v2.0/.well-known/openid-configuration":
+        if tenant is not None and tenant.switches.discovery_moved and route == \
+                "/{tenant}/v2.0/.well-known/openid-configuration" and "moved=1" not in parts.query:
+            self._json(301, {}, {"Location": f"{path}?moved=1"})
+        elif tenant is not None and route == "/{tenant}/v2.0/.well-known/openid-configuration":
             base = f"{tenant.base}/{tenant.tenant}"
             self._answer(tenant, lambda: self._json(200, {
                 "token_endpoint": f"{base}/oauth2/v2.0/token", "issuer": f"{base}/v2.0",

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 import msal
 import requests
@@ -133,12 +133,18 @@ class _Session(requests.Session):
         request.prepare_method(method)
         request.url = url
         adapter = self.get_adapter(url)
+        pool = adapter.get_connection_with_tls_context(request, settings["verify"], settings["proxies"],
+                                                       settings["cert"])
+        # the CA the request trusts, as requests sets it before every send: certifi's bundle by default, the
+        # configured file or folder, OSError for a path that names nothing (the pools are shared by every tenant)
+        adapter.cert_verify(pool, url, settings["verify"], settings["cert"])
+        sent = urllib3.HTTPHeaderDict(self.headers)  # requests' defaults; a caller's name replaces one in any case
+        for name, value in headers.items():
+            sent[name] = value
         try:
-            pool = adapter.get_connection_with_tls_context(request, settings["verify"], settings["proxies"],
-                                                           settings["cert"])
             response = pool.urlopen(method, adapter.request_url(request, settings["proxies"]), body=body,
-                                    headers={**self.headers, **headers}, redirect=False, assert_same_host=False,
-                                    preload_content=True, decode_content=True, retries=False,
+                                    headers=sent, redirect=False, assert_same_host=False, preload_content=True,
+                                    decode_content=True, retries=False,
                                     timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
         except urllib3.exceptions.SSLError as exc:
             raise requests.exceptions.SSLError(exc) from None
@@ -152,7 +158,9 @@ class _Session(requests.Session):
             raise requests.exceptions.ReadTimeout(exc) from None
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             raise requests.exceptions.ConnectionError(exc) from None
-        return _Answer(response.status, response.data.decode("utf-8", "replace"), response.headers)
+        # a field sent more than once reads as its values joined with ", " (RFC 9110 5.3), as requests gives it
+        return _Answer(response.status, response.data.decode("utf-8", "replace"),
+                       requests.structures.CaseInsensitiveDict(response.headers))
 
 
 class _Answer(NamedTuple):
@@ -162,6 +170,9 @@ class _Answer(NamedTuple):
     status_code: int
     text: str
     headers: Mapping[str, str]
+
+
+_REDIRECTS = 10  # redirects a discovery GET follows
 
 
 class _SignInHttp:
@@ -186,7 +197,17 @@ class _SignInHttp:
 
     def get(self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
             **kwargs: Any) -> _Answer:
-        return self._send("GET", url, params, None, dict(headers or {}), kwargs.get("timeout"))
+        """A GET (msal's discovery: public metadata, no secret) follows redirects as requests did, at most
+        ``_REDIRECTS``; a POST (the token request carries the credential) never does."""
+        answer = self._send("GET", url, params, None, dict(headers or {}), kwargs.get("timeout"))
+        for _ in range(_REDIRECTS):
+            location = answer.headers.get("Location") if answer.status_code in (301, 302, 303, 307, 308) else None
+            if not location:
+                break
+            url = urljoin(url if not params else f"{url}?{urlencode(params, doseq=True)}", location)
+            params = None
+            answer = self._send("GET", url, None, None, dict(headers or {}), kwargs.get("timeout"))
+        return answer
 
     def close(self) -> None:
         """The connections are the process's (shared by every tenant): nothing of this tenant's to close."""
@@ -325,6 +346,11 @@ class ExchangeOnlineTarget(Target):
         except (ValueError, requests.exceptions.RequestException) as exc:
             raise TargetError(f"cannot reach the sign-in endpoint of target {self.name!r} ({self._login_what()}): "
                               f"{_short(exc)}") from None
+        except (msal.exceptions.MsalError, RuntimeError) as exc:  # msal's own: an answer it cannot use (discovery
+            # answered with a status it does not expect, a 5xx)
+            said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TargetError(f"cannot sign in at the sign-in endpoint of target {self.name!r} "
+                              f"({self._login_what()}): {said}") from None
         except OSError as exc:  # e.g. ca_trust_path names no file
             raise TargetError(f"target {self.name!r}: {exc}") from None
         finally:
@@ -399,13 +425,11 @@ class ExchangeOnlineTarget(Target):
                 backoff = min(self.spec.max_wait, error.retry_after)
             return backoff
 
-        def note(state: RetryCallState) -> float:
-            backoff = pause(state)
+        def note(state: RetryCallState) -> None:  # before a retry's pause: only retries that happen are noted
             error = state.outcome.exception() if state.outcome else None
-            self.retries.append(f"{label}: {error}, retried after {backoff:.2f} s")
-            return backoff
+            self.retries.append(f"{label}: {error}, retried after {state.upcoming_sleep:.2f} s")
 
-        retrying = Retrying(retry=retry_if_exception_type(_Transient), wait=note, reraise=True,
+        retrying = Retrying(retry=retry_if_exception_type(_Transient), wait=pause, before_sleep=note, reraise=True,
                             stop=stop_any(stop_after_attempt(self.spec.max_retries + 1),
                                           lambda state: not wait.may_retry(pause(state))),
                             sleep=RUN.stop.wait)  # a Ctrl-C ends a backoff pause at once

@@ -727,3 +727,349 @@ def test_a_management_role_is_assigned_to_a_service_principal_only_if_it_is_an_a
             $_.CategoryInfo.Category; $_.Exception.Message }}
         """) == (0, ["InvalidArgument", "The role 'View-Only Recipients' can't be assigned to a service principal: only "
                      "'Application …' roles can."], [])
+
+
+# ------------------------------------------------------------------------------------------------ effective access
+def _access_organisation():
+    """Two OUs; a Berlin room in an exclusive scope and a Munich room outside it; two security groups that are
+    members of each other (a cycle); a role group with a user and a group as members; a linked role group."""
+    from toolkit.sandbox.model import ManagementScope, Organisation, Recipient, RoleAssignment, RoleGroup
+    users, rooms = "OU=Users,DC=c,DC=com", "OU=Rooms,DC=c,DC=com"
+    group_a, group_b = f"CN=Group A,{users}", f"CN=Group B,{users}"
+
+    def box(name, kind, ou, office="", member_of=()):
+        alias = name.lower().replace(" ", "-")
+        return Recipient(name=name, alias=alias, primary_smtp_address=f"{alias}@c.com", recipient_type_details=kind,
+                         office=office, distinguished_name=f"CN={name},{ou}", member_of=list(member_of))
+
+    def grant(name, assignee, kind, **scope):
+        return RoleAssignment(name=name, role="Mail Recipients", role_assignee=assignee, role_assignee_type=kind,
+                              **scope)
+
+    return Organisation(
+        organizational_units=[users, rooms], management_roles=["Mail Recipients"],
+        recipients=[box("Room Berlin", "RoomMailbox", rooms, "Berlin"), box("Room Munich", "RoomMailbox", rooms),
+                    box("Ulla", "UserMailbox", users), box("Anna", "UserMailbox", users, member_of=[group_a]),
+                    box("Ben", "UserMailbox", users, member_of=[group_b]),
+                    box("Group A", "MailUniversalSecurityGroup", users, member_of=[group_b]),
+                    box("Group B", "MailUniversalSecurityGroup", users, member_of=[group_a])],
+        management_scopes=[ManagementScope(name="Berlin", recipient_filter="Office -eq 'Berlin'", exclusive=True),
+                           ManagementScope(name="Rooms root", recipient_filter="RecipientTypeDetails -eq 'RoomMailbox'",
+                                           recipient_root=rooms)],
+        role_groups=[RoleGroup(name="RG", members=["group-a@c.com", "ulla@c.com"]),
+                     RoleGroup(name="Linked", linked_foreign_group="FOREST\\Admins")],
+        role_assignments=[grant("Org", "RG", "RoleGroup"), grant("OU", "ulla@c.com", "User",
+                                                                 recipient_organizational_unit_scope=rooms),
+                          grant("Exclusive", "Group B", "SecurityGroup", custom_recipient_write_scope="Berlin"),
+                          grant("Gone", "ulla@c.com", "User", custom_recipient_write_scope="Deleted scope"),
+                          grant("Delegating", "ulla@c.com", "User", delegating=True),
+                          grant("Linked", "Linked", "RoleGroup"),
+                          grant("Root", "ulla@c.com", "User", custom_recipient_write_scope="Rooms root"),
+                          grant("Off", "ulla@c.com", "User", enabled=False)])
+
+
+@pytest.mark.parametrize("recipient, rows", [
+    # In the exclusive scope: only an assignment whose scope is exclusive and matches writes it ("Understanding
+    # exclusive scopes": regular scopes no longer reach it); a group's nested members count once, the cycle ends.
+    ("room-berlin@c.com", [("Exclusive", "Anna"), ("Exclusive", "Ben")]),
+    # Outside it: organisation-wide (the role group's members, its group expanded), the OU, the scope with a
+    # RecipientRoot; a disabled one too (-Enabled filters it, not -WritableRecipient); a deleted scope reaches
+    # nothing; delegating assignments write nothing.
+    ("room-munich@c.com", [("Org", "Anna"), ("Org", "Ben"), ("Org", "Ulla"), ("OU", "Ulla"),
+                           ("Linked", "All Linked Group Members"), ("Root", "Ulla"), ("Off", "Ulla")]),
+    ("ulla@c.com", [("Org", "Anna"), ("Org", "Ben"), ("Org", "Ulla"), ("Linked", "All Linked Group Members"),
+                    ("Off", "Ulla")]),
+])
+def test_who_can_write_a_recipient_is_listed_per_assignment_and_effective_user(recipient, rows):
+    """Get-ManagementRoleAssignment -WritableRecipient R -GetEffectiveUsers (cmdlet reference): every assignment
+    whose write scope contains R, one row per user it reaches through role groups and nested security groups (a
+    linked role group as the placeholder "All Linked Group Members")."""
+    found = objects(_access_organisation(), "Get-ManagementRoleAssignment",
+                    {"WritableRecipient": recipient, "GetEffectiveUsers": True})
+    assert [(p["Name"], p["EffectiveUserName"]) for _, p in found] == rows
+
+
+def test_effective_users_without_a_writable_recipient_list_every_assignment():
+    found = objects(_access_organisation(), "Get-ManagementRoleAssignment", {"GetEffectiveUsers": True,
+                                                                             "Enabled": True})
+    assert [(p["Name"], p["EffectiveUserName"]) for _, p in found] == [
+        ("Org", "Anna"), ("Org", "Ben"), ("Org", "Ulla"), ("OU", "Ulla"), ("Exclusive", "Anna"), ("Exclusive", "Ben"),
+        ("Gone", "Ulla"), ("Delegating", "Ulla"), ("Linked", "All Linked Group Members"), ("Root", "Ulla")]
+
+
+def test_a_writable_recipient_that_is_not_there_is_not_found():
+    interpreter = Interpreter(ExchangeCmdlets(_access_organisation()).commands())
+    assert run(interpreter, "Get-ManagementRoleAssignment -WritableRecipient nobody@c.com") == (0, [], [
+        f"The operation couldn't be performed because object 'nobody@c.com' couldn't be found on '{SERVER_DC}'.\n"
+        "    At line:1 char:1"])
+
+
+def test_an_online_assignment_list_is_filtered_by_assignee_type_and_by_the_apps_id():
+    """-RoleAssigneeType takes the documented RoleAssigneeType values (ServicePrincipal is none of them:
+    Microsoft365DSC filters apps' assignments itself); -RoleAssignee takes an app's id as well as its object id."""
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $p = {APP_PRINCIPAL}
+        $a = New-ManagementRoleAssignment -Role 'Application Mail.Read' -App App
+        $u = New-ManagementRoleAssignment -Name 'Viewer' -Role 'View-Only Recipients' -User info@contoso.com
+        """)[2] == []
+    assert [p["Name"] for _, p in objects(organisation, "Get-ManagementRoleAssignment", {"RoleAssignee": APP})] == [
+        "Application Mail.Read-App"]
+    assert [p["Name"] for _, p in objects(organisation, "Get-ManagementRoleAssignment",
+                                          {"RoleAssigneeType": "user"})] == ["Viewer"]
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        try { Get-ManagementRoleAssignment -RoleAssigneeType ServicePrincipal -ErrorAction Stop } catch {
+            $_.CategoryInfo.Category; $_.Exception.Message }
+        """) == (0, ["InvalidArgument", "Cannot bind parameter 'RoleAssigneeType'. Cannot convert value "
+                     "\"ServicePrincipal\" to type \"Microsoft.Exchange.Data.Directory.SystemConfiguration."
+                     "RoleAssigneeType\"."], [])
+
+
+def test_an_apps_resource_scope_is_changed_and_a_users_assignment_takes_none():
+    organisation = seed_organisation("exchange-online")
+    interpreter = Interpreter(ExchangeCmdlets(organisation).commands())
+    assert run(interpreter, f"""\
+        $p = {APP_PRINCIPAL}
+        {ROOMS}
+        $a = New-ManagementRoleAssignment -Role 'Application Mail.Read' -App App
+        Set-ManagementRoleAssignment -Identity 'Application Mail.Read-App' -CustomResourceScope rooms
+        $u = New-ManagementRoleAssignment -Name 'Viewer' -Role 'View-Only Recipients' -User info@contoso.com
+        try {{ Set-ManagementRoleAssignment -Identity Viewer -CustomResourceScope Rooms -ErrorAction Stop }} catch {{
+            $_.Exception.Message }}
+        """) == (0, ["-CustomResourceScope applies only to assignments of service principals."], [])
+    [(_, app)] = objects(organisation, "Get-ManagementRoleAssignment", {"Identity": "Application Mail.Read-App"})
+    assert (app["CustomResourceScope"], app["RecipientWriteScope"]) == ("Rooms", "CustomRecipientScope")
+    [(_, viewer)] = objects(organisation, "Get-ManagementRoleAssignment", {"Identity": "Viewer"})
+    assert (viewer["CustomResourceScope"], viewer["RecipientWriteScope"]) == (None, "Organization")
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+def test_a_read_the_organisation_fails_is_a_read_error_not_a_not_found():
+    """A throttled or access-denied Get-* names no missing object (Organisation.failing_reads); a read of the whole
+    list, naming no identity, still answers."""
+    organisation = seed_organisation()
+    organisation.failing_reads["rooms"] = "The server is busy."
+    interpreter = Interpreter(ExchangeCmdlets(organisation).commands())
+    assert run(interpreter, f"""\
+        {ROOMS}
+        try {{ Get-ManagementScope -Identity ROOMS -ErrorAction Stop }} catch {{
+            $_.CategoryInfo.Category; $_.CategoryInfo.Reason; $_.Exception.Message }}
+        foreach ($s in @(Get-ManagementScope)) {{ $s.Name }}
+        """) == (0, ["ReadError", "ADTransientException", "The server is busy.", "Hosting tenants", "Rooms"], [])
+
+
+@pytest.mark.parametrize("line", ["Set-ManagementScope -Identity 'ROOMS' -RecipientRestrictionFilter \"Office -eq 'X'\"",
+                                  "New-ManagementScope -Name Rooms -RecipientRestrictionFilter \"Office -eq 'X'\""])
+def test_a_change_the_organisation_refuses_is_permission_denied(line):
+    """A change the account may read but not make (Organisation.failing_writes), named by -Identity or -Name: the
+    cmdlet is refused and nothing changes."""
+    organisation = seed_organisation()
+    organisation.failing_writes["rooms"] = "Active Directory operation failed: access denied."
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        try {{ {line} -ErrorAction Stop }} catch {{
+            $_.CategoryInfo.Category; $_.CategoryInfo.Reason; $_.Exception.Message }}
+        foreach ($s in @(Get-ManagementScope)) {{ $s.Name }}
+        """) == (0, ["PermissionDenied", "OperationRequiresGroupManagerException",
+                     "Active Directory operation failed: access denied.", "Hosting tenants"], [])
+
+
+def test_a_scope_is_renamed_and_an_absent_one_is_not_removed():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        {ROOMS}
+        Set-ManagementScope -Identity rooms -Name 'Room scope'
+        Remove-ManagementScope -Identity Rooms -Confirm:$false
+        """) == (0, [], [f"The operation couldn't be performed because object 'Rooms' couldn't be found on "
+                         f"'{SERVER_DC}'.\n    At line:3 char:1"])
+    assert [p["Name"] for _, p in objects(organisation, "Get-ManagementScope", {})] == ["Hosting tenants", "Room scope"]
+
+
+def test_a_distribution_list_is_no_role_group_member():
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), """\
+        try { Add-RoleGroupMember -Identity 'Organization Management' -Member berlin-rooms@contoso.com `
+            -ErrorAction Stop } catch { $_.CategoryInfo.Category; $_.Exception.Message }
+        """) == (0, ["InvalidArgument", "The recipient \"berlin-rooms@contoso.com\" isn't a security principal: only "
+                     "users and security groups can be role group members."], [])
+
+
+def test_a_role_groups_managers_are_replaced():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        $g = New-RoleGroup -Name 'Bookers' -ManagedBy admin@contoso.com
+        Set-RoleGroup -Identity Bookers -ManagedBy @('info@contoso.com', 'admin@contoso.com')
+        """)[2] == []
+    assert [p["ManagedBy"] for _, p in objects(organisation, "Get-RoleGroup", {"Identity": "Bookers"})] == [
+        ["info@contoso.com", "admin@contoso.com"]]
+
+
+def test_a_group_is_found_by_its_identity():
+    [(_, group)] = objects(seed_organisation(), "Get-Group", {"Identity": "bookable-rooms@contoso.com"})
+    assert (group["Name"], group["RecipientTypeDetails"]) == ("Bookable Rooms", "MailUniversalSecurityGroup")
+
+
+# ------------------------------------------------------------------------------------------------ mailbox permissions
+def test_mailbox_permissions_add_up_per_user_and_come_off_right_by_right():
+    """Add-MailboxPermission for a user who holds an entry adds the rights to it; Remove-MailboxPermission takes off
+    the rights named and drops the entry with its last right (cmdlet reference)."""
+    organisation = seed_organisation()
+    room = "room-berlin-1@contoso.com"
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $p = Add-MailboxPermission -Identity {room} -User info@contoso.com -AccessRights SendAs
+        $p = Add-MailboxPermission -Identity {room} -User info@contoso.com -AccessRights @('FullAccess', 'DeleteItem')
+        foreach ($right in $p.AccessRights) {{ $right }}
+        Remove-MailboxPermission -Identity {room} -User info@contoso.com -AccessRights fullaccess -Confirm:$false
+        """) == (0, ["DeleteItem", "FullAccess", "SendAs"], [])
+    assert [p["AccessRights"] for _, p in objects(organisation, "Get-MailboxPermission", {"Identity": room})] == [
+        ["FullAccess", "ReadPermission"], ["DeleteItem", "SendAs"]]
+    assert [p["User"] for _, p in objects(organisation, "Get-MailboxPermission", {"Identity": room})] == [
+        "NT AUTHORITY\\SELF", "info@contoso.com"]
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        Remove-MailboxPermission -Identity {room} -User info@contoso.com -AccessRights @('DeleteItem', 'SendAs') -Confirm:$false
+        """) == (0, [], [])
+    assert [p["User"] for _, p in objects(organisation, "Get-MailboxPermission", {"Identity": room})] == [
+        "NT AUTHORITY\\SELF"]
+
+
+@pytest.mark.parametrize("line", [
+    "Add-MailboxPermission -Identity room-berlin-1@contoso.com -User nobody@contoso.com -AccessRights FullAccess",
+    "Get-MailboxPermission -Identity room-berlin-1@contoso.com -User nobody@contoso.com",
+    "Remove-MailboxPermission -Identity room-berlin-1@contoso.com -User nobody@contoso.com -AccessRights FullAccess "
+    "-Confirm:$false",
+])
+def test_a_permission_for_a_user_who_is_not_there_is_not_found(line):
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), line) == (0, [], [
+        f"The operation couldn't be performed because object 'nobody@contoso.com' couldn't be found on "
+        f"'{SERVER_DC}'.\n    At line:1 char:1"])
+
+
+# ------------------------------------------------------------------------------------------------ sessions, online
+def test_an_imported_session_is_a_module():
+    """Import-PSSession returns the temporary module (PSModuleInfo, tmp_…); a removed session is closed."""
+    commands = ExchangeCmdlets(seed_organisation()).commands()
+    [session] = commands["New-PSSession"].run({"ConfigurationName": "Microsoft.Exchange",
+                                               "ConnectionUri": "http://ex01.contoso.com/PowerShell/"}, [])
+    assert [(o.type_name, o.properties) for o in commands["Import-PSSession"].run({"Session": session}, [])] == [
+        ("System.Management.Automation.PSModuleInfo", {"Name": "tmp_exchange_session"})]
+
+
+def test_an_imported_session_is_a_module_until_the_session_is_removed():
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), """\
+        $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://ex01.contoso.com/PowerShell/
+        (Import-PSSession $s -DisableNameChecking).Name
+        Remove-PSSession $s
+        $s.State
+        try { Import-PSSession $s -ErrorAction Stop } catch { $_.CategoryInfo.Category; $_.Exception.Message }
+        try { Import-PSSession 'ex01' -ErrorAction Stop } catch { $_.CategoryInfo.Category; $_.Exception.Message }
+        """) == (0, ["tmp_exchange_session", "Closed", "InvalidOperation", "The session is closed.",
+                     "InvalidArgument", "Cannot bind parameter 'Session'. The value is not a PSSession."], [])
+
+
+@pytest.mark.parametrize("line, missing", [
+    ("Get-ServicePrincipal -Identity nobody", "nobody"),
+    ("Get-ApplicationAccessPolicy -Identity 'contoso.onmicrosoft.com\\nobody'", "contoso.onmicrosoft.com\\nobody"),
+    (f"New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId nobody@contoso.com -AccessRight RestrictAccess",
+     "nobody@contoso.com"),
+    (f"Test-ServicePrincipalAuthorization -Identity {APP} -Resource nobody@contoso.com", "nobody@contoso.com"),
+    (f"Test-ServicePrincipalAuthorization -Identity {APP} -Resource bookable-rooms@contoso.com",
+     "bookable-rooms@contoso.com"),  # a group is no mailbox
+])
+def test_an_online_object_that_is_not_there_is_not_found(line, missing):
+    interpreter = online()
+    assert run(interpreter, f"$p = {APP_PRINCIPAL}\n{line}") == (0, [], [
+        f"The operation couldn't be performed because object '{missing}' couldn't be found on '{ONLINE_DC}'.\n"
+        "    At line:2 char:1"])
+
+
+def test_an_access_policy_is_read_by_its_identity():
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               f"$q = New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId bookable-rooms@contoso.com "
+               "-AccessRight RestrictAccess")[2] == []
+    assert [p["Identity"] for _, p in objects(organisation, "Get-ApplicationAccessPolicy",
+                                              {"Identity": POLICY.upper()})] == [POLICY]
+
+
+def test_import_pssession_is_powershells_own_cmdlet_and_stops_on_the_scripts_preference():
+    """Import-PSSession is a compiled cmdlet of Microsoft.PowerShell.Utility, not a function of the imported
+    module: a script-scope $ErrorActionPreference = 'Stop' makes its error stop the script (about_Preference_Variables;
+    only script-module functions are blind to the caller's preference)."""
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), """\
+        $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://ex01.contoso.com/PowerShell/
+        Remove-PSSession $s
+        $ErrorActionPreference = 'Stop'
+        Import-PSSession $s
+        'not reached'
+        """) == (1, [], ["The session is closed.\n    At line:4 char:1\n    + CategoryInfo: InvalidOperation"])
+
+
+@pytest.mark.parametrize("line", ["Get-ServicePrincipal App", f"Set-ServicePrincipal {APP} -DisplayName 'Renamed'"])
+def test_a_service_principal_is_named_by_position(line):
+    """-Identity is positional: Get-ServicePrincipal's "Position: 0"; Set-ServicePrincipal's syntax
+    "Set-ServicePrincipal [-Identity] <ServicePrincipalIdParameter>" (cmdlet reference)."""
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"$p = {APP_PRINCIPAL}\n"
+               f"$r = {line}\n@($r).Count")[1:] == (["1" if line.startswith("Get") else "0"], [])
+    assert [p["DisplayName"] for _, p in objects(organisation, "Get-ServicePrincipal", {})] == [
+        "App" if line.startswith("Get") else "Renamed"]
+
+
+# Each cmdlet's Boolean and SwitchParameter parameters, as each cmdlet reference types them. A Boolean or a switch
+# takes only a Boolean or a number: the string 'maybe' is refused by the binder before the cmdlet runs.
+TYPED = {
+    "Get-ManagementScope": "Exclusive:bool Orphan:switch",
+    "New-ManagementScope": "Exclusive:switch Force:switch",
+    "Set-ManagementScope": "Force:switch", "Remove-ManagementScope": "Force:switch",
+    "Set-RoleGroup": "BypassSecurityGroupManagerCheck:switch Force:switch",
+    "Remove-RoleGroup": "BypassSecurityGroupManagerCheck:switch",
+    "Add-RoleGroupMember": "BypassSecurityGroupManagerCheck:switch",
+    "Remove-RoleGroupMember": "BypassSecurityGroupManagerCheck:switch",
+    "New-ManagementRoleAssignment": "Delegating:switch",
+    "Get-ManagementRoleAssignment": "Delegating:bool Enabled:bool GetEffectiveUsers:switch",
+    "Set-ManagementRoleAssignment": "Enabled:bool Force:switch", "Remove-ManagementRoleAssignment": "Force:switch",
+    "Add-MailboxPermission": "AutoMapping:bool Deny:switch", "Get-MailboxPermission": "Owner:switch",
+    "Remove-MailboxPermission": "Deny:switch", "Get-OrganizationalUnit": "SingleNodeOnly:switch",
+    "Import-PSSession": "DisableNameChecking:switch AllowClobber:switch", "Connect-ExchangeOnline": "ShowBanner:switch",
+}
+
+
+def test_each_boolean_and_switch_parameter_takes_only_a_boolean():
+    typed = [(cmdlet, *item.split(":")) for cmdlet, items in TYPED.items() for item in items.split()]
+    script = "".join(f"try {{ {cmdlet} -{name}:'maybe' }} catch {{ $_.Exception.Message }}\n"
+                     for cmdlet, name, _ in typed)
+    assert run(online(), script) == (0, [
+        f"{cmdlet}: Cannot process argument transformation on parameter '{name}'. Cannot convert value \"maybe\" to "
+        "type \"System.Boolean\". Boolean parameters accept only Boolean values and numbers, such as $True, $False, 1 "
+        "or 0." for cmdlet, name, _ in typed], [])
+    # A switch needs no value; a Boolean does.
+    switches = [(cmdlet, name) for cmdlet, name, kind in typed if kind == "switch"]
+    commands = ExchangeCmdlets(seed_organisation("exchange-online")).commands()
+    assert [(cmdlet, name) for cmdlet, name, _ in typed if commands[cmdlet].is_switch(name)] == switches
+
+
+def test_enabled_and_delegating_filters_take_booleans_as_a_script_writes_them():
+    organisation = seed_organisation()
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        $a = New-ManagementRoleAssignment -Name 'Rooms A' -Role ApplicationImpersonation -User info@contoso.com
+        Set-ManagementRoleAssignment 'Rooms A' -Enabled 0
+        foreach ($a in @(Get-ManagementRoleAssignment -Enabled $false)) { $a.Name }
+        foreach ($a in @(Get-ManagementRoleAssignment -Delegating $true -Role 'role management')) { $a.Name }
+        """) == (0, ["Rooms A", "Role Management-Organization Management-Delegating"], [])
+
+
+def test_an_assignment_that_is_not_there_is_not_found():
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()),
+               "Get-ManagementRoleAssignment -Identity 'No such assignment'") == (0, [], [
+        f"The operation couldn't be performed because object 'No such assignment' couldn't be found on "
+        f"'{SERVER_DC}'.\n    At line:1 char:1"])
+
+
+def test_mailbox_permissions_are_read_for_one_user():
+    organisation = seed_organisation()
+    room = "room-berlin-1@contoso.com"
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $p = Add-MailboxPermission -Identity {room} -User info@contoso.com -AccessRights FullAccess
+        $p = Add-MailboxPermission -Identity {room} -User admin@contoso.com -AccessRights SendAs
+        """)[2] == []
+    assert [(p["User"], p["AccessRights"]) for _, p in objects(organisation, "Get-MailboxPermission",
+                                                               {"Identity": room, "User": "Admin"})] == [
+        ("admin@contoso.com", ["SendAs"])]

@@ -268,6 +268,13 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'for key in ("Name", "XXDisplayNameXX", "Alias", "PrimarySmtpAddress"):',
      "the loopback tenant names a user by its Name wherever the snapshot looks one up (RoleAssigneeName, "
      "EffectiveUserName) and by address in a permission's User: no lookup meets a display name"),
+    ("toolkit.render.pin.x_pin_targets", "manifest=None, commit=commit)",
+     "pin_target given no manifest reads the same manifest.json itself: nothing writes the reviewed folder between "
+     "the two reads, so both give the same entries"),
+    ("toolkit.render.review.x__json_sha256",
+     "return _sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=None).encode())",
+     "every value hashed is JSON already (variables are str, int, bool or list[str]: VariableValue, and --var gives "
+     "strings; the target's name, platform, endpoint and group are strings or None): default= is never called"),
     ("toolkit.render.review.x_summarize", "if isinstance(x, list) and isinstance(y, list):",
      "a field of a resource kind is a list in every resource of that kind (roles, members, access_rights): x and "
      "y are both lists or neither is"),

@@ -518,3 +518,36 @@ def test_a_render_set_refuses_two_scripts_of_one_name_naming_both(cli, workdir):
     assert result.stderr.strip() == (
         "exkit: error: two scripts would be named classic.prod.facts.ps1 (target 'prod', mode facts, and target "
         "'prod.facts', mode apply): rename one of the targets")
+
+
+def test_a_manifest_that_does_not_belong_to_its_scripts_is_refused_naming_both_sha256(cli, workdir, reviewed):
+    manifest = reviewed / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["scripts"]["classic.sandbox.ps1"]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(data))
+    actual = hashlib.sha256((reviewed / "classic.sandbox.ps1").read_bytes().removeprefix(b"\xef\xbb\xbf")).hexdigest()
+    result = cli("apply", "playbooks/classic.yaml", "--reviewed", "reviewed", "--yes")
+    assert (result.exit_code, result.stderr.strip()) == (3, (
+        f"exkit: error: refusing to apply: reviewed/manifest.json says classic.sandbox.ps1 has sha256 {'0' * 64}, "
+        f"but the file has {actual}: the manifest does not belong to the reviewed scripts; nothing ran"))
+
+
+def test_a_winrm_targets_reviewed_scripts_import_the_cmdlets_from_its_server_and_the_entry_is_whole(cli, workdir):
+    """What a reviewer reads for a WinRM target is what exkit sends there: every mode's script opens the session to
+    the server's /PowerShell/ endpoint (the target's connection); the manifest entry binds it to the target and
+    records the playbook's sha256."""
+    assert cli("render", "playbooks/classic.yaml", "-i", "inventory.yaml", "-t", "ex01", "--out",
+               "reviewed").exit_code == 0
+    session = ("New-PSSession -ConfigurationName 'Microsoft.Exchange' -ConnectionUri "
+               "'http://ex01.contoso.com/PowerShell/' -Authentication 'Kerberos'\n")
+    scripts = {f"classic.ex01{suffix}.ps1": (workdir / "reviewed" / f"classic.ex01{suffix}.ps1").read_bytes()
+               for suffix in ("", ".facts", ".destroy", ".snapshot")}
+    assert [name for name, data in scripts.items() if session.encode() in data] == list(scripts)
+    entry = json.loads((workdir / "reviewed" / "manifest.json").read_text())["scripts"]["classic.ex01.ps1"]
+    playbook_sha = hashlib.sha256((workdir / "playbooks" / "classic.yaml").read_bytes()).hexdigest()
+    assert {key: value for key, value in entry.items() if key != "inputs"} == {
+        "endpoint": "https://ex01.contoso.com:5986/wsman", "inventory": "../inventory.yaml", "mode": "apply",
+        "platform": "exchange-server", "playbook": "../playbooks/classic.yaml", "playbook_sha256": playbook_sha,
+        "sha256": hashlib.sha256(scripts["classic.ex01.ps1"].removeprefix(b"\xef\xbb\xbf")).hexdigest(),
+        "target": "ex01"}
+    assert entry["inputs"]["playbook"] == playbook_sha

@@ -1073,3 +1073,198 @@ def test_mailbox_permissions_are_read_for_one_user():
     assert [(p["User"], p["AccessRights"]) for _, p in objects(organisation, "Get-MailboxPermission",
                                                                {"Identity": room, "User": "Admin"})] == [
         ("admin@contoso.com", ["SendAs"])]
+
+
+# ------------------------------------------------------------------------------------------------ more of each cmdlet
+CHANGES = ["New-ManagementScope", "Set-ManagementScope", "Remove-ManagementScope", "New-RoleGroup", "Set-RoleGroup",
+           "Remove-RoleGroup", "Add-RoleGroupMember", "Remove-RoleGroupMember", "New-ManagementRoleAssignment",
+           "Set-ManagementRoleAssignment", "Remove-ManagementRoleAssignment", "Add-MailboxPermission",
+           "Remove-MailboxPermission", "New-ServicePrincipal", "Set-ServicePrincipal", "Remove-ServicePrincipal",
+           "New-ApplicationAccessPolicy", "Set-ApplicationAccessPolicy", "Remove-ApplicationAccessPolicy"]
+
+
+def test_every_change_takes_confirm_and_whatif():
+    """Every cmdlet that changes the organisation supports ShouldProcess (-Confirm, -WhatIf: each cmdlet
+    reference's syntax): binding them fails nowhere; what is missing then is the cmdlet's own mandatory parameters."""
+    script = "".join(f"try {{ {cmdlet} -Confirm:$false -WhatIf }} catch {{ $_.Exception.Message }}\n"
+                     for cmdlet in CHANGES) + "Disconnect-ExchangeOnline -Confirm:$false\n"
+    assert run(online(), script) == (0, [
+        f"{cmdlet}: Cannot process command because of one or more missing mandatory parameters: {MANDATORY[cmdlet]}."
+        for cmdlet in CHANGES], [])
+
+
+POSITIONAL_IDENTITY = [
+    "Get-ManagementScope", "Set-ManagementScope", "Remove-ManagementScope", "Get-RoleGroup", "Set-RoleGroup",
+    "Remove-RoleGroup", "Add-RoleGroupMember", "Remove-RoleGroupMember", "Get-RoleGroupMember",
+    "Get-ManagementRoleAssignment", "Set-ManagementRoleAssignment", "Remove-ManagementRoleAssignment",
+    "Add-MailboxPermission", "Get-MailboxPermission", "Remove-MailboxPermission", "Get-Recipient", "Get-User",
+    "Get-Group", "Get-OrganizationalUnit", "Get-ServicePrincipal", "Set-ServicePrincipal", "Remove-ServicePrincipal",
+    "Get-ApplicationAccessPolicy", "Set-ApplicationAccessPolicy", "Remove-ApplicationAccessPolicy",
+    "Test-ServicePrincipalAuthorization"]
+
+
+def test_every_identity_binds_by_position():
+    """-Identity is the first positional parameter of each of these cmdlets ([-Identity] in each cmdlet reference's
+    syntax): an identity written without its name is looked up (and not found here)."""
+    member = {"Add-RoleGroupMember": " -Member info@contoso.com", "Remove-RoleGroupMember": " -Member info@contoso.com"}
+    script = "".join(f"try {{ {cmdlet} 'Nowhere'{member.get(cmdlet, '')} -ErrorAction Stop }} catch {{ "
+                     "$_.Exception.Message }\n" for cmdlet in POSITIONAL_IDENTITY)
+    assert run(online(), script) == (0, [f"The operation couldn't be performed because object 'Nowhere' couldn't be "
+                                         f"found on '{ONLINE_DC}'."] * len(POSITIONAL_IDENTITY), [])
+
+
+def test_a_service_principal_is_created_once_in_lower_case_and_removed_with_its_roles():
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $p = New-ServicePrincipal -AppId {APP.upper()} -ObjectId 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21
+        $p.DisplayName
+        try {{ New-ServicePrincipal -AppId x -ObjectId 0B7C2E44-9D1A-4E5F-8C3B-7A6D5E4F3C21 -ErrorAction Stop }} catch {{
+            $_.CategoryInfo.Reason; $_.Exception.Message }}
+        try {{ New-ServicePrincipal -AppId {APP} -ObjectId y -ErrorAction Stop }} catch {{ $_.Exception.Message }}
+        {ROOMS}
+        $a = New-ManagementRoleAssignment -Role 'Application Mail.Read' -App $p.AppId -CustomResourceScope Rooms
+        $a.Name
+        try {{ Remove-ManagementScope Rooms -Confirm:$false -ErrorAction Stop }} catch {{ $_.Exception.Message }}
+        foreach ($row in @(Test-ServicePrincipalAuthorization $p.AppId -Resource info@contoso.com)) {{ $row.InScope }}
+        Remove-ServicePrincipal $p.AppId -Confirm:$false
+        @(Get-ManagementRoleAssignment -Role 'Application Mail.Read').Count
+        @(Get-ServicePrincipal).Count
+        """) == (0, [
+        APP, "ADObjectAlreadyExistsException",
+        "A service principal with AppId 'x' or ObjectId '0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21' already exists.",
+        f"A service principal with AppId '{APP}' or ObjectId 'y' already exists.",
+        f"Application Mail.Read-{APP}",
+        f"Management scope \"Rooms\" can't be deleted because it's referenced by role assignments: Application "
+        f"Mail.Read-{APP}.",
+        "False",  # a shared mailbox is outside the Rooms scope
+        "0", "0"], [])
+
+
+def test_access_policies_are_made_one_per_app_and_their_description_changes():
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $q = New-ApplicationAccessPolicy -AppId @('{APP}', 'AAAA') -PolicyScopeGroupId bookable-rooms@contoso.com `
+            -AccessRight RestrictAccess
+        foreach ($x in $q) {{ $x.Identity }}
+        Set-ApplicationAccessPolicy -Identity $q[1].Identity -Description 'new'
+        (Get-ApplicationAccessPolicy -Identity $q[1].Identity).Description
+        Set-ApplicationAccessPolicy -Identity $q[1].Identity -Description ''
+        (Get-ApplicationAccessPolicy -Identity $q[1].Identity).Description
+        try {{ New-ApplicationAccessPolicy -AppId x -PolicyScopeGroupId bookable-rooms@contoso.com -AccessRight Allow `
+            -ErrorAction Stop }} catch {{ $_.CategoryInfo.Category; $_.Exception.Message }}
+        """) == (0, [POLICY, "contoso.onmicrosoft.com\\aaaa:bookable-rooms@contoso.com", "new", "", "InvalidArgument",
+                     'Cannot convert value "Allow" to type "ApplicationAccessPolicyAccessRight".'], [])
+
+
+def test_remote_sessions_are_numbered_and_refused_like_powershell_refuses_them():
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), """\
+        try { New-PSSession -ConfigurationName Microsoft.PowerShell -ConnectionUri http://ex01/PowerShell/ `
+            -ErrorAction Stop } catch { $_.CategoryInfo.Category; $_.Exception.Message }
+        try { New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://ex01/PowerShell/ `
+            -Authentication Basic -ErrorAction Stop } catch { $_.CategoryInfo.Category; $_.Exception.Message }
+        $s = New-PSSession -ConfigurationName Microsoft.Exchange -ConnectionUri http://ex01/PowerShell/
+        $t = New-PSSession -ConfigurationName microsoft.exchange -ConnectionUri http://ex02/PowerShell/
+        $t.Id
+        $t.Name
+        $t.ConfigurationName
+        """) == (0, ["OpenError", "The WS-Management service cannot process the request. Cannot find the "
+                                  "Microsoft.PowerShell session configuration.",
+                     "InvalidArgument", 'Cannot convert value "Basic" to type '
+                                        '"System.Management.Automation.Runspaces.AuthenticationMechanism".',
+                     "2", "WinRM2", "Microsoft.Exchange"], [])
+
+
+def test_role_assignments_get_free_names_and_their_scopes_are_checked():
+    long_name = "x" * 65
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), f"""\
+        {ROOMS}
+        $a = New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com
+        $b = New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com
+        $a.Name
+        $b.Name
+        try {{ New-ManagementRoleAssignment -Name '{long_name}' -Role ApplicationImpersonation -User info@contoso.com `
+            -ErrorAction Stop }} catch {{ $_.CategoryInfo.Category; $_.Exception.Message }}
+        try {{ New-ManagementRoleAssignment -Role ApplicationImpersonation -Policy 'Default Role Assignment Policy' `
+            -ErrorAction Stop }} catch {{ $_.CategoryInfo.Category; $_.Exception.Message }}
+        try {{ New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com `
+            -CustomRecipientWriteScope Nowhere -ErrorAction Stop }} catch {{ $_.Exception.Message }}
+        try {{ New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com `
+            -CustomRecipientWriteScope Rooms -RecipientOrganizationalUnitScope contoso.com/Rooms -ErrorAction Stop }} catch {{
+            $_.Exception.Message }}
+        try {{ New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com `
+            -ExclusiveRecipientWriteScope Rooms -ErrorAction Stop }} catch {{ $_.Exception.Message }}
+        try {{ New-ManagementRoleAssignment -Role ApplicationImpersonation -User info@contoso.com `
+            -ExclusiveRecipientWriteScope Rooms -CustomRecipientWriteScope Rooms -ErrorAction Stop }} catch {{
+            $_.Exception.Message }}
+        @(Get-ManagementRoleAssignment -RoleAssignee info@contoso.com).Count
+        """) == (0, [
+        "ApplicationImpersonation-info@contoso.com", "ApplicationImpersonation-info@contoso.com1",
+        "InvalidArgument", "The length of the property is too long. The maximum length is 64 and the length of the "
+                           "value provided is 65.",
+        "NotImplemented", "Assignment policies are not simulated by the sandbox.",
+        f"The operation couldn't be performed because object 'Nowhere' couldn't be found on '{SERVER_DC}'.",
+        "The parameters CustomRecipientWriteScope and RecipientOrganizationalUnitScope can't be used together.",
+        "The management scope 'Rooms' isn't an exclusive scope.",
+        "The parameter ExclusiveRecipientWriteScope can't be used with other recipient write scopes.", "2"], [])
+
+
+def test_a_scopes_root_is_set_cleared_and_checked():
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), f"""\
+        {ROOMS} -RecipientRoot 'OU=Rooms,DC=contoso,DC=com'
+        $r.RecipientRoot
+        Set-ManagementScope Rooms -RecipientRoot ''
+        $null -eq (Get-ManagementScope Rooms).RecipientRoot
+        Set-ManagementScope Rooms -RecipientRoot 'contoso.com/Users' -RecipientRestrictionFilter "Office -eq 'Berlin'"
+        (Get-ManagementScope Rooms).RecipientRoot
+        (Get-ManagementScope Rooms).RecipientFilter
+        try {{ New-ManagementScope -Name R2 -RecipientRestrictionFilter "Office -eq 'x'" `
+            -RecipientRoot 'contoso.com/Nowhere' -ErrorAction Stop }} catch {{ $_.Exception.Message }}
+        """) == (0, ["contoso.com/Rooms", "True", "contoso.com/Users", "(Office -eq 'Berlin')",
+                     "The operation couldn't be performed because object 'contoso.com/Nowhere' couldn't be found on "
+                     f"'{SERVER_DC}'."], [])
+
+
+def test_mailbox_permission_arguments_are_checked():
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), """\
+        try { Add-MailboxPermission room-berlin-1@contoso.com -User info@contoso.com -ErrorAction Stop } catch {
+            $_.CategoryInfo.Category; $_.Exception.Message }
+        try { Add-MailboxPermission room-berlin-1@contoso.com -User info@contoso.com -AccessRights Read `
+            -ErrorAction Stop } catch { $_.Exception.Message }
+        try { Add-MailboxPermission room-berlin-1@contoso.com -User info@contoso.com -AccessRights FullAccess `
+            -InheritanceType Some -ErrorAction Stop } catch { $_.Exception.Message }
+        try { Remove-MailboxPermission room-berlin-1@contoso.com -User info@contoso.com -AccessRights FullAccess `
+            -Confirm:$false -ErrorAction Stop } catch { $_.CategoryInfo.Category; $_.Exception.Message }
+        """) == (0, ["InvalidArgument", "The parameters User and AccessRights are required.",
+                     "Cannot bind parameter 'AccessRights' to the target. Cannot convert value \"Read\" to type "
+                     "\"MailboxRights\".",
+                     "Cannot bind parameter 'InheritanceType'. Cannot convert value \"Some\" to type "
+                     "\"ActiveDirectorySecurityInheritance\".",
+                     "InvalidOperation", "Can't remove the access control entry on the object \"CN=Room Berlin 1,"
+                     "OU=Rooms,DC=contoso,DC=com\" for account \"info@contoso.com\" because the ACE doesn't exist on "
+                     "the object."], [])
+
+
+def test_recipients_are_filtered_by_opath_and_only_mail_enabled_ones_are_recipients():
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), """\
+        try { Get-Recipient -RecipientPreviewFilter "Office -eq" -ErrorAction Stop } catch {
+            $_.CategoryInfo.Category; $_.Exception.Message }
+        foreach ($x in @(Get-Recipient -Filter "Office -eq 'London'")) { $x.Name }
+        foreach ($x in @(Get-Recipient -RecipientPreviewFilter "Office -eq 'London'" -Filter "Office -eq 'Oslo'")) {
+            $x.Name }
+        Get-Recipient 'CN=Room Sync Operator,OU=Users,DC=contoso,DC=com'
+        """) == (0, ["InvalidArgument", "Invalid filter syntax. expected a quoted value after -eq, found 'the end of "
+                                        "the filter' (position 11)"]
+                 + ["Clara Costa", "Greta Adler", "Karla Engel", "Olga Costa", "Room London 1", "Room London 2",
+                    "Sven Adler", "Willem Engel"] * 2,
+                 ["The operation couldn't be performed because object 'CN=Room Sync Operator,OU=Users,DC=contoso,"
+                  f"DC=com' couldn't be found on '{SERVER_DC}'.\n    At line:6 char:1"])
+
+
+def test_a_role_group_with_a_member_that_cannot_be_one_is_not_created():
+    """Everything New-RoleGroup is given is checked before the group exists: no half-made group."""
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), """\
+        try { New-RoleGroup -Name G -Members @('info@contoso.com', 'berlin-rooms@contoso.com') -ErrorAction Stop }
+        catch { $_.Exception.Message }
+        @(Get-RoleGroup -Identity G -ErrorAction SilentlyContinue).Count
+        """) == (0, ["The recipient \"berlin-rooms@contoso.com\" isn't a security principal: only users and security "
+                     "groups can be role group members.", "0"], [])

@@ -567,19 +567,22 @@ def test_an_organisation_wide_application_role_is_reported_in_scope_for_every_ma
         (row[0], {**row[1], "InScope": "Not Run"})]
 
 
-def test_a_deny_entry_is_kept_apart_from_the_allow_entry_of_the_same_user():
+@pytest.mark.parametrize("deny_first", [True, False])
+def test_a_deny_entry_is_kept_apart_from_the_allow_entry_of_the_same_user(deny_first):
     """Add-MailboxPermission -Deny (a switch) adds a Deny ACE; the user's Allow ACE on the same mailbox stays its own
-    entry (cmdlet reference, -Deny)."""
+    entry (cmdlet reference, -Deny), whichever came first."""
     organisation = seed_organisation()
-    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
-        $p = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com -Deny -AccessRights SendAs
-        $q = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com -AccessRights FullAccess
-        """)[2] == []
+    deny = "$p = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com -Deny -AccessRights SendAs"
+    allow = "$q = Add-MailboxPermission -Identity room-berlin-1@contoso.com -User info@contoso.com -AccessRights FullAccess"
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               "\n".join([deny, allow] if deny_first else [allow, deny]))[2] == []
     entry = {"Identity": "room-berlin-1@contoso.com", "User": "info@contoso.com", "IsInherited": False,
              "InheritanceType": "All"}
+    entries = [{**entry, "AccessRights": ["SendAs"], "Deny": True}, {**entry, "AccessRights": ["FullAccess"],
+                                                                      "Deny": False}]
     assert [p for _, p in objects(organisation, "Get-MailboxPermission", {"Identity": "room-berlin-1@contoso.com",
-                                                                           "User": "info@contoso.com"})] == [
-        {**entry, "AccessRights": ["SendAs"], "Deny": True}, {**entry, "AccessRights": ["FullAccess"], "Deny": False}]
+                                                                           "User": "info@contoso.com"})] == (
+        entries if deny_first else entries[::-1])
 
 
 def test_connect_exchange_online_takes_no_confirm_or_whatif():
@@ -1268,3 +1271,14 @@ def test_a_role_group_with_a_member_that_cannot_be_one_is_not_created():
         @(Get-RoleGroup -Identity G -ErrorAction SilentlyContinue).Count
         """) == (0, ["The recipient \"berlin-rooms@contoso.com\" isn't a security principal: only users and security "
                      "groups can be role group members.", "0"], [])
+
+
+def test_a_scope_no_assignment_uses_is_removed_whatever_its_name():
+    """Remove-ManagementScope refuses only a scope an assignment uses ("You can't remove a management scope if it's
+    associated with a management role assignment", cmdlet reference): organisation-wide assignments use none, so a
+    scope is removed whatever its name, even one that reads like a placeholder."""
+    assert run(Interpreter(ExchangeCmdlets(seed_organisation()).commands()), """\
+        $s = New-ManagementScope -Name XXXX -RecipientRestrictionFilter "Office -eq 'Oslo'"
+        Remove-ManagementScope XXXX -Confirm:$false
+        foreach ($s in @(Get-ManagementScope)) { $s.Name }
+        """) == (0, ["Hosting tenants"], [])

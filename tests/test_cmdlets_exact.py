@@ -17,6 +17,21 @@ APP = "6d1e8a53-4f2b-4c1e-9a7d-2b5c8e9f0a11"
 POLICY = f"contoso.onmicrosoft.com\\{APP}:bookable-rooms@contoso.com"
 
 
+@pytest.fixture(autouse=True)
+def _shapes_as_found():
+    """These tests run many one-off scripts: each leaves the interpreter's cache of checked script shapes (bounded,
+    least recently used dropped first) as it found it, so a test that counts on a shape staying remembered
+    (test_interpreter.py) does not depend on how many scripts ran here before it."""
+    from toolkit.sandbox import interpreter
+
+    with interpreter._SHAPES_LOCK:
+        kept = dict(interpreter._SHAPES_INSIDE)
+    yield
+    with interpreter._SHAPES_LOCK:
+        interpreter._SHAPES_INSIDE.clear()
+        interpreter._SHAPES_INSIDE.update(kept)
+
+
 def online():
     return Interpreter(ExchangeCmdlets(seed_organisation("exchange-online")).commands())
 

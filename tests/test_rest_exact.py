@@ -575,13 +575,14 @@ def _with_setting(inventory, setting: str) -> None:  # type: ignore[no-untyped-d
 
 def test_a_call_the_tenant_never_answers_ends_with_call_timeout_after_one_attempt(exo):  # noqa: F811
     """InvokeCommand reads the request and never answers: the attempt's read timeout is what is left of
-    call_timeout, so the call ends with the bound named (it would hang without a timeout)."""
+    call_timeout (3 s: room for a starved machine to start the attempt), so the call ends with the bound named (it
+    would hang without a timeout)."""
     from toolkit.inventory import resolve_target
     from toolkit.targets.base import TargetError
     from toolkit.targets.waits import TimedOut
 
     server, inventory = exo
-    _with_setting(inventory, "call_timeout: 1.5")
+    _with_setting(inventory, "call_timeout: 3")
     target = resolve_target(inventory, "cert", "exchange-online").target
     assert target.invoke("Get-ServicePrincipal") == []  # signed in before: the call's bound is its own
     server.switches.hang_invoke = True
@@ -600,7 +601,7 @@ def test_a_call_the_tenant_never_answers_ends_with_call_timeout_after_one_attemp
     [expired] = ended
     assert type(expired) is TimedOut
     assert re.fullmatch(rf"no answer from InvokeCommand Get-ManagementScope at {re.escape(server.base)}: waited "
-                        r"\d+\.\d s in total over 1 attempt\(s\) \(call_timeout 1\.5 s\)", str(expired)), expired
+                        r"\d+\.\d s in total over 1 attempt\(s\) \(call_timeout 3 s\)", str(expired)), expired
 
 
 def test_a_sign_in_never_answered_ends_with_token_timeout_after_one_attempt(exo):  # noqa: F811
@@ -610,13 +611,13 @@ def test_a_sign_in_never_answered_ends_with_token_timeout_after_one_attempt(exo)
     from toolkit.targets.waits import TimedOut
 
     server, inventory = exo
-    _with_setting(inventory, "token_timeout: 1.5")
+    _with_setting(inventory, "token_timeout: 3")
     server.switches.silent = True
     target = resolve_target(inventory, "cert", "exchange-online").target
     with pytest.raises(TimedOut) as expired:
         target.invoke("Get-ServicePrincipal")
     assert re.fullmatch(rf"no answer from the token endpoint {re.escape(server.base)}/{TENANT}: waited \d+\.\d s in "
-                        r"total over 1 attempt\(s\) \(token_timeout 1\.5 s\)", str(expired.value)), expired.value
+                        r"total over 1 attempt\(s\) \(token_timeout 3 s\)", str(expired.value)), expired.value
     assert server.log.invocations == []
 
 
@@ -729,7 +730,10 @@ def test_a_sign_in_request_that_could_not_connect_in_time_is_tried_again(exo, mo
         _proxied(monkeypatch, proxy)
         target = resolve_target(inventory, "cert", "exchange-online").target
         assert target.invoke("Get-ServicePrincipal") == []
-        assert proxy.tunnels == [f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"] * 2
+        # the first tunnel stalled, the second carried the sign-in (on a starved machine a handshake may miss
+        # connect_timeout once more: then a third does)
+        assert proxy.tunnels[:2] == [f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"] * 2
+        assert set(proxy.tunnels) == {f"CONNECT {urlsplit(server.base).netloc} HTTP/1.0"}
         assert (server.log.token_requests, server.log.invocations) == (1, ["Get-ServicePrincipal"])
     finally:
         proxy.close()

@@ -264,6 +264,17 @@ EQUIVALENT: list[tuple[str, str, str]] = [
        "the copy resolves a permission's user from -User or else from the answer's User; the loopback tenant answers "
        "User as the trustee's address, which resolves to the same recipient as -User (or to none, as -User does)")
       for name in ('"XXUserXX"', '"USER"', "None")],
+    ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁread_snapshot",
+     'facts.append({"type": "authorization", "app_id": app.app_id if app else "XXXX",',
+     "unreachable: validation refuses an application role assignment naming no declared application, so app is "
+     "never None"),
+    ("toolkit.targets.exchange_online.xǁ_Sessionǁmerge_environment_settings",
+     "if isinstance(self.verify, str) and verify in (None, False):",
+     "every request arrives with verify=None (send_direct passes None, the Graph reader's requests.get passes none): "
+     "None is in both tuples"),
+    *[("toolkit.targets.exchange_online.xǁ_Sessionǁsend_direct", f"raise requests.exceptions.{kind}(None) from None",
+       "a timeout is caught by its type only (_post_once: _Transient 'timeout'; the sign-in: its Wait's expired "
+       "message): the exception's text is never read") for kind in ("ReadTimeout", "ConnectTimeout")],
     ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_addresses",
      'for key in ("Name", "XXDisplayNameXX", "Alias", "PrimarySmtpAddress"):',
      "the loopback tenant names a user by its Name wherever the snapshot looks one up (RoleAssigneeName, "

@@ -814,3 +814,47 @@ def test_a_redirect_without_a_location_is_refused_as_one_to_nowhere(exo):  # noq
     assert str(refused.value) == (
         f"Get-ServicePrincipal: {server.base} answered HTTP 302, a redirect to nowhere; exkit does not follow it (the "
         "request carries the tenant's token): check exchange_endpoint")
+
+
+def test_tenants_on_a_plain_http_endpoint_share_the_process_connections(exo):  # noqa: F811
+    """Two tenants' calls to one plain-HTTP Exchange endpoint (a custom cloud) go over one kept-alive connection: the
+    process's pool serves http:// as it serves https://."""
+    import http.server
+
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    accepted: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def setup(self) -> None:
+            super().setup()
+            accepted.append(1)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            self.wfile.write(b'{"value": []}')
+
+    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{plain.server_address[1]}"
+        server.switches.resources = [base]
+        text = inventory.read_text()
+        assert text.count(f"exchange_endpoint: '{server.base}'") == 3
+        inventory.write_text(text.replace(f"exchange_endpoint: '{server.base}'", f"exchange_endpoint: '{base}'"))
+        for name in ("cert", "secret"):
+            assert resolve_target(inventory, name, "exchange-online").target.invoke("Get-ServicePrincipal") == []
+        assert len(accepted) == 1
+    finally:
+        plain.shutdown()
+        plain.server_close()

@@ -162,6 +162,32 @@ def test_winrm_backoff_doubles_up_to_half_a_minute(cli, winrm_lab, monkeypatch):
         "0.5", "1.0", "2.0", "4.0", "8.0", "16.0", "30.0"]
 
 
+def test_a_stop_during_a_winrm_backoff_pause_starts_no_retry_and_says_so(winrm_lab, monkeypatch):  # noqa: F811
+    """The script's start is refused (HTTP 500); the run is stopped during the pause: no second start, and the error
+    names what was not started and why."""
+    from toolkit.inventory import resolve_target
+    from toolkit.targets.waits import Interrupted
+
+    class StopDuringPause(_RecordedPauses):
+        def wait(self, timeout: float | None = None) -> bool:
+            self.pauses.append(timeout)
+            RUN.request_stop("SIGINT")
+            return True
+
+    server, inventory = winrm_lab()
+    server.faults.append(Fault("Command", 1, "500"))
+    target = resolve_target(inventory, "lab", "exchange-server").target
+    monkeypatch.setattr(RUN, "stop", stop := StopDuringPause())
+    try:
+        with pytest.raises(Interrupted) as stopped:
+            target.run_script("'ran'")
+    finally:
+        RUN.reset()
+    assert str(stopped.value) == (f"the script on http://127.0.0.1:{server.port}/wsman was not started: the run was "
+                                  "interrupted (SIGINT)")
+    assert (stop.pauses, server.counts["Command"]) == ([0.5], 1)
+
+
 def test_winrm_start_that_timed_out_before_the_script_ran_is_recorded_as_timed_out(cli, winrm_lab):  # noqa: F811
     """The apply script's start is never answered (read_timeout 2 s, no room for a retry): a timeout, not a failure,
     in the message and in the run record."""

@@ -286,6 +286,13 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "return _sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=None).encode())",
      "every value hashed is JSON already (variables are str, int, bool or list[str]: VariableValue, and --var gives "
      "strings; the target's name, platform, endpoint and group are strings or None): default= is never called"),
+    ("toolkit.render.pin.x_pin_target",
+     'f"{changed_inputs(entry.get(\'inputs\', None), now.inputs)}). Render, review and commit "',
+     "changed_inputs reads a missing inputs entry as {} either way (reviewed = reviewed or {})"),
+    ("toolkit.render.review.x__json_sha256", "return _sha256(json.dumps(value, sort_keys=True, default=str).encode())",
+     "how the JSON spells non-ASCII changes the variables' and the target's hash values, never a comparison: each "
+     "is only ever compared with one the same exkit made (a manifest of another version is reported as such)"),
+    ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ_refusable", "return run(bound, None)", _NO_PIPELINE),
     ("toolkit.render.review.x_summarize", "if isinstance(x, list) and isinstance(y, list):",
      "a field of a resource kind is a list in every resource of that kind (roles, members, access_rights): x and "
      "y are both lists or neither is"),

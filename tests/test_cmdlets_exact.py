@@ -1297,3 +1297,21 @@ def test_a_scope_no_assignment_uses_is_removed_whatever_its_name():
         Remove-ManagementScope XXXX -Confirm:$false
         foreach ($s in @(Get-ManagementScope)) { $s.Name }
         """) == (0, ["Hosting tenants"], [])
+
+
+@pytest.mark.parametrize("scope, kind", [("bookable-rooms@contoso.com", "MailUniversalSecurityGroup"),
+                                         ("anna.adler@contoso.com", "UserMailbox"),
+                                         ("partner@fabrikam.com", "MailUser")])
+def test_an_access_policy_is_scoped_to_any_security_principal_with_mail(scope, kind):
+    """-PolicyScopeGroupId: "Valid recipient types are security principals …: UserMailbox, MailUser,
+    MailUniversalSecurityGroup" (New-ApplicationAccessPolicy reference); a shared mailbox is refused (see above)."""
+    from toolkit.sandbox.model import Recipient
+
+    organisation = seed_organisation("exchange-online")
+    organisation.recipients.append(Recipient(name="Partner", alias="partner", primary_smtp_address="partner@fabrikam.com",
+                                             recipient_type_details="MailUser",
+                                             distinguished_name="CN=Partner,OU=Users,DC=contoso,DC=com"))
+    assert organisation.recipient(scope).recipient_type_details == kind
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
+               f"$q = New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId {scope} -AccessRight DenyAccess\n"
+               "$q.IsValid") == (0, ["True"], [])

@@ -551,3 +551,27 @@ def test_a_winrm_targets_reviewed_scripts_import_the_cmdlets_from_its_server_and
         "sha256": hashlib.sha256(scripts["classic.ex01.ps1"].removeprefix(b"\xef\xbb\xbf")).hexdigest(),
         "target": "ex01"}
     assert entry["inputs"]["playbook"] == playbook_sha
+
+
+def test_one_refused_target_refuses_the_run_naming_it_and_no_target_keeps_a_pin(two_sandboxes):
+    """pin_targets: one refused target refuses every target of the run (nothing runs anywhere): the message names
+    each refused one, and the pin of a target that matched is taken back."""
+    from pathlib import Path
+
+    from toolkit.inventory import resolve_target
+    from toolkit.render.pin import pin_targets
+    from toolkit.render.review import PinningError
+
+    inventory = two_sandboxes / "inventory.yaml"
+    inventory.write_text(inventory.read_text().replace("state/test.json", "state/moved.json"))
+    targets = [resolve_target(Path("inventory.yaml"), name, "exchange-server") for name in ("prod", "test")]
+    with pytest.raises(PinningError) as refused:
+        pin_targets(Path("reviewed"), Path("playbooks/classic.yaml"), targets, {}, None, "apply")
+    reviewed = json.loads((two_sandboxes / "reviewed" / "manifest.json").read_text())["scripts"]["classic.test.ps1"]
+    assert str(refused.value) == (
+        "refusing to apply on 2 target(s): 1 are not the reviewed ones; nothing ran anywhere:\n"
+        f"  test: refusing to apply: reviewed was reviewed for target 'test' at {reviewed['endpoint']} "
+        f"(exchange-server, inventory inventory.yaml), not {targets[1].endpoint} (exchange-server, inventory "
+        "inventory.yaml); nothing ran")
+    assert reviewed["endpoint"] != targets[1].endpoint
+    assert [target.pin for target in targets] == [None, None]

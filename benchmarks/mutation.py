@@ -310,6 +310,10 @@ _TARGET_HASH = ("the key names a value inside the target's hash only: spelled ot
 EQUIVALENT_EDITS: list[tuple[str, str, tuple[str, ...], str]] = [
     *[(f"toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ{function}", '"string"', ("None", '"XXstringXX"', '"STRING"'),
        _STRING_TYPE) for function in ("commands", "_online", "_online_only")],
+    ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ_online_only", '"object"', ("None", '"XXobjectXX"', '"OBJECT"'),
+     "Connect-ExchangeOnline's only object parameters, -Certificate and -CertificatePassword, are read by nothing: a "
+     "certificate or secure string bound as its text is accepted alike; only a hashtable or an array of several "
+     "tells the two apart, and PowerShell refuses those for an X509Certificate2 or SecureString parameter anyway"),
     *[("toolkit.render.review.x_inputs_of", f'"{key}"', (f'"XX{key}XX"', f'"{key.upper()}"'), _TARGET_HASH)
       for key in ("name", "platform", "endpoint", "group")],
     ("toolkit.render.review.x_*", '"utf-8"', ('"UTF-8"',), _UTF8),

@@ -1315,3 +1315,10 @@ def test_an_access_policy_is_scoped_to_any_security_principal_with_mail(scope, k
     assert run(Interpreter(ExchangeCmdlets(organisation).commands()),
                f"$q = New-ApplicationAccessPolicy -AppId {APP} -PolicyScopeGroupId {scope} -AccessRight DenyAccess\n"
                "$q.IsValid") == (0, ["True"], [])
+
+
+def test_connect_exchange_online_without_an_app_or_a_token_is_an_invalid_argument():
+    assert run(online(), "try { Connect-ExchangeOnline -Organization contoso.onmicrosoft.com -ErrorAction Stop } "
+                         "catch { $_.CategoryInfo.Category; $_.Exception.Message }") == (0, [
+        "InvalidArgument", "Connect-ExchangeOnline needs -AppId with a certificate and -Organization, or -AccessToken."],
+        [])

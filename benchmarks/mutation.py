@@ -293,6 +293,14 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "how the JSON spells non-ASCII changes the variables' and the target's hash values, never a comparison: each "
      "is only ever compared with one the same exkit made (a manifest of another version is reported as such)"),
     ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ_refusable", "return run(bound, None)", _NO_PIPELINE),
+    *[("toolkit.render.review.x_render_one", f"require_file_name(target.name, {what})",
+       "unreachable refusal: every target name was checked as a file name when its inventory was loaded "
+       "(inventory._target_name, the same check, its own message), and without an inventory the name is 'sandbox'")
+      for what in ('"XXthe target nameXX"', '"THE TARGET NAME"', "None")],
+    ("toolkit.render.pin.x__committed", 'status = git(folder, "status", "--porcelain", "--untracked-files=all", '
+                                        '"XX--XX", ".")',
+     "the pathspec is always '.' (git -C the folder), which no option parsing can take for an option, so the '--' "
+     "before it changes nothing; the extra pathspec 'XX--XX' matches a part of what '.' matches"),
     ("toolkit.render.review.x_summarize", "if isinstance(x, list) and isinstance(y, list):",
      "a field of a resource kind is a list in every resource of that kind (roles, members, access_rights): x and "
      "y are both lists or neither is"),

@@ -1322,3 +1322,27 @@ def test_connect_exchange_online_without_an_app_or_a_token_is_an_invalid_argumen
                          "catch { $_.CategoryInfo.Category; $_.Exception.Message }") == (0, [
         "InvalidArgument", "Connect-ExchangeOnline needs -AppId with a certificate and -Organization, or -AccessToken."],
         [])
+
+
+def test_a_deny_entry_is_removed_with_deny_and_the_allow_entry_stays():
+    """Remove-MailboxPermission -Deny removes the Deny ACE (cmdlet reference, -Deny); the Allow ACE of the same
+    user and right is another entry and stays."""
+    organisation = seed_organisation()
+    room = "room-berlin-1@contoso.com"
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $p = Add-MailboxPermission -Identity {room} -User info@contoso.com -AccessRights FullAccess
+        $q = Add-MailboxPermission -Identity {room} -User info@contoso.com -AccessRights FullAccess -Deny
+        Remove-MailboxPermission -Identity {room} -User info@contoso.com -AccessRights FullAccess -Deny -Confirm:$false
+        """)[2] == []
+    assert [(p["AccessRights"], p["Deny"]) for _, p in objects(organisation, "Get-MailboxPermission",
+                                                               {"Identity": room, "User": "info@contoso.com"})] == [
+        (["FullAccess"], False)]
+
+
+def test_import_pssession_takes_no_confirm_or_whatif():
+    """Import-PSSession's syntax (Microsoft.PowerShell.Utility reference) has no -WhatIf / -Confirm."""
+    for switch in ("WhatIf", "Confirm"):
+        with pytest.raises(ScriptError) as refused:
+            Interpreter(ExchangeCmdlets(seed_organisation()).commands()).run(f"Import-PSSession $s -{switch}")
+        assert str(refused.value) == (f"1:21: Import-PSSession: A parameter cannot be found that matches parameter "
+                                      f"name '{switch}'.")

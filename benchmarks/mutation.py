@@ -275,6 +275,17 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     *[("toolkit.targets.exchange_online.xǁ_Sessionǁsend_direct", f"raise requests.exceptions.{kind}(None) from None",
        "a timeout is caught by its type only (_post_once: _Transient 'timeout'; the sign-in: its Wait's expired "
        "message): the exception's text is never read") for kind in ("ReadTimeout", "ConnectTimeout")],
+    ("toolkit.targets.exchange_online.x__assignment_row",
+     '"exclusive_scope": row.get("ExclusiveRecipientWriteScope") or "", "enabled": str(row.get("Enabled", False))}',
+     "every assignment Exchange answers carries Enabled (Get-ManagementRoleAssignment's output; the loopback tenant "
+     "too): the default is never taken"),
+    ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁrequest_timeout",
+     'wait = getattr(self._local, "call_wait", None) or Wait("XXa callXX", self.spec.call_timeout, "call_timeout")',
+     "request_timeout runs only inside retrying() (_post_once, the Graph reader's _get_once), which sets the call's "
+     "wait on its thread first: the fallback wait is never made"),
+    ("toolkit.targets.exchange_online.xǁ_SignInHttpǁget",
+     'url = urljoin(url if not params else f"{url}?{urlencode(params, doseq=None)}", location)',
+     "msal's discovery GETs carry string parameters only: doseq changes only how a list value is written"),
     ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_addresses",
      'for key in ("Name", "XXDisplayNameXX", "Alias", "PrimarySmtpAddress"):',
      "the loopback tenant names a user by its Name wherever the snapshot looks one up (RoleAssigneeName, "

@@ -508,6 +508,8 @@ def test_the_snapshot_reads_explicit_permissions_only(exo, write_playbook):  # n
             mailboxes: [room-berlin-1@contoso.com]
         """), {})
     facts = resolve_target(inventory, "cert", "exchange-online").target.read_snapshot(render_snapshot(model), model)
+    assert ("Get-Recipient", {"RecipientTypeDetails": ["UserMailbox", "SharedMailbox", "RoomMailbox",
+                                                       "EquipmentMailbox"], "ResultSize": "Unlimited"}) in server.log.calls
     assert [f for f in facts if f["type"] == "permission"] == [
         {"type": "permission", "mailbox": "room-berlin-1@contoso.com", "user_name": "ben.becker@contoso.com",
          "user": "ben.becker@contoso.com", "rights": "FullAccess ReadPermission"}]
@@ -816,45 +818,117 @@ def test_a_redirect_without_a_location_is_refused_as_one_to_nowhere(exo):  # noq
         "request carries the tenant's token): check exchange_endpoint")
 
 
+class _PlainExchange:
+    """A plain-HTTP InvokeCommand endpoint (a custom cloud's) answering every call with ``body``; it counts the
+    connections it accepted."""
+
+    def __init__(self, body: bytes) -> None:
+        import http.server
+
+        accepted = self.accepted = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def setup(self) -> None:
+                super().setup()
+                accepted.append(1)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def serve(self, server, inventory) -> None:  # type: ignore[no-untyped-def]
+        """The loopback tenant's targets call this endpoint (its identity endpoint issues tokens for it)."""
+        server.switches.resources = [self.base]
+        text = inventory.read_text()
+        assert text.count(f"exchange_endpoint: '{server.base}'") == 3
+        inventory.write_text(text.replace(f"exchange_endpoint: '{server.base}'", f"exchange_endpoint: '{self.base}'"))
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def test_tenants_on_a_plain_http_endpoint_share_the_process_connections(exo):  # noqa: F811
     """Two tenants' calls to one plain-HTTP Exchange endpoint (a custom cloud) go over one kept-alive connection: the
     process's pool serves http:// as it serves https://."""
-    import http.server
-
     from toolkit.inventory import resolve_target
 
     server, inventory = exo
-    accepted: list[int] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def setup(self) -> None:
-            super().setup()
-            accepted.append(1)
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "13")
-            self.end_headers()
-            self.wfile.write(b'{"value": []}')
-
-    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    plain = _PlainExchange(b'{"value": []}')
     try:
-        base = f"http://127.0.0.1:{plain.server_address[1]}"
-        server.switches.resources = [base]
-        text = inventory.read_text()
-        assert text.count(f"exchange_endpoint: '{server.base}'") == 3
-        inventory.write_text(text.replace(f"exchange_endpoint: '{server.base}'", f"exchange_endpoint: '{base}'"))
+        plain.serve(server, inventory)
         for name in ("cert", "secret"):
             assert resolve_target(inventory, name, "exchange-online").target.invoke("Get-ServicePrincipal") == []
-        assert len(accepted) == 1
+        assert len(plain.accepted) == 1
     finally:
-        plain.shutdown()
-        plain.server_close()
+        plain.close()
+
+
+def test_an_answer_that_is_not_utf8_is_read_with_replacement_characters(exo):  # noqa: F811
+    """A byte that is no UTF-8 in an answer (a front end that garbles text) becomes U+FFFD, as requests reads it;
+    the call does not fail."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    plain = _PlainExchange(b'{"value": [{"Name": "Room \xff"}]}')
+    try:
+        plain.serve(server, inventory)
+        assert resolve_target(inventory, "cert", "exchange-online").target.invoke("Get-Mailbox") == [
+            {"Name": "Room \ufffd"}]
+    finally:
+        plain.close()
+
+
+def test_a_script_reading_one_collection_reads_it_whole_once(exo):  # noqa: F811
+    """One collection the script reads (no read-ahead: nothing to overlap): read whole once, kept in the copy, and
+    the script's reads see the tenant's objects."""
+    from toolkit.inventory import resolve_target
+
+    server, inventory = exo
+    target = resolve_target(inventory, "cert", "exchange-online").target
+    for name in ("Rooms A", "Rooms B"):
+        assert target.invoke("New-ManagementScope", {"Name": name, "RecipientRestrictionFilter": "Office -eq 'A'"})
+    del server.log.calls[:]
+    result = target.run_script("@(Get-ManagementScope).Count\n(Get-ManagementScope -Identity 'Rooms B').Name",
+                               read_only=True)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "2\nRooms B\n", "")
+    assert server.log.calls == [("Get-ManagementScope", {})]
+
+
+def test_an_assignment_to_a_user_that_is_gone_has_no_address_in_the_snapshot(cli, exo, write_playbook):  # noqa: F811
+    """The user a role is assigned to no longer exists (the assignment outlived it): its fact names the assignee
+    Exchange shows and no address."""
+    from test_exchange_online import RBAC
+
+    from toolkit.inventory import resolve_target
+    from toolkit.playbook.validate import require_playbook
+    from toolkit.render.engine import render_snapshot
+    from toolkit.sandbox import org as store
+
+    server, inventory = exo
+    playbook = write_playbook(RBAC)
+    applied = cli("apply", playbook, "-i", inventory, "-t", "cert", "--yes")
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    organisation = store.load(server.state_path, "exchange-online")
+    organisation.recipients = [r for r in organisation.recipients if r.primary_smtp_address != "clara.costa@contoso.com"]
+    store.save(server.state_path, organisation)
+    model, _ = require_playbook(playbook, {})
+    facts = resolve_target(inventory, "cert", "exchange-online").target.read_snapshot(render_snapshot(model), model)
+    assert [f for f in facts if f["type"] == "assignment" and f["name"] == "Room viewer"] == [
+        {"type": "assignment", "name": "Room viewer", "role": "View-Only Recipients",
+         "assignee": "clara.costa@contoso.com", "assignee_id": "clara.costa@contoso.com", "assignee_type": "User",
+         "user": "", "scope": "Room mailboxes", "ou_scope": "", "resource_scope": "", "exclusive_scope": "",
+         "enabled": "True"}]

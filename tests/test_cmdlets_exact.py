@@ -1346,3 +1346,34 @@ def test_import_pssession_takes_no_confirm_or_whatif():
             Interpreter(ExchangeCmdlets(seed_organisation()).commands()).run(f"Import-PSSession $s -{switch}")
         assert str(refused.value) == (f"1:21: Import-PSSession: A parameter cannot be found that matches parameter "
                                       f"name '{switch}'.")
+
+
+def test_a_distribution_group_is_no_role_group_member():
+    """Add-RoleGroupMember -Member takes a security principal (a SecurityPrincipalIdParameter): a distribution group
+    (MailUniversalDistributionGroup) is none, and is refused like a room list."""
+    from toolkit.sandbox.model import Recipient
+
+    organisation = seed_organisation()
+    organisation.recipients.append(Recipient(name="All Staff", alias="all-staff",
+                                             primary_smtp_address="all-staff@contoso.com",
+                                             recipient_type_details="MailUniversalDistributionGroup",
+                                             distinguished_name="CN=All Staff,OU=Users,DC=contoso,DC=com"))
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), """\
+        try { Add-RoleGroupMember 'Organization Management' -Member all-staff@contoso.com -ErrorAction Stop } catch {
+            $_.Exception.Message }
+        """) == (0, ["The recipient \"all-staff@contoso.com\" isn't a security principal: only users and security "
+                     "groups can be role group members."], [])
+
+
+def test_a_generated_assignment_name_is_cut_to_64_characters():
+    """A role assignment's name is at most 64 characters ("The maximum length is 64"): the name made from the role
+    and a long assignee is cut to 64, and a second one ends in a number within the 64."""
+    display = "Room booking service for the Berlin, Munich and London offices"
+    organisation = seed_organisation("exchange-online")
+    assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+        $p = New-ServicePrincipal -AppId {APP} -ObjectId 0b7c2e44-9d1a-4e5f-8c3b-7a6d5e4f3c21 -DisplayName '{display}'
+        $a = New-ManagementRoleAssignment -Role 'Application Mail.Read' -App {APP}
+        $b = New-ManagementRoleAssignment -Role 'Application Mail.Read' -App {APP}
+        $a.Name
+        $b.Name
+        """) == (0, [f"Application Mail.Read-{display}"[:64], f"Application Mail.Read-{display}"[:63] + "1"], [])

@@ -333,6 +333,10 @@ EQUIVALENT_EDITS: list[tuple[str, str, tuple[str, ...], str]] = [
      "Connect-ExchangeOnline's only object parameters, -Certificate and -CertificatePassword, are read by nothing: a "
      "certificate or secure string bound as its text is accepted alike; only a hashtable or an array of several "
      "tells the two apart, and PowerShell refuses those for an X509Certificate2 or SecureString parameter anyway"),
+    ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁcommands", '"SessionOption": "object"',
+     ('"SessionOption": None', '"SessionOption": "XXobjectXX"', '"SessionOption": "OBJECT"'),
+     "New-PSSession's -SessionOption is read by nothing: a PSSessionOption bound as its text is accepted alike; only "
+     "a hashtable or an array of several tells the two apart, and PowerShell refuses those for a PSSessionOption too"),
     *[("toolkit.render.review.x_inputs_of", f'"{key}"', (f'"XX{key}XX"', f'"{key.upper()}"'), _TARGET_HASH)
       for key in ("name", "platform", "endpoint", "group")],
     ("toolkit.render.review.x_*", '"utf-8"', ('"UTF-8"',), _UTF8),

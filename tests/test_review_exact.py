@@ -575,3 +575,12 @@ def test_one_refused_target_refuses_the_run_naming_it_and_no_target_keeps_a_pin(
         "inventory.yaml); nothing ran")
     assert reviewed["endpoint"] != targets[1].endpoint
     assert [target.pin for target in targets] == [None, None]
+
+
+def test_a_folder_reviewed_in_a_repository_and_copied_out_of_it_is_refused(cli, two_sandboxes, tmp_path_factory):
+    """The manifest's paths are relative to the repository's root: outside a repository they mean nothing."""
+    outside = tmp_path_factory.mktemp("outside") / "reviewed"
+    shutil.copytree(two_sandboxes / "reviewed", outside)
+    result = cli("check", outside)
+    assert (result.exit_code, result.stderr.strip()) == (1, (
+        f"exkit: error: {outside}/manifest.json has paths relative to a git repository, but {outside} is not in one"))

@@ -199,7 +199,8 @@ def _fresh_analysis(text):
     try:
         return interpreter._analyse.__wrapped__(text)
     finally:
-        with interpreter._SHAPES_LOCK:
+        with interpreter._SHAPES_LOCK:  # as it was, in its order (the shape just walked is not kept)
+            interpreter._SHAPES_INSIDE.clear()
             interpreter._SHAPES_INSIDE.update(kept)
 
 

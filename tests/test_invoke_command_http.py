@@ -197,3 +197,37 @@ def test_an_exchange_endpoint_that_refuses_connections_is_retried_then_named(exo
     # two retries noted, not the third attempt that was not retried
     assert (target.calls, target.retries, server.log.token_requests) == (0, [
         "Get-ServicePrincipal: no complete answer (Connection refused), retried after 0.20 s"] * 2, 1)
+
+
+def test_a_connection_closed_during_tls_is_retried_as_lost(exo, tmp_path):  # noqa: F811
+    """A connection the far end closes without TLS's goodbye (OpenSSL: unexpected EOF) is a lost connection, retried
+    within max_retries like any other, not a TLS refusal that no retry changes."""
+    import socket
+    import threading
+
+    server, _ = exo
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def close_each():  # read the ClientHello, then close: the handshake meets EOF
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection.recv(4096)[:1])
+            connection.close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+    closing = f"https://127.0.0.1:{listener.getsockname()[1]}"
+    server.switches.resources = [closing]
+    target = _target(tmp_path, server.base, closing, trust="ca_trust_path: ca.pem, max_retries: 2, ")
+    try:
+        with pytest.raises(TargetError) as lost:
+            target.invoke("Get-ServicePrincipal")
+    finally:
+        listener.close()
+    assert str(lost.value).startswith(f"Get-ServicePrincipal on tenant {TENANT} still failed (no complete answer "
+                                      "(connection closed during TLS)) after 3 attempt(s) over "), lost.value
+    assert (accepted, target.retries) == ([b"\x16"] * 3, [
+        "Get-ServicePrincipal: no complete answer (connection closed during TLS), retried after 0.20 s"] * 2)

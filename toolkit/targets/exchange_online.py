@@ -468,6 +468,8 @@ class ExchangeOnlineTarget(Target):
         try:
             response = self.http.send_direct("POST", url, json.dumps(body, allow_nan=False).encode(), headers, timeout)
         except requests.exceptions.SSLError as exc:
+            if closed_during_tls(exc):
+                raise _Transient(0, None, "no complete answer (connection closed during TLS)") from None
             raise TargetError(f"TLS with {self.cloud.exchange} failed: {_short(exc)}") from None
         except requests.exceptions.Timeout:
             raise _Transient(0, None, "timeout") from None
@@ -719,6 +721,14 @@ def _cmdlet_error(cmdlet: str, status: int, data: dict[str, Any]) -> CmdletFaile
             return CmdletFailed(cmdlet, parts[2].strip(), parts[1].rsplit(".", 1)[-1])
     message = str(error.get("message") or f"HTTP {status}")
     return CmdletFailed(cmdlet, message, str(error.get("code") or ""))
+
+
+def closed_during_tls(exc: BaseException) -> bool:
+    """An SSLError that is a connection closed without TLS's goodbye (OpenSSL's unexpected EOF: a kept-alive
+    connection the far end dropped, a middlebox cutting it): lost like any dropped connection, and retried; not a
+    certificate or protocol refusal, which no retry changes."""
+    text = str(exc)
+    return "UNEXPECTED_EOF_WHILE_READING" in text or "EOF occurred in violation of protocol" in text
 
 
 def _short(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ import requests
 
 from toolkit.targets import http_rules
 from toolkit.targets.base import Target, TargetError
-from toolkit.targets.exchange_online import RETRY_STATUS, ExchangeOnlineTarget, _short, _Transient
+from toolkit.targets.exchange_online import RETRY_STATUS, ExchangeOnlineTarget, _short, _Transient, closed_during_tls
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph
 EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"  # Office 365 Exchange Online
@@ -67,6 +67,8 @@ class GraphReader:
         try:
             response = self.target.http.get(url, headers=headers, timeout=self.target.request_timeout())
         except requests.exceptions.SSLError as exc:
+            if closed_during_tls(exc):
+                raise _Transient(0, None, "no complete answer (connection closed during TLS)") from None
             raise TargetError(f"TLS with {self.root} failed: {_short(exc)}") from None
         except requests.exceptions.Timeout:
             raise _Transient(0, None, "timeout") from None

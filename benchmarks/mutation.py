@@ -196,15 +196,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "this second lookup runs only when the first found a scope, so the scope name is set: its `or` fallback is "
      "never taken"),
     *[("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_post_once", line,
-       "ExchangeOnlineTarget.calls is read by nothing (toolkit, benchmarks, tests): the count it keeps shows nowhere")
+       "ExchangeOnlineTarget.calls is read by no product code (toolkit, benchmarks): a count tests look at, that "
+       "shows nowhere")
       for line in ("self.calls = 1", "self.calls += 2")],
     ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ__init__", 'self._thumbprint = None',
      "read only by connection(), after _credential() has set it from the certificate (a secret target returns "
      "before reading it)"),
-    ("toolkit.targets.exchange_online.xǁ_Sessionǁrequest",
-     'if self.timeout is not None and kwargs.get("XXtimeoutXX") is None:',
-     "no request through a session with a timeout function carries its own timeout: that session is msal's, and "
-     "msal, given an http_client, passes none (it refuses a timeout then)"),
     ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁnew_session",
      'if (bound.get("Authentication") or "DEFAULT").lower() not in ("kerberos", "credssp", "default", "negotiate"):',
      "the default is lower-cased before it is compared: 'DEFAULT' is 'default'"),

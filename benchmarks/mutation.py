@@ -188,9 +188,17 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ("toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ_collection_read",
      "return command.run(bound, None)", _NO_PIPELINE),
     *[(f"toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ{function}",
-       'return [PSObject(command.name.split("-", )[1], item) for item in answer]',
+       f'return [PSObject(command.name.split("-", {limit})[1], item) for item in answer]',
        "every cmdlet name of the sandbox's table is Verb-Noun with one hyphen: split at every hyphen, the second part "
-       "is the same") for function in ("_change", "_forwarded_read")],
+       "is the same") for function in ("_change", "_forwarded_read") for limit in ("", "2")],
+    ("toolkit.targets.exchange_online_script.xǁTenantScriptRunnerǁ_forwarded_read",
+     '"MailboxPermission": {"mailbox": to_string(bound.get("Identity")),',
+     "the copy takes a permission's mailbox from Mailbox or else from the answer's Identity, and Get-MailboxPermission "
+     "answers with Identity naming the mailbox (the cmdlet reference's output; the loopback tenant's too): the same "
+     "recipient either way"),
+    ("toolkit.render.review.x_summarize", "elif a is not None or b is not None and a.fields != b.fields:",
+     "both resources are there on this branch (the two above take the key missing on one side), and with equal fields "
+     "the loop below skips every field: no line either way"),
     ("toolkit.sandbox.cmdlets.xǁExchangeCmdletsǁ_assignment_object",
      'assignment.custom_recipient_write_scope or "XXXX").exclusive else None),',
      "this second lookup runs only when the first found a scope, so the scope name is set: its `or` fallback is "

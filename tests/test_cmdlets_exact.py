@@ -841,6 +841,13 @@ def test_an_online_assignment_list_is_filtered_by_assignee_type_and_by_the_apps_
         """) == (0, ["InvalidArgument", "Cannot bind parameter 'RoleAssigneeType'. Cannot convert value "
                      "\"ServicePrincipal\" to type \"Microsoft.Exchange.Data.Directory.SystemConfiguration."
                      "RoleAssigneeType\"."], [])
+    # every value the cmdlet reference documents is taken, in any case
+    for kind in ("User", "SecurityGroup", "RoleAssignmentPolicy", "ForeignSecurityPrincipal", "RoleGroup",
+                 "LinkedRoleGroup", "Computer", "roleassignmentpolicy"):
+        assert run(Interpreter(ExchangeCmdlets(organisation).commands()), f"""\
+            $found = Get-ManagementRoleAssignment -RoleAssigneeType '{kind}' -ErrorAction Stop
+            'taken'
+            """) == (0, ["taken"], []), kind
 
 
 def test_an_apps_resource_scope_is_changed_and_a_users_assignment_takes_none():

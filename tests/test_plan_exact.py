@@ -306,3 +306,12 @@ def test_a_field_that_was_true_and_becomes_false_is_a_change_and_an_unknown_resu
     assert [(c.action, c.fields) for c in plan.changes] == [("update", [FieldChange("exclusive", True, False)]),
                                                             ("error", [])]
     assert plan.counts() == {"create": 0, "update": 1, "delete": 0, "noop": 0, "error": 1}
+
+
+def test_a_script_that_cannot_run_leaves_the_plans_organisation_as_it_was():
+    """what_if of a script outside the sandbox's subset: an error, no results, and the copy it would have run
+    against, untouched (a plan's organisation is the one the script leaves: here the one it found)."""
+    organisation = seed_organisation()
+    outcome = what_if("$x = Get-Date | Invoke-Expression\n", organisation)
+    assert (outcome.results, outcome.error.startswith("the script cannot run in the sandbox: ")) == ([], True)
+    assert outcome.after is not organisation and outcome.after == organisation

@@ -288,9 +288,9 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      'wait = getattr(self._local, "call_wait", None) or Wait("XXa callXX", self.spec.call_timeout, "call_timeout")',
      "request_timeout runs only inside retrying() (_post_once, the Graph reader's _get_once), which sets the call's "
      "wait on its thread first: the fallback wait is never made"),
-    ("toolkit.targets.exchange_online.xǁ_SignInHttpǁget",
-     'url = urljoin(url if not params else f"{url}?{urlencode(params, doseq=None)}", location)',
-     "msal's discovery GETs carry string parameters only: doseq changes only how a list value is written"),
+    ("toolkit.targets.exchange_online.x__with_query",
+     'return url + ("&" if "?" in url else "?") + urlencode(params, doseq=None) if params else url',
+     "msal's requests carry string parameters only: doseq changes only how a list value is written"),
     ("toolkit.targets.exchange_online.xǁExchangeOnlineTargetǁ_addresses",
      'for key in ("Name", "XXDisplayNameXX", "Alias", "PrimarySmtpAddress"):',
      "the loopback tenant names a user by its Name wherever the snapshot looks one up (RoleAssigneeName, "

@@ -175,6 +175,11 @@ class _Answer(NamedTuple):
 _REDIRECTS = 10  # redirects a discovery GET follows
 
 
+def _with_query(url: str, params: dict[str, Any] | None) -> str:
+    """``url`` with msal's ``params`` added to its query, as requests adds them (a list value repeats its key)."""
+    return url + ("&" if "?" in url else "?") + urlencode(params, doseq=True) if params else url
+
+
 class _SignInHttp:
     """msal's http_client, in the interface msal documents for one (msal.oauth2cli.http.HttpClient: ``get`` and
     ``post`` answering status_code, text and headers): its discovery and token requests go through the tenant's
@@ -193,30 +198,27 @@ class _SignInHttp:
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         else:
             body = data.encode() if isinstance(data, str) else data
-        return self._send("POST", url, params, body, headers, kwargs.get("timeout"))
+        return self._send("POST", _with_query(url, params), body, headers, kwargs.get("timeout"))
 
     def get(self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
             **kwargs: Any) -> _Answer:
         """A GET (msal's discovery: public metadata, no secret) follows redirects as requests did, at most
         ``_REDIRECTS``; a POST (the token request carries the credential) never does."""
-        answer = self._send("GET", url, params, None, dict(headers or {}), kwargs.get("timeout"))
+        url = _with_query(url, params)
+        answer = self._send("GET", url, None, dict(headers or {}), kwargs.get("timeout"))
         for _ in range(_REDIRECTS):
             location = answer.headers.get("Location") if answer.status_code in (301, 302, 303, 307, 308) else None
             if not location:
                 break
-            url = urljoin(url if not params else f"{url}?{urlencode(params, doseq=True)}", location)
-            params = None
-            answer = self._send("GET", url, None, None, dict(headers or {}), kwargs.get("timeout"))
+            url = urljoin(url, location)
+            answer = self._send("GET", url, None, dict(headers or {}), kwargs.get("timeout"))
         return answer
 
     def close(self) -> None:
         """The connections are the process's (shared by every tenant): nothing of this tenant's to close."""
 
-    def _send(self, method: str, url: str, params: dict[str, Any] | None, body: bytes | None,
-              headers: dict[str, str], timeout: Any) -> _Answer:
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: Any) -> _Answer:
         self.before()
-        if params:
-            url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
         if timeout is None:
             timeout = self.timeout()
         elif not isinstance(timeout, tuple):
@@ -467,14 +469,8 @@ class ExchangeOnlineTarget(Target):
         timeout = self.request_timeout()  # raises once the call's bound or the run's deadline has passed, or on a stop
         try:
             response = self.http.send_direct("POST", url, json.dumps(body, allow_nan=False).encode(), headers, timeout)
-        except requests.exceptions.SSLError as exc:
-            if closed_during_tls(exc):
-                raise _Transient(0, None, "no complete answer (connection closed during TLS)") from None
-            raise TargetError(f"TLS with {self.cloud.exchange} failed: {_short(exc)}") from None
-        except requests.exceptions.Timeout:
-            raise _Transient(0, None, "timeout") from None
-        except requests.exceptions.RequestException as exc:  # refused, reset, or dropped in the middle of a reply
-            raise _Transient(0, None, f"no complete answer ({_short(exc)})") from None
+        except requests.exceptions.RequestException as exc:
+            raise no_answer(exc, self.cloud.exchange) from None
         self.calls += 1
         if response.status_code == 401 and rejected is None:
             return self._post_once(url, cmdlet, body, rejected=token)
@@ -723,12 +719,19 @@ def _cmdlet_error(cmdlet: str, status: int, data: dict[str, Any]) -> CmdletFaile
     return CmdletFailed(cmdlet, message, str(error.get("code") or ""))
 
 
-def closed_during_tls(exc: BaseException) -> bool:
-    """An SSLError that is a connection closed without TLS's goodbye (OpenSSL's unexpected EOF: a kept-alive
-    connection the far end dropped, a middlebox cutting it): lost like any dropped connection, and retried; not a
-    certificate or protocol refusal, which no retry changes."""
-    text = str(exc)
-    return "UNEXPECTED_EOF_WHILE_READING" in text or "EOF occurred in violation of protocol" in text
+def no_answer(exc: requests.exceptions.RequestException, endpoint: str) -> Exception:
+    """What a request that got no answer raises, for retrying() (InvokeCommand and the Graph reader): a TLS refusal
+    (a certificate, the protocol) is final; a timeout and a refused, reset or dropped connection are transient. A
+    connection closed without TLS's goodbye (OpenSSL's unexpected EOF: a kept-alive connection the far end dropped,
+    a middlebox cutting it) is lost like any dropped connection, not a refusal."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        text = str(exc)
+        if "UNEXPECTED_EOF_WHILE_READING" in text or "EOF occurred in violation of protocol" in text:
+            return _Transient(0, None, "no complete answer (connection closed during TLS)")
+        return TargetError(f"TLS with {endpoint} failed: {_short(exc)}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return _Transient(0, None, "timeout")
+    return _Transient(0, None, f"no complete answer ({_short(exc)})")  # refused, reset, dropped in a reply
 
 
 def _short(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ import requests
 
 from toolkit.targets import http_rules
 from toolkit.targets.base import Target, TargetError
-from toolkit.targets.exchange_online import RETRY_STATUS, ExchangeOnlineTarget, _short, _Transient, closed_during_tls
+from toolkit.targets.exchange_online import RETRY_STATUS, ExchangeOnlineTarget, _Transient, no_answer
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph
 EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"  # Office 365 Exchange Online
@@ -66,14 +66,8 @@ class GraphReader:
                    "client-request-id": str(uuid.uuid4())}
         try:
             response = self.target.http.get(url, headers=headers, timeout=self.target.request_timeout())
-        except requests.exceptions.SSLError as exc:
-            if closed_during_tls(exc):
-                raise _Transient(0, None, "no complete answer (connection closed during TLS)") from None
-            raise TargetError(f"TLS with {self.root} failed: {_short(exc)}") from None
-        except requests.exceptions.Timeout:
-            raise _Transient(0, None, "timeout") from None
-        except requests.exceptions.RequestException as exc:  # refused, reset, or cut in the middle of a reply
-            raise _Transient(0, None, f"no complete answer ({_short(exc)})") from None
+        except requests.exceptions.RequestException as exc:
+            raise no_answer(exc, self.root) from None
         self.calls += 1
         if response.status_code == 401 and rejected is None:
             return self._get_once(url, label, rejected=token)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO
 
+from toolkit.render.quoting import SINGLE_QUOTES
 from toolkit.sandbox.interpreter import Interpreter, ScriptError
 
 
@@ -225,10 +228,12 @@ def test_a_tenant_script_of_a_checked_shape_gets_what_the_full_check_finds(playb
         with interpreter._SHAPES_LOCK:
             known = shape in interpreter._SHAPES_INSIDE
         assert known or index < 3  # the second tenant's scripts have the first one's shapes: not walked again
-        _, problems, commands, _ = interpreter._analyse.__wrapped__(text)
-        _, fresh_problems, fresh_commands, _ = _fresh_analysis(text)
-        assert problems == fresh_problems == ()
-        assert [(c.start_byte, c.text) for c in commands] == [(c.start_byte, c.text) for c in fresh_commands]
+        analysis = interpreter._analyse.__wrapped__(text)
+        fresh = _fresh_analysis(text)
+        assert analysis.problems == fresh.problems == ()
+        assert fresh.commands is not None and (analysis.commands is None or not known)  # a known shape: queried
+        commands = interpreter._command_nodes(analysis.tree)
+        assert [(c.start_byte, c.text) for c in commands] == [(c.start_byte, c.text) for c in fresh.commands]
 
 
 def test_a_construct_outside_the_subset_is_refused_even_in_a_script_shaped_like_a_checked_one(exchange):
@@ -263,6 +268,90 @@ def test_a_shape_found_in_one_command_table_is_checked_again_in_another():
         Interpreter({}).check("# d\nSet-Room -Name 'd' -Capacity 3\n")
     assert str(missing.value) == "2:1: the sandbox does not implement the command 'Set-Room'"
     assert Interpreter(full).run("# e\nSet-Room -Name 'e' -Capacity 3\n").output == ["e"]
+
+
+# Scripts of one shape: their comments and verbatim strings differ (quotes doubled, line breaks, characters of
+# several bytes: positions move along lines and across them), nothing else does.
+_SHAPED = """# {0}
+$a = {1}; $b = {2} + 'x' <# {3} #>
+$h = @{{{4} = 1; k = {5}}}
+Write-Output ($a + $b) $h[{4}] $h.{4}
+if ($a -eq {6}) {{ Write-Output 'same' }} else {{ Write-Output 'other' }}
+try {{ throw ({7} + $a) }} catch {{ Write-Output $_.Exception.Message }}
+Fail-Thing -Name {8}; Write-Output 'after'
+$text = {9}
+& ([scriptblock]::Create($text))
+throw {1}
+"""
+_TEXTS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")) | st.sampled_from("'\u2018\u2019\n"),
+                 max_size=8)
+_COMMENTS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8).filter(
+    lambda t: "#>" not in t and not t.endswith("#"))
+
+
+def _verbatim(text):
+    return "'" + "".join(c + c if c in SINGLE_QUOTES else c for c in text) + "'"
+
+
+def _shaped(comments, strings, block_strings):
+    block = f"Write-Output {_verbatim(block_strings[0])}\nthrow {_verbatim(block_strings[1])}"
+    return _SHAPED.format(comments[0], *map(_verbatim, strings[:2]), comments[1], *map(_verbatim, strings[2:]),
+                          _verbatim(block))
+
+
+def _failing_table():
+    from toolkit.sandbox.commands import CmdletError, Command
+
+    def fail(bound, pipeline):
+        raise CmdletError(f"no thing named {bound['Name']}", "ObjectNotFound")
+
+    return {"fail-thing": Command("Fail-Thing", {"Name": "string"}, fail)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=st.tuples(st.lists(_COMMENTS, min_size=2, max_size=2), st.lists(_TEXTS, min_size=7, max_size=7),
+                       st.lists(_TEXTS, min_size=2, max_size=2)),
+       second=st.tuples(st.lists(_COMMENTS, min_size=2, max_size=2), st.lists(_TEXTS, min_size=7, max_size=7),
+                        st.lists(_TEXTS, min_size=2, max_size=2)))
+def test_a_compiled_shape_runs_every_script_of_that_shape_as_its_own_tree_would(first, second):
+    """The second script runs on the tree compiled from the first one: every node has the second script's type,
+    text and position (as tree-sitter parses it), and the run gives what compiling its own tree gives, error
+    positions included."""
+    from toolkit.render.syntax import parse
+    from toolkit.sandbox import interpreter
+
+    one, other = _shaped(*first), _shaped(*second)
+    table = _failing_table()
+    Interpreter(table).run(one)
+    compiled = interpreter._analyse(one)
+    assert compiled.shape == interpreter._analyse(other).shape
+    root = interpreter._COMPILED[compiled.shape]
+    shared = Interpreter(table).run(other)
+    assert interpreter._COMPILED[compiled.shape] is root  # the second script ran on the first one's tree
+
+    source = interpreter._analyse(other)
+    script = interpreter.Source(source.source, source.slots)
+
+    def same(node, compiled_node):
+        assert compiled_node.type == node.type
+        assert script.text(compiled_node) == node.text.decode()
+        assert script.position(compiled_node) == (node.start_point[0] + 1, node.start_point[1] + 1)
+        assert len(compiled_node.children) == len(node.children)
+        for child, compiled_child in zip(node.children, compiled_node.children, strict=True):
+            same(child, compiled_child)
+
+    same(parse(other).root_node, root)
+    with interpreter._SHAPES_LOCK:
+        kept = dict(interpreter._COMPILED)
+        interpreter._COMPILED.clear()
+    try:
+        own = Interpreter(table).run(other)
+    finally:
+        with interpreter._SHAPES_LOCK:
+            interpreter._COMPILED.clear()
+            interpreter._COMPILED.update(kept)
+    assert (shared.output, shared.errors, shared.exit_code) == (own.output, own.errors, own.exit_code)
+    assert shared.exit_code == 1 and "no thing named" in shared.errors[0]
 
 
 def test_the_shape_kept_longest_is_the_one_used_least_recently():

@@ -100,7 +100,7 @@ class NetworkCredential:
 @dataclass
 class ScriptBlock:
     text: str
-    root: Any  # the parsed program (a tree-sitter node), checked against the subset when created
+    script: Any  # the checked script (interpreter.Script), checked against the subset when created
 
     def __str__(self) -> str:
         return self.text

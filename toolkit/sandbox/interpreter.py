@@ -16,14 +16,21 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from tree_sitter import Node, Query, QueryCursor, Tree
 
-from toolkit.render.quoting import unquote_verbatim
 from toolkit.render.syntax import language, parse, syntax_problems, walk
 from toolkit.sandbox import dotnet
 from toolkit.sandbox.commands import BindingError, CmdletError, Command, convert
+from toolkit.sandbox.program import (
+    SKIPPED,
+    WRAPPERS,
+    Script,
+    Source,
+    SyntaxNode,
+    compile_tree,
+)
 from toolkit.sandbox.values import (
     Hashtable,
     PSObject,
@@ -35,15 +42,7 @@ from toolkit.sandbox.values import (
     to_string,
 )
 
-# Nodes that only wrap one child in this grammar (precedence levels).
-_WRAPPERS = {"pipeline", "pipeline_chain", "logical_expression", "bitwise_expression", "comparison_expression",
-             "additive_expression", "multiplicative_expression", "format_expression", "range_expression",
-             "array_literal_expression", "unary_expression", "left_assignment_expression",
-             # method arguments: the same precedence levels inside an argument list
-             "argument_expression", "logical_argument_expression", "bitwise_argument_expression",
-             "comparison_argument_expression", "additive_argument_expression", "multiplicative_argument_expression",
-             "format_argument_expression", "range_argument_expression"}
-_ALLOWED = _WRAPPERS | {
+_ALLOWED = WRAPPERS | {
     "program", "statement_list", "comment", "empty_statement", "command", "command_name", "command_elements",
     "command_parameter", "command_argument_sep", "generic_token", "assignment_expression", "assignement_operator",
     "if_statement", "elseif_clauses", "elseif_clause", "else_clause", "statement_block", "foreach_statement",
@@ -108,21 +107,7 @@ def _kind_ids(names: set[str]) -> frozenset[int]:
     return frozenset(i for i in range(grammar.node_kind_count) if grammar.node_kind_for_id(i) in names)
 
 
-_WRAPPER_IDS = _kind_ids(_WRAPPERS)
-_SKIPPED_IDS = _kind_ids({"comment", "command_argument_sep"})
-
-
-def _named(node: Node) -> list[Node]:
-    return [c for c in node.named_children if c.kind_id not in _SKIPPED_IDS]
-
-
-def _unwrap(node: Node) -> Node:
-    while node.kind_id in _WRAPPER_IDS and node.child_count == 1:
-        child = node.child(0)
-        if child is None or not child.is_named or child.kind_id in _SKIPPED_IDS:
-            break
-        node = child
-    return node
+_SKIPPED_IDS = _kind_ids(set(SKIPPED))
 
 
 # What _analyse does with each kind of node, by the grammar's kind id (node.kind_id is an int; node.type builds a
@@ -140,7 +125,7 @@ def _kind_actions() -> tuple[int, ...]:
     def action(name: str) -> int:
         if name not in _ALLOWED:
             return _NOT_ALLOWED
-        return _WRAPPER if name in _WRAPPERS else _SPECIAL.get(name, _PLAIN)
+        return _WRAPPER if name in WRAPPERS else _SPECIAL.get(name, _PLAIN)
 
     return tuple(action(grammar.node_kind_for_id(i) or "") for i in range(grammar.node_kind_count))
 
@@ -160,38 +145,67 @@ _SHAPES_KEPT = 256
 _TABLES_KEPT = 8  # command tables kept per shape (a run's: the sandbox's, the plan's, the REST runner's)
 
 
+# A shape found inside the subset is also compiled once (toolkit/sandbox/program.py) and run for every script of it.
+_COMPILED: dict[bytes, SyntaxNode] = {}  # ordered by last use, as _SHAPES_INSIDE
+
+
 @lru_cache(maxsize=1)
 def _shape_query() -> Query:
-    return Query(language(), "(verbatim_string_characters) @text (comment) @text (command) @command")
+    return Query(language(), "(verbatim_string_characters) @string (comment) @comment")
 
 
-def _shape(tree: Tree, source: bytes) -> tuple[bytes, list[Node]]:
-    """The script's shape, and its command nodes in document order (both found by the grammar's query, in C)."""
+@lru_cache(maxsize=1)
+def _command_query() -> Query:
+    return Query(language(), "(command) @command")
+
+
+def _shape(tree: Tree, source: bytes) -> tuple[bytes, list[tuple[int, int]]]:
+    """The script's shape, and where its verbatim strings' characters and comments are (byte ranges in document
+    order: the compiled shape's slots). Each is one byte of the shape, which says which of the two it was. Found
+    by the grammar's query, in C."""
     found = QueryCursor(_shape_query()).captures(tree.root_node)
+    slots = sorted([(n.start_byte, n.end_byte, b"\0") for n in found.get("string", ())] +
+                   [(n.start_byte, n.end_byte, b"\1") for n in found.get("comment", ())])
     parts, last = [], 0
-    for start, end in sorted((n.start_byte, n.end_byte) for n in found.get("text", [])):
-        parts.append(source[last:start])
+    for start, end, mark in slots:
+        parts += (source[last:start], mark)
         last = end
     parts.append(source[last:])
-    return b"\0".join(parts), sorted(found.get("command", []), key=lambda n: n.start_byte)
+    return b"".join(parts), [(start, end) for start, end, _ in slots]
+
+
+def _command_nodes(tree: Tree) -> tuple[Node, ...]:
+    """The script's command nodes in document order."""
+    found = QueryCursor(_command_query()).captures(tree.root_node).get("command", [])
+    return tuple(sorted(found, key=lambda n: n.start_byte))
+
+
+class _Analysis(NamedTuple):
+    tree: Tree
+    problems: tuple[str, ...]
+    commands: tuple[Node, ...] | None  # found by the walk; None when the shape was known (see _command_nodes)
+    shape: bytes  # b"" with problems
+    slots: list[tuple[int, int]]
+    source: bytes
 
 
 @lru_cache(maxsize=64)
-def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...], bytes]:
+def _analyse(text: str) -> _Analysis:
     """Parse a script and find what no command table can fix: syntax errors and constructs outside the subset.
-    Returns the tree, those problems, the command nodes (checked against the command table by the caller) and the
-    script's shape (b"" with syntax errors). Cached by text, as PowerShell caches compiled script blocks: a fleet
-    runs the same script many times."""
+    Returns the tree, those problems, the command nodes (checked against the command table by the caller), the
+    script's shape (b"" with problems) and slots. Cached by text, as PowerShell caches compiled script blocks: a
+    fleet runs the same script many times."""
     tree = parse(text)
+    source = text.encode("utf-8")
     problems = syntax_problems(tree)
     if problems:
-        return tree, ("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
-                                for p in problems[:5]),), (), b""
-    shape, shape_commands = _shape(tree, text.encode("utf-8"))
+        return _Analysis(tree, ("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
+                                          for p in problems[:5]),), (), b"", [], source)
+    shape, slots = _shape(tree, source)
     with _SHAPES_LOCK:
         if shape in _SHAPES_INSIDE:  # used again: the newest now (the least recently used is dropped first)
             _SHAPES_INSIDE[shape] = _SHAPES_INSIDE.pop(shape)
-            return tree, (), tuple(shape_commands), shape
+            return _Analysis(tree, (), None, shape, slots, source)
     actions = _kind_actions()
     found: list[str] = []
     commands: list[Node] = []
@@ -235,7 +249,31 @@ def _analyse(text: str) -> tuple[Tree, tuple[str, ...], tuple[Node, ...], bytes]
             _SHAPES_INSIDE[shape] = []
             if len(_SHAPES_INSIDE) > _SHAPES_KEPT:
                 del _SHAPES_INSIDE[next(iter(_SHAPES_INSIDE))]
-    return tree, tuple(found), tuple(commands), shape if not found else b""
+    return _Analysis(tree, tuple(found), tuple(commands), shape if not found else b"", slots, source)
+
+
+def _compiled(analysis: _Analysis) -> SyntaxNode:
+    """The compiled tree of the analysed script's shape (inside the subset): compiled from this script's tree the
+    first time the shape is run."""
+    with _SHAPES_LOCK:
+        root = _COMPILED.pop(analysis.shape, None)
+    if root is None:
+        root = compile_tree(analysis.tree.root_node, analysis.source, analysis.slots)
+    with _SHAPES_LOCK:
+        _COMPILED[analysis.shape] = root  # the newest last: the least recently used is dropped first
+        if len(_COMPILED) > _SHAPES_KEPT:
+            del _COMPILED[next(iter(_COMPILED))]
+    return root
+
+
+def _tree_elements(node: Node) -> list[Node]:
+    """A command node's arguments and parameters, in the tree as parsed (Interpreter._elements, before running)."""
+    out: list[Node] = []
+    for child in node.named_children:
+        if child.type == "command_elements":
+            out.extend(c for c in child.named_children if c.type != "command_argument_sep" or
+                       c.text.decode().strip() == ":")
+    return out
 
 
 def _unsupported(node: Node, what: str | None = None) -> str:
@@ -266,24 +304,32 @@ class Interpreter:
         self.outcome = RunOutcome()
         self.stdin = dotnet.TextReader(stdin)  # [System.Console]::In
         self.on_output: Callable[[str], None] | None = None  # each output line as it is written
+        self.source = Source(b"", [])  # the script running: its strings, and where its nodes are
+
+    def _text(self, node: SyntaxNode) -> str:
+        return self.source.text(node)
+
+    def _where(self, node: SyntaxNode) -> tuple[int, int]:
+        return self.source.position(node)
 
     # ------------------------------------------------------------------------------------------- checking
-    def check(self, text: str) -> Node:
-        tree, problems, commands, shape = _analyse(text)
-        if shape and self._found_before(shape):
-            return tree.root_node
-        found = list(problems)
-        table: list[tuple[str, Any]] = []
-        for node in commands:
-            found.extend(self._check_command(node, table))
-        if found:
-            raise ScriptError("\n".join(found))
-        if shape:
+    def check(self, text: str) -> Script:
+        """The script checked and ready to run; ScriptError (every problem, as line:col) when it cannot run."""
+        analysis = _analyse(text)
+        shape = analysis.shape
+        if not (shape and self._found_before(shape)):
+            found = list(analysis.problems)
+            table: list[tuple[str, Any]] = []
+            commands = analysis.commands if analysis.commands is not None else _command_nodes(analysis.tree)
+            for node in commands:
+                found.extend(self._check_command(node, table))
+            if found:
+                raise ScriptError("\n".join(found))
             with _SHAPES_LOCK:
                 tables = _SHAPES_INSIDE.get(shape)
                 if tables is not None and len(tables) < _TABLES_KEPT:
                     tables.append(tuple(table))
-        return tree.root_node
+        return Script(_compiled(analysis), Source(analysis.source, analysis.slots))
 
     def _found_before(self, shape: bytes) -> bool:
         """Whether the shape's commands were all found, with their parameters, in a table that resolves them as this
@@ -300,7 +346,7 @@ class Interpreter:
         """Problems of one command node against the command table; the command it names (lower case) and its
         parameter index are added to ``table``."""
         if node.named_children[0].type == "command_invokation_operator":
-            if self._elements(node):
+            if _tree_elements(node):
                 return [_unsupported(node, "arguments to a script block")]
             return []
         name_node = node.child_by_field_name("command_name") or node.named_children[0]
@@ -311,7 +357,7 @@ class Interpreter:
             return [f"{line}:{col}: the sandbox does not implement the command {name!r}"]
         table.append((name.lower(), command._lowered))
         problems = []
-        for element in self._elements(node):
+        for element in _tree_elements(node):
             if element.type == "command_parameter":
                 written = element.text.decode().lstrip("-").rstrip(":")
                 try:
@@ -325,10 +371,11 @@ class Interpreter:
     def run(self, text: str) -> RunOutcome:
         """Check, then run a script. A terminating error stops it with exit code 1."""
         self.outcome = RunOutcome()
-        root = self.check(text)
+        script = self.check(text)
+        self.source = script.source
         self.variables = {"erroractionpreference": "Continue"}
         try:
-            for value in self.run_statements(root):
+            for value in self.run_statements(script.root):
                 self.outcome.output.append(to_string(value))
                 if self.on_output is not None:
                     self.on_output(self.outcome.output[-1])
@@ -338,15 +385,15 @@ class Interpreter:
             self.outcome.exit_code = 1
         return self.outcome
 
-    def run_statements(self, node: Node) -> Iterator[Any]:
-        for child in _named(node):
+    def run_statements(self, node: SyntaxNode) -> Iterator[Any]:
+        for child in node.named:
             if child.type in ("statement_list", "program"):
                 yield from self.run_statements(child)
             elif child.type != "empty_statement":
                 yield from self.run_statement(child)
 
-    def run_statement(self, node: Node) -> Iterator[Any]:
-        node = _unwrap(node)
+    def run_statement(self, node: SyntaxNode) -> Iterator[Any]:
+        node = node.inner
         kind = node.type
         if kind == "assignment_expression":
             self.assign(node)
@@ -363,37 +410,37 @@ class Interpreter:
         else:
             yield from as_list_output(self.evaluate(node))
 
-    def run_block(self, block: Node) -> Iterator[Any]:
-        for child in _named(block):
+    def run_block(self, block: SyntaxNode) -> Iterator[Any]:
+        for child in block.named:
             if child.type == "statement_list":
                 yield from self.run_statements(child)
 
-    def run_if(self, node: Node) -> Iterator[Any]:
-        children = _named(node)
+    def run_if(self, node: SyntaxNode) -> Iterator[Any]:
+        children = node.named
         condition, block = children[0], children[1]
         if is_true(self.evaluate(condition)):
             yield from self.run_block(block)
             return
         for child in children[2:]:
             if child.type == "elseif_clauses":
-                for clause in _named(child):
-                    clause_condition, clause_block = _named(clause)[:2]
+                for clause in child.named:
+                    clause_condition, clause_block = clause.named[:2]
                     if is_true(self.evaluate(clause_condition)):
                         yield from self.run_block(clause_block)
                         return
             elif child.type == "else_clause":
-                yield from self.run_block(_named(child)[0])
+                yield from self.run_block(child.named[0])
 
-    def run_foreach(self, node: Node) -> Iterator[Any]:
-        children = _named(node)
+    def run_foreach(self, node: SyntaxNode) -> Iterator[Any]:
+        children = node.named
         variable, source, block = children[0], children[1], children[-1]
-        name = variable.text.decode()[1:].lower()
+        name = self._text(variable)[1:].lower()
         for item in list(as_list(self.evaluate(source))):
             self.variables[name] = item
             yield from self.run_block(block)
 
-    def run_try(self, node: Node) -> Iterator[Any]:
-        children = _named(node)
+    def run_try(self, node: SyntaxNode) -> Iterator[Any]:
+        children = node.named
         block = children[0]
         clauses = [c for c in children if c.type == "catch_clauses"]
         final = [c for c in children if c.type == "finally_clause"]
@@ -401,9 +448,9 @@ class Interpreter:
             yield from self._run_try_catch(block, clauses)
         finally:
             if final:
-                yield from self.run_block(_named(final[0])[0])
+                yield from self.run_block(final[0].named[0])
 
-    def _run_try_catch(self, block: Node, clauses: list[Node]) -> Iterator[Any]:
+    def _run_try_catch(self, block: SyntaxNode, clauses: list[SyntaxNode]) -> Iterator[Any]:
         output: list[Any] = []
         try:
             for value in self.run_block(block):
@@ -412,7 +459,7 @@ class Interpreter:
             yield from output
             if not clauses:
                 raise
-            catch_block = _named(_named(clauses[0])[0])[-1]
+            catch_block = clauses[0].named[0].named[-1]
             previous = self.variables.get("_")
             self.variables["_"] = exc.record()
             self.variables["exkit_current_error"] = exc
@@ -423,9 +470,9 @@ class Interpreter:
             return
         yield from output
 
-    def run_throw(self, node: Node) -> None:
-        line, col = _line_col(node)
-        arguments = _named(node)
+    def run_throw(self, node: SyntaxNode) -> None:
+        line, col = self._where(node)
+        arguments = node.named
         if arguments:
             raise PSRuntimeError(to_string(self.evaluate(arguments[0])), line, col, "OperationStopped")
         current = self.variables.get("exkit_current_error")
@@ -434,16 +481,16 @@ class Interpreter:
         raise PSRuntimeError("ScriptHalted", line, col, "OperationStopped")
 
     # ------------------------------------------------------------------------------------------- assignment
-    def assign(self, node: Node) -> None:
-        target, operator, value_node = _named(node)[:3]
-        target = _unwrap(target)
+    def assign(self, node: SyntaxNode) -> None:
+        target, operator, value_node = node.named[:3]
+        target = target.inner
         value = self.capture(value_node)
-        if operator.text.decode() == "+=":
+        if operator.text == "+=":
             value = add(self.evaluate(target), value)
         if target.type == "variable":
-            self.variables[target.text.decode()[1:].lower()] = value
+            self.variables[target.text[1:].lower()] = value
         elif target.type == "element_access":
-            container, index = _named(target)[:2]
+            container, index = target.named[:2]
             table = self.evaluate(container)
             key = self.evaluate(index)
             if isinstance(table, Hashtable):
@@ -451,132 +498,133 @@ class Interpreter:
             elif isinstance(table, list) and isinstance(key, int):
                 table[key] = value
             else:
-                line, col = _line_col(target)
+                line, col = self._where(target)
                 raise PSRuntimeError("Cannot index into a null array.", line, col, "InvalidOperation")
         else:
-            line, col = _line_col(target)
+            line, col = self._where(target)
             raise PSRuntimeError(f"unsupported assignment target {target.type}", line, col)
 
-    def capture(self, node: Node) -> Any:
+    def capture(self, node: SyntaxNode) -> Any:
         """The value of a statement on the right of '=': command output is collected."""
-        node = _unwrap(node)
+        node = node.inner
         if node.type in ("pipeline_chain", "command"):
             return collapse(list(self.run_pipeline(node)))
         return self.evaluate(node)
 
     # ------------------------------------------------------------------------------------------- expressions
-    def evaluate(self, node: Node) -> Any:
-        node = _unwrap(node)
+    def evaluate(self, node: SyntaxNode) -> Any:
+        node = node.inner
         kind = node.type
-        method = getattr(self, "eval_" + kind, None)
+        method = _EVALUATORS.get(kind)
         if method is None:
             if kind in ("pipeline_chain", "command"):
                 return collapse(list(self.run_pipeline(node)))
-            line, col = _line_col(node)
+            line, col = self._where(node)
             raise PSRuntimeError(f"unsupported PowerShell construct {kind}", line, col)
-        return method(node)
+        return method(self, node)
 
-    def eval_variable(self, node: Node) -> Any:
-        name = node.text.decode()[1:].lower()
+    def eval_variable(self, node: SyntaxNode) -> Any:
+        name = node.text[1:].lower()
         constants = {"true": True, "false": False, "null": None}
         if name in constants:
             return constants[name]
         return self.variables.get(name)
 
-    def eval_string_literal(self, node: Node) -> str:
+    def eval_string_literal(self, node: SyntaxNode) -> str:
         inner = node.named_children[0]
-        text = inner.text.decode()
-        if inner.type == "verbatim_string_characters":
-            return unquote_verbatim(text)
+        if inner.slot >= 0:
+            return self.source.string(inner.slot)
+        text = self._text(inner)
         return text[1:-1].replace('""', '"')
 
-    def eval_integer_literal(self, node: Node) -> int:
-        return int(node.text.decode())
+    def eval_integer_literal(self, node: SyntaxNode) -> int:
+        return int(node.text)
 
-    def eval_generic_token(self, node: Node) -> str:
-        return node.text.decode()
+    def eval_generic_token(self, node: SyntaxNode) -> str:
+        return self._text(node)
 
-    def eval_parenthesized_expression(self, node: Node) -> Any:
-        return self.capture(_named(node)[0])
+    def eval_parenthesized_expression(self, node: SyntaxNode) -> Any:
+        return self.capture(node.named[0])
 
-    def eval_array_expression(self, node: Node) -> list[Any]:
+    def eval_array_expression(self, node: SyntaxNode) -> list[Any]:
         items: list[Any] = []
-        for child in _named(node):
+        for child in node.named:
             items.extend(self.run_statements_in(child))
         return items
 
-    def run_statements_in(self, node: Node) -> list[Any]:
+    def run_statements_in(self, node: SyntaxNode) -> list[Any]:
         return list(self.run_statements(node) if node.type == "statement_list" else self.run_statement(node))
 
-    def eval_array_literal_expression(self, node: Node) -> list[Any]:
-        return [self.evaluate(child) for child in _named(node)]
+    def eval_array_literal_expression(self, node: SyntaxNode) -> list[Any]:
+        return [self.evaluate(child) for child in node.named]
 
-    def eval_hash_literal_expression(self, node: Node) -> Hashtable:
+    def eval_hash_literal_expression(self, node: SyntaxNode) -> Hashtable:
         table = Hashtable()
-        for body in _named(node):
-            for entry in _named(body):
-                key_node, value_node = _named(entry)[:2]
-                key = key_node.text.decode()
+        for body in node.named:
+            for entry in body.named:
+                key_node, value_node = entry.named[:2]
                 if key_node.named_children and key_node.named_children[0].type == "string_literal":
                     key = to_string(self.evaluate(key_node.named_children[0]))
+                else:
+                    key = self._text(key_node)
                 table[key] = self.capture(value_node)
         return table
 
-    def eval_member_access(self, node: Node) -> Any:
-        name = _named(node)[1].text.decode()
+    def eval_member_access(self, node: SyntaxNode) -> Any:
+        name = self._text(node.named[1])
         if node.children[1].type == "::":
             return self._dotnet(node, lambda: dotnet.static_member(self._type(node), name, self.stdin))
-        target = self.evaluate(_named(node)[0])
+        target = self.evaluate(node.named[0])
         found, value = dotnet.instance_member(target, name)
         return value if found else member(target, name)
 
     # ------------------------------------------------------------------------------------------- .NET members
-    def eval_invokation_expression(self, node: Node) -> Any:
+    def eval_invokation_expression(self, node: SyntaxNode) -> Any:
         """``[Type]::Method(args)`` or ``$value.Method(args)``: the members toolkit/sandbox/dotnet.py implements."""
-        children = _named(node)
-        name = children[1].text.decode()
+        children = node.named
+        name = self._text(children[1])
         arguments_node = children[2] if len(children) > 2 else None
-        arguments = [self.evaluate(a) for list_node in (_named(arguments_node) if arguments_node else [])
-                     for a in _named(list_node)]
+        arguments = [self.evaluate(a) for list_node in (arguments_node.named if arguments_node else [])
+                     for a in list_node.named]
         if node.children[1].type == "::":
             return self._dotnet(node, lambda: dotnet.static_call(self._type(node), name, arguments,
                                                                  self._create_script_block))
         target = self.evaluate(children[0])
         return self._dotnet(node, lambda: dotnet.instance_call(target, name, arguments))
 
-    def _type(self, node: Node) -> str:
-        full = dotnet.type_name(_named(node)[0].text.decode())
+    def _type(self, node: SyntaxNode) -> str:
+        full = dotnet.type_name(self._text(node.named[0]))
         assert full is not None  # checked before the script ran
         return full
 
-    def _dotnet(self, node: Node, call: Any) -> Any:
+    def _dotnet(self, node: SyntaxNode, call: Any) -> Any:
         try:
             return call()
         except dotnet.DotNetError as exc:
-            line, col = _line_col(node)
+            line, col = self._where(node)
             raise PSRuntimeError(exc.message, line, col, exc.category) from None
 
     def _create_script_block(self, text: str) -> dotnet.ScriptBlock:
         """ScriptBlock.Create: parsed and checked now; a script outside the subset fails here (ScriptError)."""
         return dotnet.ScriptBlock(text, self.check(text))
 
-    def run_script_block(self, node: Node) -> Iterator[Any]:
+    def run_script_block(self, node: SyntaxNode) -> Iterator[Any]:
         """``& <script block>``: its statements run in a child scope (reads see the caller's variables, writes
         stay in the block: about_Scopes); its output is the caller's."""
-        block = self.evaluate(_named(_named(node)[1])[0])
+        block = self.evaluate(node.named[1].named[0])
         if not isinstance(block, dotnet.ScriptBlock):
-            line, col = _line_col(node)
+            line, col = self._where(node)
             raise PSRuntimeError(f"The term '{to_string(block)}' is not recognized as the name of a cmdlet, "
                                  "function, script file, or operable program.", line, col, "ObjectNotFound")
-        caller = self.variables
-        self.variables = dict(caller)
+        caller, source = self.variables, self.source
+        self.variables, self.source = dict(caller), block.script.source  # positions are the block's own
         try:
-            yield from self.run_statements(block.root)
+            yield from self.run_statements(block.script.root)
         finally:
-            self.variables = caller
+            self.variables, self.source = caller, source
 
-    def eval_element_access(self, node: Node) -> Any:
-        container_node, key_node = _named(node)[:2]
+    def eval_element_access(self, node: SyntaxNode) -> Any:
+        container_node, key_node = node.named[:2]
         container = self.evaluate(container_node)
         key = self.evaluate(key_node)
         if isinstance(container, Hashtable):
@@ -585,16 +633,16 @@ class Interpreter:
             return container[key] if -len(container) <= key < len(container) else None
         return None
 
-    def eval_cast_expression(self, node: Node) -> Any:
-        type_name = _named(node)[0].text.decode().strip("[]").lower()
-        value = self.evaluate(_named(node)[1])
+    def eval_cast_expression(self, node: SyntaxNode) -> Any:
+        type_name = self._text(node.named[0]).strip("[]").lower()
+        value = self.evaluate(node.named[1])
         if type_name == "string":
             return to_string(value)
         if type_name == "int":
             try:
                 return int(to_string(value) or 0)
             except ValueError:
-                line, col = _line_col(node)
+                line, col = self._where(node)
                 raise PSRuntimeError(f"Cannot convert value \"{to_string(value)}\" to type \"System.Int32\".",
                                      line, col, "InvalidArgument") from None
         if type_name == "bool":
@@ -603,42 +651,42 @@ class Interpreter:
             return [to_string(v) for v in as_list(value)]
         return as_list(value)
 
-    def eval_expression_with_unary_operator(self, node: Node) -> Any:
+    def eval_expression_with_unary_operator(self, node: SyntaxNode) -> Any:
         first = node.children[0]
         if first.type == "cast_expression":
             return self.eval_cast_expression(first)
-        return not is_true(self.evaluate(_named(node)[-1]))
+        return not is_true(self.evaluate(node.named[-1]))
 
-    def eval_logical_expression(self, node: Node) -> bool:
-        left, operator, right = node.children[0], node.children[1].text.decode().lower(), node.children[2]
+    def eval_logical_expression(self, node: SyntaxNode) -> bool:
+        left, operator, right = node.children[0], self._text(node.children[1]).lower(), node.children[2]
         if operator == "-and":
             return is_true(self.evaluate(left)) and is_true(self.evaluate(right))
         return is_true(self.evaluate(left)) or is_true(self.evaluate(right))
 
-    def eval_additive_expression(self, node: Node) -> Any:
+    def eval_additive_expression(self, node: SyntaxNode) -> Any:
         return add(self.evaluate(node.children[0]), self.evaluate(node.children[2]))
 
-    def eval_comparison_expression(self, node: Node) -> Any:
+    def eval_comparison_expression(self, node: SyntaxNode) -> Any:
         left = self.evaluate(node.children[0])
-        operator = node.children[1].text.decode().lower().replace("-i", "-", 1)
+        operator = self._text(node.children[1]).lower().replace("-i", "-", 1)
         right = self.evaluate(node.children[2])
         return compare(left, operator, right)
 
     # ------------------------------------------------------------------------------------------- commands
-    def _elements(self, node: Node) -> list[Node]:
-        out: list[Node] = []
+    def _elements(self, node: SyntaxNode) -> list[SyntaxNode]:
+        out: list[SyntaxNode] = []
         for child in node.named_children:
             if child.type == "command_elements":
                 out.extend(c for c in child.named_children if c.type != "command_argument_sep" or
-                           c.text.decode().strip() == ":")
+                           str(c.text).strip() == ":")
         return out
 
-    def run_pipeline(self, node: Node) -> Iterator[Any]:
-        node = _unwrap(node)
+    def run_pipeline(self, node: SyntaxNode) -> Iterator[Any]:
+        node = node.inner
         stages = [c for c in node.named_children] if node.type == "pipeline_chain" else [node]
         items: list[Any] | None = None
         for stage in stages:
-            stage = _unwrap(stage)
+            stage = stage.inner
             if stage.type == "command" and stage.named_children[0].type == "command_invokation_operator":
                 if len(stages) == 1:  # its output streams out: lines written before an error are kept
                     yield from self.run_script_block(stage)
@@ -650,14 +698,13 @@ class Interpreter:
                 items = as_list_output(self.evaluate(stage))
         yield from items or []
 
-    def invoke(self, node: Node, pipeline_input: list[Any]) -> list[Any]:
+    def invoke(self, node: SyntaxNode, pipeline_input: list[Any]) -> list[Any]:
         name_node = node.named_children[0]
-        command = self.commands[name_node.text.decode().lower()]
-        line, col = _line_col(name_node)
+        command = self.commands[name_node.text.lower()]  # type: ignore[union-attr]  # a command name holds no slot
         try:
             bound = self.bind(command, node)
         except BindingError as exc:
-            raise PSRuntimeError(str(exc), line, col, "InvalidArgument") from None
+            raise PSRuntimeError(str(exc), *self._where(name_node), "InvalidArgument") from None
         # A function of a script module (the proxies Import-PSSession creates, the ExchangeOnlineManagement v3
         # cmdlets) does not see a script-scope $ErrorActionPreference, only the global one and its own
         # -ErrorAction (PowerShell issue #4568): its errors stay non-terminating unless the call says Stop.
@@ -666,15 +713,16 @@ class Interpreter:
         try:
             return list(command.run(bound, pipeline_input))
         except CmdletError as exc:
+            line, col = self._where(name_node)
             if action == "stop":
                 raise PSRuntimeError(exc.message, line, col, exc.category, exc.error_id) from None
             if action not in ("silentlycontinue", "ignore"):
                 self.outcome.errors.append(f"{exc.message}\n    At line:{line} char:{col}")
             return []
         except BindingError as exc:
-            raise PSRuntimeError(str(exc), line, col, "InvalidArgument") from None
+            raise PSRuntimeError(str(exc), *self._where(name_node), "InvalidArgument") from None
 
-    def bind(self, command: Command, node: Node) -> dict[str, Any]:
+    def bind(self, command: Command, node: SyntaxNode) -> dict[str, Any]:
         elements = self._elements(node)
         bound: dict[str, Any] = {}
         positional: list[Any] = []
@@ -682,7 +730,7 @@ class Interpreter:
         while index < len(elements):
             element = elements[index]
             if element.type == "command_parameter":
-                written = element.text.decode().lstrip("-")
+                written = str(element.text).lstrip("-")
                 explicit = written.endswith(":")
                 name = command.resolve_parameter(written.rstrip(":"))
                 if index + 1 < len(elements) and elements[index + 1].type == "command_argument_sep":
@@ -719,6 +767,11 @@ class Interpreter:
             raise BindingError(f"{command.name}: Cannot process command because of one or more missing mandatory "
                                f"parameters: {' '.join(missing)}.")
         return bound
+
+
+# What evaluates each kind of expression node: Interpreter.eval_<node type>.
+_EVALUATORS: dict[str, Callable[[Interpreter, SyntaxNode], Any]] = {
+    name.removeprefix("eval_"): method for name, method in vars(Interpreter).items() if name.startswith("eval_")}
 
 
 def as_list_output(value: Any) -> list[Any]:

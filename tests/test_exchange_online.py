@@ -553,3 +553,14 @@ def test_the_rest_path_runs_the_reviewed_script_and_nothing_else(cli, exo, tmp_p
     assert [p.display_name for p in tenant.service_principals] == ["Room booking app (managed by exkit)"]
     again = cli("apply", ROOMS, "-i", inventory, "-t", "cert", "--templates", mine, "--yes", "--output", "json")
     assert {a for _, a in actions(again)} == {"unchanged"}
+
+
+def test_the_reads_a_script_is_read_ahead_for_are_the_collections_it_names_as_words():
+    """Read ahead: a collection's read cmdlet named as a word in any case (a call, or in a Get-Command check), not
+    a longer name that starts with it."""
+    from toolkit.targets.exchange_online_script import _collections_named
+
+    script = ("if (Get-Command 'Get-ServicePrincipal' -ErrorAction SilentlyContinue) { }\n"
+              "$s = get-managementscope -Identity 'x'\n"
+              "Get-RoleGroupMember -Identity 'g'; Get-ManagementRoleAssignmentX; X-Get-ApplicationAccessPolicy\n")
+    assert _collections_named(script) == {"Get-ServicePrincipal", "Get-ManagementScope"}

@@ -8,6 +8,7 @@ traps: ``-RecipientRestrictionFilter`` on New-ManagementScope, no ``-Exclusive``
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from toolkit import opath
@@ -43,6 +44,10 @@ def _read_fault(org: Organisation, bound: dict[str, Any]) -> None:
         raise CmdletError(org.failing_reads[identity], "ReadError", "ADTransientException")
 
 
+def _unbound(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+    raise AssertionError("a cmdlet prototype runs nothing: ExchangeCmdlets.commands binds it to an organisation")
+
+
 def _exists(what: str) -> CmdletError:
     return CmdletError(f"{what} already exists.", "NotSpecified", "ADObjectAlreadyExistsException")
 
@@ -55,93 +60,107 @@ class ExchangeCmdlets:
         self.logon = logon  # a WinRM session's logon (the second hop's check); None: an interactive one
 
     def commands(self) -> dict[str, Command]:
+        """The cmdlet table, doing its work on this organisation. Each cmdlet's name, parameters and binding are
+        built once per platform (a plan and a REST run each take a table, per tenant); only what it runs is bound
+        here."""
+        table: dict[str, Command] = {}
+        for prototype, function in ExchangeCmdlets._prototypes(self.org.platform):
+            run = function.__get__(self)
+            table[prototype.name] = prototype.with_run(self._refusable(run) if prototype.should_process else run)
+        return table
+
+    @classmethod
+    @lru_cache(maxsize=4)
+    def _prototypes(cls, platform: str) -> tuple[tuple[Command, Callable[..., list[Any]]], ...]:
+        """Each cmdlet of the platform without what it runs, and the method that runs it (not bound to an
+        organisation yet)."""
         table: list[tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]] = [
             ("Get-ManagementScope", {"Identity": "string", "Exclusive": "bool", "Orphan": "switch",
-                                     "DomainController": "string"}, self.get_scope, ("Identity",), False, ()),
+                                     "DomainController": "string"}, cls.get_scope, ("Identity",), False, ()),
             ("New-ManagementScope", {"Name": "string", "RecipientRestrictionFilter": "string",
                                      "RecipientRoot": "string", "Exclusive": "switch", "Force": "switch",
-                                     "DomainController": "string"}, self.new_scope, ("Name",), True,
+                                     "DomainController": "string"}, cls.new_scope, ("Name",), True,
              ("Name", "RecipientRestrictionFilter")),
             ("Set-ManagementScope", {"Identity": "string", "Name": "string", "RecipientRestrictionFilter": "string",
                                      "RecipientRoot": "string", "Force": "switch", "DomainController": "string"},
-             self.set_scope, ("Identity",), True, ("Identity",)),
+             cls.set_scope, ("Identity",), True, ("Identity",)),
             ("Remove-ManagementScope", {"Identity": "string", "Force": "switch", "DomainController": "string"},
-             self.remove_scope, ("Identity",), True, ("Identity",)),
+             cls.remove_scope, ("Identity",), True, ("Identity",)),
             ("Get-RoleGroup", {"Identity": "string", "Filter": "string", "ResultSize": "string",
-                               "DomainController": "string"}, self.get_role_group, ("Identity",), False, ()),
+                               "DomainController": "string"}, cls.get_role_group, ("Identity",), False, ()),
             ("New-RoleGroup", {"Name": "string", "Roles": "string[]", "Members": "string[]",
                                "CustomRecipientWriteScope": "string", "RecipientOrganizationalUnitScope": "string",
                                "Description": "string", "DisplayName": "string", "ManagedBy": "string[]",
-                               "DomainController": "string"}, self.new_role_group, ("Name",), True, ("Name",)),
+                               "DomainController": "string"}, cls.new_role_group, ("Name",), True, ("Name",)),
             ("Set-RoleGroup", {"Identity": "string", "Description": "string", "DisplayName": "string",
                                "ManagedBy": "string[]", "Name": "string", "BypassSecurityGroupManagerCheck": "switch",
-                               "Force": "switch", "DomainController": "string"}, self.set_role_group, ("Identity",),
+                               "Force": "switch", "DomainController": "string"}, cls.set_role_group, ("Identity",),
              True, ("Identity",)),
             ("Remove-RoleGroup", {"Identity": "string", "BypassSecurityGroupManagerCheck": "switch",
-                                  "DomainController": "string"}, self.remove_role_group, ("Identity",), True,
+                                  "DomainController": "string"}, cls.remove_role_group, ("Identity",), True,
              ("Identity",)),
             ("Add-RoleGroupMember", {"Identity": "string", "Member": "string",
                                      "BypassSecurityGroupManagerCheck": "switch", "DomainController": "string"},
-             self.add_member, ("Identity",), True, ("Identity", "Member")),
+             cls.add_member, ("Identity",), True, ("Identity", "Member")),
             ("Remove-RoleGroupMember", {"Identity": "string", "Member": "string",
                                         "BypassSecurityGroupManagerCheck": "switch", "DomainController": "string"},
-             self.remove_member, ("Identity",), True, ("Identity", "Member")),
+             cls.remove_member, ("Identity",), True, ("Identity", "Member")),
             ("Get-RoleGroupMember", {"Identity": "string", "ResultSize": "string", "DomainController": "string"},
-             self.get_members, ("Identity",), False, ("Identity",)),
+             cls.get_members, ("Identity",), False, ("Identity",)),
             ("New-ManagementRoleAssignment", {
                 "Name": "string", "Role": "string", "User": "string", "SecurityGroup": "string", "Policy": "string",
                 "CustomRecipientWriteScope": "string", "RecipientOrganizationalUnitScope": "string",
                 "ExclusiveRecipientWriteScope": "string", "RecipientRelativeWriteScope": "string",
-                "Delegating": "switch", "DomainController": "string"}, self.new_assignment, ("Name",), True,
+                "Delegating": "switch", "DomainController": "string"}, cls.new_assignment, ("Name",), True,
              ("Role",)),
             ("Get-ManagementRoleAssignment", {
                 "Identity": "string", "Role": "string", "RoleAssignee": "string", "Delegating": "bool",
                 "Enabled": "bool", "GetEffectiveUsers": "switch", "WritableRecipient": "string",
-                "CustomRecipientWriteScope": "string", "DomainController": "string"}, self.get_assignments,
+                "CustomRecipientWriteScope": "string", "DomainController": "string"}, cls.get_assignments,
              ("Identity",), False, ()),
             ("Set-ManagementRoleAssignment", {
                 "Identity": "string", "CustomRecipientWriteScope": "string",
                 "RecipientOrganizationalUnitScope": "string", "RecipientRelativeWriteScope": "string",
-                "Enabled": "bool", "Force": "switch", "DomainController": "string"}, self.set_assignment,
+                "Enabled": "bool", "Force": "switch", "DomainController": "string"}, cls.set_assignment,
              ("Identity",), True, ("Identity",)),
             ("Remove-ManagementRoleAssignment", {"Identity": "string", "Force": "switch",
-                                                 "DomainController": "string"}, self.remove_assignment,
+                                                 "DomainController": "string"}, cls.remove_assignment,
              ("Identity",), True, ("Identity",)),
             ("Add-MailboxPermission", {"Identity": "string", "User": "string", "AccessRights": "string[]",
                                        "InheritanceType": "string", "AutoMapping": "bool", "Deny": "switch",
-                                       "Owner": "string", "DomainController": "string"}, self.add_permission,
+                                       "Owner": "string", "DomainController": "string"}, cls.add_permission,
              ("Identity",), True, ("Identity",)),
             ("Get-MailboxPermission", {"Identity": "string", "User": "string", "Owner": "switch",
-                                       "ResultSize": "string", "DomainController": "string"}, self.get_permissions,
+                                       "ResultSize": "string", "DomainController": "string"}, cls.get_permissions,
              ("Identity",), False, ("Identity",)),
             ("Remove-MailboxPermission", {"Identity": "string", "User": "string", "AccessRights": "string[]",
                                           "InheritanceType": "string", "Deny": "switch",
-                                          "DomainController": "string"}, self.remove_permission, ("Identity",),
+                                          "DomainController": "string"}, cls.remove_permission, ("Identity",),
              True, ("Identity",)),
             ("Get-Recipient", {"Identity": "string", "RecipientPreviewFilter": "string", "Filter": "string",
                                "RecipientTypeDetails": "string[]", "OrganizationalUnit": "string",
-                               "ResultSize": "string", "DomainController": "string"}, self.get_recipients,
+                               "ResultSize": "string", "DomainController": "string"}, cls.get_recipients,
              ("Identity",), False, ()),
             ("Get-User", {"Identity": "string", "ResultSize": "string", "DomainController": "string"},
-             self.get_users, ("Identity",), False, ()),
+             cls.get_users, ("Identity",), False, ()),
             ("Get-Group", {"Identity": "string", "ResultSize": "string", "DomainController": "string"},
-             self.get_groups, ("Identity",), False, ()),
+             cls.get_groups, ("Identity",), False, ()),
             ("Get-OrganizationalUnit", {"Identity": "string", "SingleNodeOnly": "switch",
-                                        "DomainController": "string"}, self.get_ou, ("Identity",), False, ()),
+                                        "DomainController": "string"}, cls.get_ou, ("Identity",), False, ()),
             # Remoting: how a script loads the Exchange cmdlets from an Exchange server's /PowerShell/ endpoint.
             ("New-PSSession", {"ConfigurationName": "string", "ConnectionUri": "string", "Authentication": "string",
-                               "Credential": "object", "SessionOption": "object"}, self.new_session, (), False,
+                               "Credential": "object", "SessionOption": "object"}, cls.new_session, (), False,
              ("ConfigurationName", "ConnectionUri")),
             ("Import-PSSession", {"Session": "object", "DisableNameChecking": "switch", "AllowClobber": "switch",
-                                  "CommandName": "string[]"}, self.import_session, ("Session",), False, ("Session",)),
-            ("Remove-PSSession", {"Session": "object"}, self.remove_session, ("Session",), False, ("Session",)),
+                                  "CommandName": "string[]"}, cls.import_session, ("Session",), False, ("Session",)),
+            ("Remove-PSSession", {"Session": "object"}, cls.remove_session, ("Session",), False, ("Session",)),
         ]
-        if self.org.platform == "exchange-online":
-            table = [self._online(entry) for entry in table] + self._online_only()
+        if platform == "exchange-online":
+            table = [cls._online(entry) for entry in table] + cls._online_only()
         local = {"New-PSSession", "Import-PSSession", "Remove-PSSession"}  # PowerShell's own cmdlets
-        return {name: Command(name, params, self._refusable(run) if should_process else run, positional,
-                              should_process, mandatory, module_function=name not in local)
-                for name, params, run, positional, should_process, mandatory in table}
+        return tuple((Command(name, params, _unbound, positional, should_process, mandatory,
+                              module_function=name not in local), run)
+                     for name, params, run, positional, should_process, mandatory in table)
 
     def _refusable(self, run: Run) -> Run:
         def checked(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
@@ -153,7 +172,8 @@ class ExchangeCmdlets:
 
         return checked
 
-    def _online(self, entry: tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]) -> tuple[
+    @staticmethod
+    def _online(entry: tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]) -> tuple[
             str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]:
         """Exchange Online's parameter sets: no -DomainController; -App and resource scopes on assignments."""
         name, params, run, positional, should_process, mandatory = entry
@@ -167,31 +187,32 @@ class ExchangeCmdlets:
             params.update(RoleAssigneeType="string")
         return name, params, run, positional, should_process, mandatory
 
-    def _online_only(self) -> list[tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]]:
+    @classmethod
+    def _online_only(cls) -> list[tuple[str, dict[str, ParamType], Run, tuple[str, ...], bool, tuple[str, ...]]]:
         return [
             ("Connect-ExchangeOnline", {"AppId": "string", "CertificateThumbprint": "string", "Certificate": "object",
                                         "CertificateFilePath": "string", "CertificatePassword": "object",
                                         "Organization": "string", "ShowBanner": "switch",
                                         "ExchangeEnvironmentName": "string", "AccessToken": "string"},
-             self.connect_online, (), False, ()),
-            ("Disconnect-ExchangeOnline", {}, lambda bound, pipeline: [], (), True, ()),
-            ("Get-ServicePrincipal", {"Identity": "string"}, self.get_principals, ("Identity",), False, ()),
+             cls.connect_online, (), False, ()),
+            ("Disconnect-ExchangeOnline", {}, cls.disconnect_online, (), True, ()),
+            ("Get-ServicePrincipal", {"Identity": "string"}, cls.get_principals, ("Identity",), False, ()),
             ("New-ServicePrincipal", {"AppId": "string", "ObjectId": "string", "DisplayName": "string",
-                                      "ServiceId": "string"}, self.new_principal, (), True, ("AppId", "ObjectId")),
-            ("Set-ServicePrincipal", {"Identity": "string", "DisplayName": "string"}, self.set_principal,
+                                      "ServiceId": "string"}, cls.new_principal, (), True, ("AppId", "ObjectId")),
+            ("Set-ServicePrincipal", {"Identity": "string", "DisplayName": "string"}, cls.set_principal,
              ("Identity",), True, ("Identity",)),
-            ("Remove-ServicePrincipal", {"Identity": "string"}, self.remove_principal, ("Identity",), True,
+            ("Remove-ServicePrincipal", {"Identity": "string"}, cls.remove_principal, ("Identity",), True,
              ("Identity",)),
-            ("Get-ApplicationAccessPolicy", {"Identity": "string"}, self.get_policies, ("Identity",), False, ()),
+            ("Get-ApplicationAccessPolicy", {"Identity": "string"}, cls.get_policies, ("Identity",), False, ()),
             ("New-ApplicationAccessPolicy", {"AppId": "string[]", "PolicyScopeGroupId": "string",
-                                             "AccessRight": "string", "Description": "string"}, self.new_policy, (),
+                                             "AccessRight": "string", "Description": "string"}, cls.new_policy, (),
              True, ("AppId", "PolicyScopeGroupId", "AccessRight")),
-            ("Set-ApplicationAccessPolicy", {"Identity": "string", "Description": "string"}, self.set_policy,
+            ("Set-ApplicationAccessPolicy", {"Identity": "string", "Description": "string"}, cls.set_policy,
              ("Identity",), True, ("Identity",)),
-            ("Remove-ApplicationAccessPolicy", {"Identity": "string"}, self.remove_policy, ("Identity",), True,
+            ("Remove-ApplicationAccessPolicy", {"Identity": "string"}, cls.remove_policy, ("Identity",), True,
              ("Identity",)),
             ("Test-ServicePrincipalAuthorization", {"Identity": "string", "Resource": "string"},
-             self.test_authorization, ("Identity",), False, ("Identity",)),
+             cls.test_authorization, ("Identity",), False, ("Identity",)),
         ]
 
     # --------------------------------------------------------------------------------------- objects out
@@ -792,6 +813,9 @@ class ExchangeCmdlets:
         return []
 
     # --------------------------------------------------------------------------------------- Exchange Online
+    def disconnect_online(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+        return []
+
     def connect_online(self, bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
         if not (bound.get("AccessToken") or (bound.get("AppId") and bound.get("Organization"))):
             raise CmdletError("Connect-ExchangeOnline needs -AppId with a certificate and -Organization, or "

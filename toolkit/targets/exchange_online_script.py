@@ -21,7 +21,9 @@ The script is the one that was rendered (and reviewed): what was approved is wha
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -118,7 +120,8 @@ class TenantScriptRunner:
 
     def read_ahead(self, script: str) -> None:
         """Read the collections ``script`` names, ``concurrent_reads`` at a time, before it runs."""
-        wanted = [name for name in COLLECTIONS if name not in self.read and _names(script, name)]
+        named = _collections_named(script)
+        wanted = [name for name in COLLECTIONS if name not in self.read and name in named]
         if len(wanted) < 2 or self.concurrent_reads < 2:
             return  # nothing to overlap: the first use reads it
 
@@ -128,9 +131,13 @@ class TenantScriptRunner:
             except CmdletError as exc:  # kept for the script's first use of the collection: not sent again
                 return exc
 
-        with ThreadPoolExecutor(max_workers=min(self.concurrent_reads, len(wanted))) as pool:
-            answers = list(pool.map(read, wanted))
-        for name, answer in zip(wanted, answers):
+        answers: list[list[dict[str, Any]] | CmdletError] = []
+        for first in range(0, len(wanted), self.concurrent_reads):  # at most concurrent_reads at once: this thread
+            batch = wanted[first:first + self.concurrent_reads]     # reads one, the process's readers the others
+            others = [_readers().submit(read, name) for name in batch[1:]]
+            answers.append(read(batch[0]))
+            answers += [future.result() for future in others]
+        for name, answer in zip(wanted, answers, strict=True):
             if isinstance(answer, CmdletError):
                 self.failed[name] = answer
                 continue
@@ -181,9 +188,32 @@ class TenantScriptRunner:
         return run
 
 
-def _names(script: str, cmdlet: str) -> bool:
-    """Whether ``script`` names ``cmdlet`` as a word (a call, or a Get-Command check before one)."""
-    return re.search(rf"(?<![\w-]){re.escape(cmdlet)}(?![\w-])", script, re.IGNORECASE) is not None
+# A collection's read cmdlet named as a word (a call, or a Get-Command check before one), in any case: one pass over
+# a script finds them all.
+_COLLECTION_NAMES = re.compile("(?<![\\w-])(" + "|".join(map(re.escape, sorted(COLLECTIONS, key=len, reverse=True)))
+                               + ")(?![\\w-])", re.IGNORECASE)
+_SPELLING = {name.lower(): name for name in COLLECTIONS}
+
+
+_READERS: dict[int, ThreadPoolExecutor] = {}  # process id → the threads reading ahead for that process's tenants
+_READERS_LOCK = threading.Lock()
+
+
+def _readers() -> ThreadPoolExecutor:
+    """The threads that read ahead for every tenant of this process, made as reads need them and kept for the next
+    tenants' (a pool per script made and ended a thread per read). Per process: a forked worker has none of its
+    parent's threads. Each tenant bounds its own reads in flight (concurrent_reads); the pool only bounds them all."""
+    pid = os.getpid()
+    with _READERS_LOCK:
+        pool = _READERS.get(pid)
+        if pool is None:
+            pool = _READERS[pid] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="exkit-read")
+        return pool
+
+
+def _collections_named(script: str) -> set[str]:
+    """The collections' read cmdlets ``script`` names (as COLLECTIONS spells them)."""
+    return {_SPELLING[found.lower()] for found in _COLLECTION_NAMES.findall(script)}
 
 
 def _json(value: Any) -> Any:

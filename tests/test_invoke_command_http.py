@@ -231,3 +231,64 @@ def test_a_connection_closed_during_tls_is_retried_as_lost(exo, tmp_path):  # no
                                       "(connection closed during TLS)) after 3 attempt(s) over "), lost.value
     assert (accepted, target.retries) == ([b"\x16"] * 3, [
         "Get-ServicePrincipal: no complete answer (connection closed during TLS), retried after 0.20 s"] * 2)
+
+
+def _recording_http_server(answers):
+    """A plain HTTP server (or proxy) on loopback that records each request line and answers 200 with JSON."""
+    import http.server
+    import threading
+
+    lines = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802
+            lines.append(self.requestline)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = answers.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, lines
+
+
+def test_a_request_line_names_the_path_or_through_a_plain_http_proxy_the_whole_url(monkeypatch):
+    """As requests sends it: the path and query to the endpoint itself; the whole URL to a proxy of a plain HTTP
+    endpoint (RFC 9112 3.2.2, absolute-form), looked up once per origin and kept for the session's next request."""
+    from toolkit.targets.exchange_online import _Session
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server, lines = _recording_http_server('{"value": []}')
+    proxy, proxied = _recording_http_server('{"value": [1]}')
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_port}"
+        with _Session() as direct:
+            for query in ("", "?$skiptoken=2"):
+                answer = direct.send_direct("POST", f"{endpoint}/adminapi/beta/t/InvokeCommand{query}", b"{}", {},
+                                            (5, 5))
+                assert (answer.status_code, answer.text) == (200, '{"value": []}')
+        assert lines == ["POST /adminapi/beta/t/InvokeCommand HTTP/1.1",
+                         "POST /adminapi/beta/t/InvokeCommand?$skiptoken=2 HTTP/1.1"]
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_port}")
+        with _Session() as through:
+            for query in ("", "?$skiptoken=2"):
+                answer = through.send_direct("POST", f"http://exchange.test/adminapi/beta/t/InvokeCommand{query}",
+                                             b"{}", {}, (5, 5))
+                assert answer.text == '{"value": [1]}'
+        assert proxied == ["POST http://exchange.test/adminapi/beta/t/InvokeCommand HTTP/1.1",
+                           "POST http://exchange.test/adminapi/beta/t/InvokeCommand?$skiptoken=2 HTTP/1.1"]
+        assert len(lines) == 2  # nothing went to the endpoint itself
+    finally:
+        server.shutdown()
+        proxy.shutdown()

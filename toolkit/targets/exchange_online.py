@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TypeVar
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import msal
 import requests
@@ -106,6 +106,7 @@ class _Session(requests.Session):
         # the environment's settings per origin, read once per session (a tenant's run): requests reads the proxy
         # variables and CA bundle again for every request (~0.1 ms each)
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._routes: dict[str, tuple[Any, bool]] = {}  # origin → (connection pool, whether the URL goes whole)
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         key = (http_rules.origin(url), stream, verify, cert) if not proxies else None
@@ -128,21 +129,17 @@ class _Session(requests.Session):
         of CPU a request) was a fifth of a tenant's client CPU, for requests that use none of it. Errors are raised
         as requests raises them (requests.adapters.HTTPAdapter.send maps urllib3's errors the same way); redirects
         are not followed (a bearer token never follows one; the caller sees the 3xx)."""
-        settings = self.merge_environment_settings(url, {}, False, None, None)
-        request = requests.PreparedRequest()
-        request.prepare_method(method)
-        request.url = url
-        adapter = self.get_adapter(url)
-        pool = adapter.get_connection_with_tls_context(request, settings["verify"], settings["proxies"],
-                                                       settings["cert"])
-        # the CA the request trusts, as requests sets it before every send: certifi's bundle by default, the
-        # configured file or folder, OSError for a path that names nothing (the pools are shared by every tenant)
-        adapter.cert_verify(pool, url, settings["verify"], settings["cert"])
+        pool, full_url = self._route(url)
         sent = urllib3.HTTPHeaderDict(self.headers)  # requests' defaults; a caller's name replaces one in any case
         for name, value in headers.items():
             sent[name] = value
+        if full_url:
+            target = url  # through a plain HTTP proxy: the request line names the whole URL
+        else:
+            parts = urlsplit(url)
+            target = (parts.path or "/") + ("?" + parts.query if parts.query else "")  # as requests' path_url
         try:
-            response = pool.urlopen(method, adapter.request_url(request, settings["proxies"]), body=body,
+            response = pool.urlopen(method, target, body=body,
                                     headers=sent, redirect=False, assert_same_host=False, preload_content=True,
                                     decode_content=True, retries=False,
                                     timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
@@ -161,6 +158,27 @@ class _Session(requests.Session):
         # a field sent more than once reads as its values joined with ", " (RFC 9110 5.3), as requests gives it
         return _Answer(response.status, response.data.decode("utf-8", "replace"),
                        requests.structures.CaseInsensitiveDict(response.headers))
+
+
+    def _route(self, url: str) -> tuple[Any, bool]:
+        """The connection pool requests' adapter gives ``url`` with the environment's proxy and CA settings, and
+        whether the request line names the whole URL (a plain HTTP proxy); looked up once per origin for the
+        session. The pool is keyed by its TLS settings (requests ≥ 2.32.2), and its CA is set as requests sets it:
+        certifi's bundle by default, the configured file or folder, OSError for a path that names nothing."""
+        origin = http_rules.origin(url)
+        route = self._routes.get(origin)
+        if route is None:
+            settings = self.merge_environment_settings(url, {}, False, None, None)
+            request = requests.PreparedRequest()
+            request.prepare_method("GET")
+            request.url = url
+            adapter = self.get_adapter(url)
+            pool = adapter.get_connection_with_tls_context(request, settings["verify"], settings["proxies"],
+                                                           settings["cert"])
+            adapter.cert_verify(pool, url, settings["verify"], settings["cert"])
+            full_url = adapter.request_url(request, settings["proxies"]) == url and not url.startswith("https:")
+            route = self._routes[origin] = (pool, full_url)
+        return route
 
 
 class _Answer(NamedTuple):

@@ -1,17 +1,19 @@
 """InvokeCommand's and msal's HTTP: exkit sends those requests with urllib3 through its session's pool and settings
 (not requests' per-request path), so what requests did for them is checked here: the certificate is verified against
 the configured CA or the environment's bundle, a redirect is never followed with the tenant's token, and msal's
-requests (query parameters, forms) are sent as requests would send them."""
+requests (query parameters, forms) are sent as requests would send them. Last, the loopback server's own reading of
+HTTP/1.1 requests (tests/servers/http11.py), which the other tests rely on."""
 
 from __future__ import annotations
 
+import json
 import ssl
 import textwrap
 
 import pytest
 import trustme
 from servers.exchange_online import App, LoopbackExchangeOnline
-from test_exchange_online import CLIENT_ID, TENANT, exo, pki  # noqa: F401  (fixtures)
+from test_exchange_online import CLIENT_ID, SECRET, TENANT, exo, pki  # noqa: F401  (fixtures)
 
 from toolkit.inventory import resolve_target
 from toolkit.targets.base import TargetError
@@ -292,3 +294,77 @@ def test_a_request_line_names_the_path_or_through_a_plain_http_proxy_the_whole_u
     finally:
         server.shutdown()
         proxy.shutdown()
+
+
+# ------------------------------------------------------------------ the loopback server's HTTP/1.1 (servers/http11.py)
+def _connection(server, tmp_path):
+    """A TLS connection to the loopback server (http.client's, so raw request bytes can be sent and answers read)."""
+    import http.client
+
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    host, port = server.base.removeprefix("https://").split(":")
+    connection = http.client.HTTPSConnection(host, int(port), context=trusted)
+    connection.connect()
+    return connection
+
+
+def _exchange(connection, raw: bytes):
+    """Send raw request bytes; read one answer: (status, headers, body)."""
+    import http.client
+
+    connection.send(raw)
+    answer = http.client.HTTPResponse(connection.sock, method="POST")
+    answer.begin()
+    return answer.status, answer.headers, answer.read()
+
+
+def test_the_loopback_server_reads_fields_in_any_case_folded_repeated_and_keeps_the_connection(exo, tmp_path):
+    """Two requests on one connection (HTTP/1.1 keeps it open): a token request whose body is read by its
+    Content-Length named in another case, then InvokeCommand with that token, a field folded over two lines (RFC 9112
+    section 5.2: read as one space) and Authorization twice (the first is the one read, as http.server's
+    email.message did)."""
+    server, _ = exo
+    connection = _connection(server, tmp_path)
+    tenant = f"/{TENANT}"
+    form = (f"grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={SECRET}"
+            f"&scope={server.base}/.default").encode()
+    status, headers, body = _exchange(connection, (
+        f"POST {tenant}/oauth2/v2.0/token HTTP/1.1\r\nhOsT: x\r\ncontent-TYPE: application/x-www-form-urlencoded\r\n"
+        f"CONTENT-length: {len(form)}\r\n\r\n").encode() + form)
+    assert (status, headers["content-type"]) == (200, "application/json; charset=utf-8")
+    token = json.loads(body)["access_token"]
+    call = json.dumps({"CmdletInput": {"CmdletName": "Get-ServicePrincipal", "Parameters": {}}}).encode()
+    status, headers, body = _exchange(connection, (
+        f"POST /adminapi/beta/{TENANT}/InvokeCommand HTTP/1.1\r\nHost: x\r\nauthorization:   Bearer {token}  \r\n"
+        f"Authorization: Bearer not-the-token\r\nX-Folded: first\r\n \t second\r\nContent-Length: {len(call)}\r\n"
+        "\r\n").encode() + call)
+    assert (status, json.loads(body)["value"], int(headers["Content-Length"])) == (200, [], len(body))
+    assert server.connections == 1 and server.log.invocations == ["Get-ServicePrincipal"]
+    assert server.log.headers[0]["x-folded"] == "first second"
+    assert server.log.headers[0]["authorization"] == "Bearer not-the-token"  # the log keeps every field, the last wins
+    connection.close()
+
+
+@pytest.mark.parametrize("line", [b"X-Name : space before the colon", b"no colon at all", b"X-Bad\x01: value",
+                                  b"X-Control: a\x00b", b" folded right after the request line"])
+def test_a_malformed_header_line_is_a_400_and_the_connection_ends(exo, tmp_path, line):
+    """RFC 9112 section 5.1 (whitespace before the colon) and section 5: a field line is name ":" value, the name a
+    token, the value without control characters; section 2.2: no whitespace-led line after the request line."""
+    server, _ = exo
+    connection = _connection(server, tmp_path)
+    status, headers, _ = _exchange(connection, f"GET /{TENANT}/v2.0/.well-known/openid-configuration HTTP/1.1\r\n"
+                                   .encode() + line + b"\r\nHost: x\r\n\r\n")
+    assert (status, headers["Connection"]) == (400, "close")
+    assert connection.sock.recv(1) == b""  # closed
+    assert server.log.requests == 0
+
+
+def test_connection_close_and_http_1_0_end_the_connection_after_the_answer(exo, tmp_path):
+    server, _ = exo
+    for request in (f"GET /{TENANT}/v2.0/.well-known/openid-configuration HTTP/1.1\r\nHost: x\r\n"
+                    "Connection: close\r\n\r\n", f"GET /{TENANT}/v2.0/.well-known/openid-configuration HTTP/1.0\r\n\r\n"):
+        connection = _connection(server, tmp_path)
+        status, _, body = _exchange(connection, request.encode())
+        assert status == 200 and json.loads(body)["token_endpoint"].endswith("/oauth2/v2.0/token")
+        assert connection.sock.recv(1) == b""
+    assert server.log.requests == 2

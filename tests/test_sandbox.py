@@ -209,6 +209,21 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, mocker):
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
 
 
+def test_a_save_is_fsynced_unless_it_stands_for_someone_elses_storage(tmp_path, mocker):
+    """The sandbox's saves flush the file and its folder to the disk; durable=False (the loopback servers' tenants)
+    writes and renames the same way without them."""
+    path = tmp_path / "s.json"
+    fsync = mocker.patch("toolkit.sandbox.org.os.fsync", wraps=os.fsync)
+    organisation = seed_organisation()
+    assert store.save(path, organisation) == path.read_text() == organisation.to_json()
+    assert fsync.call_count == 2  # the file, then the folder holding the rename
+    organisation.management_scopes.clear()
+    inode = path.stat().st_ino
+    assert store.save(path, organisation, durable=False) == path.read_text() == organisation.to_json()
+    assert fsync.call_count == 2 and path.stat().st_ino != inode  # a new file renamed over the old one
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
 def test_killed_writer_never_leaves_a_half_written_file(tmp_path):
     path = tmp_path / "s.json"
     code = ("import sys; from pathlib import Path; from toolkit.sandbox import org; from toolkit.sandbox.seed import "

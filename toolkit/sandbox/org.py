@@ -60,10 +60,15 @@ def load_with_text(path: Path, platform: str = "exchange-server") -> tuple[Organ
                              "reset it with 'exkit sandbox reset'") from None
 
 
-def save(path: Path, organisation: Organisation, *, unless: str | None = None) -> str:
+def save(path: Path, organisation: Organisation, *, unless: str | None = None, durable: bool = True) -> str:
     """Write atomically: a temporary file in the same folder, flushed and fsynced, then renamed over the target.
     Nothing is written when the organisation's text equals ``unless`` (what was loaded: nothing changed). Returns
-    the text the file now holds."""
+    the text the file now holds.
+
+    ``durable=False`` skips the two fsyncs: the rename still replaces the file whole for every reader, but after a
+    crash of the machine the file may hold the old text, the new one or nothing. Only for state that stands for someone else's storage (the
+    loopback servers' tenants stand for Microsoft's cloud, whose durability costs nothing on the client's machine);
+    the sandbox a user runs keeps the default."""
     text = organisation.to_json()
     if unless is not None and text == unless:
         return text
@@ -72,12 +77,15 @@ def save(path: Path, organisation: Organisation, *, unless: str | None = None) -
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    if not durable:
+        return text
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

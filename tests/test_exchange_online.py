@@ -564,3 +564,32 @@ def test_the_reads_a_script_is_read_ahead_for_are_the_collections_it_names_as_wo
               "$s = get-managementscope -Identity 'x'\n"
               "Get-RoleGroupMember -Identity 'g'; Get-ManagementRoleAssignmentX; X-Get-ApplicationAccessPolicy\n")
     assert _collections_named(script) == {"Get-ServicePrincipal", "Get-ManagementScope"}
+
+
+def test_a_tenants_plan_and_apply_leave_nothing_of_exkits_for_the_cycle_collector(exo, tmp_path, monkeypatch):
+    """A fleet worker runs thousands of tenants: what one tenant's run made is freed when it ends (reference
+    counting), not left in reference cycles that only the cycle collector frees, walking every live object each
+    time (its interpreters with their cmdlet tables and organisations, its calls' retry machinery)."""
+    import gc
+
+    from toolkit.fleet.run import run_one
+    from toolkit.inventory import resolve_target
+
+    _, inventory = exo
+    monkeypatch.setenv("EXKIT_RUNS_DIR", str(tmp_path / "runs"))
+    target = resolve_target(inventory, "cert", "exchange-online")
+    assert run_one("apply", ROOMS, target, {}, None).ok  # the first run: what is made once per process
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        outcome = run_one("apply", ROOMS, target, {}, None)
+        gc.collect()
+        left = [type(o).__module__ + "." + type(o).__qualname__ for o in gc.garbage
+                if type(o).__module__.startswith(("toolkit", "tenacity"))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert outcome.ok, outcome.summary
+    assert left == []

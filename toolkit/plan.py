@@ -9,6 +9,8 @@ each resource's view before and after (for the before → after lines a reviewer
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,7 +91,8 @@ def what_if(script: str, organisation: Organisation) -> WhatIf:
     after = type(organisation).model_validate_json(organisation.model_dump_json())
     interpreter = Interpreter({})
     calls: dict[tuple[str, str], list[str]] = {}
-    interpreter.commands.update({name.lower(): _recording(command, interpreter, calls)
+    running = weakref.ref(interpreter)  # the commands do not hold the interpreter: no cycle to collect
+    interpreter.commands.update({name.lower(): _recording(command, running, calls)
                                  for name, command in ExchangeCmdlets(after).commands().items()})
     try:
         outcome = interpreter.run(script)
@@ -100,14 +103,16 @@ def what_if(script: str, organisation: Organisation) -> WhatIf:
     return WhatIf(results, organisation, after, calls, "\n".join(outcome.errors) if outcome.exit_code else "")
 
 
-def _recording(command: Command, interpreter: Interpreter, calls: dict[tuple[str, str], list[str]]) -> Command:
-    """The command, noting each state-changing call under the resource whose block is running."""
+def _recording(command: Command, running: Callable[[], Interpreter | None],
+               calls: dict[tuple[str, str], list[str]]) -> Command:
+    """The command, noting each state-changing call under the resource whose block is running (in the interpreter
+    ``running()`` gives)."""
     if not command.should_process:
         return command
 
     def run(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
-        key = (to_string(interpreter.variables.get("exkitkind")),
-               to_string(interpreter.variables.get("exkitname")).lower())
+        variables = running().variables  # type: ignore[union-attr]  # it runs this command: it is alive
+        key = (to_string(variables.get("exkitkind")), to_string(variables.get("exkitname")).lower())
         calls.setdefault(key, []).append(describe_call(command.name, bound))
         return command.run(bound, pipeline)
 

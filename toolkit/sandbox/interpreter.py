@@ -13,6 +13,7 @@ command or an unknown parameter fails with ``line:col: …`` and nothing runs.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -462,6 +463,9 @@ class Interpreter:
             catch_block = clauses[0].named[0].named[-1]
             previous = self.variables.get("_")
             self.variables["_"] = exc.record()
+            # kept for a bare 'throw' in the block: without the Python frames it was raised through (they hold this
+            # interpreter, whose variables would hold it back: a cycle only the cycle collector frees)
+            exc.__traceback__ = exc.__context__ = None
             self.variables["exkit_current_error"] = exc
             try:
                 yield from self.run_block(catch_block)
@@ -845,39 +849,54 @@ def compare(left: Any, operator: str, right: Any) -> Any:
 
 
 def _builtin_commands(interpreter: Interpreter) -> dict[str, Command]:
-    def write_output(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
-        return pipeline + as_list(bound.get("InputObject"))
-
-    def out_null(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
-        return []
-
-    def to_json(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
-        items = pipeline + as_list(bound.get("InputObject"))
-        value = items[0] if len(items) == 1 else items
-        return [convert_to_json(value, bool(bound.get("Compress")), int(bound.get("Depth") or 2))]
+    """PowerShell's own commands the templates use. They are the same for every interpreter but Get-Command, which
+    reads the interpreter's table through a weak reference: an interpreter its commands referred back to would be
+    freed only by the cycle collector, with every organisation its cmdlets hold."""
+    table = weakref.ref(interpreter)
 
     def get_command(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
         name = to_string(bound.get("Name"))
-        if name.lower() in interpreter.commands:
-            return [PSObject("System.Management.Automation.CmdletInfo", {"Name": interpreter.commands[
-                name.lower()].name, "CommandType": "Cmdlet"})]
+        commands = table().commands  # type: ignore[union-attr]  # the interpreter runs it: it is alive
+        if name.lower() in commands:
+            return [PSObject("System.Management.Automation.CmdletInfo", {"Name": commands[name.lower()].name,
+                                                                           "CommandType": "Cmdlet"})]
         raise CmdletError(f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, "
                           "or operable program.", "ObjectNotFound")
 
-    def add_snapin(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
-        return []
+    return {**_SHARED_BUILTINS, "Get-Command": _GET_COMMAND.with_run(get_command)}
 
-    return {
-        "Write-Output": Command("Write-Output", {"InputObject": "object", "NoEnumerate": "switch"}, write_output,
-                                positional=("InputObject",), remaining="InputObject"),
-        "Out-Null": Command("Out-Null", {"InputObject": "object"}, out_null),
-        "ConvertTo-Json": Command("ConvertTo-Json", {"InputObject": "object", "Compress": "switch", "Depth": "int"},
-                                  to_json, positional=("InputObject",)),
-        "Get-Command": Command("Get-Command", {"Name": "string"}, get_command, positional=("Name",)),
-        "Add-PSSnapin": Command("Add-PSSnapin", {"Name": "string"}, add_snapin, positional=("Name",)),
-        # The sandbox has no terminal: a prompt answers with an empty (secure) string.
-        "Read-Host": Command("Read-Host", {"Prompt": "string", "AsSecureString": "switch", "MaskInput": "switch"},
-                             lambda bound, pipeline: [PSObject("System.Security.SecureString", {"Length": 0})
-                                                      if bound.get("AsSecureString") else ""],
-                             positional=("Prompt",)),
-    }
+
+def _write_output(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+    return pipeline + as_list(bound.get("InputObject"))
+
+
+def _out_null(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+    return []
+
+
+def _to_json(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+    items = pipeline + as_list(bound.get("InputObject"))
+    value = items[0] if len(items) == 1 else items
+    return [convert_to_json(value, bool(bound.get("Compress")), int(bound.get("Depth") or 2))]
+
+
+def _read_host(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+    """The sandbox has no terminal: a prompt answers with an empty (secure) string."""
+    return [PSObject("System.Security.SecureString", {"Length": 0}) if bound.get("AsSecureString") else ""]
+
+
+def _not_bound(bound: dict[str, Any], pipeline: list[Any]) -> list[Any]:
+    raise AssertionError("Get-Command runs bound to an interpreter (_builtin_commands)")
+
+
+_SHARED_BUILTINS: dict[str, Command] = {
+    "Write-Output": Command("Write-Output", {"InputObject": "object", "NoEnumerate": "switch"}, _write_output,
+                            positional=("InputObject",), remaining="InputObject"),
+    "Out-Null": Command("Out-Null", {"InputObject": "object"}, _out_null),
+    "ConvertTo-Json": Command("ConvertTo-Json", {"InputObject": "object", "Compress": "switch", "Depth": "int"},
+                              _to_json, positional=("InputObject",)),
+    "Add-PSSnapin": Command("Add-PSSnapin", {"Name": "string"}, _out_null, positional=("Name",)),
+    "Read-Host": Command("Read-Host", {"Prompt": "string", "AsSecureString": "switch", "MaskInput": "switch"},
+                         _read_host, positional=("Prompt",)),
+}
+_GET_COMMAND = Command("Get-Command", {"Name": "string"}, _not_bound, positional=("Name",))

@@ -449,13 +449,25 @@ class ExchangeOnlineTarget(Target):
             error = state.outcome.exception() if state.outcome else None
             self.retries.append(f"{label}: {error}, retried after {state.upcoming_sleep:.2f} s")
 
-        retrying = Retrying(retry=retry_if_exception_type(_Transient), wait=pause, before_sleep=note, reraise=True,
-                            stop=stop_any(stop_after_attempt(self.spec.max_retries + 1),
-                                          lambda state: not wait.may_retry(pause(state))),
-                            sleep=RUN.stop.wait)  # a Ctrl-C ends a backoff pause at once
         outer, self._local.call_wait = getattr(self._local, "call_wait", None), wait
         try:
-            return retrying(call, *args)
+            try:
+                return call(*args)  # most calls succeed at once: tenacity's objects are made once one has failed
+            except _Transient as exc:  # (they refer to each other: each set would wait for the cycle collector)
+                failed: _Transient | None = exc
+
+            def attempt() -> _T:
+                nonlocal failed
+                if failed is not None:  # the attempt made above, given to tenacity as its first
+                    first, failed = failed, None
+                    raise first
+                return call(*args)
+
+            retrying = Retrying(retry=retry_if_exception_type(_Transient), wait=pause, before_sleep=note,
+                                reraise=True, stop=stop_any(stop_after_attempt(self.spec.max_retries + 1),
+                                                            lambda state: not wait.may_retry(pause(state))),
+                                sleep=RUN.stop.wait)  # a Ctrl-C ends a backoff pause at once
+            return retrying(attempt)
         except _Transient as exc:
             if RUN.stopping:
                 RUN.check(f"a retry of {label}")  # stopped between attempts: say so, not "still failed"

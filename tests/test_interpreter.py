@@ -384,3 +384,45 @@ def test_the_shape_kept_longest_is_the_one_used_least_recently():
         with interpreter._SHAPES_LOCK:
             interpreter._SHAPES_INSIDE.clear()
             interpreter._SHAPES_INSIDE.update(kept)
+
+
+def test_a_new_shape_met_by_many_threads_at_once_is_walked_and_compiled_once(monkeypatch):
+    """A fleet worker's first tenants all bring the same new script shape at once: one thread walks and compiles
+    it, the others wait and use it (not every thread walking and compiling the same shape)."""
+    import threading
+    import time
+    import uuid
+
+    from toolkit.sandbox import interpreter, program
+
+    walks, compiles = [], []
+    walked, compile_tree = interpreter._walked, program.compile_tree
+
+    def slow_walk(*args):
+        walks.append(1)
+        time.sleep(0.05)  # long enough for every other thread to arrive meanwhile
+        return walked(*args)
+
+    def slow_compile(*args):
+        compiles.append(1)
+        time.sleep(0.05)
+        return compile_tree(*args)
+
+    monkeypatch.setattr(interpreter, "_walked", slow_walk)
+    monkeypatch.setattr(interpreter, "compile_tree", slow_compile)
+    start = threading.Barrier(8)
+    outputs = {}
+    variable = f"$shape_{uuid.uuid4().hex}"  # a shape no test ran before
+
+    def tenant(index):
+        start.wait()
+        outputs[index] = Interpreter({}).run(f"# tenant {index}\n{variable} = 'v{index}'\nWrite-Output {variable}\n"
+                                             ).output
+
+    threads = [threading.Thread(target=tenant, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outputs == {i: [f"v{i}"] for i in range(8)}
+    assert (len(walks), len(compiles)) == (1, 1)

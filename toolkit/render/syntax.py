@@ -20,10 +20,10 @@ def language() -> Language:
     return Language(tree_sitter_powershell.language())
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)
 def parse(text: str) -> Tree:
     """The script's syntax tree. Cached by text: plan checks the rendered script's syntax, then runs the same text
-    in the sandbox (trees are only read, never edited).
+    in the sandbox (trees are only read, never edited); a fleet worker has a few dozen tenants' scripts in flight.
 
     A fleet's scripts are one template rendered with each tenant's values: the same lines, a few of them different
     (the quoting function never lets a value hold a line break). Given an earlier script's tree with the changed

@@ -142,6 +142,7 @@ def _kind_actions() -> tuple[int, ...]:
 # names the same way, so the shape's commands are not checked again against it.
 _SHAPES_INSIDE: dict[bytes, list[tuple[tuple[str, Any], ...]]] = {}  # ordered by last use: the least recent first
 _SHAPES_LOCK = threading.Lock()
+_FIRST_SIGHT = threading.Lock()  # held while a new shape is walked or compiled
 _SHAPES_KEPT = 256
 _TABLES_KEPT = 8  # command tables kept per shape (a run's: the sandbox's, the plan's, the REST runner's)
 
@@ -203,10 +204,24 @@ def _analyse(text: str) -> _Analysis:
         return _Analysis(tree, ("; ".join(f"{p.line}:{p.column}: PowerShell syntax error ({p.message})"
                                           for p in problems[:5]),), (), b"", [], source)
     shape, slots = _shape(tree, source)
+    if _known_shape(shape):
+        return _Analysis(tree, (), None, shape, slots, source)
+    with _FIRST_SIGHT:  # a fleet's first tenants come at once: one thread walks a new shape, the others find it
+        if _known_shape(shape):
+            return _Analysis(tree, (), None, shape, slots, source)
+        return _walked(tree, shape, slots, source)
+
+
+def _known_shape(shape: bytes) -> bool:
     with _SHAPES_LOCK:
         if shape in _SHAPES_INSIDE:  # used again: the newest now (the least recently used is dropped first)
             _SHAPES_INSIDE[shape] = _SHAPES_INSIDE.pop(shape)
-            return _Analysis(tree, (), None, shape, slots, source)
+            return True
+    return False
+
+
+def _walked(tree: Tree, shape: bytes, slots: list[tuple[int, int]], source: bytes) -> _Analysis:
+    """Walk a script of a shape not seen before: what is outside the subset, and its command nodes."""
     actions = _kind_actions()
     found: list[str] = []
     commands: list[Node] = []
@@ -259,7 +274,11 @@ def _compiled(analysis: _Analysis) -> SyntaxNode:
     with _SHAPES_LOCK:
         root = _COMPILED.pop(analysis.shape, None)
     if root is None:
-        root = compile_tree(analysis.tree.root_node, analysis.source, analysis.slots)
+        with _FIRST_SIGHT:  # compiled by one thread; the others wait for it
+            with _SHAPES_LOCK:
+                root = _COMPILED.pop(analysis.shape, None)
+            if root is None:
+                root = compile_tree(analysis.tree.root_node, analysis.source, analysis.slots)
     with _SHAPES_LOCK:
         _COMPILED[analysis.shape] = root  # the newest last: the least recently used is dropped first
         if len(_COMPILED) > _SHAPES_KEPT:

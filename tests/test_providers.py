@@ -217,7 +217,8 @@ def test_how_many_worker_processes(tmp_path, monkeypatch):
                          "  asks: {kind: exchange-server, host: ex01, transport: kerberos, username: u, "
                          "password: prompt}\n")
     six = select_targets(inventory, "t*")
-    assert worker_processes(six, 32, None, None) == 4  # one per CPU
+    assert worker_processes(six, 32, None, None) == 6  # two per CPU, no more than the targets
+    assert worker_processes(six * 2, 32, None, None) == 8
     assert worker_processes(six, 3, None, None) == 3  # never more than the forks
     assert worker_processes(six[:2], 32, None, None) == 2  # nor than the targets
     assert worker_processes(six, 32, 5.0, None) == 1  # a global rate stays exact in one process

@@ -368,3 +368,18 @@ def test_connection_close_and_http_1_0_end_the_connection_after_the_answer(exo, 
         assert status == 200 and json.loads(body)["token_endpoint"].endswith("/oauth2/v2.0/token")
         assert connection.sock.recv(1) == b""
     assert server.log.requests == 2
+
+
+def test_a_request_expecting_100_continue_gets_it_before_it_sends_its_body(exo, tmp_path):
+    """RFC 9110 section 10.1.1: the client waits for the interim answer (the server's buffered answers must not hold
+    it back), then sends the body."""
+    server, _ = exo
+    connection = _connection(server, tmp_path)
+    connection.sock.settimeout(30)
+    form = f"grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={SECRET}" \
+           f"&scope={server.base}/.default".encode()
+    connection.send(f"POST /{TENANT}/oauth2/v2.0/token HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                    f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(form)}\r\n\r\n".encode())
+    assert connection.sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    status, _, body = _exchange(connection, form)
+    assert status == 200 and json.loads(body)["token_type"] == "Bearer"

@@ -79,7 +79,7 @@ class LeanRequestHandler(BaseHTTPRequestHandler):
     ``wfile``, flushed by ``handle_one_request`` after each request, by ``finish`` after a refused one)."""
 
     protocol_version = "HTTP/1.1"
-    wbufsize = 1 << 20  # bigger than any answer the loopback servers send, so each goes in one write
+    wbufsize = 1 << 16  # a loopback answer is a few KiB: one write (a bigger one goes in two)
     _date: tuple[int, str] = (0, "")
 
     def parse_request(self) -> bool:

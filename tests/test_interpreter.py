@@ -426,3 +426,10 @@ def test_a_new_shape_met_by_many_threads_at_once_is_walked_and_compiled_once(mon
         thread.join()
     assert outputs == {i: [f"v{i}"] for i in range(8)}
     assert (len(walks), len(compiles)) == (1, 1)
+
+
+def test_a_deeply_nested_expression_runs():
+    """Each parenthesis is a dozen precedence levels of the grammar's tree: 200 nested ones are thousands of nodes
+    deep, and compiling the script's tree must not recurse that deep."""
+    script = "$x = " + "(" * 200 + "'deep'" + ")" * 200 + "\nWrite-Output $x\n"
+    assert Interpreter({}).run(script).output == ["deep"]

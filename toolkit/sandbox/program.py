@@ -109,13 +109,11 @@ def compile_tree(root: Node, source: bytes, ranges: list[tuple[int, int]]) -> Sy
     starts, ends = [start for start, _ in ranges], [end for _, end in ranges]
     grown = [0, *accumulate(end - start - 1 for start, end in ranges)]  # what the slots before an offset add
 
-    def build(node: Node) -> SyntaxNode:
+    def build(node: Node, nodes: list[Node], children: tuple[SyntaxNode, ...]) -> SyntaxNode:
         compiled = SyntaxNode()
         compiled.type = node.type
-        children = tuple(build(child) for child in node.children)
         compiled.children = children
-        named_flags = [child.is_named for child in node.children]
-        compiled.named_children = tuple(c for c, named in zip(children, named_flags, strict=True) if named)
+        compiled.named_children = tuple(c for c, n in zip(children, nodes, strict=True) if n.is_named)
         compiled.named = tuple(c for c in compiled.named_children if c.type not in SKIPPED)
         before = bisect_right(ends, node.start_byte)
         to_end = bisect_right(ends, node.end_byte)
@@ -127,4 +125,17 @@ def compile_tree(root: Node, source: bytes, ranges: list[tuple[int, int]]) -> Sy
         compiled.inner = children[0].inner if wraps else compiled
         return compiled
 
-    return build(root)
+    # Children before their parent, without recursion: a deeply nested expression is many nodes deep (each
+    # parenthesis adds a dozen precedence levels), deeper than Python's recursion limit.
+    pending: list[tuple[Node, list[Node], list[SyntaxNode]]] = [(root, root.children, [])]
+    while True:
+        node, children, built = pending[-1]
+        if len(built) < len(children):
+            child = children[len(built)]
+            pending.append((child, child.children, []))
+            continue
+        pending.pop()
+        compiled = build(node, children, tuple(built))
+        if not pending:
+            return compiled
+        pending[-1][2].append(compiled)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -433,3 +434,17 @@ def test_a_deeply_nested_expression_runs():
     deep, and compiling the script's tree must not recurse that deep."""
     script = "$x = " + "(" * 200 + "'deep'" + ")" * 200 + "\nWrite-Output $x\n"
     assert Interpreter({}).run(script).output == ["deep"]
+
+
+@pytest.mark.parametrize("order", ["comment first", "control byte first"])
+def test_a_byte_the_shape_marks_slots_with_is_the_scripts_own_outside_them(order):
+    """A comment and a bare argument holding the byte that marks a comment's place in a shape are different
+    scripts: each runs on its own tree, whichever ran first (found by review)."""
+    tail = f"Write-Output '{order} {uuid.uuid4().hex}'\n"  # a shape no test ran before
+    commented = "Write-Output 'one' <#c#>\n" + tail
+    control = "Write-Output 'one' \x01\n" + tail
+    first, second = (commented, control) if order == "comment first" else (control, commented)
+    Interpreter({}).run(first)
+    outcome = Interpreter({}).run(second)
+    expected = ["one", "\x01"] if second is control else ["one"]
+    assert outcome.output == [*expected, tail[len("Write-Output '"):-2]]

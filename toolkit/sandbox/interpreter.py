@@ -168,12 +168,19 @@ def _shape(tree: Tree, source: bytes) -> tuple[bytes, list[tuple[int, int]]]:
     found = QueryCursor(_shape_query()).captures(tree.root_node)
     slots = sorted([(n.start_byte, n.end_byte, b"\0") for n in found.get("string", ())] +
                    [(n.start_byte, n.end_byte, b"\1") for n in found.get("comment", ())])
+    # The marks must not be mistaken for the script's own bytes: where the script holds one outside its slots, it
+    # is escaped (so a \1 written as a bare argument never reads as a comment's mark).
+    escape = _escaped if any(mark in source for mark in (b"\0", b"\1", b"\2")) else bytes
     parts, last = [], 0
     for start, end, mark in slots:
-        parts += (source[last:start], mark)
+        parts += (escape(source[last:start]), mark)
         last = end
-    parts.append(source[last:])
+    parts.append(escape(source[last:]))
     return b"".join(parts), [(start, end) for start, end, _ in slots]
+
+
+def _escaped(text: bytes) -> bytes:
+    return text.replace(b"\2", b"\2\2").replace(b"\0", b"\2\0").replace(b"\1", b"\2\1")
 
 
 def _command_nodes(tree: Tree) -> tuple[Node, ...]:

@@ -212,8 +212,10 @@ def _readers() -> ThreadPoolExecutor:
 
 
 def _collections_named(script: str) -> set[str]:
-    """The collections' read cmdlets ``script`` names (as COLLECTIONS spells them)."""
-    return {_SPELLING[found.lower()] for found in _COLLECTION_NAMES.findall(script)}
+    """The collections' read cmdlets ``script`` names (as COLLECTIONS spells them). A case-insensitive match also
+    takes letters whose other case is an ASCII one (ſ for s, İ for I), which lower() does not map back."""
+    return {_SPELLING.get(found.lower()) or next(name for name in COLLECTIONS if re.fullmatch(
+        re.escape(name), found, re.IGNORECASE)) for found in _COLLECTION_NAMES.findall(script)}
 
 
 def _json(value: Any) -> Any:

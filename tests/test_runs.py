@@ -61,3 +61,25 @@ def test_a_torn_line_does_not_hide_the_others(cli, sandbox_state, runs_dir):
     with open(path, "a") as stream:
         stream.write('{"id": "torn", "sta')
     assert len(runs.read_all()) == 1
+
+
+def test_a_recorded_files_digest_is_read_once_while_it_is_unchanged_and_again_when_it_changes(tmp_path, monkeypatch):
+    """A fleet records the inventory's and playbook's sha256 for every target: an unchanged file is hashed once per
+    process, and a file written since (even to the same size) gets its new digest."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from toolkit.fleet.records import file_sha256
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("targets: {a: {kind: sandbox}}\n")
+    reads = []
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or original(self))
+    assert [file_sha256(inventory) for _ in range(3)] == [hashlib.sha256(inventory.read_bytes()).hexdigest()] * 3
+    assert len(reads) == 2  # one for the three digests, one for the expected value
+    inventory.write_text("targets: {b: {kind: sandbox}}\n")  # the same size, other content
+    os.utime(inventory, ns=(1, 1))  # even with the modification time set back: the change time moved
+    assert file_sha256(inventory) == hashlib.sha256(b"targets: {b: {kind: sandbox}}\n").hexdigest()
+    assert file_sha256(None) is None and file_sha256(tmp_path / "missing.yaml") is None

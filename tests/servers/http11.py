@@ -149,7 +149,8 @@ class LeanRequestHandler(BaseHTTPRequestHandler):
         if timestamp is not None:
             return super().date_time_string(timestamp)
         second, date = LeanRequestHandler._date
-        if second != int(time.time()):  # http.server's format, of the time truncated to the second as it does
-            second = int(time.time())
-            LeanRequestHandler._date = second, date = second, formatdate(second, usegmt=True)
+        now = int(time.time())  # http.server's format, of the time truncated to the second as it does
+        if second != now:
+            date = formatdate(now, usegmt=True)
+            LeanRequestHandler._date = now, date
         return date

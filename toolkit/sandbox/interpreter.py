@@ -293,13 +293,14 @@ def _compiled(analysis: _Analysis) -> SyntaxNode:
     return root
 
 
-def _tree_elements(node: Node) -> list[Node]:
-    """A command node's arguments and parameters, in the tree as parsed (Interpreter._elements, before running)."""
-    out: list[Node] = []
+def _elements(node: Any) -> list[Any]:
+    """A command node's arguments and parameters (a ':' separator kept: ``-Name:value``), in the tree as parsed
+    (checking: its texts are bytes) or compiled (running: str)."""
+    out = []
     for child in node.named_children:
         if child.type == "command_elements":
             out.extend(c for c in child.named_children if c.type != "command_argument_sep" or
-                       c.text.decode().strip() == ":")
+                       c.text.strip() in (b":", ":"))
     return out
 
 
@@ -373,7 +374,7 @@ class Interpreter:
         """Problems of one command node against the command table; the command it names (lower case) and its
         parameter index are added to ``table``."""
         if node.named_children[0].type == "command_invokation_operator":
-            if _tree_elements(node):
+            if _elements(node):
                 return [_unsupported(node, "arguments to a script block")]
             return []
         name_node = node.child_by_field_name("command_name") or node.named_children[0]
@@ -384,7 +385,7 @@ class Interpreter:
             return [f"{line}:{col}: the sandbox does not implement the command {name!r}"]
         table.append((name.lower(), command._lowered))
         problems = []
-        for element in _tree_elements(node):
+        for element in _elements(node):
             if element.type == "command_parameter":
                 written = element.text.decode().lstrip("-").rstrip(":")
                 try:
@@ -703,14 +704,6 @@ class Interpreter:
         return compare(left, operator, right)
 
     # ------------------------------------------------------------------------------------------- commands
-    def _elements(self, node: SyntaxNode) -> list[SyntaxNode]:
-        out: list[SyntaxNode] = []
-        for child in node.named_children:
-            if child.type == "command_elements":
-                out.extend(c for c in child.named_children if c.type != "command_argument_sep" or
-                           str(c.text).strip() == ":")
-        return out
-
     def run_pipeline(self, node: SyntaxNode) -> Iterator[Any]:
         node = node.inner
         stages = [c for c in node.named_children] if node.type == "pipeline_chain" else [node]
@@ -753,7 +746,7 @@ class Interpreter:
             raise PSRuntimeError(str(exc), *self._where(name_node), "InvalidArgument") from None
 
     def bind(self, command: Command, node: SyntaxNode) -> dict[str, Any]:
-        elements = self._elements(node)
+        elements = _elements(node)
         bound: dict[str, Any] = {}
         positional: list[Any] = []
         index = 0

@@ -66,9 +66,9 @@ def save(path: Path, organisation: Organisation, *, unless: str | None = None, d
     the text the file now holds.
 
     ``durable=False`` skips the two fsyncs: the rename still replaces the file whole for every reader, but after a
-    crash of the machine the file may hold the old text, the new one or nothing. Only for state that stands for someone else's storage (the
-    loopback servers' tenants stand for Microsoft's cloud, whose durability costs nothing on the client's machine);
-    the sandbox a user runs keeps the default."""
+    crash of the machine the file may hold the old text, the new one or nothing. Only for state that stands for
+    someone else's storage (the loopback servers' tenants stand for Microsoft's cloud, whose durability costs nothing
+    on the client's machine); the sandbox a user runs keeps the default."""
     text = organisation.to_json()
     if unless is not None and text == unless:
         return text

@@ -159,7 +159,6 @@ class _Session(requests.Session):
         return _Answer(response.status, response.data.decode("utf-8", "replace"),
                        requests.structures.CaseInsensitiveDict(response.headers))
 
-
     def _route(self, url: str) -> tuple[Any, bool]:
         """The connection pool requests' adapter gives ``url`` with the environment's proxy and CA settings, and
         whether the request line names the whole URL (a plain HTTP proxy); looked up once per origin for the

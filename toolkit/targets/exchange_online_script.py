@@ -189,10 +189,11 @@ class TenantScriptRunner:
 
 
 # A collection's read cmdlet named as a word (a call, or a Get-Command check before one), in any case: one pass over
-# a script finds them all.
-_COLLECTION_NAMES = re.compile("(?<![\\w-])(" + "|".join(map(re.escape, sorted(COLLECTIONS, key=len, reverse=True)))
+# a script finds them all, each alternative a group of its own (the group that matched names the collection).
+_BY_LENGTH = sorted(COLLECTIONS, key=len, reverse=True)
+_COLLECTION_NAMES = re.compile("(?<![\\w-])(?:" + "|".join(f"(?P<c{index}>{re.escape(name)})"
+                                                            for index, name in enumerate(_BY_LENGTH))
                                + ")(?![\\w-])", re.IGNORECASE)
-_SPELLING = {name.lower(): name for name in COLLECTIONS}
 
 
 _READERS: dict[int, ThreadPoolExecutor] = {}  # process id → the threads reading ahead for that process's tenants
@@ -212,10 +213,9 @@ def _readers() -> ThreadPoolExecutor:
 
 
 def _collections_named(script: str) -> set[str]:
-    """The collections' read cmdlets ``script`` names (as COLLECTIONS spells them). A case-insensitive match also
-    takes letters whose other case is an ASCII one (ſ for s, İ for I), which lower() does not map back."""
-    return {_SPELLING.get(found.lower()) or next(name for name in COLLECTIONS if re.fullmatch(
-        re.escape(name), found, re.IGNORECASE)) for found in _COLLECTION_NAMES.findall(script)}
+    """The collections' read cmdlets ``script`` names (as COLLECTIONS spells them, whatever case the script wrote:
+    a case-insensitive match also takes ſ for s and İ for I)."""
+    return {_BY_LENGTH[int(str(found.lastgroup)[1:])] for found in _COLLECTION_NAMES.finditer(script)}
 
 
 def _json(value: Any) -> Any:
